@@ -94,8 +94,12 @@ func TestParseJSON(t *testing.T) {
 	}
 }
 
+// MarkHelper (agents/ui_agent/util/som.py): min_font_size = 20,
+// max_font_size = 30, max_font_proportion = 0.04, grown "while
+// min(self.__get_markSize("555", ...)) < min(self.max_font_size,
+// self.max_font_proportion * min(image_height, image_width))".
 func TestLabelHeight(t *testing.T) {
-	for _, c := range [][3]int{{1920, 1080, 30}, {512, 512, 20}, {100, 100, 10}, {4000, 3000, 30}} {
+	for _, c := range [][3]int{{1920, 1080, 30}, {512, 512, 21}, {500, 800, 20}, {100, 100, 18}, {4000, 3000, 30}} {
 		if got := LabelHeight(c[0], c[1]); got != c[2] {
 			t.Errorf("LabelHeight(%d,%d)=%d want %d", c[0], c[1], got, c[2])
 		}
@@ -267,8 +271,8 @@ func TestDrawPoints(t *testing.T) {
 	if _, err := DrawPoints(img, []Point{{300, 5}}, Options{}); err == nil {
 		t.Error("point outside accepted")
 	}
-	if _, err := DrawPoints(img, []Point{{1, 5}}, Options{IDs: []int{0}}); err == nil {
-		t.Error("id 0 accepted")
+	if _, err := DrawPoints(img, []Point{{1, 5}}, Options{IDs: []int{-1}}); err == nil {
+		t.Error("id -1 accepted")
 	}
 }
 
