@@ -16,7 +16,7 @@ func init() {
 	var grid, future, start, height int
 	var seed int64
 	cmd := &cobra.Command{
-		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
+		Use: "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
 		Long: `Extract Trace-of-Mark traces with microsoft/Magma's rules for a source:
 
   demo   tools/som_tom/demo.py: frames resized to height 512, camera motion when
