@@ -58,8 +58,7 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 			eng.release()
 		}
 	}()
-	ids, err := p.Tokenizer.EncodeChat(gr.messages, tokenizer.ChatOptions{SystemPrompt: gr.system,
-		AddGenerationPrompt: true, ImageStartEnd: true})
+	ids, err := p.Tokenizer.EncodeChat(gr.messages, p.ChatOptions(gr.system))
 	if err != nil {
 		return nil, badRequest("messages", "invalid_value", "%v", err)
 	}

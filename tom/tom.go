@@ -35,7 +35,8 @@ const (
 	SourceVideo Source = "video"
 	// SourceRobot is data/openx_magma/data_utils.py (Open-X): camera motion
 	// above 1 px, foreground above 1 px, k+ in [2,4], k- in [4,9], traces
-	// from the step's frame to start+16.
+	// from the step's frame to start+16, close points removed (the released
+	// recipes pass --remove_static_trace_pts True).
 	SourceRobot Source = "robot"
 )
 
@@ -85,11 +86,11 @@ type Config struct {
 	// becomes a mark.
 	PosClusters, NegClusters [2]int
 	// StartMotionRatio (video): the start frame is uniform over the steps
-	// before this fraction of the clip's accumulated motion (0.5; Magma
-	// reads it from an unpublished settings.yaml).
+	// before this fraction of the clip's accumulated motion (0.5,
+	// settings.yaml's trace_planner.step_rightmost_ratio).
 	StartMotionRatio float64
-	// CloseDist (video): consecutive answer points closer than this many
-	// grid units are dropped (2, Magma's remove_close_points_tensor).
+	// CloseDist (video, robot): consecutive answer points closer than this
+	// many grid units are dropped (2, Magma's remove_close_points_tensor).
 	CloseDist float64
 	// Height resizes every frame to this height (aspect kept, bicubic)
 	// before tracking, as the demo does with 512; 0 tracks the frames as
@@ -114,7 +115,7 @@ func SourceConfig(src Source) Config {
 		c.Source, c.Eta, c.Epsilon = SourceVideo, 1, 3
 		c.StartMotionRatio, c.CloseDist = 0.5, 2
 	case SourceRobot:
-		c.Source, c.Eta, c.Epsilon = SourceRobot, 1, 1
+		c.Source, c.Eta, c.Epsilon, c.CloseDist = SourceRobot, 1, 1, 2
 		c.PosClusters, c.NegClusters = [2]int{2, 4}, [2]int{4, 9}
 	}
 	return c
@@ -307,8 +308,11 @@ func Run(frames []vision.Image, cfg Config) (*Result, error) {
 	sort.Slice(res.Marks, func(a, b int) bool { return res.Marks[a].ID < res.Marks[b].ID })
 	res.SoMText = som.SoMAnswer(drawn.GridMarks())
 	rules := AnswerRules{}
-	if cfg.Source == SourceVideo {
-		rules = AnswerRules{CloseDist: cfg.CloseDist, MinPoints: L/4 + 1}
+	switch cfg.Source {
+	case SourceVideo:
+		rules = AnswerRules{CloseDist: cfg.CloseDist, MinPoints: L/4 + 1, MinSpeed: 1}
+	case SourceRobot:
+		rules = AnswerRules{CloseDist: cfg.CloseDist, MinSpeed: 1}
 	}
 	if !ts.static {
 		res.ToMText, res.Steps = ToMAnswer(res.Marks, W, H, rules)
@@ -767,6 +771,10 @@ type AnswerRules struct {
 	// MinPoints drops a trace left with fewer points (video: T/4+1 of the
 	// T frames, Magma's "size(0) <= step_to_predict // 4").
 	MinPoints int
+	// MinSpeed drops a trace whose mean step on the grid, after the point
+	// filters, is below it (video and robot: 1, settings.yaml's
+	// postive_speed_threshold).
+	MinSpeed float64
 }
 
 // ToMAnswer is Magma's ToM answer over the foreground marks (sorted by id)
@@ -790,8 +798,8 @@ func ToMAnswer(marks []Mark, w, h int, rules AnswerRules) (string, int) {
 	var body strings.Builder
 	steps := 0
 	for _, m := range ms {
-		pts := gridTrace(m.Points, w, h, rules.CloseDist)
-		if len(pts) == 0 || len(pts) < rules.MinPoints {
+		pts, speed := gridTrace(m.Points, w, h, rules.CloseDist)
+		if len(pts) == 0 || len(pts) < rules.MinPoints || speed < rules.MinSpeed {
 			continue
 		}
 		steps = max(steps, len(pts)-1)
@@ -806,8 +814,9 @@ func ToMAnswer(marks []Mark, w, h int, rules AnswerRules) (string, int) {
 
 // gridTrace maps a pixel trace to grid floats 256*x/w, 256*y/h, drops
 // close points (closeDist > 0) and then non-positive ones as Magma's video
-// code does, and quantises with som.GridCoord.
-func gridTrace(p [][2]float64, w, h int, closeDist float64) [][2]int {
+// and robot code do, and quantises with som.GridCoord. speed is the mean
+// step of the kept float points (NaN-free; 0 for a single point).
+func gridTrace(p [][2]float64, w, h int, closeDist float64) ([][2]int, float64) {
 	g := make([][2]float64, len(p))
 	for i, q := range p {
 		g[i] = [2]float64{som.CoordGrid * q[0] / float64(w), som.CoordGrid * q[1] / float64(h)}
@@ -828,10 +837,17 @@ func gridTrace(p [][2]float64, w, h int, closeDist float64) [][2]int {
 		}
 	}
 	out := make([][2]int, len(g))
+	speed := 0.0
 	for i, q := range g {
 		out[i] = [2]int{gridQ(q[0]), gridQ(q[1])}
+		if i > 0 {
+			speed += math.Hypot(q[0]-g[i-1][0], q[1]-g[i-1][1])
+		}
 	}
-	return out
+	if len(g) > 1 {
+		speed /= float64(len(g) - 1)
+	}
+	return out, speed
 }
 
 // gridQ is som.GridCoord on a value already on the grid: floor, clamped to 0..255.

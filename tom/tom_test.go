@@ -353,7 +353,7 @@ func TestToMStrings(t *testing.T) {
 		{ID: 3, Foreground: true, Points: [][2]float64{{100, 100}, {101, 100}, {104, 100}, {104, 106}, {110, 110}}},
 		{ID: 4, Foreground: true, Points: [][2]float64{{50, 50}, {50, 50}, {50, 50}, {50, 50}, {50, 50}}},
 	}
-	got, steps = ToMAnswer(vm, 256, 256, AnswerRules{CloseDist: 2, MinPoints: 5/4 + 1})
+	got, steps = ToMAnswer(vm, 256, 256, AnswerRules{CloseDist: 2, MinPoints: 5/4 + 1, MinSpeed: 1})
 	want = "Mark 3 at [100,100] should be moved, and their future positions are:\n\n\"Mark 3\": \"[[104,100],[104,106],[110,110]]\"\n\n"
 	if got != want || steps != 3 {
 		t.Errorf("video answer %q (%d steps)", got, steps)

@@ -76,13 +76,14 @@ func subcommand(name, short string) *cobra.Command {
 }
 
 // liberoEnv is the data environment of LIBERO samples; the chat options
-// must match model.Pipeline.PromptIDs (what /act and eval prompt with).
-func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.Env, error) {
+// must match model.Pipeline.ChatOptions (what /act and eval prompt with):
+// images wrapped per the checkpoint's mm_use_image_start_end.
+func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, cfg *model.Config) (*data.Env, error) {
 	env, err := data.NewEnv(tok, train.ImageOptions(pp))
 	if err != nil {
 		return nil, err
 	}
-	env.Chat = tokenizer.ChatOptions{ImageStartEnd: true}
+	env.Chat = tokenizer.ChatOptions{ImageStartEnd: cfg.ImageStartEnd()}
 	return env, nil
 }
 
@@ -294,7 +295,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err != nil {
 				return err
 			}
-			env, err := liberoEnv(tok, pp)
+			env, err := liberoEnv(tok, pp, m.Config)
 			if err != nil {
 				return err
 			}
