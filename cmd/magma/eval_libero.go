@@ -115,15 +115,27 @@ func findLiberoMeta(dir, name string) string {
 	return ""
 }
 
-// liberoPredictor answers one step: the generated ids (greedy, at most 8
-// tokens) for the upright frame and instruction.
+// liberoPredictor answers one step: the 7 action ids for the upright frame
+// and instruction (fewer when the model did not produce them).
 type liberoPredictor func(ctx context.Context, img vision.Image, instruction string) ([]int, error)
 
-func pipelinePredictor(p *model.Pipeline) liberoPredictor {
+// pipelinePredictor decodes with dec (data.LiberoDecodings); sampling
+// draws from seed, advanced per step.
+func pipelinePredictor(p *model.Pipeline, dec data.LiberoDecoding, seed uint64) liberoPredictor {
+	step := uint64(0)
 	return func(ctx context.Context, img vision.Image, instruction string) ([]int, error) {
-		res, err := p.Generate(ctx, model.Request{Images: []vision.Image{img}, Prompt: data.ActionPrompt(instruction), MaxNewTokens: data.LiberoActionDim + 1})
+		img, err := dec.Frame(img)
 		if err != nil {
 			return nil, err
+		}
+		step++
+		res, err := p.Generate(ctx, model.Request{Images: []vision.Image{img}, Prompt: data.ActionPrompt(instruction),
+			MaxNewTokens: dec.MaxNewTokens, Temperature: dec.Temperature, Seed: seed + step})
+		if err != nil {
+			return nil, err
+		}
+		if ids := dec.ActionIDs(res.OutputIDs); ids != nil {
+			return ids, nil
 		}
 		return res.OutputIDs, nil
 	}
@@ -215,8 +227,9 @@ func init() {
 	var (
 		lf                       liberoFlags
 		modelDir, tokPath, split string
-		statsPath, out           string
+		statsPath, out, decoding string
 		limit                    int
+		sampleSeed               uint64
 		asJSON                   bool
 	)
 	cmd := &cobra.Command{
@@ -245,7 +258,7 @@ offline check; success rates need the LIBERO simulator driving
 				return err
 			}
 			defer l.Close()
-			if sp := findLiberoMeta(modelDir, data.LiberoSplitFile); sp != "" && !cmd.Flags().Changed("shots") {
+			if sp := findLiberoMeta(modelDir, data.LiberoSplitFile); sp != "" && !cmd.Flags().Changed("shots") && !cmd.Flags().Changed("shots-per") {
 				b, err := os.ReadFile(sp)
 				if err != nil {
 					return err
@@ -293,7 +306,11 @@ offline check; success rates need the LIBERO simulator driving
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			rep, err := evalLibero(ctx, l, stats, split, limit, pipelinePredictor(p), cmd.ErrOrStderr())
+			dec, ok := data.LiberoDecodings[decoding]
+			if !ok {
+				return fmt.Errorf("eval libero: --decoding %q (want greedy or official)", decoding)
+			}
+			rep, err := evalLibero(ctx, l, stats, split, limit, pipelinePredictor(p, dec, sampleSeed), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -326,6 +343,9 @@ offline check; success rates need the LIBERO simulator driving
 	fl.StringVar(&statsPath, "statistics", "", "dataset_statistics.json (default: the checkpoint's)")
 	fl.StringVar(&out, "out", "", "write results.json into this folder")
 	fl.IntVar(&limit, "limit", 0, "evaluate at most N steps per task (0 = all)")
+	fl.StringVar(&decoding, "decoding", "greedy", "greedy (argmax, the first 7 of 8 new tokens) or official (microsoft/Magma agents/libero: temperature 0.7 sampling, "+
+		"max_new_tokens 1000, action = output_ids[-8:-1], frame resized to 256x256)")
+	fl.Uint64Var(&sampleSeed, "sample-seed", 0, "seed of --decoding official's sampling")
 	fl.BoolVar(&asJSON, "json", false, "print the JSON report instead of the table")
 	subcommand("eval", "Evaluate a checkpoint").AddCommand(cmd)
 }
