@@ -58,7 +58,7 @@ type Point struct {
 
 // Region is one drawn mark: its id, what it marks and where its label went.
 type Region struct {
-	// ID is the number drawn on the image (1-based).
+	// ID is the number drawn on the image (1-based unless Options.ZeroBased).
 	ID int `json:"id"`
 	// Index is the position of the box/point in the caller's input slice.
 	Index int `json:"index"`
