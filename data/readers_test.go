@@ -39,8 +39,9 @@ func TestUIReader(t *testing.T) {
 		t.Fatalf("len %d skipped %d", src.Len(), env.Skipped())
 	}
 	// every subtask shows up with its answer format; only answers supervised
-	pointRE := regexp.MustCompile(`^\[\d+,\d+\] Mark: [12]<\|eot_id\|>$`)
-	boxRE := regexp.MustCompile(`^\[\d+,\d+,\d+,\d+\] Mark: [12]<\|eot_id\|>$`)
+	// SeeClick's fractions "(0.42,0.17)" plus Magma's " Mark: {id}".
+	pointRE := regexp.MustCompile(`^\([01]\.\d\d,[01]\.\d\d\) Mark: [12]<\|eot_id\|>$`)
+	boxRE := regexp.MustCompile(`^\([01]\.\d\d,[01]\.\d\d,[01]\.\d\d,[01]\.\d\d\) Mark: [12]<\|eot_id\|>$`)
 	seen := map[string]int{}
 	for k := 0; k < 40; k++ {
 		s, err := src.Sample(0, rand.New(rand.NewPCG(uint64(k), 9)))
@@ -76,7 +77,7 @@ func TestUIReader(t *testing.T) {
 			t.Errorf("%s share %.3f want %.1f", name, got, p)
 		}
 	}
-	// the text_2_point answer is the mark's box centre on the 256 grid
+	// the text_2_point answer is the mark's box centre as fractions
 	for k := 0; ; k++ {
 		s, _ := src.Sample(0, rand.New(rand.NewPCG(uint64(k), 9)))
 		ans := supervisedText(t, env.Tokenizer, s)

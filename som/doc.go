@@ -28,7 +28,9 @@
 //	const SoMQuestion  // "The image is split into 256x256 grids, and labeled with numeric marks.\nPlease locate all the numerical marks in the image."
 //	func SoMAnswer(marks []Mark) string               // "Mark 3 at [x,y]. Mark 7 at [x,y]"
 //	func UIAgentPrompt(task string) string
-//	func UIGroundingAnswer(x, y float64, w, h, id int) string // "[x,y] Mark: 3"
+//	func UIGroundingAnswer(x, y float64, w, h, id int) string // "(0.42,0.17) Mark: 3" (SeeClick fractions)
+//	func FormatFrac(x, y float64, w, h int) string             // "(0.42,0.17)"
+//	func FormatFracBox(b Box, w, h int) string                 // "(0.10,0.20,0.30,0.40)"
 //	func MarkSuffix(id int) string                    // " Mark: 3"
 //	func StripMarkIDs(s string) string
 //	func ParseMarkID(s string) (int, bool)

@@ -53,7 +53,12 @@ func TestTargetStrings(t *testing.T) {
 	if got != "Mark 3 at [123,45]. Mark 7 at [200,10]" {
 		t.Error(got)
 	}
-	if s := UIGroundingAnswer(960, 1080, 1920, 1080, 12); s != "[128,255] Mark: 12" {
+	// SeeClick's bbox_2_point: f"{item:.2f}" in "({},{})" (Magma's
+	// agents/ui_agent/util/process_utils.py), then " Mark: {id}".
+	if s := UIGroundingAnswer(960, 1080, 1920, 1080, 12); s != "(0.50,1.00) Mark: 12" {
+		t.Error(s)
+	}
+	if s := FormatFracBox(Box{192, 108, 960, 540}, 1920, 1080); s != "(0.10,0.10,0.50,0.50)" {
 		t.Error(s)
 	}
 	if s := MarkSuffix(3); s != " Mark: 3" {
