@@ -46,7 +46,7 @@ type Step struct {
 	// ("[link] Store Locator -> CLICK") when the file has them, as
 	// Magma's Mind2Web SoM prompt lists them; otherwise Previous.
 	PreviousReprs []string
-	Err      error
+	Err           error
 }
 
 // ActionString is the operation string whose tokens Op.F1 compares:
