@@ -45,6 +45,22 @@ func TestGridCoordEdges(t *testing.T) {
 	}
 }
 
+// Official format strings, quoted from microsoft/Magma:
+//
+// data/conversations.py, _construct_conv_som:
+//
+//	f"{self.image_placeholder}\nThe image is split into {self.spatial_quant_size}x{self.spatial_quant_size} grids, and labeled with numeric marks.\n"
+//	f"Please locate all the numerical marks in the image.\n"
+//	marks_pos.append(f'Mark {key} at {val_str}')   # val_str = f"[{x},{y}]", x = int(256 * x / W)
+//	conv_gpt = ". ".join(marks_pos) + '\n'
+//
+// agents/ui_agent/app.py:
+//
+//	magma_som_prompt = "<image>\nIn this view I need to click a button to \"{}\"? Provide the coordinates and the mark index of the containing bounding box if applicable."
+//
+// agents/ui_agent/util/process_utils.py: bbox_2_point "({},{})" of
+// f"{item:.2f}" fractions; extract_mark_id r'Mark: (\d+)'.
+// (The chat template trims the trailing newlines.)
 func TestTargetStrings(t *testing.T) {
 	if SoMQuestion != "The image is split into 256x256 grids, and labeled with numeric marks.\nPlease locate all the numerical marks in the image." {
 		t.Error(SoMQuestion)
