@@ -377,3 +377,38 @@ func iou(a, b Box) float64 {
 	in := interArea(a, b)
 	return in / (a.area() + b.area() - in)
 }
+
+// ZeroBased numbers 0..K-1 as Magma's UI agent draws them (text = str(idx)).
+func TestZeroBasedIDs(t *testing.T) {
+	img := grayImage(200, 100, 240)
+	res, err := DrawBoxes(img, []Box{{10, 10, 50, 40}, {100, 50, 150, 90}}, Options{ZeroBased: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Marks[0].ID != 0 || res.Marks[1].ID != 1 || res.Marks[0].Index != 0 {
+		t.Errorf("ids %+v", res.Marks)
+	}
+	res, _ = DrawBoxes(img, []Box{{10, 10, 50, 40}}, Options{})
+	if res.Marks[0].ID != 1 {
+		t.Errorf("default base: id %d", res.Marks[0].ID)
+	}
+}
+
+// Placement minimises the worst-case overlap (Magma's
+// _find_least_overlapping_corner: "find the largest iou with other bboxes
+// ... the smaller the max_IOU, the better the corner"), not the total: the
+// above-left slot touches two boxes a little (60 px² each, 120 in all), the
+// right-top slot one box more (100 px²); the worst case prefers above-left.
+func TestPlacementWorstCase(t *testing.T) {
+	boxes := []Box{
+		{100, 100, 200, 200},
+		{100, 90, 106, 100}, {114, 90, 120, 100}, // above-left: 2 x 60
+		{200, 100, 210, 110}, // right-top: 100
+		{180, 90, 200, 100}, {200, 190, 220, 200}, {180, 200, 200, 210},
+		{100, 200, 120, 210}, {80, 190, 100, 200}, {80, 100, 100, 110},
+	}
+	got := placeLabel(0, boxes, nil, 20, 10, 300, 300)
+	if got != (Box{100, 90, 120, 100}) {
+		t.Errorf("label at %v, want above-left {100 90 120 100}", got)
+	}
+}

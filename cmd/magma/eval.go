@@ -9,13 +9,14 @@ import (
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
+	"github.com/magma-go/magma/vision"
 	"github.com/spf13/cobra"
 )
 
 // evalFlags are the flags shared by the eval subcommands.
 type evalFlags struct {
 	modelDir, tokPath, data, proposals, out, predictions, split, imageDir string
-	limit, maxNew, failures, every                                        int
+	limit, maxNew, failures, every, markBase                              int
 	boxScale                                                              float64
 	preferPoint                                                           bool
 }
@@ -36,6 +37,7 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 	fl.IntVar(&f.every, "progress-every", 50, "print a progress line every N records")
 	fl.Float64Var(&f.boxScale, "box-scale", 1000, "range of integer coordinates inside <box> tags (1000 or 256)")
 	fl.BoolVar(&f.preferPoint, "prefer-point", false, "click the answer's point even when it also names a mark")
+	fl.IntVar(&f.markBase, "mark-base", 1, "first mark id: 1 (paper's Algorithm 1) or 0 (Magma's UI agent draws str(idx) over OmniParser's 0-based boxes, agents/ui_agent/util/som.py)")
 	_ = cmd.MarkFlagRequired("data")
 }
 
@@ -47,6 +49,15 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	}
 	if f.failures == 0 {
 		opt.Failures = -1 // eval.Options treats 0 as the default
+	}
+	switch f.markBase {
+	case 1:
+	case 0:
+		opt.Marker = eval.MarkerFunc(func(img vision.Image, boxes []som.Box) (*som.Result, error) {
+			return som.DrawBoxes(img, boxes, som.Options{ZeroBased: true})
+		})
+	default:
+		return opt, fmt.Errorf("--mark-base %d: want 0 or 1", f.markBase)
 	}
 	if f.predictions != "" {
 		return opt, nil
