@@ -3,6 +3,7 @@ package hf
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -15,7 +16,7 @@ type Tensor struct {
 	Data  []float32
 }
 
-// Row is one row's values by column name: string, []byte (copied), int64,
+// Row is one row's values by column name: string and []byte (copied), int64,
 // uint64, float64, bool, *Tensor (nested numeric lists that are
 // rectangular), []any (other lists), map[string]any (structs), nil (null).
 type Row map[string]any
@@ -122,12 +123,14 @@ func value(arr arrow.Array, i int) (any, error) {
 		return nil, nil
 	}
 	switch a := arr.(type) {
+	// strings alias the (mapped) buffers: clone them so that they outlive
+	// the mapping
 	case *array.String:
-		return a.Value(i), nil
+		return strings.Clone(a.Value(i)), nil
 	case *array.LargeString:
-		return a.Value(i), nil
+		return strings.Clone(a.Value(i)), nil
 	case *array.StringView:
-		return a.Value(i), nil
+		return strings.Clone(a.Value(i)), nil
 	case *array.Binary:
 		return append([]byte(nil), a.Value(i)...), nil
 	case *array.LargeBinary:
