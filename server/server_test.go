@@ -568,7 +568,8 @@ func startImageHost(t *testing.T) string {
 
 func TestRemoteImagesAllowed(t *testing.T) {
 	remote := startImageHost(t)
-	ts := startServer(t, Config{AllowRemoteImages: true}, nil, "")
+	// The image host is on loopback: allowed only explicitly (issue 20).
+	ts := startServer(t, Config{AllowRemoteImages: true, AllowPrivateImages: true}, nil, "")
 	content := []map[string]any{{"type": "image_url", "image_url": map[string]any{"url": remote + "/a.png"}}, {"type": "text", "text": "hi"}}
 	resp, body := ts.post(t, "/v1/chat/completions", chatBody(content, map[string]any{"max_tokens": 2}))
 	if resp.StatusCode != 200 {

@@ -36,6 +36,10 @@ type Options struct {
 	Preprocessor *model.PreprocessorConfig
 	// Tokenizer is a tokenizer directory copied into each checkpoint ("" = none).
 	Tokenizer string
+	// Allowed marks the ids that have a token (tokenizer.Tokenizer.IDMask);
+	// a label outside it is an error, since generation never samples such
+	// ids (llm.SampleOptions.Allowed). Nil: any id below vocab_size.
+	Allowed []bool
 	Data      StreamOpener
 	// OutDir is the run folder (metrics.jsonl, checkpoints/, plots).
 	OutDir string
@@ -341,6 +345,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return res, fmt.Errorf("train: step %d: data: %w", step+1, err)
 			}
 			lay, err := plan(m, batch, cfg.SeqBucket, maxLen)
+			if err == nil {
+				err = checkLabels(batch, o.Allowed)
+			}
 			if err != nil {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: %w", step+1, err)

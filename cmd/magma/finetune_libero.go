@@ -341,7 +341,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			open := func(state []byte) (data.Stream, error) {
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
-			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
+			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
 			// Every checkpoint this run wrote (also one saved on Ctrl-C)
 			// gets the statistics and split; earlier ones keep theirs.
 			dirs, _ := filepath.Glob(filepath.Join(f.out, "checkpoints", "*"))

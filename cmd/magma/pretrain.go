@@ -99,7 +99,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
-	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume})
+	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume})
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
