@@ -32,6 +32,7 @@ type engine struct {
 	dec      *llm.BatchDecoder
 	maxQueue int
 	m        *metrics
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	queued  int
@@ -69,8 +70,8 @@ type event struct {
 	err    error
 }
 
-func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics) *engine {
-	e := &engine{dec: dec, maxQueue: maxQueue, m: m, wake: make(chan struct{}, 1),
+func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics, log *slog.Logger) *engine {
+	e := &engine{dec: dec, maxQueue: maxQueue, m: m, log: log, wake: make(chan struct{}, 1),
 		quit: make(chan struct{}), abort: make(chan struct{}), done: make(chan struct{})}
 	go e.run()
 	return e
@@ -197,7 +198,7 @@ func (e *engine) run() {
 			}
 			var slot int
 			var logits []float32
-			err := safely(func() (err error) { slot, logits, err = e.dec.Join(s.embeds); return })
+			err := safely(e.log, func() (err error) { slot, logits, err = e.dec.Join(s.embeds); return })
 			s.embeds = nil
 			if err != nil {
 				s.fail(err)
@@ -226,9 +227,6 @@ func (e *engine) run() {
 			}
 			continue
 		}
-		if e.hookBeforeStep != nil {
-			e.hookBeforeStep()
-		}
 		// Drop sequences whose client left or whose time ran out.
 		kept := active[:0]
 		for _, s := range active {
@@ -251,7 +249,13 @@ func (e *engine) run() {
 			slots[i], ids[i] = s.slot, s.ids[len(s.ids)-1]
 		}
 		var out [][]float32
-		err := safely(func() (err error) { out, err = e.dec.Step(slots, ids); return })
+		err := safely(e.log, func() (err error) {
+			if e.hookBeforeStep != nil {
+				e.hookBeforeStep()
+			}
+			out, err = e.dec.Step(slots, ids)
+			return
+		})
 		if err != nil {
 			for _, s := range active {
 				leave(s)
@@ -280,10 +284,10 @@ var errInternal = newAPIError(http.StatusInternalServerError, "server_error", "i
 
 // safely runs fn on the worker goroutine, turning a panic into an error: a
 // panic there would end the process, since no handler's recover sees it.
-func safely(fn func() error) (err error) {
+func safely(log *slog.Logger, fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			slog.Error("panic in the decoder worker", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			log.Error("panic in the decoder worker", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			err = errInternal
 		}
 	}()
@@ -294,7 +298,7 @@ func safely(fn func() error) (err error) {
 // whether the sequence goes on.
 func (e *engine) emit(s *sequence, logits []float32) bool {
 	var id int
-	err := safely(func() (err error) { id, err = s.sampler.Sample(logits); return })
+	err := safely(e.log, func() (err error) { id, err = s.sampler.Sample(logits); return })
 	if err != nil {
 		s.fail(err)
 		return false

@@ -82,7 +82,12 @@ type testServer struct {
 // decode step; statsJSON (optional) is written as dataset_statistics.json.
 func startServer(t *testing.T, cfg Config, hook func(), statsJSON string) *testServer {
 	t.Helper()
-	base := tinyPipeline(t)
+	return startServerPipeline(t, cfg, hook, statsJSON, tinyPipeline(t))
+}
+
+// startServerPipeline is startServer with a given pipeline.
+func startServerPipeline(t *testing.T, cfg Config, hook func(), statsJSON string, base *model.Pipeline) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	if statsJSON != "" {
 		if err := os.WriteFile(filepath.Join(dir, DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
