@@ -40,7 +40,7 @@ type Options struct {
 	// a label outside it is an error, since generation never samples such
 	// ids (llm.SampleOptions.Allowed). Nil: any id below vocab_size.
 	Allowed []bool
-	Data      StreamOpener
+	Data    StreamOpener
 	// OutDir is the run folder (metrics.jsonl, checkpoints/, plots).
 	OutDir string
 	// Resume continues from the newest complete checkpoint in OutDir.
