@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/train"
 	"github.com/spf13/cobra"
 )
@@ -108,9 +107,10 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
-	n, _ := model.ParamCount(o.Model)
-	fmt.Fprintf(w, "training %d parameters (%s) for %d updates of %d×%d samples into %s\n",
-		n, o.Config.Trainable, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
+	o.OnStart = func(si train.StartInfo) {
+		fmt.Fprintf(w, "training %d of %d parameters (%s), lr %g (%s), for %d updates of %d×%d samples into %s\n",
+			si.Trainable, si.Total, o.Config.Trainable, si.LR, si.Schedule, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
+	}
 	res, err := train.Run(ctx, o)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

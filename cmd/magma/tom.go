@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,17 @@ func init() {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if video == "" || out == "" {
 				return errors.New("tom: --video and --out are required")
+			}
+			// Zero means "default" inside tom; typed on the command line it
+			// is a mistake, as are negative values.
+			for _, fl := range []struct {
+				name string
+				v    int
+				min  int
+			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}} {
+				if fl.v < fl.min {
+					return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
+				}
 			}
 			cfg := tom.DefaultConfig()
 			cfg.Grid, cfg.Future, cfg.Seed = grid, future, seed
