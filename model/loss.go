@@ -54,13 +54,8 @@ func (m *Magma) LossGraph(b *kernels.Builder, ids, labels []int, images []*visio
 	for i := range pos {
 		pos[i] = i
 	}
-	hidden, err := m.LM.Forward(b, e.seq, b.Input("positions", indexTensor(pos, dt)), llm.ForwardOptions{Batch: 1, Seq: e.length})
-	if err != nil {
-		return nil, err
-	}
-	logits, err := m.LM.Logits(b, hidden)
-	if err != nil {
-		return nil, err
-	}
-	return kernels.CrossEntropy(logits, b.Input("targets", indexTensor(targets, dt)), IgnoreIndex)
+	lm := b.In("language_model")
+	hidden := m.LM.Forward(lm, e.seq, b.Input("positions", indexTensor(pos, dt)), llm.ForwardOptions{Batch: 1, Seq: e.length})
+	loss := b.CrossEntropy(m.LM.Logits(lm, hidden), b.Input("targets", indexTensor(targets, dt)), IgnoreIndex)
+	return loss, b.Err()
 }

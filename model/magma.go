@@ -81,8 +81,11 @@ func (m *Magma) SequenceLength(ids []int, images []*vision.Pixels) (int, error) 
 func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, error) {
 	b := kernels.NewBuilder(Names(m))
 	g, err := m.embedGraph(b, ids, images)
+	if err == nil {
+		err = b.Err()
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
 	vm := G.NewTapeMachine(b.G)
 	defer vm.Close()
@@ -128,42 +131,20 @@ func (m *Magma) embedGraph(b *kernels.Builder, ids []int, images []*vision.Pixel
 		}
 		crops := px.Rows * px.Cols
 		in := b.Input(fmt.Sprintf("pixels_%d", k), asDType(tensor.New(tensor.WithShape(crops*px.Base*px.Base, 3), tensor.WithBacking(px.Data)), dt))
-		feats, _, err := m.Vision.Forward(b, in, kernels.Grid{N: crops, H: px.Base, W: px.Base})
-		if err != nil {
-			return nil, fmt.Errorf("image %d: vision tower: %w", k, err)
-		}
+		bk := b.In(fmt.Sprintf("image %d", k))
+		feats, _ := m.Vision.Forward(bk.In("vision_tower.clip_vision_model.trunk"), in, kernels.Grid{N: crops, H: px.Base, W: px.Base})
 		out.vision[k] = feats
-		proj, err := m.Projector.Forward(b, feats)
-		if err != nil {
-			return nil, fmt.Errorf("image %d: %w", k, err)
-		}
-		sep, err := G.Reshape(b.Param(m.Projector.RowSeparator), tensor.Shape{1, D})
-		if err != nil {
-			return nil, err
-		}
-		withSep, err := G.Concat(0, proj, sep)
-		if err != nil {
-			return nil, err
-		}
+		bp := bk.In("multi_modal_projector")
+		proj := m.Projector.Forward(bp, feats)
+		sep := bp.Reshape(bp.In("row_seperator").Param(m.Projector.RowSeparator), tensor.Shape{1, D})
 		idx := StitchIndex(px.Rows, px.Cols, h, h, crops*h*h)
-		stitched, err := kernels.Gather(withSep, b.Input(fmt.Sprintf("stitch_%d", k), indexTensor(idx, dt)))
-		if err != nil {
-			return nil, fmt.Errorf("image %d: stitch: %w", k, err)
-		}
-		out.images[k] = stitched
+		out.images[k] = bk.In("stitch").Gather(bk.Concat(0, proj, sep), b.Input(fmt.Sprintf("stitch_%d", k), indexTensor(idx, dt)))
 	}
 	// Embed every prompt id (image tokens too; the splice drops their rows).
-	textEmb, err := m.LM.Embed(b, b.Input("input_ids", indexTensor(ids, dt)))
-	if err != nil {
-		return nil, err
-	}
+	textEmb := m.LM.Embed(b.In("language_model"), b.Input("input_ids", indexTensor(ids, dt)))
 	out.seq = textEmb
 	if len(images) == 0 {
 		return out, nil
-	}
-	all, err := G.Concat(0, append([]*G.Node{textEmb}, out.images...)...)
-	if err != nil {
-		return nil, err
 	}
 	splice := make([]int, 0, total)
 	offset, k := len(ids), 0
@@ -179,9 +160,8 @@ func (m *Magma) embedGraph(b *kernels.Builder, ids []int, images []*vision.Pixel
 		offset += n
 		k++
 	}
-	if out.seq, err = kernels.Gather(all, b.Input("splice", indexTensor(splice, dt))); err != nil {
-		return nil, err
-	}
+	all := b.Concat(0, append([]*G.Node{textEmb}, out.images...)...)
+	out.seq = b.In("splice").Gather(all, b.Input("splice", indexTensor(splice, dt)))
 	return out, nil
 }
 

@@ -80,59 +80,34 @@ func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key shapeKey, tr
 	}
 	idsT := zeros(rows)
 	sg.ids = idsT.Data().([]float32)
-	emb, err := m.LM.Embed(b, input("input_ids", idsT))
-	if err != nil {
-		return nil, err
-	}
+	lm := b.In("language_model")
+	emb := m.LM.Embed(lm, input("input_ids", idsT))
 	seq := emb
 	if key.Crops > 0 {
 		base := cfg.Vision.ImageSize
 		pxT := zeros(key.Crops*base*base, 3)
 		sg.pixels = pxT.Data().([]float32)
-		feats, _, err := m.Vision.Forward(b, input("pixel_values", pxT), kernels.Grid{N: key.Crops, H: base, W: base})
-		if err != nil {
-			return nil, err
-		}
-		proj, err := m.Projector.Forward(b, feats)
-		if err != nil {
-			return nil, err
-		}
-		sep, err := G.Reshape(b.Param(m.Projector.RowSeparator), tensor.Shape{1, D})
-		if err != nil {
-			return nil, err
-		}
-		all, err := G.Concat(0, emb, proj, sep)
-		if err != nil {
-			return nil, err
-		}
+		feats, _ := m.Vision.Forward(b.In("vision_tower.clip_vision_model.trunk"), input("pixel_values", pxT), kernels.Grid{N: key.Crops, H: base, W: base})
+		bp := b.In("multi_modal_projector")
+		proj := m.Projector.Forward(bp, feats)
+		sep := bp.Reshape(bp.In("row_seperator").Param(m.Projector.RowSeparator), tensor.Shape{1, D})
 		spT := zeros(rows)
 		sg.splice = spT.Data().([]float32)
-		if seq, err = kernels.Gather(all, input("splice", spT)); err != nil {
-			return nil, fmt.Errorf("splice: %w", err)
-		}
+		seq = b.In("splice").Gather(b.Concat(0, emb, proj, sep), input("splice", spT))
 	}
 	posT := zeros(rows)
 	pos := posT.Data().([]float32)
 	for i := range pos {
 		pos[i] = float32(i % key.T)
 	}
-	hidden, err := m.LM.Forward(b, seq, input("positions", posT), llm.ForwardOptions{Batch: key.B, Seq: key.T})
-	if err != nil {
-		return nil, err
-	}
+	hidden := m.LM.Forward(lm, seq, input("positions", posT), llm.ForwardOptions{Batch: key.B, Seq: key.T})
 	riT := zeros(key.S)
 	sg.rowsIdx = riT.Data().([]float32)
-	picked, err := kernels.Gather(hidden, input("supervised_rows", riT))
-	if err != nil {
-		return nil, fmt.Errorf("supervised rows: %w", err)
-	}
-	logits, err := m.LM.Logits(b, picked)
-	if err != nil {
-		return nil, err
-	}
+	picked := b.In("supervised_rows").Gather(hidden, input("supervised_rows", riT))
 	tgT := zeros(key.S)
 	sg.targets = tgT.Data().([]float32)
-	if sg.loss, err = kernels.CrossEntropy(logits, input("targets", tgT), data.IgnoreIndex); err != nil {
+	sg.loss = b.CrossEntropy(m.LM.Logits(lm, picked), input("targets", tgT), data.IgnoreIndex)
+	if err := b.Err(); err != nil {
 		return nil, err
 	}
 	var wrt G.Nodes
@@ -146,6 +121,7 @@ func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key shapeKey, tr
 	if len(wrt) == 0 {
 		return nil, fmt.Errorf("no trainable parameter takes part in a batch of shape %v", key)
 	}
+	var err error
 	if sg.grads, err = G.Grad(sg.loss, wrt...); err != nil {
 		return nil, fmt.Errorf("gradient graph: %w", err)
 	}
