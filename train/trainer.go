@@ -486,6 +486,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			prog.update(rec)
 			window.t0, window.tokens, window.samples, window.wait, window.steps = now, 0, 0, 0, 0
+		} else {
+			prog.tick(done)
 		}
 		if !o.NoCheckpoint && ((cfg.Checkpoint.Every > 0 && done%cfg.Checkpoint.Every == 0) || done == cfg.Steps) {
 			elapsedBefore, runStart = elapsed, now

@@ -43,7 +43,35 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	if cmd.Flags().Changed("seed") {
 		cfg.Seed = f.seed
 	}
+	if !f.resume && !cmd.Flags().Changed("out") {
+		// The documented rule for running the same command twice: the
+		// default folder is never overwritten; a new run goes to the next
+		// free DEFAULT-2, -3, ... (an explicit --out that holds checkpoints
+		// is refused instead, and --resume continues it).
+		out := nextFreeRunDir(f.out)
+		if out != f.out {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s already holds a run; this one goes to %s (continue the old one with --resume, or choose with --out)\n", f.out, out)
+			f.out = out
+		}
+	}
 	return cfg.Validate()
+}
+
+// nextFreeRunDir returns dir when it holds no checkpoints, else the first
+// dir-N (N = 2, 3, ...) that holds none.
+func nextFreeRunDir(dir string) string {
+	used := func(d string) bool {
+		entries, err := os.ReadDir(filepath.Join(d, "checkpoints"))
+		return err == nil && len(entries) > 0
+	}
+	if !used(dir) {
+		return dir
+	}
+	for n := 2; ; n++ {
+		if d := fmt.Sprintf("%s-%d", dir, n); !used(d) {
+			return d
+		}
+	}
 }
 
 // resolveTokenizer finds the tokenizer directory: the flag, the model's
