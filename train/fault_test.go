@@ -90,3 +90,32 @@ func TestRetentionFailureWarnsAndContinues(t *testing.T) {
 		t.Fatalf("steps %d, log:\n%s", res.Steps, log.String())
 	}
 }
+
+// Issue 20, point 11: on a terminal the bar shows percentage, updates/s,
+// elapsed<ETA and the last loss, redrawn in place; otherwise plain lines.
+func TestProgressDisplay(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		var log bytes.Buffer
+		tty := tty
+		_, err := faultRun(t, t.TempDir(), false, &log, func(o *Options) {
+			o.Progress = &tty
+			o.NoCheckpoint = true
+			o.Config.Steps, o.Config.LogEvery = 6, 3
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := log.String()
+		if tty {
+			for _, want := range []string{"\r\033[K", "100%", "6/6", " it/s", "tok/s", "loss ", "<0s", "█"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("terminal bar lacks %q: %q", want, s)
+				}
+			}
+		} else {
+			if strings.Contains(s, "\r") || strings.Count(s, "\n") != 2 || !strings.Contains(s, "step 6/6 loss ") || !strings.Contains(s, " eta ") {
+				t.Errorf("plain log: %q", s)
+			}
+		}
+	}
+}

@@ -19,7 +19,9 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--grid 15] [--future 16] [--start 0] [--seed 1]",
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
-		Args:  cobra.NoArgs,
+		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
+  magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if video == "" || out == "" {
 				return errors.New("tom: --video and --out are required")
@@ -53,8 +55,21 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return som.WriteImage(viz, img)
+				if err := som.WriteImage(viz, img); err != nil {
+					return err
+				}
 			}
+			fg := 0
+			for _, m := range res.Marks {
+				if m.Foreground {
+					fg++
+				}
+			}
+			extra := ""
+			if viz != "" {
+				extra = ", drawing " + viz
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, cfg.Future+1, extra)
 			return nil
 		},
 	}
