@@ -159,7 +159,7 @@ func init() {
 	var syn eval.SyntheticOptions
 	var synOut, synFormat string
 	synCmd := &cobra.Command{
-		Use:    "synthetic",
+		Use:   "synthetic",
 		Short: "Write a synthetic ScreenSpot-layout benchmark (coloured widgets) with proposals.json: demo data, tests, benchmarks",
 		Example: `  magma eval synthetic --out /tmp/ss-demo
   magma init --preset tiny --out out/tiny

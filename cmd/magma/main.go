@@ -13,8 +13,8 @@ import (
 )
 
 var rootCmd = &cobra.Command{
-	Use:           "magma",
-	Short:         "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
+	Use:   "magma",
+	Short: "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
 	Long: `magma trains, evaluates and serves Microsoft's Magma multimodal agent model
 (ConvNeXt vision encoder + Llama-3 decoder) on the CPU.
 
