@@ -165,13 +165,14 @@ func TestSlowBodyAndConnectionLimit(t *testing.T) {
 		}
 	}()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, _ := io.ReadAll(c) // returns when the server closes the connection
+	got, rerr := io.ReadAll(c) // returns when the server closes the connection
+	if ne, ok := rerr.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the server kept the slow connection open")
+	}
 	if len(got) > 0 && !bytes.Contains(got, []byte(" 4")) {
 		t.Fatalf("slow body answered %q", got)
 	}
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatal("the server kept the slow connection open")
-	}
+	waitFor(t, "the slow connection to be released", func() bool { return ts.m.openConns.Load() == 0 })
 
 	// Connection limit: hold 3 idle connections, the 4th is refused.
 	var held []net.Conn
@@ -182,8 +183,7 @@ func TestSlowBodyAndConnectionLimit(t *testing.T) {
 		}
 		held = append(held, h)
 	}
-	waitFor(t, "three connections accepted", func() bool { return true })
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "three connections accepted", func() bool { return ts.m.openConns.Load() == 3 })
 	x, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

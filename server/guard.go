@@ -13,6 +13,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -112,10 +113,11 @@ type limitListener struct {
 	net.Listener
 	sem     chan struct{}
 	refused func()
+	open    *atomic.Int64
 }
 
-func newLimitListener(ln net.Listener, n int, refused func()) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), refused: refused}
+func newLimitListener(ln net.Listener, n int, refused func(), open *atomic.Int64) net.Listener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), refused: refused, open: open}
 }
 
 const overloadResponse = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
@@ -128,7 +130,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.sem <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+			l.open.Add(1)
+			return &limitConn{Conn: c, release: func() { l.open.Add(-1); <-l.sem }}, nil
 		default:
 		}
 		if l.refused != nil {

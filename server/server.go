@@ -243,7 +243,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	hs := s.http
 	s.mu.Unlock()
 	s.warnExposure(ln.Addr())
-	ln = newLimitListener(ln, s.cfg.MaxConns, func() { s.m.refusedConns.Add(1) })
+	ln = newLimitListener(ln, s.cfg.MaxConns, func() { s.m.refusedConns.Add(1) }, &s.m.openConns)
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
