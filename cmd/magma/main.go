@@ -25,7 +25,8 @@ var rootCmd = &cobra.Command{
                demos, LoRA or full), plot (loss curves of a run)
   Evaluation:  eval screenspot (ScreenSpot/-v2/-Pro), eval mind2web,
                eval libero (offline action accuracy), eval synthetic (demo data)
-  Data tools:  som (Set-of-Mark), tom (Trace-of-Mark), tokenize
+  Data tools:  data inspect (training sources), som (Set-of-Mark),
+               tom (Trace-of-Mark), tokenize
 
 Every command has --help with examples. Start with: magma pretrain`,
 	SilenceUsage:  true,

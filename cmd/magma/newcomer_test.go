@@ -79,7 +79,7 @@ func TestHelpHasExamples(t *testing.T) {
 	}
 	walk(rootCmd)
 	help, _ := runMagma(t, "--help")
-	for _, want := range []string{"eval libero", "finetune libero", "eval screenspot", "eval mind2web", "finetune sft", "som", "tom", "tokenize", "serve"} {
+	for _, want := range []string{"eval libero", "finetune libero", "eval screenspot", "eval mind2web", "finetune sft", "som", "tom", "tokenize", "serve", "data inspect"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("root help does not mention %q:\n%s", want, help)
 		}
