@@ -125,6 +125,55 @@ func SourceConfig(src Source) Config {
 // without the resize (Height 0).
 func DefaultConfig() Config { return SourceConfig(SourceDemo) }
 
+// Limits of Validate: a grid of MaxGrid² query points and MaxFuture steps
+// already mean minutes of tracking per clip.
+const (
+	MaxGrid   = 128
+	MaxFuture = 1024
+	MaxHeight = 4096
+)
+
+// Validate refuses values out of range; zero fields mean the defaults of
+// SourceConfig (so the zero Config is valid), negative or absurd ones are
+// errors naming the field rather than being replaced silently.
+func (c Config) Validate() error {
+	bad := func(name string, v any, want string) error {
+		return fmt.Errorf("tom: %s %v must be %s", name, v, want)
+	}
+	nonNeg := func(v float64) bool { return v >= 0 && !math.IsInf(v, 0) } // false for NaN
+	switch {
+	case c.Grid < 0 || c.Grid > MaxGrid:
+		return bad("grid", c.Grid, fmt.Sprintf("in [1, %d]", MaxGrid))
+	case c.Future < 0 || c.Future > MaxFuture:
+		return bad("future", c.Future, fmt.Sprintf("in [1, %d]", MaxFuture))
+	case !nonNeg(c.Epsilon):
+		return bad("epsilon", c.Epsilon, "a finite number >= 0")
+	case !nonNeg(c.Eta):
+		return bad("eta", c.Eta, "a finite number >= 0")
+	case !nonNeg(c.CameraMotionFrac) || c.CameraMotionFrac > 1:
+		return bad("camera motion fraction", c.CameraMotionFrac, "in [0, 1]")
+	case !nonNeg(c.RANSACThreshold):
+		return bad("RANSAC threshold", c.RANSACThreshold, "a finite number >= 0")
+	case !nonNeg(c.MinVisibleFrac) || c.MinVisibleFrac > 1:
+		return bad("minimum visible fraction", c.MinVisibleFrac, "in [0, 1]")
+	case !nonNeg(c.ShotThreshold):
+		return bad("shot threshold", c.ShotThreshold, "a finite number >= 0")
+	case c.Source != "" && c.Source != SourceDemo && c.Source != SourceVideo && c.Source != SourceRobot:
+		return bad("source", c.Source, "demo, video or robot")
+	case c.PosClusters != [2]int{} && (c.PosClusters[0] < 1 || c.PosClusters[1] < c.PosClusters[0] || c.PosClusters[1] > MaxGrid*MaxGrid):
+		return bad("foreground cluster range", c.PosClusters, "[lo, hi] with 1 <= lo <= hi")
+	case c.NegClusters != [2]int{} && (c.NegClusters[0] < 1 || c.NegClusters[1] < c.NegClusters[0] || c.NegClusters[1] > MaxGrid*MaxGrid):
+		return bad("background cluster range", c.NegClusters, "[lo, hi] with 1 <= lo <= hi")
+	case !nonNeg(c.StartMotionRatio) || c.StartMotionRatio > 1:
+		return bad("start motion ratio", c.StartMotionRatio, "in [0, 1]")
+	case !nonNeg(c.CloseDist):
+		return bad("close-point distance", c.CloseDist, "a finite number >= 0")
+	case c.Height < 0 || c.Height > MaxHeight:
+		return bad("height", c.Height, fmt.Sprintf("in [0, %d]", MaxHeight))
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	if c.Source == "" {
 		c.Source = SourceDemo
@@ -217,6 +266,12 @@ type Result struct {
 // frames for demo and robot, the rest of the clip (at most MaxFrames) for
 // video.
 func RunFile(path string, start int, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("tom: start frame %d must be >= 0", start)
+	}
 	cfg = cfg.withDefaults()
 	n := cfg.Future + 1
 	if cfg.Source == SourceVideo {
@@ -242,6 +297,9 @@ func RunFile(path string, start int, cfg Config) (*Result, error) {
 // every frame given (at least 2) and starts the traces at a random frame.
 // A shot boundary inside the frames used is ErrShotBoundary.
 func Run(frames []vision.Image, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := checkFrames(frames); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -38,7 +39,6 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 	fl.Float64Var(&f.boxScale, "box-scale", 1000, "range of integer coordinates inside <box> tags (1000 or 256)")
 	fl.BoolVar(&f.preferPoint, "prefer-point", false, "click the answer's point even when it also names a mark")
 	fl.IntVar(&f.markBase, "mark-base", 1, "first mark id: 1 (paper's Algorithm 1) or 0 (Magma's UI agent draws str(idx) over OmniParser's 0-based boxes, agents/ui_agent/util/som.py)")
-	_ = cmd.MarkFlagRequired("data")
 }
 
 func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
@@ -80,10 +80,18 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	return opt, nil
 }
 
+// screenspotLayout is the error of `eval screenspot` without --data.
+const screenspotLayout = `eval screenspot needs --data DIR, a benchmark folder in one of these layouts:
+  ScreenSpot:     DIR/screenspot_{mobile,desktop,web}.json + DIR/screenspot_imgs/*.png
+  ScreenSpot-v2:  DIR/screenspot_{mobile,desktop,web}_v2.json + DIR/screenspotv2_image/*.png
+  ScreenSpot-Pro: DIR/annotations/*.json + DIR/images/...
+No data at hand? Write a synthetic one and run on it:
+  magma eval synthetic --out /tmp/ss-demo && magma eval screenspot --model CKPT --data /tmp/ss-demo`
+
 func init() {
 	evalCmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web)",
+		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero; synthetic writes demo data)",
 	}
 
 	var ss evalFlags
@@ -95,6 +103,9 @@ func init() {
   magma eval screenspot --data ScreenSpot-v2 --format v2 --predictions other.jsonl --out out/other
   magma eval screenspot --model out/tiny --data ScreenSpot --split mobile --limit 20`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ss.data == "" {
+				return errors.New(screenspotLayout)
+			}
 			f, err := eval.ParseFormat(format)
 			if err != nil {
 				return err
@@ -185,13 +196,16 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 	mwCmd.Flags().IntVar(&m2wProto.TopK, "top-k", eval.OfficialMind2Web.TopK, "with --candidates: keep the K best-ranked candidates (paper: top 30)")
 	mwCmd.Flags().IntVar(&m2wProto.MaxHeight, "max-height", eval.OfficialMind2Web.MaxHeight, "with --candidates: crop taller screenshots to this height around the target (paper: 1344)")
 	mwCmd.Flags().StringVar(&m2wPrompt, "prompt", "official", "with --candidates: official (Magma-Mind2Web-SoM prompt) or project")
+	_ = mwCmd.MarkFlagRequired("data")
 
 	var syn eval.SyntheticOptions
 	var synOut, synFormat string
 	synCmd := &cobra.Command{
-		Use:    "synthetic",
-		Short:  "Write a synthetic ScreenSpot-layout fixture (coloured widgets) with proposals.json, for tests and benchmarks",
-		Hidden: true,
+		Use:   "synthetic",
+		Short: "Write a synthetic ScreenSpot-layout benchmark (coloured widgets) with proposals.json: demo data, tests, benchmarks",
+		Example: `  magma eval synthetic --out /tmp/ss-demo
+  magma init --preset tiny --out out/tiny
+  magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := eval.ParseFormat(synFormat)
 			if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -32,17 +33,27 @@ Lengths are mean per-step displacements in pixels of the frames as tracked
 (after --height). When no trace qualifies for the ToM answer, tom_text is
 empty and the reason is printed as a warning and written to "warnings".`,
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
-		Args:  cobra.NoArgs,
+		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
+  magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if video == "" || out == "" {
 				return errors.New("tom: --video and --out are required")
 			}
+			// Zero means "default" inside tom; typed on the command line it
+			// is a mistake, as are negative values.
+			for _, fl := range []struct {
+				name string
+				v    int
+				min  int
+			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}, {"height", height, 0}} {
+				if fl.v < fl.min {
+					return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
+				}
+			}
 			src, err := tom.ParseSource(source)
 			if err != nil {
 				return err
-			}
-			if height < 0 {
-				return errors.New("tom: --height must be >= 0 (0 keeps the frames' size)")
 			}
 			cfg := tom.SourceConfig(src)
 			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task = grid, future, seed, height, task
@@ -65,8 +76,21 @@ empty and the reason is printed as a warning and written to "warnings".`,
 				if err != nil {
 					return err
 				}
-				return som.WriteImage(viz, img)
+				if err := som.WriteImage(viz, img); err != nil {
+					return err
+				}
 			}
+			fg := 0
+			for _, m := range res.Marks {
+				if m.Foreground {
+					fg++
+				}
+			}
+			extra := ""
+			if viz != "" {
+				extra = ", drawing " + viz
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, res.FramesUsed, extra)
 			return nil
 		},
 	}

