@@ -69,7 +69,7 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	return opt, nil
 }
 
-func init() {
+func newEvalCmd() *cobra.Command {
 	evalCmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web)",
@@ -171,5 +171,5 @@ func init() {
 	_ = synCmd.MarkFlagRequired("out")
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
-	rootCmd.AddCommand(evalCmd)
+	return evalCmd
 }

@@ -211,7 +211,7 @@ func writeLiberoTable(w io.Writer, rep *LiberoReport) {
 	tw.Flush()
 }
 
-func init() {
+func newEvalLiberoCmd() *cobra.Command {
 	var (
 		lf                       liberoFlags
 		modelDir, tokPath, split string
@@ -327,5 +327,5 @@ offline check; success rates need the LIBERO simulator driving
 	fl.StringVar(&out, "out", "", "write results.json into this folder")
 	fl.IntVar(&limit, "limit", 0, "evaluate at most N steps per task (0 = all)")
 	fl.BoolVar(&asJSON, "json", false, "print the JSON report instead of the table")
-	subcommand("eval", "Evaluate a checkpoint").AddCommand(cmd)
+	return cmd
 }

@@ -8,7 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func init() {
+func newFinetuneCmd() *cobra.Command {
 	parent := &cobra.Command{
 		Use:   "finetune",
 		Short: "Fine-tune a checkpoint (sft: LLaVA-style conversation data) with the pretraining engine",
@@ -91,5 +91,5 @@ the pretraining engine's.`,
 	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only")
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
-	rootCmd.AddCommand(parent)
+	return parent
 }

@@ -62,19 +62,6 @@ func knownSuite(s string) bool {
 	return false
 }
 
-// subcommand returns rootCmd's child named name, creating it when the file
-// that owns it is not compiled in.
-func subcommand(name, short string) *cobra.Command {
-	for _, c := range rootCmd.Commands() {
-		if c.Name() == name {
-			return c
-		}
-	}
-	c := &cobra.Command{Use: name, Short: short}
-	rootCmd.AddCommand(c)
-	return c
-}
-
 // liberoEnv is the data environment of LIBERO samples; the chat options
 // must match model.Pipeline.PromptIDs (what /act and eval prompt with).
 func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.Env, error) {
@@ -190,7 +177,7 @@ func sameShape(a []int, b []int) bool {
 	return true
 }
 
-func init() {
+func newFinetuneLiberoCmd() *cobra.Command {
 	var (
 		f                   runFlags
 		lf                  liberoFlags
@@ -382,5 +369,5 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl.StringVar(&loraTargets, "lora-targets", strings.Join(llm.DefaultLoRATargets, ","), "comma-separated linear layers to adapt")
 	fl.BoolVar(&merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
 	f.register(cmd, "runs/libero")
-	subcommand("finetune", "Fine-tune a checkpoint").AddCommand(cmd)
+	return cmd
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newInitCmd() *cobra.Command {
 	var (
 		preset, out, dtype, tokPath string
 		seed                        uint64
@@ -55,5 +55,5 @@ func init() {
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory to copy in (default: assets/tokenizer/magma)")
 	f.Uint64Var(&seed, "seed", 0, "initialisation seed")
 	_ = cmd.MarkFlagRequired("out")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

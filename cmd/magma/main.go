@@ -1,6 +1,6 @@
 // Command magma trains, evaluates and serves the Magma multimodal agent model.
-// This file only wires cobra; every subcommand lives in its own file and calls
-// into the library packages.
+// This file builds the command tree; every subcommand lives in its own file
+// (flags, then one call into the library packages).
 package main
 
 import (
@@ -10,15 +10,36 @@ import (
 	"github.com/spf13/cobra"
 )
 
-var rootCmd = &cobra.Command{
-	Use:           "magma",
-	Short:         "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+// newRootCmd builds the whole command tree.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "magma",
+		Short:         "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	finetune := newFinetuneCmd() // sft
+	finetune.AddCommand(newFinetuneLiberoCmd())
+	eval := newEvalCmd() // screenspot, mind2web, synth
+	eval.AddCommand(newEvalLiberoCmd())
+	root.AddCommand(
+		newGenerateCmd(),
+		newInfoCmd(),
+		newInitCmd(),
+		newTokenizeCmd(),
+		newSomCmd(),
+		newTomCmd(),
+		newPretrainCmd(),
+		finetune,
+		eval,
+		newServeCmd(),
+		newPlotCmd(),
+	)
+	return root
 }
 
 func main() {
-	if err := rootCmd.Execute(); err != nil {
+	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "magma:", err)
 		os.Exit(1)
 	}

@@ -130,7 +130,7 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	return nil
 }
 
-func init() {
+func newPretrainCmd() *cobra.Command {
 	var (
 		config string
 		f      runFlags
@@ -163,5 +163,5 @@ curve equals the uninterrupted run's (same seed and GOMAXPROCS).`,
 	}
 	cmd.Flags().StringVar(&config, "config", "", "recipe YAML (default: the embedded configs/pretrain/tiny.yaml)")
 	f.register(cmd, "runs/pretrain")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServeCmd() *cobra.Command {
 	var (
 		modelDir, tokPath, addr, name string
 		cfg                           = server.DefaultConfig()
@@ -92,5 +92,5 @@ func init() {
 	f.BoolVar(&cfg.AllowRemoteImages, "allow-remote-images", false, "let image_url name http(s) URLs (fetched by the server)")
 	f.BoolVar(&verbose, "verbose", false, "debug logs (health and metrics requests too)")
 	_ = cmd.MarkFlagRequired("model")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
