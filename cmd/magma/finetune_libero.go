@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -73,41 +72,6 @@ func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.En
 	return env, nil
 }
 
-// writeLiberoMeta writes the statistics and the split into dir.
-func writeLiberoMeta(dir string, l *data.Libero) error {
-	if err := data.WriteDatasetStatistics(filepath.Join(dir, data.DatasetStatisticsFile), map[string]*data.DatasetStats{l.Opt.Suite: l.Stats}); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(l.Split(), "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, data.LiberoSplitFile), b, 0o644)
-}
-
-// checkLiberoMeta refuses to reuse a run folder whose recorded split or
-// statistics differ from the ones just computed (another suite, other
-// shots or seed): its checkpoints would be labelled with the wrong ones.
-func checkLiberoMeta(dir string, l *data.Libero) error {
-	b, err := os.ReadFile(filepath.Join(dir, data.LiberoSplitFile))
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var old data.LiberoSplit
-	if err := json.Unmarshal(b, &old); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, data.LiberoSplitFile), err)
-	}
-	oldJSON, _ := json.Marshal(old)
-	newJSON, _ := json.Marshal(l.Split())
-	if string(oldJSON) != string(newJSON) {
-		return fmt.Errorf("%s was written for another selection of demos (suite, --shots, --data-seed or --remove-noops differ); use another --out", filepath.Join(dir, data.LiberoSplitFile))
-	}
-	return nil
-}
-
 // loraConfig checks the adapter flags.
 func loraConfig(rank int, alpha, dropout float64, targets string) (llm.LoRAConfig, error) {
 	c := llm.LoRAConfig{Rank: rank, Alpha: alpha, Dropout: dropout}
@@ -131,50 +95,6 @@ func loraConfig(rank int, alpha, dropout float64, targets string) (llm.LoRAConfi
 		return c, fmt.Errorf("--lora-dropout %v must be in [0, 1)", dropout)
 	}
 	return c, nil
-}
-
-// mergeLoRA folds the adapters attached to m into its weights and writes a
-// plain checkpoint (no adapter files) with the LIBERO metadata and the
-// tokenizer into dir.
-func mergeLoRA(dir string, m *model.Magma, pp *model.PreprocessorConfig, tokDir string, l *data.Libero) error {
-	n, err := m.LM.MergeLoRA()
-	if err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("--merge: the model has no LoRA adapter to merge")
-	}
-	tmp := dir + ".tmp"
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
-	}
-	if err := m.Save(tmp, pp, model.SaveOptions{DType: "F32"}); err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if tokDir != "" {
-		if err := model.CopyTokenizer(tokDir, tmp); err != nil {
-			return fmt.Errorf("--merge: %w", err)
-		}
-	}
-	if err := writeLiberoMeta(tmp, l); err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dir)
-}
-
-func sameShape(a []int, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func newFinetuneLiberoCmd() *cobra.Command {
@@ -261,7 +181,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			c.Source = "finetune libero"
 			c.Model = train.ModelConfig{InitFrom: initDir}
 			if loraRank > 0 {
-				c.LoRA = train.LoRAConfig{Rank: lcfg.Rank, Alpha: lcfg.Alpha, Dropout: lcfg.Dropout, Targets: lcfg.Targets}
+				c.LoRA = lcfg
 			}
 			// The data section only records what was read, so that --resume
 			// refuses another suite or split (the recipe hash covers it).
@@ -318,40 +238,33 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err := os.MkdirAll(f.out, 0o755); err != nil {
 				return err
 			}
-			if err := checkLiberoMeta(f.out, l); err != nil {
+			if err := l.CheckMeta(f.out); err != nil {
 				return err
 			}
-			if err := writeLiberoMeta(f.out, l); err != nil {
+			if err := l.WriteMeta(f.out); err != nil {
 				return err
 			}
 			seed := c.Seed
 			open := func(state []byte) (data.Stream, error) {
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
-			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
-			// Every checkpoint this run wrote (also one saved on Ctrl-C)
-			// gets the statistics and split; earlier ones keep theirs.
-			dirs, _ := filepath.Glob(filepath.Join(f.out, "checkpoints", "*"))
-			for _, d := range dirs {
-				if _, err := os.Stat(filepath.Join(d, data.LiberoSplitFile)); err == nil {
-					continue
-				}
-				if st, err := os.Stat(d); err == nil && st.IsDir() && !strings.HasPrefix(filepath.Base(d), ".") {
-					if err := writeLiberoMeta(d, l); err != nil && runErr == nil {
-						runErr = err
-					}
-				}
+			// Every checkpoint carries the statistics and the split.
+			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters,
+				Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
+				return err
 			}
-			if runErr == nil && loraRank > 0 && !merge {
-				fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
-			}
-			if runErr == nil && merge {
-				dir := filepath.Join(f.out, "merged")
-				if runErr = mergeLoRA(dir, m, pp, tokDir, l); runErr == nil {
-					fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
+			if !merge {
+				if loraRank > 0 {
+					fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
 				}
+				return nil
 			}
-			return runErr
+			dir := filepath.Join(f.out, "merged")
+			if err := model.SaveMerged(dir, m, pp, tokDir, l.WriteMeta); err != nil {
+				return fmt.Errorf("--merge: %w", err)
+			}
+			fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
+			return nil
 		},
 	}
 	fl := cmd.Flags()
