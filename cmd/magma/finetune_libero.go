@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/magma-go/magma/data"
@@ -146,7 +147,6 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return fmt.Errorf("--lora-rank %d must be >= 0", loraRank)
 			}
 			var lcfg llm.LoRAConfig
-			what, rate := trainable, lr // (the flag variables stay as parsed)
 			if loraRank > 0 {
 				// Parse the adapter flags now so mistakes surface first.
 				var err error
@@ -155,10 +155,6 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				}
 				if cmd.Flags().Changed("trainable") && trainable != train.TrainLoRA {
 					return fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", trainable, loraRank)
-				}
-				what = train.TrainLoRA
-				if !cmd.Flags().Changed("lr") {
-					rate = 5e-4
 				}
 			} else {
 				if merge {
@@ -173,15 +169,25 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return err
 			}
 			defer l.Close()
-			c := train.DefaultConfig()
-			c.Optimizer.LR, c.Optimizer.WeightDecay = rate, 0
-			c.Schedule = train.ScheduleConfig{Name: "constant"}
-			c.Checkpoint = train.CheckpointConfig{Every: every, Keep: 2}
-			c.BatchSize, c.GradAccum, c.Steps, c.Trainable = batch, accum, steps, what
+			rec := "libero" // the LoRA recipe; libero-full fine-tunes the weights
+			if loraRank == 0 {
+				rec = "libero-full"
+			}
+			cp, err := train.LoadConfig(rec)
+			if err != nil {
+				return err
+			}
+			c := *cp
 			c.Source = "finetune libero"
 			c.Model = train.ModelConfig{InitFrom: initDir}
+			c.BatchSize, c.GradAccum, c.Steps, c.Checkpoint.Every = batch, accum, steps, every
+			if cmd.Flags().Changed("lr") {
+				c.Optimizer.LR = lr
+			}
 			if loraRank > 0 {
 				c.LoRA = lcfg
+			} else {
+				c.Trainable = trainable
 			}
 			// The data section only records what was read, so that --resume
 			// refuses another suite or split (the recipe hash covers it).
@@ -270,17 +276,31 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl := cmd.Flags()
 	lf.register(cmd)
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
-	fl.Float64Var(&lr, "lr", 2e-5, "learning rate (constant; default 5e-4 with LoRA as OpenVLA, 2e-5 for full fine-tuning)")
-	fl.IntVar(&batch, "batch-size", 1, "samples per micro-batch")
-	fl.IntVar(&accum, "grad-accum", 1, "micro-batches per update")
-	fl.IntVar(&steps, "steps", 1000, "optimizer updates (same as --max-steps)")
-	fl.IntVar(&every, "save-every", 500, "updates between checkpoints (0: only at the end)")
-	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only (with --lora-rank 0)")
-	fl.IntVar(&loraRank, "lora-rank", 32, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
-	fl.Float64Var(&loraAlpha, "lora-alpha", 0, "LoRA alpha (0: equal to the rank)")
-	fl.Float64Var(&loraDrop, "lora-dropout", 0, "LoRA dropout (only 0: training must be reproducible and resumable)")
-	fl.StringVar(&loraTargets, "lora-targets", strings.Join(llm.DefaultLoRATargets, ","), "comma-separated linear layers to adapt")
+	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
+	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
+	fl.Float64Var(&lr, "lr", full.Optimizer.LR, fmt.Sprintf("learning rate (constant; default %s with LoRA as OpenVLA, %s for full fine-tuning)", shortFloat(lora.Optimizer.LR), shortFloat(full.Optimizer.LR)))
+	fl.IntVar(&batch, "batch-size", lora.BatchSize, "samples per micro-batch")
+	fl.IntVar(&accum, "grad-accum", lora.GradAccum, "micro-batches per update")
+	fl.IntVar(&steps, "steps", lora.Steps, "optimizer updates (same as --max-steps)")
+	fl.IntVar(&every, "save-every", lora.Checkpoint.Every, "updates between checkpoints (0: only at the end)")
+	fl.StringVar(&trainable, "trainable", full.Trainable, "all | vision_frozen | projector_only (with --lora-rank 0)")
+	fl.IntVar(&loraRank, "lora-rank", lora.LoRA.Rank, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
+	fl.Float64Var(&loraAlpha, "lora-alpha", lora.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
+	fl.Float64Var(&loraDrop, "lora-dropout", lora.LoRA.Dropout, "LoRA dropout (only 0: training must be reproducible and resumable)")
+	fl.StringVar(&loraTargets, "lora-targets", strings.Join(lora.LoRA.Targets, ","), "comma-separated linear layers to adapt")
 	fl.BoolVar(&merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
 	f.register(cmd, "runs/libero")
 	return cmd
+}
+
+// shortFloat writes a learning rate as 5e-4.
+func shortFloat(x float64) string {
+	s := strconv.FormatFloat(x, 'e', -1, 64)
+	mant, exp, _ := strings.Cut(s, "e")
+	sign := exp[:1]
+	exp = strings.TrimLeft(exp[1:], "0")
+	if sign == "+" {
+		sign = ""
+	}
+	return mant + "e" + sign + exp
 }
