@@ -532,34 +532,29 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 	start := time.Now()
 	outs := make([]StepOutcome, 0, len(steps))
 	nEle, nErr := 0, 0
-	for i := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachItem(ctx, len(steps), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		s := &steps[i]
 		o, pred, vis := evalStep(ctx, d, s, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		outs = append(outs, o)
-		if o.EleMatch {
-			nEle++
-		}
-		if o.Err != nil {
-			nErr++
-		}
-		t0 := time.Now()
-		fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-			Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
-		if err := rep.write(pred, fi); err != nil {
-			return nil, err
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(steps)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
-				i+1, len(steps), 100*float64(nEle)/float64(i+1), nErr, float64(i+1)/el, el)
-		}
+		return func() error {
+			outs = append(outs, o)
+			if o.EleMatch {
+				nEle++
+			}
+			if o.Err != nil {
+				nErr++
+			}
+			t0 := time.Now()
+			fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
+				Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
+			done, len(steps), 100*float64(nEle)/float64(done), nErr, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	outs = append(outs, predErrs...)
 	res := SummarizeMind2Web(outs)

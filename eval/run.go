@@ -223,34 +223,29 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 	start := time.Now()
 	outs := make([]Outcome, 0, len(recs))
 	correct, nerr := 0, 0
-	for i := range recs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachItem(ctx, len(recs), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		rec := &recs[i]
 		o, pred, vis := evalRecord(ctx, ds, rec, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		outs = append(outs, o)
-		if o.Correct {
-			correct++
-		}
-		if o.Err != nil {
-			nerr++
-		}
-		t0 := time.Now()
-		fi := failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
-			GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
-		if err := rep.write(pred, fi); err != nil {
-			return nil, err
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(recs)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
-				i+1, len(recs), 100*float64(correct)/float64(i+1), correct, nerr, float64(i+1)/el, el)
-		}
+		return func() error {
+			outs = append(outs, o)
+			if o.Correct {
+				correct++
+			}
+			if o.Err != nil {
+				nerr++
+			}
+			t0 := time.Now()
+			fi := failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
+				GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
+			done, len(recs), 100*float64(correct)/float64(done), correct, nerr, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if preds != nil {
 		outs = append(outs, preds.leftover()...)

@@ -1,0 +1,68 @@
+package eval
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/data/liberotest"
+	"github.com/magma-go/magma/vision"
+)
+
+// RunLibero with an oracle and with a broken predictor.
+func TestEvalLiberoMetrics(t *testing.T) {
+	suite := filepath.Join(t.TempDir(), "libero_spatial")
+	if _, err := liberotest.WriteSuite(suite, []liberotest.Task{
+		{Name: "pick_up_the_black_bowl", Instruction: "pick up the black bowl", Demos: 2, Steps: 4, Size: 32},
+		{Name: "open_the_top_drawer", Instruction: "open the top drawer", Demos: 2, Steps: 4, Size: 32},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := data.OpenLibero(suite, data.LiberoOptions{Shots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	at, _ := data.NewActionTokenizer(data.LlamaBaseVocab)
+	// The oracle looks the frame up among the demos (frames are distinct).
+	answers := map[string][]int{}
+	for _, task := range l.Tasks {
+		for _, d := range task.Demos {
+			for k := range d.Actions {
+				img, _ := l.Frame(task, d, k)
+				ids, _ := l.Stats.Action.EncodeAction(at, d.Actions[k])
+				answers[task.Instruction+string(img.Pix)] = append(ids, 128009)
+			}
+		}
+	}
+	oracle := func(_ context.Context, img vision.Image, instr string) ([]int, error) {
+		return answers[instr+string(img.Pix)], nil
+	}
+	rep, err := RunLibero(context.Background(), l, l.Stats, "heldout", 0, oracle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := rep.Overall
+	if o.TokenAcc != 1 || o.GripperAcc != 1 || o.Invalid != 0 || o.L1Arm > 0.01 || o.Steps != 8 {
+		t.Fatalf("oracle: %+v", o)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	junk := func(context.Context, vision.Image, string) ([]int, error) {
+		if r.IntN(2) == 0 {
+			return []int{128009}, nil
+		}
+		return []int{127744, 127744, 127744, 127744, 127744, 127744, 127744, 128009}, nil
+	}
+	rep, err = RunLibero(context.Background(), l, l.Stats, "train", 3, junk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Overall.Steps != 6 || rep.Overall.Invalid == 0 || rep.Overall.TokenAcc > 0.5 {
+		t.Fatalf("junk: %+v", rep.Overall)
+	}
+	if _, err := RunLibero(context.Background(), l, l.Stats, "nope", 0, junk, nil); err == nil {
+		t.Fatal("bad split accepted")
+	}
+}
