@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision"
 )
@@ -628,35 +627,13 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		}
 		tm.add(&tm.parse, t0)
 	} else {
-		t0 = time.Now()
-		var boxes []som.Box
-		if opt.Proposals != nil {
-			boxes = opt.Proposals[s.ImgFilename]
-		} else if opt.Proposer != nil {
-			if boxes, err = opt.Proposer.Propose(img); err != nil {
-				tm.add(&tm.propose, t0)
-				return fail(fmt.Errorf("proposer: %w", err))
-			}
+		var text string
+		if marks, text, err = markAndAsk(ctx, img, s.ImgFilename, Mind2WebPrompt(s.Task, s.Previous), opt, tm, &vis); err != nil {
+			return fail(err)
 		}
-		tm.add(&tm.propose, t0)
+		pred.Answer = text
 		t0 = time.Now()
-		marks, err = opt.Marker.Mark(img, boxes)
-		tm.add(&tm.mark, t0)
-		if err != nil {
-			return fail(fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err))
-		}
-		vis.img, vis.marks = marks.Image, marks
-		t0 = time.Now()
-		res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image},
-			Prompt: Mind2WebPrompt(s.Task, s.Previous), MaxNewTokens: opt.MaxNewTokens})
-		tm.add(&tm.model, t0)
-		if err != nil {
-			return fail(fmt.Errorf("model: %w", err))
-		}
-		tm.modelTiming(res.Timing)
-		pred.Answer = res.Text
-		t0 = time.Now()
-		act = ParseWebAction(res.Text, img.W, img.H, opt.Parse)
+		act = ParseWebAction(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()

@@ -258,6 +258,40 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 	return res, nil
 }
 
+// markAndAsk is the model side of a SoM benchmark item: candidate boxes for
+// img (opt.Proposals[key], or opt.Proposer's), the numbered marks drawn,
+// and the model asked prompt about the marked image. Stage times go to tm;
+// the marked image to vis.
+func markAndAsk(ctx context.Context, img vision.Image, key, prompt string, opt *Options, tm *timers, vis *visual) (*som.Result, string, error) {
+	t0 := time.Now()
+	var boxes []som.Box
+	if opt.Proposals != nil {
+		boxes = opt.Proposals[key]
+	} else if opt.Proposer != nil {
+		var err error
+		if boxes, err = opt.Proposer.Propose(img); err != nil {
+			tm.add(&tm.propose, t0)
+			return nil, "", fmt.Errorf("proposer: %w", err)
+		}
+	}
+	tm.add(&tm.propose, t0)
+	t0 = time.Now()
+	marks, err := opt.Marker.Mark(img, boxes)
+	tm.add(&tm.mark, t0)
+	if err != nil {
+		return nil, "", fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err)
+	}
+	vis.img, vis.marks = marks.Image, marks
+	t0 = time.Now()
+	res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image}, Prompt: prompt, MaxNewTokens: opt.MaxNewTokens})
+	tm.add(&tm.model, t0)
+	if err != nil {
+		return marks, "", fmt.Errorf("model: %w", err)
+	}
+	tm.modelTiming(res.Timing)
+	return marks, res.Text, nil
+}
+
 // visual is what a failure PNG needs.
 type visual struct {
 	img     vision.Image // marked screenshot (or the plain one)
@@ -320,35 +354,13 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		}
 		tm.add(&tm.parse, t0)
 	} else {
-		t0 = time.Now()
-		var boxes []som.Box
-		if opt.Proposals != nil {
-			boxes = opt.Proposals[rec.ImgFilename]
-		} else if opt.Proposer != nil {
-			if boxes, err = opt.Proposer.Propose(img); err != nil {
-				tm.add(&tm.propose, t0)
-				return fail(fmt.Errorf("proposer: %w", err))
-			}
+		var text string
+		if marks, text, err = markAndAsk(ctx, img, rec.ImgFilename, opt.Prompt(rec.Instruction), opt, tm, &vis); err != nil {
+			return fail(err)
 		}
-		tm.add(&tm.propose, t0)
+		pred.Answer = text
 		t0 = time.Now()
-		marks, err = opt.Marker.Mark(img, boxes)
-		tm.add(&tm.mark, t0)
-		if err != nil {
-			return fail(fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err))
-		}
-		vis.img, vis.marks = marks.Image, marks
-		t0 = time.Now()
-		res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image},
-			Prompt: opt.Prompt(rec.Instruction), MaxNewTokens: opt.MaxNewTokens})
-		tm.add(&tm.model, t0)
-		if err != nil {
-			return fail(fmt.Errorf("model: %w", err))
-		}
-		tm.modelTiming(res.Timing)
-		pred.Answer = res.Text
-		t0 = time.Now()
-		ans = ParseAnswer(res.Text, img.W, img.H, opt.Parse)
+		ans = ParseAnswer(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()
