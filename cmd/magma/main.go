@@ -29,6 +29,7 @@ func newRootCmd() *cobra.Command {
 		newTokenizeCmd(),
 		newSomCmd(),
 		newTomCmd(),
+		newDataCmd(),
 		newPretrainCmd(),
 		finetune,
 		eval,
