@@ -36,7 +36,11 @@ type Options struct {
 	Preprocessor *model.PreprocessorConfig
 	// Tokenizer is a tokenizer directory copied into each checkpoint ("" = none).
 	Tokenizer string
-	Data      StreamOpener
+	// Allowed marks the ids that have a token (tokenizer.Tokenizer.IDMask);
+	// a label outside it is an error, since generation never samples such
+	// ids (llm.SampleOptions.Allowed). Nil: any id below vocab_size.
+	Allowed []bool
+	Data    StreamOpener
 	// OutDir is the run folder (metrics.jsonl, checkpoints/, plots).
 	OutDir string
 	// Resume continues from the newest complete checkpoint in OutDir.
@@ -63,13 +67,17 @@ type Options struct {
 	// Hooks are called at fixed points of the run (all optional).
 	Hooks Hooks
 
-	// beforeRename is a test hook (see checkpointWriter).
+	// beforeRename and removeOld are test hooks (see checkpointWriter).
 	beforeRename func(tmp string) error
+	removeOld    func(path string) error
 }
 
 // Hooks let a command add to a run without copying the engine: an error
 // returned by a hook stops the run with that error.
 type Hooks struct {
+	// OnStart is called once the trainable parameters are known (adapters
+	// attached), before the first update: what the run trains.
+	OnStart func(StartInfo)
 	// OnStep is called after every update's bookkeeping.
 	OnStep func(StepInfo) error
 	// OnCheckpoint is called with the directory of every checkpoint being
@@ -79,6 +87,14 @@ type Hooks struct {
 	// OnEnd is called once when the run ends, with its result and error
 	// (err is nil after the last step); it returns the run's error.
 	OnEnd func(res *Result, err error) error
+}
+
+// StartInfo is what Hooks.OnStart reports.
+type StartInfo struct {
+	Trainable int64   // parameters the optimizer updates (adapters only with lora)
+	Total     int64   // parameters of the model (adapters included)
+	LR        float64 // peak learning rate of the schedule
+	Schedule  string
 }
 
 // StepInfo describes one finished update.
@@ -274,6 +290,19 @@ func newRun(o Options) (*run, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	r.params = params
+	if o.Hooks.OnStart != nil {
+		info := StartInfo{LR: cfg.Optimizer.LR, Schedule: cfg.Schedule.Name}
+		for _, p := range params {
+			info.Trainable += int64(len(p.Data))
+		}
+		info.Total, _ = model.ParamCount(m)
+		if r.adapters != nil {
+			for _, a := range r.adapters.Tensors() {
+				info.Total += int64(a.T.Shape().TotalSize())
+			}
+		}
+		o.Hooks.OnStart(info)
+	}
 	r.tensorIndex = map[*tensor.Dense]int{}
 	r.trainable = map[*tensor.Dense]bool{}
 	for i, t := range tensors {
@@ -284,8 +313,15 @@ func newRun(o Options) (*run, error) {
 	r.sched = NewSchedule(cfg.Schedule.Name, cfg.Optimizer.LR, cfg.Steps, cfg.Schedule.WarmupRatio)
 	r.pcg = rand.NewPCG(cfg.Seed, 0x747261696e)
 	ckRoot := filepath.Join(o.OutDir, checkpointsDir)
+	logw := r.logw
 	r.writer = &checkpointWriter{root: ckRoot, model: m, adapters: r.adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer,
-		keep: cfg.Checkpoint.Keep, onCheckpoint: o.Hooks.OnCheckpoint, beforeRename: o.beforeRename}
+		keep: cfg.Checkpoint.Keep, onCheckpoint: o.Hooks.OnCheckpoint, beforeRename: o.beforeRename, removeOld: o.removeOld,
+		warn: func(f string, a ...any) { fmt.Fprintf(logw, f, a...) }}
+	if !o.NoCheckpoint {
+		if err := checkWritable(ckRoot); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+	}
 	if err := removeTemps(ckRoot); err != nil {
 		return nil, fmt.Errorf("train: removing half-written checkpoints: %w", err)
 	}
@@ -299,21 +335,9 @@ func (r *run) restore() error {
 	cfg, o, logw := r.cfg, r.o, r.logw
 	ckRoot := r.writer.root
 	if o.Resume {
-		dir, st, warn := LatestCheckpoint(o.OutDir)
-		if warn != nil {
-			fmt.Fprintf(logw, "warning: %v\n", warn)
-		}
-		if dir == "" {
-			return fmt.Errorf("train: --resume: no complete checkpoint in %s", ckRoot)
-		}
-		if st.ConfigHash != cfg.Hash() {
-			return fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", dir, st.ConfigHash, cfg.Hash())
-		}
-		if st.Trainable != cfg.Trainable {
-			return fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", st.Trainable, cfg.Trainable)
-		}
-		if err := loadCheckpoint(dir, r.m, r.adapters, r.opt); err != nil {
-			return fmt.Errorf("train: --resume: %w", err)
+		dir, st, err := r.latestLoadable()
+		if err != nil {
+			return err
 		}
 		r.opt.Step = st.Optimizer.Step
 		if len(st.RNG) > 0 {
@@ -339,6 +363,40 @@ func (r *run) restore() error {
 		}
 	}
 	return nil
+}
+
+// latestLoadable loads the newest checkpoint that loads: a truncated
+// weights or optimizer file (disk full, copy cut short) falls back to the
+// previous one, as an unreadable trainer_state.json does. A successful load
+// rewrites every weight and moment, so a failed attempt leaves nothing
+// behind.
+func (r *run) latestLoadable() (string, *TrainerState, error) {
+	cfg := r.cfg
+	dirs, states, warn := checkpointCandidates(r.o.OutDir)
+	if warn != nil {
+		fmt.Fprintf(r.logw, "warning: %v\n", warn)
+	}
+	if len(dirs) == 0 {
+		return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
+	}
+	for i, d := range dirs {
+		s := states[i]
+		if s.ConfigHash != cfg.Hash() {
+			return "", nil, fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", d, s.ConfigHash, cfg.Hash())
+		}
+		if s.Trainable != cfg.Trainable {
+			return "", nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", s.Trainable, cfg.Trainable)
+		}
+		err := loadCheckpoint(d, r.m, r.adapters, r.opt)
+		if err == nil {
+			return d, s, nil
+		}
+		if i == len(dirs)-1 {
+			return "", nil, fmt.Errorf("train: --resume: %w", err)
+		}
+		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s that does not load (%v); falling back to %s\n", d, err, dirs[i+1])
+	}
+	return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
 }
 
 // open starts the metrics log and the data stream and prepares the graph
@@ -488,6 +546,9 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 			return 0, nil, fmt.Errorf("train: step %d: data: %w", step+1, err)
 		}
 		lay, err := plan(r.m, batch, cfg.SeqBucket, r.maxLen)
+		if err == nil {
+			err = checkLabels(batch, r.o.Allowed)
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
 		}
@@ -551,6 +612,8 @@ func (r *run) record(done int, loss, lr, norm float64) error {
 		}
 		r.prog.update(rec)
 		w.t0, w.tokens, w.samples, w.wait, w.steps = now, 0, 0, 0, 0
+	} else {
+		r.prog.tick(done)
 	}
 	if !r.o.NoCheckpoint && ((cfg.Checkpoint.Every > 0 && done%cfg.Checkpoint.Every == 0) || done == cfg.Steps) {
 		r.elapsedBefore, r.runStart = elapsed, now

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/magma-go/magma/data"
@@ -146,6 +145,9 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if loraRank < 0 {
 				return fmt.Errorf("--lora-rank %d must be >= 0", loraRank)
 			}
+			if !(lr >= 0) || math.IsInf(lr, 0) {
+				return fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", lr)
+			}
 			var lcfg llm.LoRAConfig
 			if loraRank > 0 {
 				// Parse the adapter flags now so mistakes surface first.
@@ -181,7 +183,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			c.Source = "finetune libero"
 			c.Model = train.ModelConfig{InitFrom: initDir}
 			c.BatchSize, c.GradAccum, c.Steps, c.Checkpoint.Every = batch, accum, steps, every
-			if cmd.Flags().Changed("lr") {
+			if lr != 0 { // 0: the recipe's (LoRA or full fine-tuning)
 				c.Optimizer.LR = lr
 			}
 			if loraRank > 0 {
@@ -255,7 +257,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
 			// Every checkpoint carries the statistics and the split.
-			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters,
+			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters,
 				Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
 				return err
 			}
@@ -278,7 +280,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
 	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
 	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
-	fl.Float64Var(&lr, "lr", full.Optimizer.LR, fmt.Sprintf("learning rate (constant; default %s with LoRA as OpenVLA, %s for full fine-tuning)", shortFloat(lora.Optimizer.LR), shortFloat(full.Optimizer.LR)))
+	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))
 	fl.IntVar(&batch, "batch-size", lora.BatchSize, "samples per micro-batch")
 	fl.IntVar(&accum, "grad-accum", lora.GradAccum, "micro-batches per update")
 	fl.IntVar(&steps, "steps", lora.Steps, "optimizer updates (same as --max-steps)")
@@ -291,16 +293,4 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl.BoolVar(&merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
 	f.register(cmd, "runs/libero")
 	return cmd
-}
-
-// shortFloat writes a learning rate as 5e-4.
-func shortFloat(x float64) string {
-	s := strconv.FormatFloat(x, 'e', -1, 64)
-	mant, exp, _ := strings.Cut(s, "e")
-	sign := exp[:1]
-	exp = strings.TrimLeft(exp[1:], "0")
-	if sign == "+" {
-		sign = ""
-	}
-	return mant + "e" + sign + exp
 }
