@@ -12,7 +12,7 @@ import (
 	"github.com/magma-go/magma/tom"
 )
 
-func init() {
+func newTomCmd() *cobra.Command {
 	var video, out, viz, source, task string
 	var grid, future, start, height int
 	var seed int64
@@ -105,5 +105,5 @@ empty and the reason is printed as a warning and written to "warnings".`,
 	f.IntVar(&future, "future", 16, "future steps (uses future+1 frames)")
 	f.IntVar(&start, "start", 0, "first frame")
 	f.Int64Var(&seed, "seed", 1, "seed for k, k-means and mark ids")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
