@@ -2,7 +2,6 @@ package data
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -427,16 +426,7 @@ func (e *Env) tracesSample(first vision.Image, tr *tom.Tracks, kind, task string
 	if err != nil {
 		return Sample{}, err
 	}
-	q, a := res.ToMQuestion, res.ToMText
-	if kind == TaskSoM || a == "" {
-		q, a = som.SoMQuestion, res.SoMText
-	}
-	if a == "" {
-		return Sample{}, errors.New("no marks")
-	}
-	return e.ChatSample([]tokenizer.Message{
-		{Role: "user", Content: tokenizer.ImageToken + "\n" + q},
-		{Role: "assistant", Content: a}}, []vision.Image{res.Marked})
+	return e.tomSample(res, kind)
 }
 
 // RunTraces runs Magma's ToM selection on pre-extracted tracks with the

@@ -281,6 +281,13 @@ func (e *Env) marksSample(frames []vision.Image, kind, task, caption string, ste
 	if err != nil {
 		return Sample{}, err
 	}
+	return e.tomSample(res, kind)
+}
+
+// tomSample is the conversation of a ToM result: the ToM question and
+// answer on the marked frame, or the SoM ones for som samples and when no
+// trace is foreground.
+func (e *Env) tomSample(res *tom.Result, kind string) (Sample, error) {
 	q, a := res.ToMQuestion, res.ToMText
 	if kind == TaskSoM || a == "" {
 		q, a = som.SoMQuestion, res.SoMText

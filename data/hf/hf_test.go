@@ -167,3 +167,32 @@ func TestNotArrow(t *testing.T) {
 		t.Fatal("garbage accepted")
 	}
 }
+
+// Workers read rows of one file concurrently (the mixture's worker
+// goroutines share sources); run under -race in development.
+func TestConcurrentRows(t *testing.T) {
+	for _, p := range []string{"testdata/video_tom/sthv2/shard_2.arrow", "testdata/oxe_tom/bridge_orig/shard_79.arrow", "testdata/aitw_som/data/train-00000-of-00001.parquet"} {
+		f, err := Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 4)
+		for w := 0; w < 4; w++ {
+			go func(w int) {
+				for k := 0; k < 50; k++ {
+					if _, err := f.Row((w+k)%f.NumRows, nil); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}(w)
+		}
+		for w := 0; w < 4; w++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.Close()
+	}
+}

@@ -48,7 +48,7 @@ func (h *File) Row(r int, cols []string) (Row, error) {
 		return nil, err
 	}
 	b := h.batchOf(r)
-	rec, err := h.decodeBatch(data, b)
+	rec, err := h.batch(data, b)
 	if err != nil {
 		return nil, fmt.Errorf("record batch %d: %w", b, err)
 	}
