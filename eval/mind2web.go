@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision"
 )
@@ -42,7 +41,11 @@ type Step struct {
 	// Previous are the ground-truth actions before this one ("CLICK",
 	// "TYPE value"), as SeeClick feeds them.
 	Previous []string
-	Err      error
+	// PreviousReprs are the episode's action_reprs before this one
+	// ("[link] Store Locator -> CLICK") when the file has them, as
+	// Magma's Mind2Web SoM prompt lists them; otherwise Previous.
+	PreviousReprs []string
+	Err           error
 }
 
 // ActionString is the operation string whose tokens Op.F1 compares:
@@ -65,6 +68,11 @@ type Mind2Web struct {
 	Dir       string
 	ImageDirs []string
 	Steps     []Step
+	// Protocol, when set, is Magma's candidate protocol (crop, top-K
+	// ranked Candidates, official prompt and answer); nil keeps the
+	// SeeClick-style run with Options.Proposals/Proposer.
+	Protocol   *Mind2WebProtocol
+	Candidates RankedCandidates
 }
 
 // LoadMind2Web reads mind2web_data_test_{task,website,domain}.json from
@@ -111,6 +119,7 @@ type m2wEpisode struct {
 	AnnotationID  string            `json:"annotation_id"`
 	ConfirmedTask string            `json:"confirmed_task"`
 	Actions       []json.RawMessage `json:"actions"`
+	ActionReprs   []string          `json:"action_reprs"`
 }
 
 type m2wAction struct {
@@ -158,6 +167,10 @@ func (d *Mind2Web) addEpisode(path, split string, ei int, raw json.RawMessage, r
 		s := base
 		s.Step = si
 		s.Previous = append([]string(nil), prev...)
+		s.PreviousReprs = s.Previous
+		if len(ep.ActionReprs) == len(ep.Actions) {
+			s.PreviousReprs = append([]string(nil), ep.ActionReprs[:si]...)
+		}
 		var a m2wAction
 		if err := json.Unmarshal(ar, &a); err != nil {
 			s.Err = fmt.Errorf("malformed action: %w", err)
@@ -222,7 +235,9 @@ var (
 	valueStopRE  = regexp.MustCompile(`(?i)\s*(?:\bmarks?\b|[\[\(<]).*$`)
 )
 
-// ParseWebAction reads a Mind2Web answer: SeeClick's dict form
+// ParseWebAction reads a Mind2Web answer: Magma's SoM dictionary
+// {"ACTION": "TYPE", "MARK": 13, "VALUE": "new york"} ("None" = no value),
+// SeeClick's dict form
 // {"action_type": 4|3|2, "click_point": (x,y), "value"/"typed_text": "..."}
 // (4 CLICK, 3 TYPE, 2 SELECT), or text "TYPE \"new york\" [x,y] Mark: 5" /
 // "CLICK Mark: 3" (first operation word; the value is the first quoted
@@ -230,6 +245,9 @@ var (
 // parsed by ParseAnswer.
 func ParseWebAction(text string, w, h int, opt ParseOptions) WebAction {
 	a := WebAction{Answer: ParseAnswer(text, w, h, opt)}
+	if parseSoMDict(text, &a) {
+		return a
+	}
 	if m := actionTypeRE.FindStringSubmatch(text); m != nil {
 		switch m[1] {
 		case "4":
@@ -489,6 +507,9 @@ type StepPrediction struct {
 	StepSuccess  bool                 `json:"step_success"`
 	Error        string               `json:"error,omitempty"`
 	Marks        map[string][]float64 `json:"marks,omitempty"`
+	// CropTop is where the evaluated window starts on the page (Magma's
+	// protocol crops to MaxHeight); Point and MarkBox are in the window.
+	CropTop float64 `json:"crop_top,omitempty"`
 }
 
 // RunMind2Web evaluates d step by step with the same machinery as
@@ -532,34 +553,29 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 	start := time.Now()
 	outs := make([]StepOutcome, 0, len(steps))
 	nEle, nErr := 0, 0
-	for i := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachItem(ctx, len(steps), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		s := &steps[i]
 		o, pred, vis := evalStep(ctx, d, s, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		outs = append(outs, o)
-		if o.EleMatch {
-			nEle++
-		}
-		if o.Err != nil {
-			nErr++
-		}
-		t0 := time.Now()
-		fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-			Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
-		if err := rep.write(pred, fi); err != nil {
-			return nil, err
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(steps)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
-				i+1, len(steps), 100*float64(nEle)/float64(i+1), nErr, float64(i+1)/el, el)
-		}
+		return func() error {
+			outs = append(outs, o)
+			if o.EleMatch {
+				nEle++
+			}
+			if o.Err != nil {
+				nErr++
+			}
+			t0 := time.Now()
+			fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
+				Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
+			done, len(steps), 100*float64(nEle)/float64(done), nErr, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	outs = append(outs, predErrs...)
 	res := SummarizeMind2Web(outs)
@@ -605,8 +621,14 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		return fail(fmt.Errorf("image %s not found in %s", s.ImgFilename, strings.Join(d.ImageDirs, ", ")))
 	}
 	img, err := vision.DecodeImage(path)
+	gt := s.Box
 	if err == nil {
-		err = CheckBox(s.Box, img.W, img.H)
+		err = CheckBox(gt, img.W, img.H)
+	}
+	var cands []som.Box
+	if err == nil && d.Protocol != nil && given == nil {
+		img, gt, cands = d.Protocol.apply(img, gt, d.Candidates[s.ImgFilename])
+		pred.CropTop = s.Box.Y1 - gt.Y1
 	}
 	tm.add(&tm.load, t0)
 	if err != nil {
@@ -633,35 +655,22 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		}
 		tm.add(&tm.parse, t0)
 	} else {
-		t0 = time.Now()
-		var boxes []som.Box
-		if opt.Proposals != nil {
-			boxes = opt.Proposals[s.ImgFilename]
-		} else if opt.Proposer != nil {
-			if boxes, err = opt.Proposer.Propose(img); err != nil {
-				tm.add(&tm.propose, t0)
-				return fail(fmt.Errorf("proposer: %w", err))
+		prompt, askOpt := Mind2WebPrompt(s.Task, s.Previous), opt
+		if d.Protocol != nil {
+			c := *opt
+			c.Proposals, c.Proposer = Proposals{s.ImgFilename: cands}, nil
+			askOpt = &c
+			if !d.Protocol.Project {
+				prompt = Mind2WebSoMPrompt(s.Task, s.PreviousReprs)
 			}
 		}
-		tm.add(&tm.propose, t0)
-		t0 = time.Now()
-		marks, err = opt.Marker.Mark(img, boxes)
-		tm.add(&tm.mark, t0)
-		if err != nil {
-			return fail(fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err))
+		var text string
+		if marks, text, err = markAndAsk(ctx, img, s.ImgFilename, prompt, askOpt, tm, &vis); err != nil {
+			return fail(err)
 		}
-		vis.img, vis.marks = marks.Image, marks
+		pred.Answer = text
 		t0 = time.Now()
-		res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image},
-			Prompt: Mind2WebPrompt(s.Task, s.Previous), MaxNewTokens: opt.MaxNewTokens})
-		tm.add(&tm.model, t0)
-		if err != nil {
-			return fail(fmt.Errorf("model: %w", err))
-		}
-		tm.modelTiming(res.Timing)
-		pred.Answer = res.Text
-		t0 = time.Now()
-		act = ParseWebAction(res.Text, img.W, img.H, opt.Parse)
+		act = ParseWebAction(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()
@@ -677,7 +686,7 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 			pred.MarkBox = []float64{mb.X1, mb.Y1, mb.X2, mb.Y2}
 			vis.markBox = mb
 		}
-		o.EleMatch = s.Box.Contains(p)
+		o.EleMatch = gt.Contains(p)
 	}
 	o.OpF1 = TokenF1(ActionString(act.Op, act.Value), ActionString(s.Op, s.Value))
 	pred.EleMatch, pred.OpF1, pred.StepSuccess = o.EleMatch, o.OpF1, o.StepSuccess()
