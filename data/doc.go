@@ -4,7 +4,7 @@
 //
 // # Contract with the trainer
 //
-// Sample (ids, labels with IgnoreIndex on everything but the answers, one
+// Sample (ids, labels with tokenizer.IgnoreIndex on everything but the answers, one
 // <image> token per preprocessed image), Batch and Stream (Next, State,
 // Close) are defined in sample.go. MixtureStream implements Stream.
 //

@@ -134,7 +134,7 @@ func (e *Env) ActionSample(msgs []tokenizer.Message, images []vision.Image, acti
 	}
 	labels := make([]int, len(ids), len(ids)+len(actionIDs)+1)
 	for i := range labels {
-		labels[i] = IgnoreIndex
+		labels[i] = tokenizer.IgnoreIndex
 	}
 	ans := append(append([]int(nil), actionIDs...), e.Tokenizer.EOS())
 	ids = append(ids, ans...)

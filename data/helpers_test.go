@@ -76,7 +76,7 @@ func writeFile(t testing.TB, path, s string) {
 	}
 }
 
-// checkLabels asserts labels are IgnoreIndex or equal to the id, and that
+// checkLabels asserts labels are tokenizer.IgnoreIndex or equal to the id, and that
 // the supervised ids decode to want.
 func supervisedText(t testing.TB, tok *tokenizer.Tokenizer, s Sample) string {
 	t.Helper()
@@ -85,7 +85,7 @@ func supervisedText(t testing.TB, tok *tokenizer.Tokenizer, s Sample) string {
 	}
 	var sup []int
 	for i, l := range s.Labels {
-		if l == IgnoreIndex {
+		if l == tokenizer.IgnoreIndex {
 			continue
 		}
 		if l != s.IDs[i] {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -33,7 +34,7 @@ func supervised(t *testing.T, env *Env, s Sample) string {
 	t.Helper()
 	var ids []int
 	for _, l := range s.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			ids = append(ids, l)
 		}
 	}
@@ -191,7 +192,7 @@ func TestMagmaToMRobot(t *testing.T) {
 	want, _ := env.Actions.Encode(it.Action)
 	var sup []int
 	for _, l := range smp.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			sup = append(sup, l)
 		}
 	}

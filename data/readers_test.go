@@ -3,6 +3,7 @@ package data
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"image"
 	"image/color"
 	"math"
@@ -238,7 +239,7 @@ func TestRobotReader(t *testing.T) {
 	}
 	var sup []int
 	for i, l := range s.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			sup = append(sup, s.IDs[i])
 		}
 	}
