@@ -97,8 +97,11 @@ func (p *PreprocessorConfig) Resolve(cfg *Config) error {
 	switch {
 	case p.AnyresStrategy != "crop" && p.AnyresStrategy != "global":
 		return fmt.Errorf("key \"anyres_strategy\": %q not supported (crop or global)", p.AnyresStrategy)
-	case p.BaseImgSize <= 0 || p.BaseImgSize%32 != 0:
-		return fmt.Errorf("key \"base_img_size\": %d must be a positive multiple of 32", p.BaseImgSize)
+	case p.BaseImgSize <= 0 || p.BaseImgSize%vision.FeatureStride != 0:
+		return fmt.Errorf("key \"base_img_size\": %d must be a positive multiple of %d", p.BaseImgSize, vision.FeatureStride)
+	case cfg != nil && cfg.Vision.ImageSize > 0 && p.BaseImgSize != cfg.Vision.ImageSize:
+		// Checked once here: every crop is then the trunk's input size.
+		return fmt.Errorf("key \"base_img_size\": %d differs from vision_config.img_size %d (the crops must be the vision tower's input size)", p.BaseImgSize, cfg.Vision.ImageSize)
 	case p.NumCrops < 1 || p.NumCrops > vision.MaxCrops:
 		return fmt.Errorf("key \"num_crops\": %d must be in [1, %d]", p.NumCrops, vision.MaxCrops)
 	case int64(p.NumCrops)*int64(p.BaseImgSize)*int64(p.BaseImgSize) > vision.MaxOutputPixels:

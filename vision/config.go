@@ -89,7 +89,7 @@ func (c *Config) Resolve() error {
 			return fmt.Errorf("vision config: stage %d has depth %d dim %d; both must be positive", i, c.Depths[i], c.Dims[i])
 		}
 	}
-	if c.ImageSize <= 0 || c.ImageSize%32 != 0 {
+	if c.ImageSize <= 0 || c.ImageSize%FeatureStride != 0 {
 		return fmt.Errorf("vision config: img_size %d must be a positive multiple of 32", c.ImageSize)
 	}
 	if c.MaxNumCrops <= 0 {
