@@ -321,8 +321,9 @@ func LoadPreset(nameOrPath string) (*Preset, error) {
 	return &Preset{Name: raw.Name, Config: cfg, Preprocessor: pp, Tokenizer: raw.Tokenizer}, nil
 }
 
-// FromPreset returns the resolved model and preprocessor configs of a preset.
-func FromPreset(nameOrPath string) (*Config, *PreprocessorConfig, error) {
+// PresetConfigs returns only the resolved model and preprocessor configs of
+// a preset (LoadPreset also gives its name and tokenizer directory).
+func PresetConfigs(nameOrPath string) (*Config, *PreprocessorConfig, error) {
 	p, err := LoadPreset(nameOrPath)
 	if err != nil {
 		return nil, nil, err

@@ -41,7 +41,7 @@ func tinyPipeline(t testing.TB) *model.Pipeline {
 			tinyErr = fmt.Errorf("skip: %v", err)
 			return
 		}
-		cfg, pp, err := model.FromPreset("tiny")
+		cfg, pp, err := model.PresetConfigs("tiny")
 		if err != nil {
 			tinyErr = err
 			return

@@ -127,7 +127,7 @@ func TestClipping(t *testing.T) {
 // with at most one non-unit dimension (timm's rule, a superset of Hugging
 // Face's "bias and LayerNorm weights"); embeddings and lm_head decay.
 func TestNoDecay(t *testing.T) {
-	cfg, _, err := model.FromPreset("tiny")
+	cfg, _, err := model.PresetConfigs("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}

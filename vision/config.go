@@ -90,7 +90,7 @@ func (c *Config) Resolve() error {
 		}
 	}
 	if c.ImageSize <= 0 || c.ImageSize%FeatureStride != 0 {
-		return fmt.Errorf("vision config: img_size %d must be a positive multiple of 32", c.ImageSize)
+		return fmt.Errorf("vision config: img_size %d must be a positive multiple of %d", c.ImageSize, FeatureStride)
 	}
 	if c.MaxNumCrops <= 0 {
 		c.MaxNumCrops = 1
