@@ -35,9 +35,9 @@ func testTokenizer(t testing.TB) *tokenizer.Tokenizer {
 	return tokVal
 }
 
-func testEnv(t testing.TB) *Env {
+func testEnv(t testing.TB) *SampleBuilder {
 	t.Helper()
-	env, err := NewEnv(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
+	env, err := NewSampleBuilder(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
 	if err != nil {
 		t.Fatal(err)
 	}

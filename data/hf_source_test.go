@@ -30,7 +30,7 @@ func hfGolden(t *testing.T) map[string][]map[string]any {
 	return g
 }
 
-func supervised(t *testing.T, env *Env, s Sample) string {
+func supervised(t *testing.T, env *SampleBuilder, s Sample) string {
 	t.Helper()
 	var ids []int
 	for _, l := range s.Labels {

@@ -755,16 +755,16 @@ type liberoStep struct{ task, demo, k int }
 // LiberoSource is the training steps of a suite as a data.Source: one
 // action sample per (task, training demo, kept step).
 type LiberoSource struct {
-	env   *Env
+	env   *SampleBuilder
 	l     *Libero
 	name  string
 	steps []liberoStep
 }
 
 // NewLiberoSource makes the source over split ("train" normally) of l.
-func NewLiberoSource(env *Env, l *Libero, split string) (*LiberoSource, error) {
+func NewLiberoSource(env *SampleBuilder, l *Libero, split string) (*LiberoSource, error) {
 	if env == nil || env.Tokenizer == nil {
-		return nil, errors.New("libero: source needs an Env with a tokenizer")
+		return nil, errors.New("libero: source needs a SampleBuilder with a tokenizer")
 	}
 	s := &LiberoSource{env: env, l: l, name: l.Opt.Suite}
 	for ti, t := range l.Tasks {
@@ -813,7 +813,7 @@ func (s *LiberoSource) Step(i int) (*LiberoTask, *LiberoDemo, int) {
 }
 
 // ActionSample builds the training sample of step k of demo d.
-func (l *Libero) ActionSample(env *Env, t *LiberoTask, d *LiberoDemo, k int) (Sample, error) {
+func (l *Libero) ActionSample(env *SampleBuilder, t *LiberoTask, d *LiberoDemo, k int) (Sample, error) {
 	img, err := l.Frame(t, d, k)
 	if err != nil {
 		return Sample{}, err

@@ -33,7 +33,7 @@ func (f *fakeSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 func fakeMixture(t testing.TB, policy ErrorPolicy, bad map[int]bool) *Mixture {
-	env := &Env{OnError: policy, Logf: func(string, ...any) {}}
+	env := &SampleBuilder{OnError: policy, Logf: func(string, ...any) {}}
 	m, err := NewMixture(env, []Source{
 		&fakeSource{name: "a", n: 7, bad: bad},
 		&fakeSource{name: "b", n: 50},

@@ -66,7 +66,7 @@ const CaptionQuestion = "Describe the image in detail."
 // too short, unreadable, or cut by a shot boundary are bad records.
 type VideoSource struct {
 	name, path string
-	env        *Env
+	env        *SampleBuilder
 	opt        VideoOptions
 	cum        []float64
 	recs       []videoRecord
@@ -92,7 +92,7 @@ type videoJSON struct {
 }
 
 // NewVideoSource indexes a clip manifest.
-func NewVideoSource(env *Env, name, path string, o VideoOptions) (*VideoSource, error) {
+func NewVideoSource(env *SampleBuilder, name, path string, o VideoOptions) (*VideoSource, error) {
 	if o.VideoFolder == "" {
 		o.VideoFolder = filepath.Dir(path)
 	}
@@ -266,7 +266,7 @@ func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps in
 
 // marksSample builds the ToM / SoM / caption conversation for frames.
 // It reports ok=false when tracking found nothing usable.
-func (e *Env) marksSample(frames []vision.Image, kind, task, caption string, steps, grid int, robot bool, rng *rand.Rand) (Sample, error) {
+func (e *SampleBuilder) marksSample(frames []vision.Image, kind, task, caption string, steps, grid int, robot bool, rng *rand.Rand) (Sample, error) {
 	if kind == TaskCaption {
 		return e.ChatSample([]tokenizer.Message{
 			{Role: "user", Content: tokenizer.ImageToken + "\n" + CaptionQuestion},
@@ -324,7 +324,7 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 func init() {
-	sourceTypes["video"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["video"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o VideoOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

@@ -57,7 +57,7 @@ func TestMemoriseSoM(t *testing.T) {
 	if err := data.GenerateSynthetic(sc, 11); err != nil {
 		t.Fatal(err)
 	}
-	env, err := data.NewEnv(tok, ImageOptions(pp))
+	env, err := data.NewSampleBuilder(tok, ImageOptions(pp))
 	if err != nil {
 		t.Fatal(err)
 	}

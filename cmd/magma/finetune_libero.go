@@ -63,8 +63,8 @@ func knownSuite(s string) bool {
 
 // liberoEnv is the data environment of LIBERO samples; the chat options
 // must match model.Pipeline.PromptIDs (what /act and eval prompt with).
-func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.Env, error) {
-	env, err := data.NewEnv(tok, train.ImageOptions(pp))
+func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.SampleBuilder, error) {
+	env, err := data.NewSampleBuilder(tok, train.ImageOptions(pp))
 	if err != nil {
 		return nil, err
 	}
