@@ -670,14 +670,20 @@ func (s *Stats) Unnormalize(a []float64) ([]float64, error) {
 	return out, nil
 }
 
-// Validate checks the dimensions agree and the values are finite.
+// Validate checks the dimensions agree. q01 and q99 (and the mask, when
+// given) are what un-normalising an action needs and must be present;
+// mean, std, max and min are informative and may be absent (a hand-written
+// file for /act), but must agree when given.
 func (s *Stats) Validate() error {
 	d := len(s.Q01)
 	if d == 0 {
 		return errors.New("no dimensions")
 	}
-	for name, v := range map[string][]float64{"mean": s.Mean, "std": s.Std, "max": s.Max, "min": s.Min, "q99": s.Q99} {
-		if len(v) != d {
+	if len(s.Q99) != d {
+		return fmt.Errorf("q99 has %d dimensions, q01 %d", len(s.Q99), d)
+	}
+	for name, v := range map[string][]float64{"mean": s.Mean, "std": s.Std, "max": s.Max, "min": s.Min} {
+		if v != nil && len(v) != d {
 			return fmt.Errorf("%s has %d dimensions, q01 %d", name, len(v), d)
 		}
 	}
