@@ -185,5 +185,6 @@ func init() {
 	_ = synCmd.MarkFlagRequired("out")
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
+	evalCmd.AddCommand(qaCommands()...)
 	rootCmd.AddCommand(evalCmd)
 }
