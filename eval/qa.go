@@ -19,7 +19,8 @@ import (
 )
 
 // Question-answering benchmarks (VQAv2, TextVQA, POPE, NextQA, VideoMME,
-// AITW) share one loop, RunQA: per item, the reader's error if any; else
+// AITW) run through RunQA on the per-item loop every benchmark shares
+// (eachItem): per item, the reader's error if any; else
 // the answer (from the model given the item's images or sampled video
 // frames and its prompt, or from a --predictions file); the answer is
 // scored by the benchmark's QATask; progress lines; predictions.jsonl as it
@@ -143,41 +144,39 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	var tm timers
 	start := time.Now()
 	sum := 0.0
-	for i := range items {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err := eachItem(ctx, len(items), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		it := &items[i]
 		answer, err := qaAnswer(ctx, it, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err == nil && strings.TrimSpace(answer) == "" {
-			err = errors.New("empty answer")
-		}
-		t0 := time.Now()
-		score, gold := task.Add(it, answer, err != nil)
-		tm.add(&tm.parse, t0)
-		sum += score
-		p := QAPrediction{Index: it.Index, ID: it.ID, Category: it.Category, Answer: answer, Gold: gold, Score: score}
-		res.Total++
-		if err != nil {
-			res.Errors++
-			p.Error = err.Error()
-			res.ErrorRecords = append(res.ErrorRecords, RecordError{Index: it.Index, Where: it.Where, Error: err.Error()})
-		}
-		t0 = time.Now()
-		if enc != nil {
-			if err := enc.Encode(p); err != nil {
-				return nil, fmt.Errorf("report: writing predictions.jsonl: %w", err)
+		return func() error {
+			if err == nil && strings.TrimSpace(answer) == "" {
+				err = errors.New("empty answer")
 			}
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(items)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "%s [%d/%d] mean score %.1f%% errors %d | %.2f records/s | %.0fs\n",
-				b.Name, i+1, len(items), 100*sum/float64(i+1), res.Errors, float64(i+1)/el, el)
-		}
+			t0 := time.Now()
+			score, gold := task.Add(it, answer, err != nil)
+			tm.add(&tm.parse, t0)
+			sum += score
+			p := QAPrediction{Index: it.Index, ID: it.ID, Category: it.Category, Answer: answer, Gold: gold, Score: score}
+			res.Total++
+			if err != nil {
+				res.Errors++
+				p.Error = err.Error()
+				res.ErrorRecords = append(res.ErrorRecords, RecordError{Index: it.Index, Where: it.Where, Error: err.Error()})
+			}
+			t0 = time.Now()
+			defer tm.add(&tm.report, t0)
+			if enc != nil {
+				if err := enc.Encode(p); err != nil {
+					return fmt.Errorf("report: writing predictions.jsonl: %w", err)
+				}
+			}
+			return nil
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("%s [%d/%d] mean score %.1f%% errors %d | %.2f records/s | %.0fs\n",
+			b.Name, done, len(items), 100*sum/float64(done), res.Errors, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range predErrs {
 		res.Errors++
