@@ -625,7 +625,7 @@ func (a *aitwTask) Finish(r *QAResults) {
 		c := a.t.ByCat[k].Category()
 		r.Tables[k] = map[string]float64{"action_acc": c.ActionAcc, "action_text_acc": c.ActionTextAcc,
 			"type_acc": c.TypeAcc, "text_acc": c.TextAcc, "click_acc": c.ClickAcc, "scroll_acc": c.ScrollAcc,
-			"scroll_dir_acc": c.ScrollDirAcc, "steps": float64(c.Counts.Steps)}
+			"scroll_dir_acc": c.ScrollDirAcc, "steps": float64(c.Counts.Steps), "unparsed": float64(c.Counts.Unparsed)}
 	}
 }
 

@@ -186,5 +186,6 @@ func newEvalCmd() *cobra.Command {
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
 	evalCmd.AddCommand(qaCommands()...)
+	evalCmd.AddCommand(syntheticQACmd())
 	return evalCmd
 }

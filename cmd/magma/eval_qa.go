@@ -123,3 +123,28 @@ func qaCommands() []*cobra.Command {
 	}
 	return out
 }
+
+// syntheticQACmd writes the QA fixtures (demo data, tests, bench-eval).
+func syntheticQACmd() *cobra.Command {
+	var o eval.SyntheticQAOptions
+	var out string
+	cmd := &cobra.Command{
+		Use:   "synthetic-qa",
+		Short: "Write small VQAv2/TextVQA/POPE/NextQA/VideoMME/AITW fixtures in their published layouts (demo data, tests, benchmarks)",
+		Example: `  magma eval synthetic-qa --out /tmp/qa
+  magma init --preset tiny --out out/tiny
+  magma eval vqav2 --model out/tiny --data /tmp/qa/vqav2 --out out/vqav2`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := eval.WriteSyntheticQA(out, o); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %v fixtures to %s\n", eval.QABenchmarks, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "output directory (one folder per benchmark)")
+	cmd.Flags().IntVar(&o.Items, "items", 6, "items per benchmark")
+	cmd.Flags().BoolVar(&o.Bad, "bad", false, "add bad records (missing image/video, question without annotation, malformed line...)")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
