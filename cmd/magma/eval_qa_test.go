@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,43 @@ func TestEvalQATinyEndToEnd(t *testing.T) {
 	}
 	if _, err := runMagma(t, "eval", "vqav2", "--data", filepath.Join(tmp, "nowhere"), "--predictions", "x"); err == nil {
 		t.Error("missing data folder accepted")
+	}
+}
+
+// `magma generate --video FILE --frames N` passes N uniformly sampled
+// frames as images: the prompt has N image blocks.
+func TestGenerateVideo(t *testing.T) {
+	if _, err := tokenizer.Locate("magma"); err != nil {
+		t.Skipf("no tokenizer: %v", err)
+	}
+	tmp := t.TempDir()
+	ckpt, data := filepath.Join(tmp, "tiny"), filepath.Join(tmp, "data")
+	if o, err := runMagma(t, "init", "--preset", "tiny", "--out", ckpt); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	if o, err := runMagma(t, "eval", "synthetic-qa", "--out", data, "--items", "1"); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	clip := filepath.Join(data, "videomme", "data", "vid000.avi")
+	lengths := map[int]int{}
+	for _, n := range []int{1, 3} {
+		o, err := runMagma(t, "generate", "--model", ckpt, "--video", clip, "--frames", fmt.Sprint(n), "--prompt", "What happens?", "--max-new-tokens", "2", "--json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, o)
+		}
+		var r struct {
+			PromptIDs []int `json:"prompt_ids"`
+		}
+		if err := json.Unmarshal([]byte(o[strings.Index(o, "{"):]), &r); err != nil {
+			t.Fatalf("%v\n%s", err, o)
+		}
+		lengths[n] = len(r.PromptIDs)
+	}
+	// each frame adds <image_start><image><image_end>\n
+	if d := lengths[3] - lengths[1]; d <= 0 || d%2 != 0 {
+		t.Errorf("prompt lengths %v", lengths)
+	}
+	if _, err := runMagma(t, "generate", "--model", ckpt, "--video", filepath.Join(tmp, "none.mp4"), "--prompt", "x"); err == nil {
+		t.Error("missing video accepted")
 	}
 }
