@@ -58,7 +58,7 @@ bench-train: setup-ref      ## training tokens/s vs a PyTorch training step
 bench-eval:                 ## ScreenSpot eval records/s and time shares
 	bash scripts/bench/eval.sh 12 16
 bench-eval-qa:              ## VQAv2/TextVQA/POPE/NextQA/VideoMME/AITW eval records/s and time shares
-	bash scripts/bench/eval_qa.sh 6 8 4
+	bash scripts/bench/eval_qa.sh 3 8 4
 bench-serve:                ## load test of magma serve at 1/8/32 clients
 	$(GO) run ./scripts/bench/serve_load -duration 15s -out scripts/bench/results/serve.md
 bench-libero:               ## LIBERO finetune samples/s and /act latency

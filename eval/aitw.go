@@ -34,9 +34,11 @@ import (
 //
 // SeeClick's step accuracy ("action_acc") is exactly this match. The typed
 // text is scored beside it: text_acc over TYPE steps with SeeClick's rule
-// (lower-cased, equal or either contained in the other), and
-// action_text_acc, the step accuracy when a TYPE step must also have the
-// text right.
+// (lower-cased, equal or either contained in the other - so, as in
+// SeeClick, a prediction with no text, e.g. a click, counts as text-right
+// because "" is contained in every string), and action_text_acc, the step
+// accuracy when a TYPE step must also be a TYPE answer with a non-empty
+// text that matches.
 
 // AITW action type ids.
 const (
