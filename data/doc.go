@@ -59,7 +59,7 @@
 //
 // # Augmentation
 //
-// None: images are only marked (SoM) and preprocessed (vision.Preprocess,
+// None: images are only marked (SoM) and preprocessed (imaging.Preprocess,
 // anyres crops). The randomness per sample is the choice of subtasks,
 // marked elements and mark ids (UI), clip start, task kind and ToM seed
 // (video, robot).

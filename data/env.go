@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // ImageOptions are the image-processor settings samples are preprocessed
@@ -16,7 +16,7 @@ import (
 type ImageOptions struct {
 	Base, MaxCrops int
 	Mean, Std      [3]float32
-	// MaxPixels bounds decoded images (0: vision.DefaultMaxPixels).
+	// MaxPixels bounds decoded images (0: imaging.DefaultMaxPixels).
 	MaxPixels int
 }
 
@@ -100,14 +100,14 @@ func (e *SampleBuilder) logf(format string, args ...any) {
 // ImageTokenID is the id of <image>.
 func (e *SampleBuilder) ImageTokenID() int { return e.imageID }
 
-func (e *SampleBuilder) decode(path string) (vision.Image, error) {
-	return vision.DecodeImage(path, vision.WithMaxPixels(e.Image.MaxPixels))
+func (e *SampleBuilder) decode(path string) (imaging.Image, error) {
+	return imaging.DecodeImage(path, imaging.WithMaxPixels(e.Image.MaxPixels))
 }
 
 // ChatSample tokenises a conversation for training (only assistant turns
 // supervised) with its images: the number of <image> placeholders must
 // equal len(images); the images are preprocessed in order.
-func (e *SampleBuilder) ChatSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) ChatSample(msgs []tokenizer.Message, images []imaging.Image) (Sample, error) {
 	return e.chatSample(msgs, images, e.Image.MaxCrops)
 }
 
@@ -115,11 +115,11 @@ func (e *SampleBuilder) ChatSample(msgs []tokenizer.Message, images []vision.Ima
 // preprocessed with num_crops = 1, as Magma's video and Open-X data classes
 // set it ("for pretraining on video, we always set num_crops to 1").
 // Assistant messages may carry their answer as token ids (Message.IDs).
-func (e *SampleBuilder) FrameSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) FrameSample(msgs []tokenizer.Message, images []imaging.Image) (Sample, error) {
 	return e.chatSample(msgs, images, 1)
 }
 
-func (e *SampleBuilder) chatSample(msgs []tokenizer.Message, images []vision.Image, crops int) (Sample, error) {
+func (e *SampleBuilder) chatSample(msgs []tokenizer.Message, images []imaging.Image, crops int) (Sample, error) {
 	o := e.Chat
 	o.AddGenerationPrompt = false
 	ids, labels, err := e.Tokenizer.EncodeTraining(msgs, o)
@@ -133,7 +133,7 @@ func (e *SampleBuilder) chatSample(msgs []tokenizer.Message, images []vision.Ima
 // that the model continues from) followed by the action token ids and
 // <|eot_id|>, which alone are supervised. The ids are appended directly:
 // decoding action ids to text and re-encoding would not round-trip.
-func (e *SampleBuilder) ActionSample(msgs []tokenizer.Message, images []vision.Image, actionIDs []int) (Sample, error) {
+func (e *SampleBuilder) ActionSample(msgs []tokenizer.Message, images []imaging.Image, actionIDs []int) (Sample, error) {
 	o := e.Chat
 	o.AddGenerationPrompt = true
 	ids, err := e.Tokenizer.EncodeChat(msgs, o)
@@ -150,11 +150,11 @@ func (e *SampleBuilder) ActionSample(msgs []tokenizer.Message, images []vision.I
 	return e.finish(ids, labels, images)
 }
 
-func (e *SampleBuilder) finish(ids, labels []int, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) finish(ids, labels []int, images []imaging.Image) (Sample, error) {
 	return e.finishCrops(ids, labels, images, e.Image.MaxCrops)
 }
 
-func (e *SampleBuilder) finishCrops(ids, labels []int, images []vision.Image, crops int) (Sample, error) {
+func (e *SampleBuilder) finishCrops(ids, labels []int, images []imaging.Image, crops int) (Sample, error) {
 	n := 0
 	for _, id := range ids {
 		if id == e.imageID {
@@ -169,7 +169,7 @@ func (e *SampleBuilder) finishCrops(ids, labels []int, images []vision.Image, cr
 	}
 	s := Sample{IDs: ids, Labels: labels}
 	for i, img := range images {
-		px, err := vision.Preprocess(img, e.Image.Base, min(crops, e.Image.MaxCrops), e.Image.Mean, e.Image.Std)
+		px, err := imaging.Preprocess(img, e.Image.Base, min(crops, e.Image.MaxCrops), e.Image.Mean, e.Image.Std)
 		if err != nil {
 			return Sample{}, fmt.Errorf("image %d: %w", i, err)
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 var (
@@ -37,7 +37,7 @@ func testTokenizer(t testing.TB) *tokenizer.Tokenizer {
 
 func testEnv(t testing.TB) *SampleBuilder {
 	t.Helper()
-	env, err := NewSampleBuilder(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
+	env, err := NewSampleBuilder(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: imaging.CLIPMean, Std: imaging.CLIPStd})
 	if err != nil {
 		t.Fatal(err)
 	}

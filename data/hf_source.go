@@ -13,7 +13,7 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // MagmaSoMOptions are the magma_som source's options.
@@ -119,11 +119,11 @@ func (s *MagmaSoMSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 	if err != nil {
 		return Sample{}, err
 	}
-	img, err := vision.DecodeImageBytes(it.Image, vision.WithMaxPixels(s.env.Image.MaxPixels))
+	img, err := imaging.DecodeImageBytes(it.Image, imaging.WithMaxPixels(s.env.Image.MaxPixels))
 	if err != nil {
 		return Sample{}, recordErr(it.Path, it.Row, "image: %v", err)
 	}
-	smp, err := s.env.ChatSample(it.Messages, []vision.Image{img})
+	smp, err := s.env.ChatSample(it.Messages, []imaging.Image{img})
 	if err != nil {
 		return Sample{}, recordErr(it.Path, it.Row, "%v", err)
 	}
@@ -261,9 +261,9 @@ type ToMItem struct {
 	// Tracks in the frame's pixels (rescaled from trace_size).
 	Tracks *tom.Tracks `json:"-"`
 	// TraceShape is the stored shape ([T,N,2] or [1,T,N,2]).
-	TraceShape []int        `json:"trace_shape"`
-	Action     []float64    `json:"action,omitempty"`
-	First      vision.Image `json:"-"`
+	TraceShape []int         `json:"trace_shape"`
+	Action     []float64     `json:"action,omitempty"`
+	First      imaging.Image `json:"-"`
 }
 
 // Item decodes row i, reading its frame.
@@ -309,7 +309,7 @@ func (s *MagmaToMSource) Item(i int) (*ToMItem, error) {
 			return nil, bad("%v", err)
 		}
 		if b != nil {
-			it.First, err = vision.DecodeImageBytes(b, vision.WithMaxPixels(s.env.Image.MaxPixels))
+			it.First, err = imaging.DecodeImageBytes(b, imaging.WithMaxPixels(s.env.Image.MaxPixels))
 		} else {
 			it.First, err = s.env.decode(p)
 		}
@@ -403,14 +403,14 @@ func (s *MagmaToMSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	case TaskCaption:
 		smp, err = s.env.ChatSample([]tokenizer.Message{
 			{Role: "user", Content: tokenizer.ImageToken + "\n" + PersonQuestion},
-			{Role: "assistant", Content: it.Task}}, []vision.Image{it.First})
+			{Role: "assistant", Content: it.Task}}, []imaging.Image{it.First})
 	case TaskAction:
 		ids, e := s.env.Actions.Encode(it.Action)
 		if e != nil {
 			return fail(e)
 		}
 		smp, err = s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(it.Task)}},
-			[]vision.Image{it.First}, ids)
+			[]imaging.Image{it.First}, ids)
 	default:
 		smp, err = s.env.tracesSample(it.First, it.Tracks, kind, it.Task, s.opt.Robot, rng)
 	}
@@ -422,7 +422,7 @@ func (s *MagmaToMSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 // tracesSample is marksSample for pre-extracted tracks.
-func (e *SampleBuilder) tracesSample(first vision.Image, tr *tom.Tracks, kind, task string, robot bool, rng *rand.Rand) (Sample, error) {
+func (e *SampleBuilder) tracesSample(first imaging.Image, tr *tom.Tracks, kind, task string, robot bool, rng *rand.Rand) (Sample, error) {
 	res, err := RunTraces(first, tr, task, robot, rng.Int64())
 	if err != nil {
 		return Sample{}, err
@@ -436,7 +436,7 @@ func (e *SampleBuilder) tracesSample(first vision.Image, tr *tom.Tracks, kind, t
 	}
 	return e.ChatSample([]tokenizer.Message{
 		{Role: "user", Content: tokenizer.ImageToken + "\n" + q},
-		{Role: "assistant", Content: a}}, []vision.Image{res.Marked})
+		{Role: "assistant", Content: a}}, []imaging.Image{res.Marked})
 }
 
 // RunTraces runs Magma's ToM selection on pre-extracted tracks
@@ -444,7 +444,7 @@ func (e *SampleBuilder) tracesSample(first vision.Image, tr *tom.Tracks, kind, t
 // Video-ToM rows with the demo's, as the maintainers say the published
 // traces are meant to be used (microsoft/Magma issue #66: "the way
 // tools/som_tom/demo.py does").
-func RunTraces(first vision.Image, tr *tom.Tracks, task string, robot bool, seed int64) (*tom.Result, error) {
+func RunTraces(first imaging.Image, tr *tom.Tracks, task string, robot bool, seed int64) (*tom.Result, error) {
 	src := tom.SourceDemo
 	if robot {
 		src = tom.SourceRobot

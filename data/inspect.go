@@ -15,7 +15,7 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // InspectOptions configure Inspect.
@@ -51,7 +51,7 @@ type Inspection struct {
 	// Messages is the sample's conversation (before the chat template).
 	Messages []tokenizer.Message `json:"messages"`
 	// Image is the sample's image with its marks and traces drawn.
-	Image vision.Image `json:"-"`
+	Image imaging.Image `json:"-"`
 }
 
 // DetectType guesses a source type from the files at path.
@@ -122,7 +122,7 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 		}
 		in.Item = map[string]any{"shard": it.Path, "row": it.Row, "image_bytes": len(it.Image)}
 		in.Messages = it.Messages
-		in.Image, err = vision.DecodeImageBytes(it.Image)
+		in.Image, err = imaging.DecodeImageBytes(it.Image)
 		return in, err
 	case "magma_tom":
 		src, err := NewMagmaToMSource(env, "inspect", path, MagmaToMOptions{VideoFolder: o.VideoFolder, ImageFolder: o.ImageFolder,
@@ -172,7 +172,7 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 			if err != nil {
 				return in, err
 			}
-			in.Image, err = vision.DecodeImage(p)
+			in.Image, err = imaging.DecodeImage(p)
 			return in, err
 		}
 		return in, nil

@@ -20,7 +20,7 @@ import (
 
 	"github.com/magma-go/magma/data/hdf5"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // LIBERO demo files (robomimic layout, written by h5py), one per task:
@@ -545,20 +545,20 @@ func (l *Libero) file(path string) (*hdf5.File, error) {
 
 // Frame reads the camera image of kept step k of demo d of task t, rotated
 // 180 degrees to upright.
-func (l *Libero) Frame(t *LiberoTask, d *LiberoDemo, k int) (vision.Image, error) {
+func (l *Libero) Frame(t *LiberoTask, d *LiberoDemo, k int) (imaging.Image, error) {
 	if k < 0 || k >= len(d.Frames) {
-		return vision.Image{}, fmt.Errorf("libero: %s: %s step %d out of range (%d steps)", t.File, d.Key, k, len(d.Frames))
+		return imaging.Image{}, fmt.Errorf("libero: %s: %s step %d out of range (%d steps)", t.File, d.Key, k, len(d.Frames))
 	}
 	f, err := l.file(t.File)
 	if err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
 	p := "/data/" + d.Key + "/obs/" + l.Opt.Camera
 	pix, _, err := f.ReadUint8Slab(p, []int{d.Frames[k], 0, 0, 0}, []int{1, t.H, t.W, 3})
 	if err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
-	img := vision.Image{W: t.W, H: t.H, Pix: pix}
+	img := imaging.Image{W: t.W, H: t.H, Pix: pix}
 	Rotate180(img)
 	return img, nil
 }
@@ -566,7 +566,7 @@ func (l *Libero) Frame(t *LiberoTask, d *LiberoDemo, k int) (vision.Image, error
 // Rotate180 turns an RGB image upside down in place (numpy img[::-1, ::-1]):
 // LIBERO stores its camera frames rotated, and the policy must see the same
 // orientation at training and serving time.
-func Rotate180(img vision.Image) {
+func Rotate180(img imaging.Image) {
 	p := img.Pix
 	n := len(p) / 3
 	for i, j := 0, n-1; i < j; i, j = i+1, j-1 {
@@ -880,7 +880,7 @@ func (l *Libero) ActionSample(env *SampleBuilder, t *LiberoTask, d *LiberoDemo, 
 		return Sample{}, err
 	}
 	msgs := []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(t.Instruction)}}
-	return env.ActionSample(msgs, []vision.Image{img}, ids)
+	return env.ActionSample(msgs, []imaging.Image{img}, ids)
 }
 
 // LiberoDecoding is how an action is read from the model for LIBERO.
@@ -933,20 +933,20 @@ func (d LiberoDecoding) ActionIDs(out []int) []int {
 }
 
 // Frame applies the decoding's resize to a frame.
-func (d LiberoDecoding) Frame(img vision.Image) (vision.Image, error) {
+func (d LiberoDecoding) Frame(img imaging.Image) (imaging.Image, error) {
 	if d.Resize <= 0 || (img.W == d.Resize && img.H == d.Resize) {
 		return img, nil
 	}
 	if err := img.Validate(); err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
 	src, err := gocv.NewMatFromBytes(img.H, img.W, gocv.MatTypeCV8UC3, img.Pix)
 	if err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
 	defer src.Close()
 	dst := gocv.NewMat()
 	defer dst.Close()
 	gocv.Resize(src, &dst, image.Pt(d.Resize, d.Resize), 0, 0, gocv.InterpolationLanczos4)
-	return vision.Image{W: d.Resize, H: d.Resize, Pix: dst.ToBytes()}, nil
+	return imaging.Image{W: d.Resize, H: d.Resize, Pix: dst.ToBytes()}, nil
 }

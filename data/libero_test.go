@@ -14,7 +14,7 @@ import (
 	"github.com/magma-go/magma/data/hdf5"
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 func liberoFixture(t *testing.T, noops bool) (string, []liberotest.Task) {
@@ -505,7 +505,7 @@ func TestLiberoDecodings(t *testing.T) {
 	if off.ActionIDs(out[:5]) != nil {
 		t.Error("too short accepted")
 	}
-	img := vision.Image{W: 128, H: 128, Pix: make([]uint8, 128*128*3)}
+	img := imaging.Image{W: 128, H: 128, Pix: make([]uint8, 128*128*3)}
 	r, err := off.Frame(img)
 	if err != nil || r.W != 256 || r.H != 256 {
 		t.Errorf("resize %dx%d %v", r.W, r.H, err)

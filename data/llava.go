@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Source is one dataset of a mixture: a fixed number of records, each of
@@ -144,7 +144,7 @@ func (s *LLaVASource) Sample(i int, _ *rand.Rand) (Sample, error) {
 		return Sample{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
 	}
 	rec := s.recs[i]
-	var imgs []vision.Image
+	var imgs []imaging.Image
 	for _, name := range rec.images {
 		p, err := resolve(s.folder, name)
 		if err != nil {

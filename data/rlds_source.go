@@ -8,7 +8,7 @@ import (
 
 	"github.com/magma-go/magma/data/rlds"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // RLDSOptions are the rlds source's per-type options.
@@ -214,34 +214,34 @@ func (s *RLDSSource) Close() error { s.files.close(); return nil }
 
 // Step returns the standardised action, instruction and decoded primary
 // image of record i (what Sample tokenises).
-func (s *RLDSSource) Step(i int) ([]float64, string, vision.Image, error) {
+func (s *RLDSSource) Step(i int) ([]float64, string, imaging.Image, error) {
 	if i < 0 || i >= len(s.steps) {
-		return nil, "", vision.Image{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
+		return nil, "", imaging.Image{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
 	}
 	ref := s.steps[i]
 	ep := &s.eps[ref.ep]
 	path := s.shards[ep.shard]
 	f, release, err := s.files.get(path)
 	if err != nil {
-		return nil, "", vision.Image{}, recordErr(path, ep.record, "%v", err)
+		return nil, "", imaging.Image{}, recordErr(path, ep.record, "%v", err)
 	}
 	data, err := rlds.ReadRecordAt(f, path, ep.record, ep.offset)
 	release()
 	if err != nil {
-		return nil, "", vision.Image{}, rldsRecordErr(path, err)
+		return nil, "", imaging.Image{}, rldsRecordErr(path, err)
 	}
 	rec, err := rlds.DecodeEpisode(path, ep.record, ep.offset, data, rlds.Keys(s.cfg.ImageKey()))
 	if err != nil {
-		return nil, "", vision.Image{}, rldsRecordErr(path, err)
+		return nil, "", imaging.Image{}, rldsRecordErr(path, err)
 	}
 	t := int(ep.steps[ref.t])
 	b, err := rec.Image(s.cfg.ImageKey(), t)
 	if err != nil {
-		return nil, "", vision.Image{}, recordErr(path, ep.record, "step %d: %v", t, err)
+		return nil, "", imaging.Image{}, recordErr(path, ep.record, "step %d: %v", t, err)
 	}
-	img, err := vision.DecodeImageBytes(b, vision.WithMaxPixels(s.env.Image.MaxPixels))
+	img, err := imaging.DecodeImageBytes(b, imaging.WithMaxPixels(s.env.Image.MaxPixels))
 	if err != nil {
-		return nil, "", vision.Image{}, recordErr(path, ep.record, "step %d: image: %v", t, err)
+		return nil, "", imaging.Image{}, recordErr(path, ep.record, "step %d: image: %v", t, err)
 	}
 	a := make([]float64, 7)
 	for d, v := range ep.action[ref.t] {
@@ -270,7 +270,7 @@ func (s *RLDSSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 		return fail(err)
 	}
 	smp, err := s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(instr)}},
-		[]vision.Image{img}, ids)
+		[]imaging.Image{img}, ids)
 	if err != nil {
 		return fail(err)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 var pyNonFinite = regexp.MustCompile(`([\[,:]\s*)(-?(?:NaN|Infinity))\b`)
@@ -290,9 +290,9 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	msgs := []tokenizer.Message{
 		{Role: "user", Content: framePlaceholder + RobotActionQuestion(ep.instruction)},
 		{Role: "assistant", IDs: ids}}
-	images := []vision.Image{img}
+	images := []imaging.Image{img}
 	if rng.Float64() < *s.opt.TomRatio && ref.t+s.opt.Steps < len(ep.frames) {
-		frames := make([]vision.Image, 0, s.opt.Steps+1)
+		frames := make([]imaging.Image, 0, s.opt.Steps+1)
 		for t := ref.t; t <= ref.t+s.opt.Steps; t++ {
 			f, err := s.env.decode(filepath.Join(ep.dir, ep.frames[t]))
 			if err != nil {

@@ -3,7 +3,7 @@ package data
 import (
 	"context"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Sample is one training example after decoding, marking and tokenising:
@@ -15,7 +15,7 @@ type Sample struct {
 	// the loss): the id where supervised, tokenizer.IgnoreIndex elsewhere.
 	Labels []int
 	// Images are preprocessed (anyres crops), in the order of their image tokens.
-	Images []*vision.Pixels
+	Images []*imaging.Pixels
 	// Source and Index name the record this sample came from (for errors).
 	Source string
 	Index  int

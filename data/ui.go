@@ -9,7 +9,7 @@ import (
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // UI grounding subtasks (paper appendix B.1.1), sampled per element with
@@ -324,7 +324,7 @@ func (s *UISource) Sample(i int, rng *rand.Rand) (Sample, error) {
 		}
 		msgs = append(msgs, tokenizer.Message{Role: "user", Content: q}, tokenizer.Message{Role: "assistant", Content: a})
 	}
-	smp, err := s.env.ChatSample(msgs, []vision.Image{res.Image})
+	smp, err := s.env.ChatSample(msgs, []imaging.Image{res.Image})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // VideoOptions are the video source's per-type options.
@@ -202,7 +202,7 @@ func videoInfo(path string, folderFPS float64) (int, float64, error) {
 
 // clipFrames reads the record's segment from its first frame: at most
 // steps+1 frames and at least 2.
-func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps int) ([]vision.Image, error) {
+func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps int) ([]imaging.Image, error) {
 	n, fps, err := videoInfo(path, folderFPS)
 	if err != nil {
 		return nil, err
@@ -238,17 +238,17 @@ func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps in
 // marksTurn runs tom with a source's rules on frames and returns the ToM
 // question and answer on the marked start frame, or the SoM ones when no
 // trace qualifies (Magma's fallback).
-func marksTurn(frames []vision.Image, cfg tom.Config) (q, a string, img vision.Image, err error) {
+func marksTurn(frames []imaging.Image, cfg tom.Config) (q, a string, img imaging.Image, err error) {
 	res, err := tom.Run(frames, cfg)
 	if err != nil {
-		return "", "", vision.Image{}, err
+		return "", "", imaging.Image{}, err
 	}
 	q, a = res.ToMQuestion, res.ToMText
 	if a == "" {
 		q, a = som.SoMQuestion+"\n", res.SoMText+"\n"
 	}
 	if res.SoMText == "" {
-		return "", "", vision.Image{}, errors.New("no marks")
+		return "", "", imaging.Image{}, errors.New("no marks")
 	}
 	return q, a, res.Marked, nil
 }
@@ -273,7 +273,7 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	msgs := []tokenizer.Message{
 		{Role: "user", Content: framePlaceholder + VideoCaptionQuestion + "\n"},
 		{Role: "assistant", Content: rec.caption + "\n"}}
-	images := []vision.Image{frames[0]}
+	images := []imaging.Image{frames[0]}
 	if rng.Float64() >= *s.opt.SkipToM {
 		cfg := tom.SourceConfig(tom.SourceVideo)
 		cfg.Seed, cfg.Task, cfg.Grid, cfg.ForceCamera = rng.Int64(), rec.task, s.opt.Grid, s.opt.Egocentric

@@ -12,7 +12,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/model"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // LIBERO offline evaluation: the demo steps of a suite replayed through a
@@ -132,7 +132,7 @@ func FindLiberoMeta(dir, name string) string {
 
 // LiberoPredictor answers one step: the 7 action ids for the upright frame
 // and instruction (the raw generation when it has fewer).
-type LiberoPredictor func(ctx context.Context, img vision.Image, instruction string) ([]int, error)
+type LiberoPredictor func(ctx context.Context, img imaging.Image, instruction string) ([]int, error)
 
 // PipelinePredictor asks p for the action of a step, with the prompt
 // finetune libero trained on, decoding as dec says (data.LiberoDecodings:
@@ -140,13 +140,13 @@ type LiberoPredictor func(ctx context.Context, img vision.Image, instruction str
 // advanced per step.
 func PipelinePredictor(p *model.Pipeline, dec data.LiberoDecoding, seed uint64) LiberoPredictor {
 	step := uint64(0)
-	return func(ctx context.Context, img vision.Image, instruction string) ([]int, error) {
+	return func(ctx context.Context, img imaging.Image, instruction string) ([]int, error) {
 		img, err := dec.Frame(img)
 		if err != nil {
 			return nil, err
 		}
 		step++
-		res, err := p.Generate(ctx, model.Request{Images: []vision.Image{img}, Prompt: data.ActionPrompt(instruction),
+		res, err := p.Generate(ctx, model.Request{Images: []imaging.Image{img}, Prompt: data.ActionPrompt(instruction),
 			MaxNewTokens: dec.MaxNewTokens, Temperature: dec.Temperature, Seed: seed + step})
 		if err != nil {
 			return nil, err

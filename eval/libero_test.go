@@ -11,7 +11,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/data/liberotest"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // liberoTestSuite writes a two-task suite of 2 demos of 4 steps each.
@@ -47,7 +47,7 @@ func TestEvalLiberoMetrics(t *testing.T) {
 			}
 		}
 	}
-	oracle := func(_ context.Context, img vision.Image, instr string) ([]int, error) {
+	oracle := func(_ context.Context, img imaging.Image, instr string) ([]int, error) {
 		return answers[instr+string(img.Pix)], nil
 	}
 	rep, err := RunLibero(context.Background(), l, l.Stats, "heldout", 0, oracle, nil)
@@ -59,7 +59,7 @@ func TestEvalLiberoMetrics(t *testing.T) {
 		t.Fatalf("oracle: %+v", o)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	junk := func(context.Context, vision.Image, string) ([]int, error) {
+	junk := func(context.Context, imaging.Image, string) ([]int, error) {
 		if r.IntN(2) == 0 {
 			return []int{128009}, nil
 		}
@@ -86,7 +86,7 @@ func TestEvalLiberoAllInvalidHasNoScore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	invalid := func(context.Context, vision.Image, string) ([]int, error) { return []int{128009}, nil }
+	invalid := func(context.Context, imaging.Image, string) ([]int, error) { return []int{128009}, nil }
 	rep, err := RunLibero(context.Background(), l, l.Stats, "heldout", 0, invalid, nil)
 	if err != nil {
 		t.Fatal(err)

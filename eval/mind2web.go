@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Mind2WebSplits are SeeClick's test files, mind2web_data_test_{split}.json:
@@ -620,7 +620,7 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		tm.add(&tm.load, t0)
 		return fail(fmt.Errorf("image %s not found in %s", s.ImgFilename, strings.Join(d.ImageDirs, ", ")))
 	}
-	img, err := vision.DecodeImage(path)
+	img, err := imaging.DecodeImage(path)
 	gt := s.Box
 	if err == nil {
 		err = CheckBox(gt, img.W, img.H)

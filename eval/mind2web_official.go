@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Mind2WebProtocol is how Magma evaluates Mind2Web (paper, Sec. B.3
@@ -118,11 +118,11 @@ func cropWindow(gt som.Box, H, maxH int) (top, h int) {
 // apply crops img around gt as p says and returns the cropped image, the
 // ground-truth box and the top-K ranked candidates in its coordinates
 // (those outside the window are dropped, those across it clipped).
-func (p Mind2WebProtocol) apply(img vision.Image, gt som.Box, cands []som.Box) (vision.Image, som.Box, []som.Box) {
+func (p Mind2WebProtocol) apply(img imaging.Image, gt som.Box, cands []som.Box) (imaging.Image, som.Box, []som.Box) {
 	top, h := cropWindow(gt, img.H, p.MaxHeight)
 	if h != img.H {
 		row := img.W * 3
-		img = vision.Image{W: img.W, H: h, Pix: append([]uint8(nil), img.Pix[top*row:(top+h)*row]...)}
+		img = imaging.Image{W: img.W, H: h, Pix: append([]uint8(nil), img.Pix[top*row:(top+h)*row]...)}
 	}
 	dy := float64(top)
 	shift := func(b som.Box) som.Box { return som.Box{X1: b.X1, Y1: b.Y1 - dy, X2: b.X2, Y2: b.Y2 - dy} }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // The official prompt, as quoted from MagmaAI/Magma-Mind2Web-SoM rows by
@@ -119,7 +119,7 @@ func TestMind2WebOfficialProtocol(t *testing.T) {
 
 type countingMarker struct{ n *int }
 
-func (c countingMarker) Mark(img vision.Image, boxes []som.Box) (*som.Result, error) {
+func (c countingMarker) Mark(img imaging.Image, boxes []som.Box) (*som.Result, error) {
 	*c.n = len(boxes)
 	return DefaultMarker.Mark(img, boxes)
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Question-answering benchmarks (VQAv2, TextVQA, POPE, NextQA, VideoMME,
@@ -251,9 +251,9 @@ func qaAnswer(ctx context.Context, it *QAItem, preds map[string][]*QAPrediction,
 		}
 	}
 	t0 := time.Now()
-	var imgs []vision.Image
+	var imgs []imaging.Image
 	for _, path := range it.Images {
-		img, err := vision.DecodeImage(path)
+		img, err := imaging.DecodeImage(path)
 		if err != nil {
 			tm.add(&tm.load, t0)
 			return "", fmt.Errorf("image: %w", err)

@@ -14,7 +14,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // reporter writes predictions.jsonl as the run goes, failure PNGs for the
@@ -126,7 +126,7 @@ var (
 // amber and the predicted click as a magenta cross in a circle (the SoM
 // marks are those already drawn on the marked screenshot, in red). Text is
 // ASCII-only (OpenCV's Hershey fonts); other runes become '?'.
-func DrawFailure(path string, img vision.Image, gt som.Box, markBox *som.Box, pt *som.Point, lines []string) error {
+func DrawFailure(path string, img imaging.Image, gt som.Box, markBox *som.Box, pt *som.Point, lines []string) error {
 	if err := img.Validate(); err != nil {
 		return fmt.Errorf("failure image %s: %w", path, err)
 	}

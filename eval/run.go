@@ -13,7 +13,7 @@ import (
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Generator answers a request; *model.Pipeline is one.
@@ -23,20 +23,20 @@ type Generator interface {
 
 // Marker draws the numbered marks; DefaultMarker is som.DrawBoxes.
 type Marker interface {
-	Mark(img vision.Image, boxes []som.Box) (*som.Result, error)
+	Mark(img imaging.Image, boxes []som.Box) (*som.Result, error)
 }
 
 // MarkerFunc adapts a function to Marker.
-type MarkerFunc func(img vision.Image, boxes []som.Box) (*som.Result, error)
+type MarkerFunc func(img imaging.Image, boxes []som.Box) (*som.Result, error)
 
 // Mark calls f.
-func (f MarkerFunc) Mark(img vision.Image, boxes []som.Box) (*som.Result, error) {
+func (f MarkerFunc) Mark(img imaging.Image, boxes []som.Box) (*som.Result, error) {
 	return f(img, boxes)
 }
 
 // DefaultMarker draws with som's defaults (red outlines and labels, ids 1..K
 // in proposal order).
-var DefaultMarker = MarkerFunc(func(img vision.Image, boxes []som.Box) (*som.Result, error) {
+var DefaultMarker = MarkerFunc(func(img imaging.Image, boxes []som.Box) (*som.Result, error) {
 	return som.DrawBoxes(img, boxes, som.Options{})
 })
 
@@ -186,8 +186,8 @@ func (t *timers) timing(n int, wall time.Duration) *StageTiming {
 func (t *timers) add(d *time.Duration, t0 time.Time) { *d += time.Since(t0) }
 
 // loaded is a record's screenshot after the checks.
-func loadImage(path string, rec *Record) (vision.Image, error) {
-	img, err := vision.DecodeImage(path)
+func loadImage(path string, rec *Record) (imaging.Image, error) {
+	img, err := imaging.DecodeImage(path)
 	if err != nil {
 		return img, err
 	}
@@ -268,7 +268,7 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 // img (opt.Proposals[key], or opt.Proposer's), the numbered marks drawn,
 // and the model asked prompt about the marked image. Stage times go to tm;
 // the marked image to vis.
-func markAndAsk(ctx context.Context, img vision.Image, key, prompt string, opt *Options, tm *timers, vis *visual) (*som.Result, string, error) {
+func markAndAsk(ctx context.Context, img imaging.Image, key, prompt string, opt *Options, tm *timers, vis *visual) (*som.Result, string, error) {
 	t0 := time.Now()
 	var boxes []som.Box
 	if opt.Proposals != nil {
@@ -289,7 +289,7 @@ func markAndAsk(ctx context.Context, img vision.Image, key, prompt string, opt *
 	}
 	vis.img, vis.marks = marks.Image, marks
 	t0 = time.Now()
-	res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image}, Prompt: prompt, MaxNewTokens: opt.MaxNewTokens})
+	res, err := opt.Model.Generate(ctx, model.Request{Images: []imaging.Image{marks.Image}, Prompt: prompt, MaxNewTokens: opt.MaxNewTokens})
 	tm.add(&tm.model, t0)
 	if err != nil {
 		return marks, "", fmt.Errorf("model: %w", err)
@@ -300,7 +300,7 @@ func markAndAsk(ctx context.Context, img vision.Image, key, prompt string, opt *
 
 // visual is what a failure PNG needs.
 type visual struct {
-	img     vision.Image // marked screenshot (or the plain one)
+	img     imaging.Image // marked screenshot (or the plain one)
 	hasImg  bool
 	marks   *som.Result
 	point   *som.Point

@@ -8,7 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Sequence is one sample as the Magma graph sees it: token ids with one
@@ -19,7 +19,7 @@ import (
 type Sequence struct {
 	IDs    []int
 	Labels []int
-	Images []*vision.Pixels
+	Images []*imaging.Pixels
 }
 
 // BatchShape is everything a Magma graph over a batch depends on. What else

@@ -7,7 +7,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
 )
 
@@ -20,7 +20,7 @@ import (
 type benchSetup struct {
 	m      *Magma
 	ids    []int
-	pixels []*vision.Pixels
+	pixels []*imaging.Pixels
 }
 
 func setupSmall(b *testing.B) benchSetup {
@@ -45,7 +45,7 @@ func setupSmall(b *testing.B) benchSetup {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(7, 7))
-	img := vision.Image{W: 512, H: 512, Pix: make([]uint8, 512*512*3)}
+	img := imaging.Image{W: 512, H: 512, Pix: make([]uint8, 512*512*3)}
 	for i := range img.Pix {
 		img.Pix[i] = uint8(rng.IntN(256))
 	}
@@ -53,7 +53,7 @@ func setupSmall(b *testing.B) benchSetup {
 	for i := range 3 {
 		mean[i], std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
 	}
-	px, err := vision.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std)
+	px, err := imaging.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func setupSmall(b *testing.B) benchSetup {
 	}
 	ids[0] = 128000
 	ids[4] = cfg.ImageTokenIndex
-	return benchSetup{m: m, ids: ids, pixels: []*vision.Pixels{px}}
+	return benchSetup{m: m, ids: ids, pixels: []*imaging.Pixels{px}}
 }
 
 // BenchmarkSmallForward: vision tower + projector + decoder prefill over the

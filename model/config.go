@@ -11,6 +11,7 @@ import (
 	"github.com/magma-go/magma/configs"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // File names of a Hugging Face model directory.
@@ -98,9 +99,9 @@ func (p *PreprocessorConfig) Normalization() (mean, std [3]float32) {
 
 // Preprocess turns a decoded image into the model's input: anyres crops of
 // base_img_size (at most num_crops), normalised with image_mean/image_std.
-func (p *PreprocessorConfig) Preprocess(img vision.Image) (*vision.Pixels, error) {
+func (p *PreprocessorConfig) Preprocess(img imaging.Image) (*imaging.Pixels, error) {
 	mean, std := p.Normalization()
-	return vision.Preprocess(img, p.BaseImgSize, p.NumCrops, mean, std)
+	return imaging.Preprocess(img, p.BaseImgSize, p.NumCrops, mean, std)
 }
 
 // Resolve fills unset fields from cfg's defaults and validates.
@@ -129,10 +130,10 @@ func (p *PreprocessorConfig) Resolve(cfg *Config) error {
 	case cfg != nil && cfg.Vision.ImageSize > 0 && p.BaseImgSize != cfg.Vision.ImageSize:
 		// Checked once here: every crop is then the trunk's input size.
 		return fmt.Errorf("key \"base_img_size\": %d differs from vision_config.img_size %d (the crops must be the vision tower's input size)", p.BaseImgSize, cfg.Vision.ImageSize)
-	case p.NumCrops < 1 || p.NumCrops > vision.MaxCrops:
-		return fmt.Errorf("key \"num_crops\": %d must be in [1, %d]", p.NumCrops, vision.MaxCrops)
-	case int64(p.NumCrops)*int64(p.BaseImgSize)*int64(p.BaseImgSize) > vision.MaxOutputPixels:
-		return fmt.Errorf("key \"num_crops\": %d crops of %d px make more than %d pixels per image", p.NumCrops, p.BaseImgSize, int64(vision.MaxOutputPixels))
+	case p.NumCrops < 1 || p.NumCrops > imaging.MaxCrops:
+		return fmt.Errorf("key \"num_crops\": %d must be in [1, %d]", p.NumCrops, imaging.MaxCrops)
+	case int64(p.NumCrops)*int64(p.BaseImgSize)*int64(p.BaseImgSize) > imaging.MaxOutputPixels:
+		return fmt.Errorf("key \"num_crops\": %d crops of %d px make more than %d pixels per image", p.NumCrops, p.BaseImgSize, int64(imaging.MaxOutputPixels))
 	case len(p.ImageMean) != 3:
 		return fmt.Errorf("key \"image_mean\": want 3 values, got %d", len(p.ImageMean))
 	case len(p.ImageStd) != 3:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Info is what `magma info` prints.
@@ -35,7 +36,7 @@ func Describe(cfg *Config, pp *PreprocessorConfig, w, h int) (*Info, error) {
 	if w <= 0 || h <= 0 {
 		return nil, fmt.Errorf("image size %dx%d must be positive", w, h)
 	}
-	rows, cols := vision.SelectGrid(w, h, base, pp.NumCrops)
+	rows, cols := imaging.SelectGrid(w, h, base, pp.NumCrops)
 	f := cfg.Vision.ImageSize / vision.FeatureStride
 	return &Info{
 		Config:       cfg,

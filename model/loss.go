@@ -6,7 +6,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/magma-go/magma/kernels"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // LossGraph adds one sample's language-modelling loss to b's graph, a batch
@@ -17,7 +17,7 @@ import (
 // where labels are aligned with ids as in Hugging Face (the shift happens
 // in the loss: position t predicts the label of t+1), image positions are
 // never supervised, and label tokenizer.IgnoreIndex skips a position.
-func (m *Magma) LossGraph(b *kernels.Builder, ids, labels []int, images []*vision.Pixels) (*G.Node, error) {
+func (m *Magma) LossGraph(b *kernels.Builder, ids, labels []int, images []*imaging.Pixels) (*G.Node, error) {
 	if len(labels) != len(ids) {
 		return nil, fmt.Errorf("loss: %d labels for %d ids", len(labels), len(ids))
 	}

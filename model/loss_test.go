@@ -7,7 +7,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -30,7 +30,7 @@ func toFloat64(t *testing.T, m *Magma) {
 	}
 }
 
-func lossValue(t *testing.T, m *Magma, ids, labels []int, px []*vision.Pixels) float64 {
+func lossValue(t *testing.T, m *Magma, ids, labels []int, px []*imaging.Pixels) float64 {
 	t.Helper()
 	b := kernels.NewBuilder(Names(m))
 	loss, err := m.LossGraph(b, ids, labels, px)
@@ -65,7 +65,7 @@ func TestWholeModelGradient(t *testing.T) {
 			labels[i] = ids[i]
 		}
 	}
-	images := []*vision.Pixels{px}
+	images := []*imaging.Pixels{px}
 
 	b := kernels.NewBuilder(Names(m))
 	loss, err := m.LossGraph(b, ids, labels, images)

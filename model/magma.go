@@ -8,6 +8,7 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -55,7 +56,7 @@ func (m *Magma) featureGrid() int { return m.Config.Vision.ImageSize / vision.Fe
 
 // SequenceLength is the decoder length of ids once every image token is
 // expanded to its image's features.
-func (m *Magma) SequenceLength(ids []int, images []*vision.Pixels) (int, error) {
+func (m *Magma) SequenceLength(ids []int, images []*imaging.Pixels) (int, error) {
 	n, k := 0, 0
 	h := m.featureGrid()
 	for _, id := range ids {
@@ -151,7 +152,7 @@ type Embedded struct {
 // EmbedSequence builds and runs the embedding graph of one prompt, a batch
 // of one: each image goes through the ConvNeXt trunk and the projector, is
 // stitched with row separators, and replaces its image token.
-func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, error) {
+func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, error) {
 	seq := []Sequence{{IDs: ids, Images: images}}
 	plan, err := m.PlanBatch(seq, 1, 0)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/llm"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	"gorgonia.org/tensor"
 )
 
@@ -68,9 +68,9 @@ func goldenTensor(t *testing.T, f *SafetensorsFile, name string) []float32 {
 
 func f32(d *tensor.Dense) []float32 { return d.Data().([]float32) }
 
-func preprocessFile(t *testing.T, path string, pp *PreprocessorConfig) *vision.Pixels {
+func preprocessFile(t *testing.T, path string, pp *PreprocessorConfig) *imaging.Pixels {
 	t.Helper()
-	img, err := vision.DecodeImage(path)
+	img, err := imaging.DecodeImage(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func preprocessFile(t *testing.T, path string, pp *PreprocessorConfig) *vision.P
 	for i := range 3 {
 		mean[i], std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
 	}
-	px, err := vision.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std)
+	px, err := imaging.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestParityWithPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer g.Close()
-			var images []*vision.Pixels
+			var images []*imaging.Pixels
 			if c.Image != nil {
 				px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
 				if px.Rows != c.Grid[0] || px.Cols != c.Grid[1] {
@@ -193,7 +193,7 @@ func TestParityBF16Shards(t *testing.T) {
 	}
 	c := readGolden(t)["square"]
 	px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
-	emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*vision.Pixels{px})
+	emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*imaging.Pixels{px})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Pipeline is a loaded model with its tokenizer and image processor: text
@@ -80,7 +80,7 @@ func mustToken(t *tokenizer.Tokenizer, id int) string {
 
 // Request is one generation request.
 type Request struct {
-	Images []vision.Image
+	Images []imaging.Image
 	// Prompt is the user text, rendered with Magma's chat format: system
 	// prompt, then a user turn "<image>\n" per image (wrapped as
 	// <image_start><image><image_end> per ChatOptions) followed by Prompt,
@@ -162,7 +162,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	res := &Result{PromptIDs: ids}
 	t0 := time.Now()
-	pixels := make([]*vision.Pixels, len(req.Images))
+	pixels := make([]*imaging.Pixels, len(req.Images))
 	for i, img := range req.Images {
 		if pixels[i], err = p.Preprocessor.Preprocess(img); err != nil {
 			return nil, fmt.Errorf("image %d: %w", i, err)

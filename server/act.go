@@ -18,7 +18,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // loadDatasetStats reads the model directory's action statistics
@@ -122,7 +122,7 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 	}
 	started, err := s.start(ctx, genRequest{
 		messages:  []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + q}},
-		images:    []vision.Image{img},
+		images:    []imaging.Image{img},
 		maxTokens: dim, noStop: true,
 	})
 	if err != nil {
@@ -168,71 +168,71 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 // "dtype": "|u1"/"uint8", "shape": [H, W, 3]}, or a base64/data: URI PNG,
 // JPEG or WebP string. The image is used as sent: LIBERO clients rotate
 // their frames 180 degrees themselves, as OpenVLA's evaluation does.
-func (s *Server) parseActImage(ctx context.Context, raw json.RawMessage) (vision.Image, error) {
+func (s *Server) parseActImage(ctx context.Context, raw json.RawMessage) (imaging.Image, error) {
 	raw = bytes.TrimSpace(raw)
 	switch raw[0] {
 	case '"':
 		var str string
 		if err := json.Unmarshal(raw, &str); err != nil {
-			return vision.Image{}, badRequest("image", "invalid_image", "image: %v", err)
+			return imaging.Image{}, badRequest("image", "invalid_image", "image: %v", err)
 		}
 		return s.decodeImageString(ctx, str, "image")
 	case '{':
 		var np map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &np); err != nil {
-			return vision.Image{}, badRequest("image", "invalid_image", "image: %v", err)
+			return imaging.Image{}, badRequest("image", "invalid_image", "image: %v", err)
 		}
 		return s.numpyImage(np)
 	case '[':
 		return s.nestedImage(raw)
 	}
-	return vision.Image{}, badRequest("image", "invalid_type", "image must be an HxWx3 uint8 array (nested lists or json_numpy)")
+	return imaging.Image{}, badRequest("image", "invalid_type", "image must be an HxWx3 uint8 array (nested lists or json_numpy)")
 }
 
-func (s *Server) numpyImage(np map[string]json.RawMessage) (vision.Image, error) {
+func (s *Server) numpyImage(np map[string]json.RawMessage) (imaging.Image, error) {
 	payload, ok := np["__numpy__"]
 	if !ok {
 		payload, ok = np["__ndarray__"]
 	}
 	if !ok {
-		return vision.Image{}, badRequest("image", "invalid_image", `image object must be json_numpy's {"__numpy__": base64, "dtype", "shape"}`)
+		return imaging.Image{}, badRequest("image", "invalid_image", `image object must be json_numpy's {"__numpy__": base64, "dtype", "shape"}`)
 	}
 	var b64, dtype string
 	var shape []int
 	if json.Unmarshal(payload, &b64) != nil || json.Unmarshal(np["dtype"], &dtype) != nil || json.Unmarshal(np["shape"], &shape) != nil {
-		return vision.Image{}, badRequest("image", "invalid_image", "json_numpy image needs a base64 string, a dtype string and an integer shape")
+		return imaging.Image{}, badRequest("image", "invalid_image", "json_numpy image needs a base64 string, a dtype string and an integer shape")
 	}
 	switch dtype {
 	case "|u1", "uint8", "<u1", ">u1", "u1", "=u1":
 	default:
-		return vision.Image{}, badRequest("image", "invalid_image", "image dtype %q must be uint8", dtype)
+		return imaging.Image{}, badRequest("image", "invalid_image", "image dtype %q must be uint8", dtype)
 	}
 	if len(shape) != 3 || shape[2] != 3 || shape[0] <= 0 || shape[1] <= 0 {
-		return vision.Image{}, badRequest("image", "invalid_image", "image shape %v must be [H, W, 3]", shape)
+		return imaging.Image{}, badRequest("image", "invalid_image", "image shape %v must be [H, W, 3]", shape)
 	}
 	// Compare before multiplying: H*W*3 of a hostile shape overflows.
-	if n, ok := vision.PixelCount(shape[1], shape[0]); !ok || n > int64(s.cfg.MaxImagePixels) {
-		return vision.Image{}, badRequest("image", "image_too_large", "image shape %v is over the limit of %d pixels", shape, s.cfg.MaxImagePixels)
+	if n, ok := imaging.PixelCount(shape[1], shape[0]); !ok || n > int64(s.cfg.MaxImagePixels) {
+		return imaging.Image{}, badRequest("image", "image_too_large", "image shape %v is over the limit of %d pixels", shape, s.cfg.MaxImagePixels)
 	}
 	need := shape[0] * shape[1] * 3
 	if base64.StdEncoding.DecodedLen(len(b64)) < need || len(b64) > base64.StdEncoding.EncodedLen(need)+4 {
-		return vision.Image{}, badRequest("image", "invalid_image", "image data has about %d bytes, shape %v needs %d", base64.StdEncoding.DecodedLen(len(b64)), shape, need)
+		return imaging.Image{}, badRequest("image", "invalid_image", "image data has about %d bytes, shape %v needs %d", base64.StdEncoding.DecodedLen(len(b64)), shape, need)
 	}
 	pix, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return vision.Image{}, badRequest("image", "invalid_image", "image data is not base64: %v", err)
+		return imaging.Image{}, badRequest("image", "invalid_image", "image data is not base64: %v", err)
 	}
 	if len(pix) != need {
-		return vision.Image{}, badRequest("image", "invalid_image", "image data has %d bytes, shape %v needs %d", len(pix), shape, need)
+		return imaging.Image{}, badRequest("image", "invalid_image", "image data has %d bytes, shape %v needs %d", len(pix), shape, need)
 	}
-	return vision.Image{W: shape[1], H: shape[0], Pix: pix}, nil
+	return imaging.Image{W: shape[1], H: shape[0], Pix: pix}, nil
 }
 
 // nestedImage reads [H][W][3] integers with a streaming decoder (no float
 // boxing of every pixel).
-func (s *Server) nestedImage(raw json.RawMessage) (vision.Image, error) {
-	bad := func(format string, a ...any) (vision.Image, error) {
-		return vision.Image{}, badRequest("image", "invalid_image", "image: "+format, a...)
+func (s *Server) nestedImage(raw json.RawMessage) (imaging.Image, error) {
+	bad := func(format string, a ...any) (imaging.Image, error) {
+		return imaging.Image{}, badRequest("image", "invalid_image", "image: "+format, a...)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -279,7 +279,7 @@ func (s *Server) nestedImage(raw json.RawMessage) (vision.Image, error) {
 			}
 			w++
 			if int64(w)*int64(H+1) > int64(s.cfg.MaxImagePixels) {
-				return vision.Image{}, badRequest("image", "image_too_large", "image is over the limit of %d pixels", s.cfg.MaxImagePixels)
+				return imaging.Image{}, badRequest("image", "image_too_large", "image is over the limit of %d pixels", s.cfg.MaxImagePixels)
 			}
 		}
 		if !expect(']') {
@@ -297,5 +297,5 @@ func (s *Server) nestedImage(raw json.RawMessage) (vision.Image, error) {
 	if H == 0 || W <= 0 {
 		return bad("empty image")
 	}
-	return vision.Image{W: W, H: H, Pix: pix}, nil
+	return imaging.Image{W: W, H: H, Pix: pix}, nil
 }

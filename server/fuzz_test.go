@@ -12,11 +12,11 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 func drawTestMarks(w, h int) (*som.Result, error) {
-	img := vision.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
+	img := imaging.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	return som.DrawBoxes(img, []som.Box{{X1: 0, Y1: 0, X2: 20, Y2: 20}, {X1: 50, Y1: 10, X2: 90, Y2: 40}}, som.Options{})
 }
 
@@ -88,7 +88,7 @@ func FuzzImageDecoding(f *testing.F) {
 	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxImagePixels: 1 << 16})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := context.Background()
-		check := func(_ vision.Image, err error) {
+		check := func(_ imaging.Image, err error) {
 			if err != nil {
 				if ae := asAPIError(err); ae.Status != 400 {
 					t.Fatalf("answered %d: %v", ae.Status, err)
@@ -148,7 +148,7 @@ func FuzzActPayload(f *testing.F) {
 			check(err)
 			return
 		}
-		if _, err := vision.Preprocess(im, 64, 4, vision.CLIPMean, vision.CLIPStd); err != nil {
+		if _, err := imaging.Preprocess(im, 64, 4, imaging.CLIPMean, imaging.CLIPStd); err != nil {
 			t.Fatalf("a decoded image failed preprocessing: %v", err)
 		}
 	})

@@ -10,7 +10,7 @@ import (
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	"gorgonia.org/tensor"
 )
 
@@ -18,7 +18,7 @@ import (
 type genRequest struct {
 	messages    []tokenizer.Message // image parts already replaced by <image> lines
 	system      string              // "" = Magma's default system prompt (unless the messages start with one)
-	images      []vision.Image
+	images      []imaging.Image
 	maxTokens   int // 0 = default (capped by the room left in the context)
 	temperature float64
 	topP        float64
@@ -125,7 +125,7 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 // embed preprocesses the images and builds the prompt embeddings [L, D].
 // The vision tower runs under a semaphore (it is the heaviest step and
 // would otherwise oversubscribe the cores the decoder needs).
-func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images []vision.Image) (*tensor.Dense, int, error) {
+func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images []imaging.Image) (*tensor.Dense, int, error) {
 	m := p.Model
 	if len(images) == 0 {
 		e, err := m.LM.EmbedIDs(ids)
@@ -140,7 +140,7 @@ func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images
 	case <-ctx.Done():
 		return nil, 0, ctxError(ctx)
 	}
-	pixels := make([]*vision.Pixels, len(images))
+	pixels := make([]*imaging.Pixels, len(images))
 	for i, img := range images {
 		px, err := p.Preprocessor.Preprocess(img)
 		if err != nil {

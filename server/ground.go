@@ -10,7 +10,7 @@ import (
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // groundRequest asks where to click: the screenshot, the task, and
@@ -95,7 +95,7 @@ func (s *Server) handleGround(w http.ResponseWriter, r *http.Request) error {
 	}
 	st, err := s.start(ctx, genRequest{
 		messages:  []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + som.UIAgentPrompt(strings.TrimSpace(*req.Instruction))}},
-		images:    []vision.Image{marked.Image},
+		images:    []imaging.Image{marked.Image},
 		maxTokens: maxTok,
 	})
 	if err != nil {

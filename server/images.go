@@ -12,53 +12,53 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // decodeImageURL decodes an image_url value: a data: URI with base64 PNG,
 // JPEG or WebP bytes, or (only with AllowRemoteImages) an http(s) URL. No
 // other scheme is accepted; nothing from a request is ever opened as a file.
-func (s *Server) decodeImageURL(ctx context.Context, raw, param string) (vision.Image, error) {
+func (s *Server) decodeImageURL(ctx context.Context, raw, param string) (imaging.Image, error) {
 	if strings.HasPrefix(raw, "data:") {
 		data, err := decodeDataURI(raw)
 		if err != nil {
-			return vision.Image{}, badRequest(param, "invalid_image", "%v", err)
+			return imaging.Image{}, badRequest(param, "invalid_image", "%v", err)
 		}
 		return s.decodeImageBytes(data, param)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return vision.Image{}, badRequest(param, "invalid_image_url",
+		return imaging.Image{}, badRequest(param, "invalid_image_url",
 			"image_url must be a data: URI with base64 image bytes (or an http(s) URL when the server allows remote images)")
 	}
 	if !s.cfg.AllowRemoteImages {
-		return vision.Image{}, badRequest(param, "remote_images_disabled",
+		return imaging.Image{}, badRequest(param, "remote_images_disabled",
 			"remote image URLs are disabled on this server (start it with --allow-remote-images); send a data: URI")
 	}
 	data, err := s.fetchImage(ctx, u.String())
 	if err != nil {
-		return vision.Image{}, badRequest(param, "invalid_image_url", "fetching the image: %v", err)
+		return imaging.Image{}, badRequest(param, "invalid_image_url", "fetching the image: %v", err)
 	}
 	return s.decodeImageBytes(data, param)
 }
 
 // decodeImageString is decodeImageURL that also accepts bare base64 bytes
 // (the /v1/ground "image" field).
-func (s *Server) decodeImageString(ctx context.Context, raw, param string) (vision.Image, error) {
+func (s *Server) decodeImageString(ctx context.Context, raw, param string) (imaging.Image, error) {
 	if strings.HasPrefix(raw, "data:") || strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
 		return s.decodeImageURL(ctx, raw, param)
 	}
 	data, err := decodeBase64(raw)
 	if err != nil {
-		return vision.Image{}, badRequest(param, "invalid_image", "image must be a data: URI or base64 image bytes: %v", err)
+		return imaging.Image{}, badRequest(param, "invalid_image", "image must be a data: URI or base64 image bytes: %v", err)
 	}
 	return s.decodeImageBytes(data, param)
 }
 
-func (s *Server) decodeImageBytes(data []byte, param string) (vision.Image, error) {
-	img, err := vision.DecodeImageBytes(data, vision.WithMaxPixels(s.cfg.MaxImagePixels))
+func (s *Server) decodeImageBytes(data []byte, param string) (imaging.Image, error) {
+	img, err := imaging.DecodeImageBytes(data, imaging.WithMaxPixels(s.cfg.MaxImagePixels))
 	if err != nil {
-		return vision.Image{}, badRequest(param, "invalid_image", "%s", strings.TrimPrefix(err.Error(), "vision: "))
+		return imaging.Image{}, badRequest(param, "invalid_image", "%s", strings.TrimPrefix(err.Error(), "vision: "))
 	}
 	return img, nil
 }
@@ -70,7 +70,7 @@ const DefaultVideoFrames = 8
 // decodeVideoURL samples n frames uniformly from a data:video/...;base64
 // clip. OpenCV reads videos from files only, so the bytes go to a private
 // temporary file, removed at once; each frame is held to MaxImagePixels.
-func (s *Server) decodeVideoURL(raw string, n int, param string) ([]vision.Image, error) {
+func (s *Server) decodeVideoURL(raw string, n int, param string) ([]imaging.Image, error) {
 	if !strings.HasPrefix(raw, "data:") {
 		return nil, badRequest(param, "invalid_video_url", "video_url must be a data: URI with base64 video bytes (data:video/mp4;base64,...)")
 	}
@@ -100,7 +100,7 @@ func (s *Server) decodeVideoURL(raw string, n int, param string) ([]vision.Image
 		return nil, badRequest(param, "invalid_video", "the video could not be decoded: %s", strings.ReplaceAll(err.Error(), f.Name(), "<video>"))
 	}
 	for i, fr := range frames {
-		if px, ok := vision.PixelCount(fr.W, fr.H); !ok || px > int64(s.cfg.MaxImagePixels) {
+		if px, ok := imaging.PixelCount(fr.W, fr.H); !ok || px > int64(s.cfg.MaxImagePixels) {
 			return nil, badRequest(param, "invalid_video", "frame %d is %dx%d, over the limit of %d pixels", i, fr.W, fr.H, s.cfg.MaxImagePixels)
 		}
 	}

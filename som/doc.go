@@ -1,25 +1,25 @@
 // Package som implements Magma's Set-of-Mark (SoM) prompting on gocv
 // (OpenCV 4.6): numbered marks drawn on an image (paper Algorithm 1), a
 // classical UI-element proposer, and the exact SoM / UI-grounding training
-// strings. It takes and returns vision.Image (RGB); gocv Mats stay inside.
+// strings. It takes and returns imaging.Image (RGB); gocv Mats stay inside.
 //
 // Drawing:
 //
-//	func DrawBoxes(img vision.Image, boxes []Box, opt Options) (*Result, error)
-//	func DrawPoints(img vision.Image, pts []Point, opt Options) (*Result, error)
+//	func DrawBoxes(img imaging.Image, boxes []Box, opt Options) (*Result, error)
+//	func DrawPoints(img imaging.Image, pts []Point, opt Options) (*Result, error)
 //	func ValidateBoxes(boxes []Box, w, h int) ([]Box, error)
 //	func LabelHeight(w, h int) int
-//	func WriteImage(path string, img vision.Image) error
+//	func WriteImage(path string, img imaging.Image) error
 //	type Box struct{ X1, Y1, X2, Y2 float64 }   // pixels
 //	type Point struct{ X, Y float64 }           // pixels
 //	type Options struct{ Color [3]uint8; LineWidth int; Shuffle bool; Seed int64; IDs []int }
 //	type Region struct{ ID, Index int; Box Box; IsPoint bool; Point Point; Label Box }
-//	type Result struct{ Image vision.Image; Marks []Region } // Marks sorted by ID
+//	type Result struct{ Image imaging.Image; Marks []Region } // Marks sorted by ID
 //	func (r *Result) GridMarks() []Mark
 //
 // Proposals:
 //
-//	type Proposer interface{ Propose(img vision.Image) ([]Box, error) }
+//	type Proposer interface{ Propose(img imaging.Image) ([]Box, error) }
 //	func NewClassicalProposer() *ClassicalProposer
 //
 // Training text (coordinates on the 256 grid, GridCoord = int(256*v/extent)

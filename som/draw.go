@@ -12,7 +12,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Box is an axis-aligned pixel rectangle, X1 <= X2 and Y1 <= Y2, in the
@@ -87,7 +87,7 @@ func (r Region) MarshalJSON() ([]byte, error) {
 
 // Result is a marked image and its id -> region map.
 type Result struct {
-	Image vision.Image
+	Image imaging.Image
 	// Marks are sorted by ID.
 	Marks []Region
 }
@@ -230,7 +230,7 @@ func (o Options) ids(n int) ([]int, error) {
 }
 
 // toMat copies an RGB image into a new CV_8UC3 Mat (bytes stay in RGB order).
-func toMat(img vision.Image) (gocv.Mat, error) {
+func toMat(img imaging.Image) (gocv.Mat, error) {
 	if img.Validate() != nil {
 		return gocv.Mat{}, fmt.Errorf("%w: %v", ErrNoImage, img.Validate())
 	}
@@ -246,8 +246,8 @@ func toMat(img vision.Image) (gocv.Mat, error) {
 	return m, nil
 }
 
-func fromMat(m gocv.Mat) vision.Image {
-	return vision.Image{W: m.Cols(), H: m.Rows(), Pix: m.ToBytes()}
+func fromMat(m gocv.Mat) imaging.Image {
+	return imaging.Image{W: m.Cols(), H: m.Rows(), Pix: m.ToBytes()}
 }
 
 // ValidateBoxes checks boxes against a w x h image and returns them clipped
@@ -367,7 +367,7 @@ func rect(b Box) image.Rectangle {
 // the marked copy of img with the id -> box map. Boxes are [x1,y1,x2,y2]
 // pixels; see ValidateBoxes for boxes outside the image. An empty box list
 // returns an unmarked copy and no marks (not an error).
-func DrawBoxes(img vision.Image, boxes []Box, opt Options) (*Result, error) {
+func DrawBoxes(img imaging.Image, boxes []Box, opt Options) (*Result, error) {
 	if err := img.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
 	}
@@ -414,7 +414,7 @@ func DrawBoxes(img vision.Image, boxes []Box, opt Options) (*Result, error) {
 // number in white, sized like the box labels, and returns the marked copy
 // with the id -> point map. Points must be finite and inside the image
 // (edges inclusive); an empty list returns an unmarked copy.
-func DrawPoints(img vision.Image, pts []Point, opt Options) (*Result, error) {
+func DrawPoints(img imaging.Image, pts []Point, opt Options) (*Result, error) {
 	if err := img.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
 	}

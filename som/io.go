@@ -8,12 +8,12 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // WriteImage encodes img to path with OpenCV; the format follows the
 // extension (.png, .jpg, .webp, ...).
-func WriteImage(path string, img vision.Image) error {
+func WriteImage(path string, img imaging.Image) error {
 	// OpenCV only says "false": name what is wrong first.
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil {

@@ -8,14 +8,14 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Proposer finds candidate UI elements (boxes in pixels) on a screenshot
 // that has no DOM/accessibility boxes. A learned detector (e.g. OmniParser's)
 // can implement it in place of ClassicalProposer.
 type Proposer interface {
-	Propose(img vision.Image) ([]Box, error)
+	Propose(img imaging.Image) ([]Box, error)
 }
 
 // ClassicalProposer proposes UI elements without a model: Canny edges closed
@@ -44,7 +44,7 @@ func NewClassicalProposer() *ClassicalProposer {
 }
 
 // Propose returns boxes sorted top-to-bottom, left-to-right.
-func (p *ClassicalProposer) Propose(img vision.Image) ([]Box, error) {
+func (p *ClassicalProposer) Propose(img imaging.Image) ([]Box, error) {
 	if err := img.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
 	}

@@ -9,13 +9,13 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // uiScreenshot renders a 640x400 synthetic web page: a title, a search
 // field with a button, a row of menu words, two paragraphs of text and
 // two buttons. words are the pixel boxes of every word drawn (for checks).
-func uiScreenshot() (vision.Image, []Box) {
+func uiScreenshot() (imaging.Image, []Box) {
 	m := gocv.NewMatWithSize(400, 640, gocv.MatTypeCV8UC3)
 	defer m.Close()
 	m.SetTo(gocv.NewScalar(245, 245, 245, 0))
@@ -50,7 +50,7 @@ func uiScreenshot() (vision.Image, []Box) {
 	put("Subscribe", 38, 326, 0.6, color.RGBA{255, 255, 255, 0})
 	gocv.Rectangle(&m, image.Rect(200, 300, 340, 340), color.RGBA{90, 90, 90, 0}, 2)
 	put("Details", 228, 326, 0.6, dark)
-	return vision.Image{W: 640, H: 400, Pix: m.ToBytes()}, words
+	return imaging.Image{W: 640, H: 400, Pix: m.ToBytes()}, words
 }
 
 // MAGMA_SOM_PNG_DIR=dir writes the proposer's boxes drawn on the synthetic

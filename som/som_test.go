@@ -6,18 +6,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
-func grayImage(w, h int, v uint8) vision.Image {
+func grayImage(w, h int, v uint8) imaging.Image {
 	pix := make([]uint8, w*h*3)
 	for i := range pix {
 		pix[i] = v
 	}
-	return vision.Image{W: w, H: h, Pix: pix}
+	return imaging.Image{W: w, H: h, Pix: pix}
 }
 
-func px(img vision.Image, x, y int) [3]uint8 {
+func px(img imaging.Image, x, y int) [3]uint8 {
 	i := (y*img.W + x) * 3
 	return [3]uint8{img.Pix[i], img.Pix[i+1], img.Pix[i+2]}
 }
@@ -320,10 +320,10 @@ func TestBadInput(t *testing.T) {
 	if err != nil || len(res.Marks) != 0 || !reflect.DeepEqual(res.Image, img) {
 		t.Errorf("empty: %v", err)
 	}
-	if _, err := DrawBoxes(vision.Image{}, nil, Options{}); err == nil {
+	if _, err := DrawBoxes(imaging.Image{}, nil, Options{}); err == nil {
 		t.Error("empty image accepted")
 	}
-	if _, err := DrawBoxes(vision.Image{W: 2, H: 2, Pix: make([]uint8, 5)}, nil, Options{}); err == nil {
+	if _, err := DrawBoxes(imaging.Image{W: 2, H: 2, Pix: make([]uint8, 5)}, nil, Options{}); err == nil {
 		t.Error("short pixel buffer accepted")
 	}
 	// Box filling the whole image: label goes inside.
@@ -364,7 +364,7 @@ func TestClassicalProposer(t *testing.T) {
 			t.Errorf("button %v not proposed; got %v", b, got)
 		}
 	}
-	if _, err := p.Propose(vision.Image{}); err == nil {
+	if _, err := p.Propose(imaging.Image{}); err == nil {
 		t.Error("empty image accepted")
 	}
 	blank, err := p.Propose(grayImage(64, 64, 0))

@@ -9,19 +9,19 @@
 //
 //	func SourceConfig(src Source) Config // official settings of SourceDemo, SourceVideo, SourceRobot
 //	func DefaultConfig() Config          // the demo's: Eta 0.5 px, Epsilon 2 px, k+ [2,5], k- [6,14]
-//	func Run(frames []vision.Image, cfg Config) (*Result, error)
+//	func Run(frames []imaging.Image, cfg Config) (*Result, error)
 //	func RunFile(path string, start int, cfg Config) (*Result, error)
 //	func ReadFrames(path string, start, n int) (*Clip, error)
-//	func DetectShots(frames []vision.Image, threshold float64) ([]int, error)
+//	func DetectShots(frames []imaging.Image, threshold float64) ([]int, error)
 //	func GridQueries(w, h, s int) []som.Point
-//	type Tracker interface{ Track(frames []vision.Image, queries []som.Point) (*Tracks, error) }
+//	type Tracker interface{ Track(frames []imaging.Image, queries []som.Point) (*Tracks, error) }
 //	type LKTracker struct{ WinSize, Levels int; FBMaxError float64 }
 //	type Tracks struct{ Points [][]som.Point; Visible [][]bool } // [t][n]
 //	type Mark struct{ ID int; Foreground bool; Points [][2]float64; Visible []bool }
 //	type Result struct{ Source; Width, Height, FramesUsed, StartFrame, Steps int; CameraMotion bool; Marks []Mark; SoMText, ToMText, ToMQuestion string; Warnings []string; ... }
 //	func ToMQuestion(task string, steps int, ids []int, robot bool) string
 //	func ToMAnswer(marks []Mark, w, h int, rules AnswerRules) (string, int)
-//	func DrawTraces(img vision.Image, marks []Mark) (vision.Image, error)
+//	func DrawTraces(img imaging.Image, marks []Mark) (imaging.Image, error)
 //
 // Per-source rules, as microsoft/Magma applies them (lengths are
 // visual_trace_length with image_size (1,1): the mean displacement in

@@ -15,7 +15,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Errors callers can test with errors.Is.
@@ -34,7 +34,7 @@ const MaxFrames = 4096
 
 // Clip is a run of decoded RGB frames.
 type Clip struct {
-	Frames []vision.Image
+	Frames []imaging.Image
 	// FPS is the container's frame rate (0 for an image folder or when unknown).
 	FPS float64
 }
@@ -106,7 +106,7 @@ func readVideo(path string, start, n int) (*Clip, error) {
 	return clip, nil
 }
 
-func matToRGB(m gocv.Mat, tmp *gocv.Mat) (vision.Image, error) {
+func matToRGB(m gocv.Mat, tmp *gocv.Mat) (imaging.Image, error) {
 	switch m.Channels() {
 	case 3:
 		gocv.CvtColor(m, tmp, gocv.ColorBGRToRGB)
@@ -116,12 +116,12 @@ func matToRGB(m gocv.Mat, tmp *gocv.Mat) (vision.Image, error) {
 	case 1:
 		gocv.CvtColor(m, tmp, gocv.ColorGrayToBGR)
 	default:
-		return vision.Image{}, fmt.Errorf("%d channels", m.Channels())
+		return imaging.Image{}, fmt.Errorf("%d channels", m.Channels())
 	}
 	if tmp.Type() != gocv.MatTypeCV8UC3 {
-		return vision.Image{}, fmt.Errorf("unsupported pixel type %v", m.Type())
+		return imaging.Image{}, fmt.Errorf("unsupported pixel type %v", m.Type())
 	}
-	return vision.Image{W: tmp.Cols(), H: tmp.Rows(), Pix: tmp.ToBytes()}, nil
+	return imaging.Image{W: tmp.Cols(), H: tmp.Rows(), Pix: tmp.ToBytes()}, nil
 }
 
 func readFolder(dir string, start, n int) (*Clip, error) {
@@ -145,7 +145,7 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 	}
 	// Decode on every core: image decoding is most of the cost of a short
 	// clip, and each file is independent.
-	frames := make([]vision.Image, len(names))
+	frames := make([]imaging.Image, len(names))
 	errs := make([]error, len(names))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -173,21 +173,21 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 }
 
 // decodeFrame reads one image file as RGB (rgb is a scratch Mat).
-func decodeFrame(p string, rgb *gocv.Mat) (vision.Image, error) {
+func decodeFrame(p string, rgb *gocv.Mat) (imaging.Image, error) {
 	m := gocv.IMRead(p, gocv.IMReadColor)
 	defer m.Close()
 	if m.Empty() {
-		return vision.Image{}, fmt.Errorf("%w: cannot decode %s", ErrUnreadable, p)
+		return imaging.Image{}, fmt.Errorf("%w: cannot decode %s", ErrUnreadable, p)
 	}
 	img, err := matToRGB(m, rgb)
 	if err != nil {
-		return vision.Image{}, fmt.Errorf("tom: %s: %w", p, err)
+		return imaging.Image{}, fmt.Errorf("tom: %s: %w", p, err)
 	}
 	return img, nil
 }
 
 // checkFrames verifies every frame is a valid image of the first one's size.
-func checkFrames(frames []vision.Image) error {
+func checkFrames(frames []imaging.Image) error {
 	if len(frames) == 0 {
 		return ErrNoFrames
 	}
@@ -203,7 +203,7 @@ func checkFrames(frames []vision.Image) error {
 }
 
 // rgbMat copies an RGB image into a Mat that owns its memory.
-func rgbMat(img vision.Image) (gocv.Mat, error) {
+func rgbMat(img imaging.Image) (gocv.Mat, error) {
 	m := gocv.NewMatWithSize(img.H, img.W, gocv.MatTypeCV8UC3)
 	dst, err := m.DataPtrUint8()
 	if err != nil || len(dst) != len(img.Pix) {
@@ -224,7 +224,7 @@ const DefaultShotThreshold = 27.0
 // starts at frame i when the mean of the three channels' mean absolute
 // differences between frames i-1 and i exceeds threshold (<= 0: 27). It
 // returns the start index of every shot after the first (empty for one shot).
-func DetectShots(frames []vision.Image, threshold float64) ([]int, error) {
+func DetectShots(frames []imaging.Image, threshold float64) ([]int, error) {
 	if err := checkFrames(frames); err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"math"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Precomputed is a Tracker that returns tracks extracted beforehand, such
@@ -14,7 +14,7 @@ import (
 type Precomputed struct{ Tracks *Tracks }
 
 // Track implements Tracker.
-func (p Precomputed) Track(frames []vision.Image, queries []som.Point) (*Tracks, error) {
+func (p Precomputed) Track(frames []imaging.Image, queries []som.Point) (*Tracks, error) {
 	tr := p.Tracks
 	if tr == nil || len(tr.Points) != len(frames) {
 		return nil, errTrackerOutput
@@ -33,7 +33,7 @@ func (p Precomputed) Track(frames []vision.Image, queries []som.Point) (*Tracks,
 // from the tracks; cfg.Tracker is ignored. The rest of Algorithm 2 —
 // visibility filter, camera-motion removal, foreground split, K-Means
 // selection, marks and texts — is Run's.
-func RunTracks(first vision.Image, tr *Tracks, cfg Config) (*Result, error) {
+func RunTracks(first imaging.Image, tr *Tracks, cfg Config) (*Result, error) {
 	T := len(tr.Points)
 	if T < 2 || len(tr.Visible) != T {
 		return nil, fmt.Errorf("tom: tracks have %d steps and %d visibility rows; need at least 2 steps", T, len(tr.Visible))
@@ -44,7 +44,7 @@ func RunTracks(first vision.Image, tr *Tracks, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("tom: %d points per step is not a square grid", n)
 	}
 	cfg.Grid, cfg.Future, cfg.Tracker = g, T-1, Precomputed{Tracks: tr}
-	frames := make([]vision.Image, T)
+	frames := make([]imaging.Image, T)
 	for i := range frames {
 		frames[i] = first // one frame: Run's shot check sees no cut
 	}

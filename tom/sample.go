@@ -7,7 +7,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // MaxSampleFrames bounds SampleFrames' n.
@@ -45,7 +45,7 @@ func UniformIndices(total, n int) []int {
 // images, as RGB. Frames not sampled are skipped without decoding. A clip
 // whose container announces more frames than it has gives the frames that
 // could be read (at least one, else ErrNoFrames).
-func SampleFrames(path string, n int) ([]vision.Image, error) {
+func SampleFrames(path string, n int) ([]imaging.Image, error) {
 	if n <= 0 || n > MaxSampleFrames {
 		return nil, fmt.Errorf("tom: %d frames requested from %s, want 1..%d", n, path, MaxSampleFrames)
 	}
@@ -58,7 +58,7 @@ func SampleFrames(path string, n int) ([]vision.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []vision.Image
+		var out []imaging.Image
 		for _, i := range UniformIndices(len(clip.Frames), n) {
 			out = append(out, clip.Frames[i])
 		}
@@ -83,7 +83,7 @@ func SampleFrames(path string, n int) ([]vision.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []vision.Image
+		var out []imaging.Image
 		for _, i := range UniformIndices(len(clip.Frames), n) {
 			out = append(out, clip.Frames[i])
 		}
@@ -94,7 +94,7 @@ func SampleFrames(path string, n int) ([]vision.Image, error) {
 	defer m.Close()
 	rgb := gocv.NewMat()
 	defer rgb.Close()
-	var out []vision.Image
+	var out []imaging.Image
 	pos := 0
 	for _, idx := range want {
 		if idx > pos {

@@ -14,7 +14,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Source names a data source whose official ToM settings Config follows.
@@ -256,9 +256,9 @@ type Result struct {
 	// nothing trackable), so that an empty tom_text is never silent.
 	Warnings []string `json:"warnings,omitempty"`
 	// Marked is the start frame with the SoM marks drawn.
-	Marked vision.Image `json:"-"`
+	Marked imaging.Image `json:"-"`
 	// First is the unmarked start frame.
-	First vision.Image `json:"-"`
+	First imaging.Image `json:"-"`
 }
 
 // RunFile reads the frames a source needs from path (video or image
@@ -296,7 +296,7 @@ func RunFile(path string, start int, cfg Config) (*Result, error) {
 // Demo and robot use frames[0:Future+1] (fewer is ErrTooShort); video uses
 // every frame given (at least 2) and starts the traces at a random frame.
 // A shot boundary inside the frames used is ErrShotBoundary.
-func Run(frames []vision.Image, cfg Config) (*Result, error) {
+func Run(frames []imaging.Image, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -400,7 +400,7 @@ type traceSet struct {
 }
 
 // analyze runs Algorithm 2 up to the foreground/background split.
-func analyze(frames []vision.Image, cfg Config, rng *rand.Rand) (*traceSet, error) {
+func analyze(frames []imaging.Image, cfg Config, rng *rand.Rand) (*traceSet, error) {
 	T := len(frames)
 	W, H := frames[0].W, frames[0].H
 	queries := GridQueries(W, H, cfg.Grid)
@@ -521,12 +521,12 @@ func rightmostStart(pts [][]som.Point, ratio float64) int {
 	return min(max(1, n), T-1)
 }
 
-func resizeFrames(frames []vision.Image, h int) ([]vision.Image, error) {
+func resizeFrames(frames []imaging.Image, h int) ([]imaging.Image, error) {
 	w := int(float64(frames[0].W) * float64(h) / float64(frames[0].H))
 	if w < 1 {
 		w = 1
 	}
-	out := make([]vision.Image, len(frames))
+	out := make([]imaging.Image, len(frames))
 	dst := gocv.NewMat()
 	defer dst.Close()
 	for i, f := range frames {
@@ -536,7 +536,7 @@ func resizeFrames(frames []vision.Image, h int) ([]vision.Image, error) {
 		}
 		gocv.Resize(m, &dst, image.Pt(w, h), 0, 0, gocv.InterpolationCubic)
 		m.Close()
-		out[i] = vision.Image{W: w, H: h, Pix: dst.ToBytes()}
+		out[i] = imaging.Image{W: w, H: h, Pix: dst.ToBytes()}
 	}
 	return out, nil
 }
@@ -666,7 +666,7 @@ const flatMinEig = 0.25
 
 // noTraceReason says why a run has no ToM answer: too few trackable
 // (textured) query points, or no trace moving more than Epsilon.
-func noTraceReason(first vision.Image, ts *traceSet, cfg Config) string {
+func noTraceReason(first imaging.Image, ts *traceSet, cfg Config) string {
 	flat, n := flatQueries(first, ts.queries)
 	nfg := len(ts.fg)
 	switch {
@@ -682,7 +682,7 @@ func noTraceReason(first vision.Image, ts *traceSet, cfg Config) string {
 
 // flatQueries counts the query points whose 21x21 window on img has a
 // smallest structure-tensor eigenvalue below flatMinEig.
-func flatQueries(img vision.Image, queries []som.Point) (flat, n int) {
+func flatQueries(img imaging.Image, queries []som.Point) (flat, n int) {
 	g, err := grayMat(img)
 	if err != nil {
 		return 0, 0
@@ -919,13 +919,13 @@ func gridQ(v float64) int {
 // DrawTraces draws every mark's trace over img (foreground in red-to-yellow
 // along time, background in cyan) and the SoM marks at their first points,
 // for a person to inspect.
-func DrawTraces(img vision.Image, marks []Mark) (vision.Image, error) {
+func DrawTraces(img imaging.Image, marks []Mark) (imaging.Image, error) {
 	if err := img.Validate(); err != nil {
-		return vision.Image{}, fmt.Errorf("%w: %v", ErrBadFrames, err)
+		return imaging.Image{}, fmt.Errorf("%w: %v", ErrBadFrames, err)
 	}
 	m, err := rgbMat(img)
 	if err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
 	defer m.Close()
 	for _, mk := range marks {
@@ -942,19 +942,19 @@ func DrawTraces(img vision.Image, marks []Mark) (vision.Image, error) {
 			gocv.Line(&m, a, b, c, 2)
 		}
 	}
-	out := vision.Image{W: img.W, H: img.H, Pix: m.ToBytes()}
+	out := imaging.Image{W: img.W, H: img.H, Pix: m.ToBytes()}
 	pts := make([]som.Point, len(marks))
 	ids := make([]int, len(marks))
 	for i, mk := range marks {
 		if len(mk.Points) == 0 {
-			return vision.Image{}, fmt.Errorf("tom: mark %d has no points", mk.ID)
+			return imaging.Image{}, fmt.Errorf("tom: mark %d has no points", mk.ID)
 		}
 		pts[i] = som.Point{X: mk.Points[0][0], Y: mk.Points[0][1]}
 		ids[i] = mk.ID
 	}
 	r, err := som.DrawPoints(out, clampPts(pts, img.W, img.H), som.Options{IDs: ids})
 	if err != nil {
-		return vision.Image{}, err
+		return imaging.Image{}, err
 	}
 	return r.Image, nil
 }

@@ -14,15 +14,15 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // texture returns a w x h random RGB texture: smooth colour blobs (noise
 // at 1/8 resolution, upscaled) plus fine detail for the tracker.
-func texture(w, h int, seed int64) vision.Image {
+func texture(w, h int, seed int64) imaging.Image {
 	r := rand.New(rand.NewSource(seed))
 	cw, ch := w/24+2, h/24+2
-	coarse := vision.Image{W: cw, H: ch, Pix: make([]uint8, cw*ch*3)}
+	coarse := imaging.Image{W: cw, H: ch, Pix: make([]uint8, cw*ch*3)}
 	for i := range coarse.Pix {
 		coarse.Pix[i] = uint8(40 + r.Intn(176))
 	}
@@ -32,7 +32,7 @@ func texture(w, h int, seed int64) vision.Image {
 	defer big.Close()
 	gocv.Resize(cm, &big, image.Pt(w, h), 0, 0, gocv.InterpolationCubic)
 	pix := big.ToBytes()
-	fine := vision.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
+	fine := imaging.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	for i := range fine.Pix {
 		fine.Pix[i] = uint8(r.Intn(256))
 	}
@@ -52,24 +52,24 @@ func texture(w, h int, seed int64) vision.Image {
 		}
 		pix[i] = uint8(v)
 	}
-	return vision.Image{W: w, H: h, Pix: pix}
+	return imaging.Image{W: w, H: h, Pix: pix}
 }
 
 // scene renders T frames of size S x S: a textured scene viewed through a
 // camera moving pan px/frame to the right, with a textured square object
 // of side objSide whose scene position is (ox+vx*t, oy+vy*t).
-func scene(T, S int, pan, vx, vy float64) []vision.Image {
+func scene(T, S int, pan, vx, vy float64) []imaging.Image {
 	return sceneAt(T, S, pan, vx, vy, 60, 80)
 }
 
 // sceneAt is scene with the object's frame-0 corner at (ox, oy).
-func sceneAt(T, S int, pan, vx, vy, ox, oy float64) []vision.Image {
+func sceneAt(T, S int, pan, vx, vy, ox, oy float64) []imaging.Image {
 	bgW := S + int(math.Ceil(pan*float64(T))) + 8
 	bg := texture(bgW, S, 1)
 	obj := texture(objSide, objSide, 2)
-	frames := make([]vision.Image, T)
+	frames := make([]imaging.Image, T)
 	for t := 0; t < T; t++ {
-		f := vision.Image{W: S, H: S, Pix: make([]uint8, S*S*3)}
+		f := imaging.Image{W: S, H: S, Pix: make([]uint8, S*S*3)}
 		cam := int(math.Round(pan * float64(t)))
 		for y := 0; y < S; y++ {
 			copy(f.Pix[y*S*3:(y+1)*S*3], bg.Pix[(y*bgW+cam)*3:(y*bgW+cam+S)*3])
@@ -89,7 +89,7 @@ func sceneAt(T, S int, pan, vx, vy, ox, oy float64) []vision.Image {
 	return frames
 }
 
-func writeFolder(t *testing.T, frames []vision.Image) string {
+func writeFolder(t *testing.T, frames []imaging.Image) string {
 	dir := t.TempDir()
 	for i, f := range frames {
 		m, _ := rgbMat(f)
@@ -104,7 +104,7 @@ func writeFolder(t *testing.T, frames []vision.Image) string {
 	return dir
 }
 
-func writeAVI(t *testing.T, frames []vision.Image) string {
+func writeAVI(t *testing.T, frames []imaging.Image) string {
 	p := filepath.Join(t.TempDir(), "clip.avi")
 	vw, err := gocv.VideoWriterFile(p, "MJPG", 10, frames[0].W, frames[0].H, true)
 	if err != nil {
@@ -138,7 +138,7 @@ func inSwept(p som.Point) bool {
 	return p.X >= 60-12 && p.X <= 124+16*vx+12 && p.Y >= 80-12 && p.Y <= 144+16*vy+12
 }
 
-func checkObject(t *testing.T, frames []vision.Image, res *Result) {
+func checkObject(t *testing.T, frames []imaging.Image, res *Result) {
 	t.Helper()
 	ts, err := analyze(frames[:17], DefaultConfig().withDefaults(), rand.New(rand.NewSource(1)))
 	if err != nil {
@@ -364,7 +364,7 @@ func TestToMStrings(t *testing.T) {
 // over a textured scene, with a textured object moving straight down 3
 // px/frame in the scene.
 // The object starts at (150,80) so that it stays in view.
-func panScene(pan float64) []vision.Image { return sceneAt(17, 256, pan, 0, 3, 150, 80) }
+func panScene(pan float64) []imaging.Image { return sceneAt(17, 256, pan, 0, 3, 150, 80) }
 
 func TestCameraMotionPixels(t *testing.T) {
 	for _, pan := range []float64{1, 3, 6} {
@@ -480,9 +480,9 @@ func TestSourceRules(t *testing.T) {
 // A flat-colour object moving 3 px/frame over a flat background in a
 // 160x120 clip has no trackable points: the run must say so.
 func TestFlatObjectWarns(t *testing.T) {
-	frames := make([]vision.Image, 17)
+	frames := make([]imaging.Image, 17)
 	for i := range frames {
-		f := vision.Image{W: 160, H: 120, Pix: make([]uint8, 160*120*3)}
+		f := imaging.Image{W: 160, H: 120, Pix: make([]uint8, 160*120*3)}
 		for p := 0; p < len(f.Pix); p += 3 {
 			f.Pix[p], f.Pix[p+1], f.Pix[p+2] = 200, 200, 200
 		}
@@ -532,19 +532,19 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("short: %v", err)
 	}
 	bad := scene(17, 64, 0, vx, vy)
-	bad[3] = vision.Image{W: 32, H: 32, Pix: make([]uint8, 32*32*3)}
+	bad[3] = imaging.Image{W: 32, H: 32, Pix: make([]uint8, 32*32*3)}
 	if _, err := Run(bad, DefaultConfig()); !errors.Is(err, ErrBadFrames) {
 		t.Errorf("mixed sizes: %v", err)
 	}
 	// A texture-less clip: nothing to track reliably, must not panic.
-	flat := make([]vision.Image, 17)
+	flat := make([]imaging.Image, 17)
 	for i := range flat {
-		flat[i] = vision.Image{W: 64, H: 64, Pix: make([]uint8, 64*64*3)}
+		flat[i] = imaging.Image{W: 64, H: 64, Pix: make([]uint8, 64*64*3)}
 	}
 	if res, err := Run(flat, DefaultConfig()); err == nil && res.ToMText != "" {
 		t.Errorf("flat clip gave a ToM answer %q", res.ToMText)
 	}
-	if _, err := DrawTraces(vision.Image{}, nil); err == nil {
+	if _, err := DrawTraces(imaging.Image{}, nil); err == nil {
 		t.Error("DrawTraces on empty image")
 	}
 }

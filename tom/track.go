@@ -8,7 +8,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // Tracks are point tracks over T frames: Points[t][n] in pixels and
@@ -23,7 +23,7 @@ type Tracks struct {
 // default, LKTracker, is a classical stand-in for CoTracker (which Magma
 // uses); a learned tracker can implement this interface instead.
 type Tracker interface {
-	Track(frames []vision.Image, queries []som.Point) (*Tracks, error)
+	Track(frames []imaging.Image, queries []som.Point) (*Tracks, error)
 }
 
 // GridQueries is CoTracker's grid of s x s query points, row-major (for
@@ -69,7 +69,7 @@ type LKTracker struct {
 var lkCriteria = gocv.NewTermCriteria(gocv.Count|gocv.EPS, 30, 0.01)
 
 // Track implements Tracker.
-func (lk LKTracker) Track(frames []vision.Image, queries []som.Point) (*Tracks, error) {
+func (lk LKTracker) Track(frames []imaging.Image, queries []som.Point) (*Tracks, error) {
 	if err := checkFrames(frames); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (lk LKTracker) Track(frames []vision.Image, queries []som.Point) (*Tracks, 
 	return tr, nil
 }
 
-func grayMat(img vision.Image) (gocv.Mat, error) {
+func grayMat(img imaging.Image) (gocv.Mat, error) {
 	m, err := rgbMat(img)
 	if err != nil {
 		return gocv.Mat{}, err

@@ -10,7 +10,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/model"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // testVocab is the vocabulary of the test models: the tiny preset with a
@@ -43,8 +43,8 @@ func testModel(t testing.TB, c *Config) (*model.Magma, *model.PreprocessorConfig
 
 // synthImage is a deterministic w×h picture: a gradient with a square
 // whose colour depends on k.
-func synthImage(w, h, k int) vision.Image {
-	im := vision.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
+func synthImage(w, h, k int) imaging.Image {
+	im := imaging.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			o := (y*w + x) * 3
@@ -57,13 +57,13 @@ func synthImage(w, h, k int) vision.Image {
 	return im
 }
 
-func pixels(t testing.TB, m *model.Magma, pp *model.PreprocessorConfig, im vision.Image) *vision.Pixels {
+func pixels(t testing.TB, m *model.Magma, pp *model.PreprocessorConfig, im imaging.Image) *imaging.Pixels {
 	t.Helper()
 	var mean, std [3]float32
 	for i := range 3 {
 		mean[i], std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
 	}
-	px, err := vision.Preprocess(im, pp.BaseImgSize, pp.NumCrops, mean, std)
+	px, err := imaging.Preprocess(im, pp.BaseImgSize, pp.NumCrops, mean, std)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func testSamples(t testing.TB, m *model.Magma, pp *model.PreprocessorConfig, n i
 	var out []data.Sample
 	for i := 0; i < n; i++ {
 		prompt := []int{1, 10 + i, 11 + 2*i%7}
-		var images []*vision.Pixels
+		var images []*imaging.Pixels
 		if i%2 == 0 {
 			w, h := 64, 64
 			if i%4 == 2 {

@@ -14,7 +14,7 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // The tiny model (real Llama-3 + Magma vocabulary) memorises a handful of
@@ -114,7 +114,7 @@ func TestMemoriseSoM(t *testing.T) {
 	for i, s := range samples {
 		k := prompts[i]
 		img := unpreprocess(t, s.Images[0], pp)
-		r, err := p.Generate(context.Background(), model.Request{PromptIDs: s.IDs[:k], Images: []vision.Image{img}, MaxNewTokens: len(s.IDs) - k + 4})
+		r, err := p.Generate(context.Background(), model.Request{PromptIDs: s.IDs[:k], Images: []imaging.Image{img}, MaxNewTokens: len(s.IDs) - k + 4})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,11 +136,11 @@ func TestMemoriseSoM(t *testing.T) {
 // normalisation is inverted and rounded, the crops stitched back. It
 // checks that preprocessing the result gives the same Pixels bit for bit,
 // so generation sees exactly the marked screenshot the model trained on.
-func unpreprocess(t testing.TB, px *vision.Pixels, pp *model.PreprocessorConfig) vision.Image {
+func unpreprocess(t testing.TB, px *imaging.Pixels, pp *model.PreprocessorConfig) imaging.Image {
 	t.Helper()
 	b := px.Base
 	W, H := px.Cols*b, px.Rows*b
-	im := vision.Image{W: W, H: H, Pix: make([]uint8, W*H*3)}
+	im := imaging.Image{W: W, H: H, Pix: make([]uint8, W*H*3)}
 	for gy := 0; gy < px.Rows; gy++ {
 		for gx := 0; gx < px.Cols; gx++ {
 			for cy := 0; cy < b; cy++ {

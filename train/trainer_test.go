@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 // The tiny model memorises a handful of multimodal samples: the loss goes
@@ -49,7 +49,7 @@ func TestMemorise(t *testing.T) {
 			if i%6 == 4 {
 				w, h = 60, 128
 			}
-			req.Images = []vision.Image{synthImage(w, h, i)}
+			req.Images = []imaging.Image{synthImage(w, h, i)}
 		}
 		r, err := p.Generate(context.Background(), req)
 		if err != nil {

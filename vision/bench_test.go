@@ -1,6 +1,7 @@
 package vision
 
 import (
+	"github.com/magma-go/magma/vision/imaging"
 	"math/rand"
 	"testing"
 
@@ -29,31 +30,18 @@ func randomTrunk(tb testing.TB, cfg Config) *ConvNeXt {
 	return m
 }
 
-// BenchmarkPreprocess1080p: 1920x1080 RGB → 2x2 grid of 512 crops
-// (bilinear resize to 1024x1024, normalise, crop).
-func BenchmarkPreprocess1080p(b *testing.B) {
-	img := randomImage(1920, 1080, 5)
-	b.SetBytes(int64(len(img.Pix)))
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := Preprocess(img, 512, 4, CLIPMean, CLIPStd); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkConvNeXtSmallForward times one forward pass of the small trunk on
 // one 512x512 crop with the graph and machine built once (steady state).
 func BenchmarkConvNeXtSmallForward(b *testing.B) {
 	m := randomTrunk(b, smallConfig())
-	px := &Pixels{Rows: 1, Cols: 1, Base: 512, Data: make([]float32, 512*512*3)}
+	px := &imaging.Pixels{Rows: 1, Cols: 1, Base: 512, Data: make([]float32, 512*512*3)}
 	r := rand.New(rand.NewSource(2))
 	for i := range px.Data {
 		px.Data[i] = float32(r.NormFloat64())
 	}
 	bld := kernels.NewBuilder(m.Names(""))
-	x := bld.Input("pixel_values", px.Tensor())
-	out, _ := m.Forward(bld, x, px.Grid())
+	x := bld.Input("pixel_values", PixelTensor(px))
+	out, _ := m.Forward(bld, x, CropGrid(px))
 	if err := bld.Err(); err != nil {
 		b.Fatal(err)
 	}
@@ -77,7 +65,7 @@ func BenchmarkConvNeXtSmallForward(b *testing.B) {
 // BenchmarkConvNeXtSmallEncode includes graph construction (Encode).
 func BenchmarkConvNeXtSmallEncode(b *testing.B) {
 	m := randomTrunk(b, smallConfig())
-	px := &Pixels{Rows: 1, Cols: 1, Base: 512, Data: make([]float32, 512*512*3)}
+	px := &imaging.Pixels{Rows: 1, Cols: 1, Base: 512, Data: make([]float32, 512*512*3)}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, _, err := m.Encode(px); err != nil {

@@ -2,6 +2,7 @@ package vision
 
 import (
 	"fmt"
+	"github.com/magma-go/magma/vision/imaging"
 	"strconv"
 
 	G "gorgonia.org/gorgonia"
@@ -238,7 +239,7 @@ func (m *ConvNeXt) Forward(b *kernels.Builder, x *G.Node, g kernels.Grid) (*G.No
 // the feature map [crops*h*w, Dims[3]] (a copy owned by the caller) and its
 // grid {crops, h, w} with h = Base/32. Parameter nodes are named by their
 // trunk-relative checkpoint names.
-func (m *ConvNeXt) Encode(px *Pixels) (*tensor.Dense, kernels.Grid, error) {
+func (m *ConvNeXt) Encode(px *imaging.Pixels) (*tensor.Dense, kernels.Grid, error) {
 	switch {
 	case px == nil:
 		return nil, kernels.Grid{}, fmt.Errorf("vision: encode: nil pixels")
@@ -248,8 +249,8 @@ func (m *ConvNeXt) Encode(px *Pixels) (*tensor.Dense, kernels.Grid, error) {
 		return nil, kernels.Grid{}, fmt.Errorf("vision: encode: %d pixel values, want %d for %dx%d crops of %d px", len(px.Data), px.NumCrops()*px.Base*px.Base*3, px.Rows, px.Cols, px.Base)
 	}
 	b := kernels.NewBuilder(m.Names(""))
-	x := b.Input("pixel_values", px.Tensor())
-	out, g := m.Forward(b, x, px.Grid())
+	x := b.Input("pixel_values", PixelTensor(px))
+	out, g := m.Forward(b, x, CropGrid(px))
 	if err := b.Err(); err != nil {
 		return nil, g, fmt.Errorf("vision: encode: %w", err)
 	}
@@ -263,4 +264,16 @@ func (m *ConvNeXt) Encode(px *Pixels) (*tensor.Dense, kernels.Grid, error) {
 		return nil, g, fmt.Errorf("vision: encode: output value is %T, want *tensor.Dense", out.Value())
 	}
 	return v.Clone().(*tensor.Dense), g, nil
+}
+
+// CropGrid is the spatial layout of preprocessed pixels for the kernels: N
+// crops of Base x Base.
+func CropGrid(p *imaging.Pixels) kernels.Grid {
+	return kernels.Grid{N: p.NumCrops(), H: p.Base, W: p.Base}
+}
+
+// PixelTensor wraps the pixels (no copy) as the trunk's [crops*Base*Base, 3]
+// float32 input.
+func PixelTensor(p *imaging.Pixels) *tensor.Dense {
+	return tensor.New(tensor.WithShape(p.NumCrops()*p.Base*p.Base, 3), tensor.WithBacking(p.Data))
 }

@@ -2,7 +2,7 @@ package vision
 
 import (
 	"encoding/json"
-	"fmt"
+	"github.com/magma-go/magma/vision/imaging"
 	"math"
 	"os"
 	"path/filepath"
@@ -205,11 +205,11 @@ func TestPreprocessParity(t *testing.T) {
 		if !ok {
 			t.Fatalf("golden.json has no case %s", name)
 		}
-		img, err := DecodeImage(filepath.Join(parityDir, gc.Image))
+		img, err := imaging.DecodeImage(filepath.Join(parityDir, gc.Image))
 		if err != nil {
 			t.Fatal(err)
 		}
-		px, err := Preprocess(img, cfg.ImageSize, cfg.MaxNumCrops, CLIPMean, CLIPStd)
+		px, err := imaging.Preprocess(img, cfg.ImageSize, cfg.MaxNumCrops, imaging.CLIPMean, imaging.CLIPStd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func TestConvNeXtParity(t *testing.T) {
 		pv := gold["pixel_values"]
 		n, base := pv.Shape[0], pv.Shape[2]
 		gc := cases[name]
-		px := &Pixels{Rows: gc.Grid[0], Cols: gc.Grid[1], Base: base, Data: make([]float32, len(pv.Data))}
+		px := &imaging.Pixels{Rows: gc.Grid[0], Cols: gc.Grid[1], Base: base, Data: make([]float32, len(pv.Data))}
 		if px.NumCrops() != n {
 			t.Fatalf("%s: grid %v but %d crops", name, gc.Grid, n)
 		}
@@ -291,11 +291,11 @@ func TestEndToEndParity(t *testing.T) {
 	cfg := m.Config()
 	cases := goldenCases(t)
 	for _, name := range paritycases {
-		img, err := DecodeImage(filepath.Join(parityDir, cases[name].Image))
+		img, err := imaging.DecodeImage(filepath.Join(parityDir, cases[name].Image))
 		if err != nil {
 			t.Fatal(err)
 		}
-		px, err := Preprocess(img, cfg.ImageSize, cfg.MaxNumCrops, CLIPMean, CLIPStd)
+		px, err := imaging.Preprocess(img, cfg.ImageSize, cfg.MaxNumCrops, imaging.CLIPMean, imaging.CLIPStd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,15 +330,15 @@ func TestForwardErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := &Pixels{Rows: 1, Cols: 1, Base: 32, Data: make([]float32, 32*32*3)}
+	good := &imaging.Pixels{Rows: 1, Cols: 1, Base: 32, Data: make([]float32, 32*32*3)}
 	bad := []struct {
 		name string
-		px   *Pixels
+		px   *imaging.Pixels
 	}{
 		{"nil", nil},
-		{"not multiple of 32", &Pixels{Rows: 1, Cols: 1, Base: 48, Data: make([]float32, 48*48*3)}},
-		{"short data", &Pixels{Rows: 1, Cols: 2, Base: 32, Data: make([]float32, 32*32*3)}},
-		{"zero crops", &Pixels{Base: 32}},
+		{"not multiple of 32", &imaging.Pixels{Rows: 1, Cols: 1, Base: 48, Data: make([]float32, 48*48*3)}},
+		{"short data", &imaging.Pixels{Rows: 1, Cols: 2, Base: 32, Data: make([]float32, 32*32*3)}},
+		{"zero crops", &imaging.Pixels{Base: 32}},
 	}
 	for _, c := range bad {
 		if _, _, err := m.Encode(c.px); err == nil {
@@ -349,15 +349,15 @@ func TestForwardErrors(t *testing.T) {
 	}
 	// Grid disagreeing with the input shape.
 	b := kernels.NewBuilder(nil)
-	x := b.Input("x", good.Tensor())
+	x := b.Input("x", PixelTensor(good))
 	if m.Forward(b, x, kernels.Grid{N: 2, H: 32, W: 32}); b.Err() == nil {
 		t.Error("grid/shape mismatch accepted")
 	}
 	// A missing (nil) parameter is an error, not a panic.
 	m.Stages[2].Blocks[0].Gamma = nil
 	b = kernels.NewBuilder(nil)
-	x = b.Input("x", good.Tensor())
-	m.Forward(b, x, good.Grid())
+	x = b.Input("x", PixelTensor(good))
+	m.Forward(b, x, CropGrid(good))
 	if err = b.Err(); err == nil || !strings.Contains(err.Error(), "gamma") {
 		t.Errorf("nil gamma: %v", err)
 	} else {
@@ -370,8 +370,17 @@ func TestForwardErrors(t *testing.T) {
 	}
 }
 
-func ExampleSelectGrid() {
-	rows, cols := SelectGrid(1920, 1080, 512, 4)
-	fmt.Println(rows, cols)
-	// Output: 2 2
+func TestCropGridAndPixelTensor(t *testing.T) {
+	const base = 32
+	px := &imaging.Pixels{Rows: 2, Cols: 3, Base: base, Data: make([]float32, 6*base*base*3)}
+	if g := CropGrid(px); g.N != 6 || g.H != base || g.W != base {
+		t.Fatalf("CropGrid = %+v", g)
+	}
+	x := PixelTensor(px)
+	if s := x.Shape(); s[0] != 6*base*base || s[1] != 3 {
+		t.Fatalf("PixelTensor shape %v", s)
+	}
+	if &x.Data().([]float32)[0] != &px.Data[0] {
+		t.Fatal("PixelTensor copied the pixels")
+	}
 }

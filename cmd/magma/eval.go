@@ -10,7 +10,7 @@ import (
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	"github.com/spf13/cobra"
 )
 
@@ -53,7 +53,7 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	switch f.markBase {
 	case 1:
 	case 0:
-		opt.Marker = eval.MarkerFunc(func(img vision.Image, boxes []som.Box) (*som.Result, error) {
+		opt.Marker = eval.MarkerFunc(func(img imaging.Image, boxes []som.Box) (*som.Result, error) {
 			return som.DrawBoxes(img, boxes, som.Options{ZeroBased: true})
 		})
 	default:

@@ -11,7 +11,7 @@ import (
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 	"github.com/spf13/cobra"
 )
 
@@ -49,7 +49,7 @@ func newGenerateCmd() *cobra.Command {
 				return fmt.Errorf("give --prompt (or --prompt-ids)")
 			}
 			for _, path := range images {
-				img, err := vision.DecodeImage(path)
+				img, err := imaging.DecodeImage(path)
 				if err != nil {
 					return err
 				}

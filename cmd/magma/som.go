@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magma-go/magma/som"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 func newSomCmd() *cobra.Command {
@@ -35,7 +35,7 @@ func newSomCmd() *cobra.Command {
 			if imgPath == "" || out == "" {
 				return errors.New("som: --image and --out are required")
 			}
-			img, err := vision.DecodeImage(imgPath)
+			img, err := imaging.DecodeImage(imgPath)
 			if err != nil {
 				return err
 			}

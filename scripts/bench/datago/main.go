@@ -23,7 +23,7 @@ import (
 	"github.com/magma-go/magma/data/hf"
 	"github.com/magma-go/magma/data/rlds"
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 type result struct {
@@ -156,7 +156,7 @@ func main() {
 	must(err)
 	tok, err := tokenizer.Load(tokDir)
 	must(err)
-	env, err := data.NewSampleBuilder(tok, data.ImageOptions{Base: 512, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
+	env, err := data.NewSampleBuilder(tok, data.ImageOptions{Base: 512, MaxCrops: 1, Mean: imaging.CLIPMean, Std: imaging.CLIPStd})
 	must(err)
 	env.Logf = func(string, ...any) {}
 	type src interface {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
-	"github.com/magma-go/magma/vision"
+	"github.com/magma-go/magma/vision/imaging"
 )
 
 func main() {
@@ -48,7 +48,7 @@ func main() {
 	}
 	fmt.Printf("tom_fps %.2f\n", 32/best.Seconds())
 
-	img, err := vision.DecodeImage(filepath.Join(*dir, "screen.png"))
+	img, err := imaging.DecodeImage(filepath.Join(*dir, "screen.png"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -86,7 +86,7 @@ func generate(dir string) error {
 	bg := blobs(r, bgW, S, 24)
 	obj := blobs(r, 96, 96, 16)
 	for t := 0; t < T; t++ {
-		f := vision.Image{W: S, H: S, Pix: make([]uint8, S*S*3)}
+		f := imaging.Image{W: S, H: S, Pix: make([]uint8, S*S*3)}
 		cam := 3 * t
 		for y := 0; y < S; y++ {
 			copy(f.Pix[y*S*3:(y+1)*S*3], bg.Pix[(y*bgW+cam)*3:(y*bgW+cam+S)*3])
@@ -122,13 +122,13 @@ func generate(dir string) error {
 
 // blobs is a smooth random colour field (bilinear over a cell grid) with
 // fine noise, trackable and free of spurious shot cuts.
-func blobs(r *rand.Rand, w, h, cell int) vision.Image {
+func blobs(r *rand.Rand, w, h, cell int) imaging.Image {
 	cw, ch := w/cell+2, h/cell+2
 	g := make([]float64, cw*ch*3)
 	for i := range g {
 		g[i] = 40 + 176*r.Float64()
 	}
-	img := vision.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
+	img := imaging.Image{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	for y := 0; y < h; y++ {
 		fy := float64(y) / float64(cell)
 		iy := int(fy)

@@ -1,4 +1,4 @@
-package vision
+package imaging
 
 import (
 	"bytes"
@@ -11,9 +11,6 @@ import (
 	"sync"
 
 	"gocv.io/x/gocv"
-	"gorgonia.org/tensor"
-
-	"github.com/magma-go/magma/kernels"
 )
 
 // CLIP normalisation constants used by Magma's image processor.
@@ -305,14 +302,6 @@ type Pixels struct {
 
 // NumCrops is Rows*Cols.
 func (p *Pixels) NumCrops() int { return p.Rows * p.Cols }
-
-// Grid is the spatial layout of Data for the kernels: N crops of Base x Base.
-func (p *Pixels) Grid() kernels.Grid { return kernels.Grid{N: p.NumCrops(), H: p.Base, W: p.Base} }
-
-// Tensor wraps Data (no copy) as a [crops*Base*Base, 3] float32 tensor.
-func (p *Pixels) Tensor() *tensor.Dense {
-	return tensor.New(tensor.WithShape(p.NumCrops()*p.Base*p.Base, 3), tensor.WithBacking(p.Data))
-}
 
 // NCHW returns the crops in PyTorch's layout [crops, 3, Base, Base]
 // (what Magma's processor calls pixel_values), for comparisons.

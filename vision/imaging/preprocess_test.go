@@ -1,8 +1,9 @@
-package vision
+package imaging
 
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"math/rand"
@@ -199,12 +200,6 @@ func TestPreprocessCropOrderAndNCHW(t *testing.T) {
 				}
 			}
 		}
-	}
-	if g := px.Grid(); g.N != 6 || g.H != base || g.W != base {
-		t.Fatalf("Grid() = %+v", g)
-	}
-	if s := px.Tensor().Shape(); s[0] != 6*base*base || s[1] != 3 {
-		t.Fatalf("Tensor shape %v", s)
 	}
 }
 
@@ -473,4 +468,23 @@ func FuzzPreprocess(f *testing.F) {
 			t.Fatalf("%d floats for %d crops of %d", len(px.Data), px.NumCrops(), base)
 		}
 	})
+}
+
+func ExampleSelectGrid() {
+	rows, cols := SelectGrid(1920, 1080, 512, 4)
+	fmt.Println(rows, cols)
+	// Output: 2 2
+}
+
+// BenchmarkPreprocess1080p: 1920x1080 RGB → 2x2 grid of 512 crops
+// (bilinear resize to 1024x1024, normalise, crop).
+func BenchmarkPreprocess1080p(b *testing.B) {
+	img := randomImage(1920, 1080, 5)
+	b.SetBytes(int64(len(img.Pix)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Preprocess(img, 512, 4, CLIPMean, CLIPStd); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
