@@ -33,9 +33,13 @@ type kop struct {
 	types  []hm.Type // type of each child, as built
 	out    hm.Type   // type of the result
 	shape  func(in []tensor.Shape) (tensor.Shape, error)
-	do     func(in []*tensor.Dense) (G.Value, error)
-	wrt    []bool // which inputs SymDiff differentiates (nil: none)
-	diff   func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	// do computes the result. o, when not nil, is where it goes: a
+	// contiguous tensor of the result's shape and dtype (an arena slice of
+	// the executor, see exec.go) that do must fill completely; with o nil
+	// do allocates.
+	do   func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error)
+	wrt  []bool // which inputs SymDiff differentiates (nil: none)
+	diff func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
@@ -68,6 +72,11 @@ func (op *kop) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *kop) Do(vs ...G.Value) (v G.Value, err error) {
+	return op.doInto(nil, vs)
+}
+
+// doInto is Do writing the result into o (nil: allocate).
+func (op *kop) doInto(o *tensor.Dense, vs []G.Value) (v G.Value, err error) {
 	if len(vs) != len(op.types) {
 		return nil, fmt.Errorf("kernels: %s expects %d inputs, got %d", op.name, len(op.types), len(vs))
 	}
@@ -97,7 +106,7 @@ func (op *kop) Do(vs ...G.Value) (v G.Value, err error) {
 			v, err = nil, fmt.Errorf("kernels: %s: internal error: %v", op.name, r)
 		}
 	}()
-	return op.do(ts)
+	return op.do(ts, o)
 }
 
 func (op *kop) ReturnsPtr() bool     { return false }
@@ -246,6 +255,24 @@ func scalarOf(t *tensor.Dense) (float64, error) {
 		return data[float64](t)[0], nil
 	}
 	return 0, fmt.Errorf("kernels: unsupported dtype %v", t.Dtype())
+}
+
+// newOut returns the zeroed output tensor of an op: o itself (cleared) when
+// the caller provided one of the right size and element type, a new tensor
+// otherwise.
+func newOut[T float](o *tensor.Dense, shape ...int) (*tensor.Dense, []T) {
+	if o != nil {
+		if buf, ok := o.Data().([]T); ok && len(buf) == prod(shape) && !o.Shape().IsScalar() {
+			clear(buf)
+			if !o.Shape().Eq(tensor.Shape(shape)) {
+				if err := o.Reshape(shape...); err != nil {
+					return newDense[T](shape...)
+				}
+			}
+			return o, buf
+		}
+	}
+	return newDense[T](shape...)
 }
 
 // newDense allocates a zeroed tensor of element type T.
@@ -492,20 +519,20 @@ func colSum(x *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{in[0][1]}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		r, c := in[0].Shape()[0], in[0].Shape()[1]
 		return dispatch(in[0], func() (G.Value, error) {
-			return fromF64[float32](colSums(data[float32](in[0]), r, c), c), nil
+			return fromF64[float32](o, colSums(data[float32](in[0]), r, c), c), nil
 		}, func() (G.Value, error) {
-			return fromF64[float64](colSums(data[float64](in[0]), r, c), c), nil
+			return fromF64[float64](o, colSums(data[float64](in[0]), r, c), c), nil
 		})
 	}
 	return apply(op, x)
 }
 
-// fromF64 converts a float64 accumulator into a new tensor of element type T.
-func fromF64[T float](acc []float64, shape ...int) *tensor.Dense {
-	t, buf := newDense[T](shape...)
+// fromF64 converts a float64 accumulator into an output tensor of element type T.
+func fromF64[T float](o *tensor.Dense, acc []float64, shape ...int) *tensor.Dense {
+	t, buf := newOut[T](o, shape...)
 	for i, v := range acc {
 		buf[i] = T(v)
 	}

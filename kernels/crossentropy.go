@@ -30,7 +30,7 @@ func CrossEntropy(logits, labels *G.Node, ignoreIndex int) (*G.Node, error) {
 		}
 		return tensor.ScalarShape(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		return dispatch(in[0], func() (G.Value, error) { return ceForward[float32](in, ignoreIndex) },
 			func() (G.Value, error) { return ceForward[float64](in, ignoreIndex) })
 	}
@@ -49,9 +49,9 @@ func CrossEntropy(logits, labels *G.Node, ignoreIndex int) (*G.Node, error) {
 			}
 			return s[0].Clone(), nil
 		}
-		g.do = func(in []*tensor.Dense) (G.Value, error) {
-			return dispatch(in[0], func() (G.Value, error) { return ceBackward[float32](in, ignoreIndex) },
-				func() (G.Value, error) { return ceBackward[float64](in, ignoreIndex) })
+		g.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+			return dispatch(in[0], func() (G.Value, error) { return ceBackward[float32](in, ignoreIndex, o) },
+				func() (G.Value, error) { return ceBackward[float64](in, ignoreIndex, o) })
 		}
 		dl, err := apply(g, in[0], in[1], grad)
 		if err != nil {
@@ -123,7 +123,7 @@ func ceForward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
 	return scalarValue[T](loss), nil
 }
 
-func ceBackward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
+func ceBackward[T float](in []*tensor.Dense, ignore int, o *tensor.Dense) (G.Value, error) {
 	logits, labels := data[T](in[0]), data[T](in[1])
 	up, err := scalarOf(in[2])
 	if err != nil {
@@ -143,7 +143,7 @@ func ceBackward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
 			n++
 		}
 	}
-	t, d := newDense[T](rows, v)
+	t, d := newOut[T](o, rows, v)
 	if n == 0 {
 		return t, nil
 	}
