@@ -141,8 +141,12 @@ func TestAttentionKVCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
+	prog, err := Compile(g, CompileOptions{Name: "decode", Outputs: G.Nodes{on}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := NewExecutor()
+	exec.PoisonFreed(true)
 	for pos := prefill; pos < T; pos++ {
 		for _, p := range []struct {
 			n *G.Node
@@ -152,18 +156,20 @@ func TestAttentionKVCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
+		if err := exec.Run(prog, nil); err != nil {
 			t.Fatalf("decode %d: %v", pos, err)
 		}
-		collect(f64s(on.Value()), pos, pos+1)
+		v, err := prog.Value(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		collect(f64s(v), pos, pos+1)
 	}
 	if d := maxAbsDiff(got, want); d > 1e-5 {
 		t.Errorf("cached decode differs from full pass by %g", d)
 	}
 	// The cache is full: one more step must fail with an error, not a panic.
-	vm.Reset()
-	if err := vm.RunAll(); err == nil {
+	if err := exec.Run(prog, nil); err == nil {
 		t.Error("append past maxLen: want error")
 	}
 	if err := cache.Truncate(T + 1); err == nil {

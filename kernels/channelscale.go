@@ -23,6 +23,7 @@ func ChannelScale(x, gamma *G.Node) (*G.Node, error) {
 		return dispatch(in[0], func() (G.Value, error) { return channelScaleDo[float32](in, o), nil },
 			func() (G.Value, error) { return channelScaleDo[float64](in, o), nil })
 	}
+	op.inplace, op.fullWrite = 1, true
 	op.wrt = []bool{true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := ChannelScale(dy, in[1])

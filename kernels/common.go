@@ -37,9 +37,16 @@ type kop struct {
 	// contiguous tensor of the result's shape and dtype (an arena slice of
 	// the executor, see exec.go) that do must fill completely; with o nil
 	// do allocates.
-	do   func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error)
-	wrt  []bool // which inputs SymDiff differentiates (nil: none)
-	diff func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	do  func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error)
+	wrt []bool // which inputs SymDiff differentiates (nil: none)
+	// inplace is 1 + the index of an input do may write its result over
+	// (elementwise kernels reading element i before writing element i), 0
+	// for none; the executor uses it when that input dies at this op.
+	inplace int
+	// fullWrite: do writes every element of its result, so the executor
+	// need not zero the buffer first.
+	fullWrite bool
+	diff      func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
@@ -257,13 +264,14 @@ func scalarOf(t *tensor.Dense) (float64, error) {
 	return 0, fmt.Errorf("kernels: unsupported dtype %v", t.Dtype())
 }
 
-// newOut returns the zeroed output tensor of an op: o itself (cleared) when
-// the caller provided one of the right size and element type, a new tensor
+// newOut returns the output tensor of an op: o itself when the caller (the
+// executor) provided one of the right size and element type — zeroed by the
+// executor unless the op is marked fullWrite, possibly sharing its buffer
+// with an input when the op is marked inplace — a new zeroed tensor
 // otherwise.
 func newOut[T float](o *tensor.Dense, shape ...int) (*tensor.Dense, []T) {
 	if o != nil {
 		if buf, ok := o.Data().([]T); ok && len(buf) == prod(shape) && !o.Shape().IsScalar() {
-			clear(buf)
 			if !o.Shape().Eq(tensor.Shape(shape)) {
 				if err := o.Reshape(shape...); err != nil {
 					return newDense[T](shape...)

@@ -28,6 +28,7 @@ func GELU(x *G.Node) (*G.Node, error) {
 		return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, false, o), nil },
 			func() (G.Value, error) { return geluDo[float64](in, false, o), nil })
 	}
+	op.inplace, op.fullWrite = 1, true
 	op.wrt = []bool{true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		g, err := newOp("GELUGrad", "", in[0].Dims(), in[0], dy)
@@ -44,6 +45,7 @@ func GELU(x *G.Node) (*G.Node, error) {
 			return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, true, o), nil },
 				func() (G.Value, error) { return geluDo[float64](in, true, o), nil })
 		}
+		g.inplace, g.fullWrite = 2, true // y = dy·GELU'(x), over dy
 		dx, err := apply(g, in[0], dy)
 		return G.Nodes{dx}, err
 	}
