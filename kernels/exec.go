@@ -594,7 +594,6 @@ func (e *Executor) Run(p *Program, o *RunOptions) (err error) {
 			if e.poison {
 				poisonValue(b.views[fi])
 			}
-			vals[fi] = nil
 		}
 		if vi := &p.vals[s.out]; vi.pinned && o != nil && o.OnOutput != nil {
 			if err := o.OnOutput(vi.output, vi.node, v); err != nil {
@@ -737,4 +736,60 @@ func poisonValue(t *tensor.Dense) {
 			d[i] = -1
 		}
 	}
+}
+
+// Verify checks the plan's invariants: every arena value lies inside the
+// arena; two values whose lifetimes overlap never share bytes, except an
+// in-place result and the input it overwrites at the op where that input
+// dies; requested outputs are never freed. Tests run it on every model graph.
+func (p *Program) Verify() error {
+	type life struct {
+		vi, from, to int // alive from its defining step to its last reader (or the end if pinned)
+	}
+	var lives []life
+	end := len(p.steps)
+	for vi, v := range p.vals {
+		if v.kind != valArena {
+			continue
+		}
+		if v.off < 0 || v.off+v.size > p.arenaBytes || v.off%arenaAlign != 0 {
+			return fmt.Errorf("%s: %v at [%d, %d) outside the arena of %d bytes or misaligned", p.name, v.node, v.off, v.off+v.size, p.arenaBytes)
+		}
+		to := v.last
+		if v.pinned {
+			to = end
+		}
+		if to < v.def {
+			to = v.def
+		}
+		lives = append(lives, life{vi, v.def, to})
+	}
+	for _, s := range p.steps {
+		for _, fi := range s.free {
+			if p.vals[fi].pinned {
+				return fmt.Errorf("%s: requested output %v is freed", p.name, p.vals[fi].node)
+			}
+		}
+	}
+	sort.Slice(lives, func(i, j int) bool { return lives[i].from < lives[j].from })
+	for i, a := range lives {
+		va := p.vals[a.vi]
+		for _, b := range lives[i+1:] {
+			if b.from > a.to {
+				break
+			}
+			vb := p.vals[b.vi]
+			if va.off >= vb.off+vb.size || vb.off >= va.off+va.size {
+				continue
+			}
+			// Overlap in bytes and time: allowed only when b is computed in
+			// place over a at a's last reader.
+			s := p.steps[b.from]
+			if b.from == a.to && s.inplace && va.off == vb.off && countOf(s.in, a.vi) == 1 {
+				continue
+			}
+			return fmt.Errorf("%s: %v (steps %d-%d) and %v (steps %d-%d) share arena bytes", p.name, va.node, a.from, a.to, vb.node, b.from, b.to)
+		}
+	}
+	return nil
 }
