@@ -605,7 +605,13 @@ func (e *Executor) Run(p *Program, o *RunOptions) (err error) {
 }
 
 // exec runs one op, its result in out (nil for heap values).
-func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (G.Value, error) {
+func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (v G.Value, err error) {
+	defer func() {
+		// Gorgonia's own ops panic on some bad inputs: make it the run's error.
+		if r := recover(); r != nil {
+			v, err = nil, fmt.Errorf("internal error: %v", r)
+		}
+	}()
 	if out != nil {
 		if k, ok := s.op.(*kop); ok {
 			if s.clear {
@@ -636,7 +642,7 @@ func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (G.Value, err
 	if out == nil {
 		return op.Do(ins...)
 	}
-	if pd, ok := op.(G.UsePreallocDoer); ok && sameShapes(ins, out) {
+	if pd, ok := op.(G.UsePreallocDoer); ok && preallocOK(op) && sameShapes(ins, out) {
 		v, err := pd.UsePreallocDo(out, ins...)
 		if err == nil {
 			if v != G.Value(out) {
@@ -647,7 +653,7 @@ func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (G.Value, err
 			return out, nil
 		}
 	}
-	v, err := op.Do(ins...)
+	v, err = op.Do(ins...)
 	if err != nil {
 		return nil, err
 	}
@@ -655,6 +661,13 @@ func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (G.Value, err
 		return nil, err
 	}
 	return out, nil
+}
+
+// preallocOK lists the Gorgonia ops whose UsePreallocDo is known to write
+// into the given tensor (elementwise arithmetic, used for gradient
+// accumulation); others run through Do and a copy.
+func preallocOK(op G.Op) bool {
+	return fmt.Sprintf("%T", op) == "gorgonia.elemBinOp"
 }
 
 // sameShapes: every tensor input has out's shape (an elementwise op without
@@ -792,4 +805,29 @@ func (p *Program) Verify() error {
 		}
 	}
 	return nil
+}
+
+// RunGraph compiles g for outputs, runs it once on a fresh executor and
+// returns copies of the outputs (so the arena can go at once). For graphs
+// built for a single use (an image encode, an embedding); graphs that are
+// re-run keep their Program and an Executor.
+func RunGraph(g *G.ExprGraph, name string, outputs ...*G.Node) ([]G.Value, error) {
+	p, err := Compile(g, CompileOptions{Name: name, Outputs: outputs})
+	if err != nil {
+		return nil, err
+	}
+	if err := NewExecutor().Run(p, nil); err != nil {
+		return nil, err
+	}
+	r := make([]G.Value, len(outputs))
+	for i, n := range outputs {
+		v, err := p.Value(n)
+		if err != nil {
+			return nil, err
+		}
+		if r[i], err = G.CloneValue(v); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }

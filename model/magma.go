@@ -84,15 +84,15 @@ func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, er
 	if err != nil {
 		return nil, err
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	outs := append(append(G.Nodes{g.seq}, g.vision...), g.images...)
+	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed L=%d images=%d", g.length, len(images)), outs...)
+	if err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
-	out := &Embedded{Embeds: denseOf(g.seq), Length: g.length}
+	out := &Embedded{Embeds: vals[0].(*tensor.Dense), Length: g.length}
 	for k := range images {
-		out.VisionFeatures = append(out.VisionFeatures, denseOf(g.vision[k]))
-		out.ImageFeatures = append(out.ImageFeatures, denseOf(g.images[k]))
+		out.VisionFeatures = append(out.VisionFeatures, vals[1+k].(*tensor.Dense))
+		out.ImageFeatures = append(out.ImageFeatures, vals[1+len(images)+k].(*tensor.Dense))
 	}
 	return out, nil
 }

@@ -46,7 +46,7 @@ func (k shapeKey) String() string {
 // of a step with a 128k vocabulary.
 type stepGraph struct {
 	key     shapeKey
-	vm      G.VM
+	prog    *kernels.Program
 	loss    *G.Node
 	inputs  []*G.Node
 	values  []*tensor.Dense // host buffers, aligned with inputs (filled, then Let)
@@ -149,7 +149,10 @@ func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key shapeKey, tr
 	if sg.grads, err = G.Grad(sg.loss, wrt...); err != nil {
 		return nil, fmt.Errorf("gradient graph: %w", err)
 	}
-	sg.vm = G.NewTapeMachine(b.G)
+	sg.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: "training step " + key.String(), Outputs: append(G.Nodes{sg.loss}, sg.grads...)})
+	if err != nil {
+		return nil, err
+	}
 	return sg, nil
 }
 
@@ -279,19 +282,22 @@ func (sg *stepGraph) fill(m *model.Magma, batch data.Batch, lay layout) int {
 	return supervised
 }
 
-// run executes forward and backward on the filled inputs; the gradient
-// values stay valid until reset.
-func (sg *stepGraph) run() (float64, error) {
+// run executes forward and backward on the filled inputs on exec; the
+// gradient values stay valid until exec runs again.
+func (sg *stepGraph) run(exec *kernels.Executor) (float64, error) {
 	for i, n := range sg.inputs {
 		if err := G.Let(n, sg.values[i]); err != nil {
 			return 0, fmt.Errorf("input %s: %w", n.Name(), err)
 		}
 	}
-	if err := sg.vm.RunAll(); err != nil {
-		sg.vm.Reset()
+	if err := exec.Run(sg.prog, nil); err != nil {
 		return 0, err
 	}
-	switch v := sg.loss.Value().Data().(type) {
+	lv, err := sg.prog.Value(sg.loss)
+	if err != nil {
+		return 0, err
+	}
+	switch v := lv.Data().(type) {
 	case float32:
 		return float64(v), nil
 	case float64:
@@ -299,14 +305,14 @@ func (sg *stepGraph) run() (float64, error) {
 	case []float32:
 		return float64(v[0]), nil
 	}
-	return 0, fmt.Errorf("loss value of type %T", sg.loss.Value().Data())
+	return 0, fmt.Errorf("loss value of type %T", lv.Data())
 }
 
 // grad returns the gradient data of the i-th trainable tensor of the graph.
 func (sg *stepGraph) grad(i int) ([]float32, error) {
-	v := sg.grads[i].Value()
-	if v == nil {
-		return nil, fmt.Errorf("gradient of %v has no value", sg.grads[i].Name())
+	v, err := sg.prog.Value(sg.grads[i])
+	if err != nil || v == nil {
+		return nil, fmt.Errorf("gradient of %v has no value: %v", sg.grads[i].Name(), err)
 	}
 	d, ok := v.Data().([]float32)
 	if !ok {
@@ -316,11 +322,14 @@ func (sg *stepGraph) grad(i int) ([]float32, error) {
 }
 
 // graphCache keeps compiled graphs by shape (least recently used dropped).
+// Programs hold no buffers: every graph runs on the cache's one executor,
+// whose arena grows to the largest plan in use.
 type graphCache struct {
 	max    int
 	graphs map[shapeKey]*stepGraph
 	clock  int
 	builds int
+	exec   *kernels.Executor
 }
 
 func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepGraph, error) {
@@ -339,7 +348,6 @@ func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepG
 				oldest = g
 			}
 		}
-		oldest.vm.Close()
 		delete(c.graphs, oldest.key)
 	}
 	g, err := build()
@@ -352,9 +360,17 @@ func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepG
 	return g, nil
 }
 
-func (c *graphCache) close() {
-	for _, g := range c.graphs {
-		g.vm.Close()
+// executor is the cache's executor (created on first use).
+func (c *graphCache) executor() *kernels.Executor {
+	if c.exec == nil {
+		c.exec = kernels.NewExecutor()
 	}
+	return c.exec
+}
+
+func (c *graphCache) close() {
 	c.graphs = nil
+	if c.exec != nil {
+		c.exec.Release()
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -18,12 +17,11 @@ func singleLoss(t *testing.T, m *model.Magma, s data.Sample) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	v, err := kernels.RunGraph(b.G, "loss", loss)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return float64(loss.Value().Data().(float32))
+	return float64(v[0].Data().(float32))
 }
 
 func supervised(s data.Sample) int {
@@ -72,11 +70,10 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if got := sg.fill(m, batch, lay); float64(got) != n {
 			t.Errorf("supervised positions %d, want %v", got, n)
 		}
-		got, err := sg.run()
+		got, err := sg.run(cache.executor())
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg.vm.Reset()
 		t.Logf("batch %v: key %v loss %.7f (per-sample weighted %.7f)", idx, lay.key, got, want)
 		if math.Abs(got-want) > 2e-5*math.Max(1, want) {
 			t.Errorf("batch %v: batched loss %.7f, per-sample %.7f", idx, got, want)
@@ -106,7 +103,6 @@ func TestFillMasksLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sg.vm.Close()
 	sg.fill(m, batch, lay)
 	h := 2
 	imgLen := model.ImageTokens(1, 1, h, h)

@@ -328,7 +328,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			clear(acc[i])
 		}
 		var lossSum float64
-		var graphs []*stepGraph
 		for micro := 0; micro < cfg.GradAccum; micro++ {
 			t0 := time.Now()
 			batch, err := stream.Next(ctx)
@@ -351,7 +350,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return res, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.key, err)
 			}
 			sg.fill(m, batch, lay)
-			loss, err := sg.run()
+			loss, err := sg.run(cache.executor())
 			if err != nil {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
@@ -368,7 +367,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 						return res, fmt.Errorf("train: step %d: %w", step+1, err)
 					}
 				}
-				graphs = append(graphs, sg) // reset after the update
 				continue
 			}
 			for i, t := range sg.params {
@@ -381,7 +379,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					dst[j] += v
 				}
 			}
-			sg.vm.Reset()
 		}
 		if acc != nil {
 			copy(grads, acc)
@@ -391,9 +388,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		norm := GradNorm(grads) * scale
 		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
 			prog.done()
-			for _, g := range graphs {
-				g.vm.Reset()
-			}
 			where := "no checkpoint was written yet"
 			if lastCheckpoint != "" {
 				where = "the last good checkpoint is " + lastCheckpoint
@@ -404,9 +398,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		lr := sched.LR(step)
 		if err := opt.Update(grads, lr, scale*ClipCoef(norm, cfg.Optimizer.MaxGradNorm)); err != nil {
 			return res, fmt.Errorf("train: step %d: %w", step+1, err)
-		}
-		for _, g := range graphs {
-			g.vm.Reset()
 		}
 		res.Losses = append(res.Losses, loss)
 		res.FinalLoss = loss
