@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
@@ -213,9 +214,25 @@ func plan(m *model.Magma, batch data.Batch, bucket, maxLen int) (layout, error) 
 		longest = max(longest, n)
 	}
 	lay.key.B = len(batch.Samples)
-	lay.key.T = min((longest+bucket-1)/bucket*bucket, max(maxLen, longest))
-	lay.key.S = min(max(1, (lay.targets+bucket-1)/bucket*bucket), lay.key.B*lay.key.T)
+	lay.key.T = min(bucketUp(longest, bucket), max(maxLen, longest))
+	lay.key.S = min(bucketUp(max(1, lay.targets), bucket), lay.key.B*lay.key.T)
+	lay.key.Crops = bucketUp(lay.key.Crops, 1)
 	return lay, nil
+}
+
+// bucketUp rounds n up to unit·2^k (0 stays 0). Padded lengths, supervised
+// rows and crop counts take few distinct values this way (a compiled
+// program per combination), at the price of at most 2x padding; a
+// multiple-of-unit rounding gave the default pretrain run 98 shapes.
+func bucketUp(n, unit int) int {
+	if n <= 0 {
+		return 0
+	}
+	b := unit
+	for b < n {
+		b *= 2
+	}
+	return b
 }
 
 // fill writes a batch into the graph's input buffers and returns the number
@@ -276,6 +293,9 @@ func (sg *stepGraph) fill(m *model.Magma, batch data.Batch, lay layout) int {
 			}
 		}
 	}
+	if sg.pixels != nil {
+		clear(sg.pixels[pxOff:]) // crops padding the count to its bucket: never spliced
+	}
 	for j := supervised; j < len(sg.targets); j++ {
 		sg.rowsIdx[j], sg.targets[j] = 0, data.IgnoreIndex
 	}
@@ -330,6 +350,10 @@ type graphCache struct {
 	clock  int
 	builds int
 	exec   *kernels.Executor
+
+	largest string        // the shape with the largest plan, and its plan
+	arena   int64         // its arena bytes
+	compile time.Duration // building and compiling graphs, in total
 }
 
 func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepGraph, error) {
@@ -350,9 +374,14 @@ func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepG
 		}
 		delete(c.graphs, oldest.key)
 	}
+	t0 := time.Now()
 	g, err := build()
 	if err != nil {
 		return nil, err
+	}
+	c.compile += time.Since(t0)
+	if a := g.prog.ArenaBytes(); a > c.arena {
+		c.arena, c.largest = a, fmt.Sprintf("%v: %v", key, g.prog.Stats())
 	}
 	c.builds++
 	g.lastUse = c.clock

@@ -74,6 +74,11 @@ type Result struct {
 	Checkpoint  string // newest checkpoint written
 	GraphBuilds int    // compiled graphs built (shape buckets seen)
 	Resumed     int    // step resumed from (0: fresh start)
+	// Largest is the program with the largest activation arena (its shape
+	// and plan), CompileTime the time spent building and compiling graphs.
+	Largest     string
+	ArenaBytes  int64
+	CompileTime time.Duration
 }
 
 // ErrNonFinite is wrapped by the error Run returns when the loss or the
@@ -433,6 +438,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	prog.done()
 	res.GraphBuilds = cache.builds
+	res.Largest, res.ArenaBytes, res.CompileTime = cache.largest, cache.arena, cache.compile
 	if res.Steps == 0 {
 		res.Steps = start
 	}
