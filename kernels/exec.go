@@ -3,8 +3,11 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	G "gorgonia.org/gorgonia"
@@ -103,7 +106,8 @@ type Program struct {
 
 // binding is a program's values on one executor's arena.
 type binding struct {
-	arena unsafe.Pointer
+	exec  *Executor
+	gen   uint64          // the executor's arena generation the views point into
 	views []*tensor.Dense // arena values as tensors (nil for others)
 	vals  []G.Value       // current values of the last run
 }
@@ -432,6 +436,9 @@ func (p *Program) Value(n *G.Node) (G.Value, error) {
 	if p.bind == nil || p.bind.vals[vi] == nil {
 		return nil, fmt.Errorf("kernels: %s: %v has no value (the program has not run)", p.name, n)
 	}
+	if p.bind.exec.gen.Load() != p.bind.gen {
+		return nil, fmt.Errorf("kernels: %s: %v is gone: its executor's arena was replaced since the program ran", p.name, n)
+	}
 	return p.bind.vals[vi], nil
 }
 
@@ -439,8 +446,9 @@ func (p *Program) Value(n *G.Node) (G.Value, error) {
 // it has run; one program runs at a time (Run holds a lock).
 type Executor struct {
 	mu     sync.Mutex
-	arena  []byte
-	base   unsafe.Pointer // aligned start of arena
+	mem    *arenaMem
+	gen    atomic.Uint64  // bumped whenever the arena is replaced or released
+	base   unsafe.Pointer // start of the arena
 	size   int64
 	poison bool
 	// Available reports the bytes the arena may still grow by; nil reads
@@ -452,7 +460,39 @@ type Executor struct {
 // (PoisonFreed), every value's range is filled with NaN the moment the
 // value dies, so a read after reuse shows up as NaN in the results.
 func NewExecutor() *Executor {
-	return &Executor{poison: poisonDefault}
+	e := &Executor{poison: poisonDefault, mem: &arenaMem{}}
+	runtime.AddCleanup(e, func(m *arenaMem) { m.free() }, e.mem)
+	return e
+}
+
+// arenaMem is an arena mapped outside the Go heap: the garbage collector
+// neither scans it nor counts it towards its next collection target (a
+// heap-allocated arena of 1 GB would let 1 GB of garbage pile up before the
+// next collection), and untouched pages of a plan cost no memory.
+type arenaMem struct {
+	mu  sync.Mutex
+	mem []byte
+}
+
+func (a *arenaMem) alloc(n int64) error {
+	a.free()
+	mem, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.mem = mem
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *arenaMem) free() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mem != nil {
+		_ = syscall.Munmap(a.mem)
+		a.mem = nil
+	}
 }
 
 // poisonDefault is the NaN-poison debug mode for new executors (tests turn
@@ -469,10 +509,13 @@ func (e *Executor) PoisonFreed(on bool) { e.mu.Lock(); e.poison = on; e.mu.Unloc
 // ArenaBytes is the executor's current arena size.
 func (e *Executor) ArenaBytes() int64 { e.mu.Lock(); defer e.mu.Unlock(); return e.size }
 
-// Release drops the arena (it is allocated again by the next run).
+// Release unmaps the arena (it is mapped again by the next run). Values of
+// programs run on e are gone afterwards (Program.Value says so).
 func (e *Executor) Release() {
 	e.mu.Lock()
-	e.arena, e.base, e.size = nil, nil, 0
+	e.gen.Add(1)
+	e.mem.free()
+	e.base, e.size = nil, 0
 	e.mu.Unlock()
 }
 
@@ -494,13 +537,12 @@ func (e *Executor) reserve(p *Program) error {
 		return fmt.Errorf("kernels: %s: its plan needs %s of activations (%d bytes), only %s of memory is available: %w",
 			p.name, FormatBytes(n), n, FormatBytes(a), ErrNoMemory)
 	}
-	e.arena, e.base, e.size = nil, nil, 0 // let the old arena go first
-	buf := make([]byte, n+arenaAlign)
-	base := unsafe.Pointer(&buf[0])
-	if r := uintptr(base) % arenaAlign; r != 0 {
-		base = unsafe.Add(base, arenaAlign-r)
+	e.gen.Add(1)
+	e.base, e.size = nil, 0
+	if err := e.mem.alloc(n); err != nil { // unmaps the old arena first
+		return fmt.Errorf("kernels: %s: mapping an arena of %s: %w", p.name, FormatBytes(n), err)
 	}
-	e.arena, e.base, e.size = buf, base, n
+	e.base, e.size = unsafe.Pointer(&e.mem.mem[0]), n // page aligned
 	return nil
 }
 
@@ -546,8 +588,8 @@ func (e *Executor) Run(p *Program, o *RunOptions) (err error) {
 		return err
 	}
 	b := p.bind
-	if b == nil || b.arena != e.base {
-		b = &binding{arena: e.base, views: make([]*tensor.Dense, len(p.vals)), vals: make([]G.Value, len(p.vals))}
+	if gen := e.gen.Load(); b == nil || b.exec != e || b.gen != gen {
+		b = &binding{exec: e, gen: gen, views: make([]*tensor.Dense, len(p.vals)), vals: make([]G.Value, len(p.vals))}
 		for i := range p.vals {
 			if p.vals[i].kind != valArena {
 				continue
@@ -816,7 +858,9 @@ func RunGraph(g *G.ExprGraph, name string, outputs ...*G.Node) ([]G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	if err := NewExecutor().Run(p, nil); err != nil {
+	e := NewExecutor()
+	defer e.Release()
+	if err := e.Run(p, nil); err != nil {
 		return nil, err
 	}
 	r := make([]G.Value, len(outputs))

@@ -12,11 +12,15 @@ import (
 )
 
 // mlp builds x → [Linear → GELU] × layers → Linear, float32.
-func mlp(t *testing.T, layers int) (*G.ExprGraph, *G.Node, []*G.Node) {
+func mlp(t *testing.T, layers int, rows ...int) (*G.ExprGraph, *G.Node, []*G.Node) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(3))
 	g := G.NewGraph()
-	x := G.NodeFromAny(g, toF32(randF64(rng, 16, 32)), G.WithName("x"))
+	r := 16
+	if len(rows) > 0 {
+		r = rows[0]
+	}
+	x := G.NodeFromAny(g, toF32(randF64(rng, r, 32)), G.WithName("x"))
 	h := x
 	var ws []*G.Node
 	for i := 0; i <= layers; i++ {
@@ -268,6 +272,27 @@ func TestExecutorArenaGrows(t *testing.T) {
 	}
 	if _, err := p1.Value(o2); err == nil {
 		t.Error("foreign node: want error")
+	}
+	// When a bigger plan replaces the arena, the older program's values are
+	// gone: reading them is an error, not a read of unmapped memory.
+	e2 := NewExecutor()
+	if err := e2.Run(p1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Value(o1); err != nil {
+		t.Fatal(err)
+	}
+	g3, o3, _ := mlp(t, 1, 64)
+	p3, _ := Compile(g3, CompileOptions{Name: "bigger", Outputs: G.Nodes{o3}})
+	if err := e2.Run(p3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Value(o1); err == nil {
+		t.Error("value of a replaced arena: want error")
+	}
+	e2.Release()
+	if _, err := p3.Value(o3); err == nil {
+		t.Error("value after Release: want error")
 	}
 }
 
