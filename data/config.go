@@ -45,6 +45,9 @@ import (
 //	robot: steps (8), grid (15), tom_ratio (share of ToM samples, 0.2),
 //	       statistics (a dataset_statistics.json instead of computing
 //	       q01/q99), key (its entry; default the source name or the only one)
+//	rlds:  (path: an RLDS dataset or version directory) dataset (feature
+//	       mapping, default the directory name), split (train), image,
+//	       statistics, key, keep_unlabeled (RLDSSource)
 //
 // With synthetic set and no sources, the four synthetic sources are used
 // (ui 0.3, video 0.2, robot 0.2, captions 0.3). Relative paths are

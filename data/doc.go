@@ -19,6 +19,12 @@
 //   - robot: episode folders (episode.json + frames) → OpenVLA-style action
 //     token samples with q01/q99 statistics, plus ToM samples (RobotSource).
 //   - LiberoSource (libero.go) reads LIBERO HDF5 demos for finetuning.
+//   - rlds: Open X-Embodiment / OpenVLA RLDS directories (TFRecord shards of
+//     tf.train.Example episodes, package data/rlds) → OpenVLA action samples
+//     with statistics computed in one streaming pass (RLDSSource).
+//
+// Sharded sources deal their shard files to ranks with AssignShards
+// (Env.Rank, Env.World) and open them lazily.
 //
 // Each reader validates records while indexing (structure, roles, boxes,
 // action length, finite numbers) and while building samples (missing or

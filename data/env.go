@@ -37,6 +37,9 @@ type Env struct {
 	OnError ErrorPolicy
 	// Logf receives skipped-record messages (log.Printf when nil).
 	Logf func(format string, args ...any)
+	// Rank and World select this process's shards of sharded sources
+	// (AssignShards; World <= 1 reads every shard).
+	Rank, World int
 
 	imageID int
 	skipped atomic.Int64

@@ -12,8 +12,8 @@ import (
 // (symbolic) followed by a run needs no ADOp. A composite graph
 // exercises gradient accumulation across ops.
 func TestSymbolicGradWithoutADOp(t *testing.T) {
-	if _, ok := any(&kop{}).(G.ADOp); ok {
-		t.Fatal("kop unexpectedly implements ADOp")
+	if _, ok := any(&kernelOp{}).(G.ADOp); ok {
+		t.Fatal("kernelOp unexpectedly implements ADOp")
 	}
 	rng := rand.New(rand.NewSource(21))
 	x, nw := randF64(rng, 4, 6), randF64(rng, 6)

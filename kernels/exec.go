@@ -227,7 +227,7 @@ func children(g *G.ExprGraph, n *G.Node) G.Nodes {
 // inPlaceInput is the input index whose buffer op may write its result
 // over, or -1.
 func inPlaceInput(op G.Op) int {
-	if k, ok := op.(*kop); ok && k.inplace > 0 {
+	if k, ok := op.(*kernelOp); ok && k.inplace > 0 {
 		return k.inplace - 1
 	}
 	return -1
@@ -282,7 +282,7 @@ func (p *Program) plan(inPlace bool) {
 }
 
 func fullWrite(op G.Op) bool {
-	k, ok := op.(*kop)
+	k, ok := op.(*kernelOp)
 	return ok && k.fullWrite
 }
 
@@ -655,7 +655,7 @@ func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (v G.Value, e
 		}
 	}()
 	if out != nil {
-		if k, ok := s.op.(*kop); ok {
+		if k, ok := s.op.(*kernelOp); ok {
 			if s.clear {
 				clearTensor(out)
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -350,110 +351,41 @@ func (d *BatchDecoder) buildStep(slots []int) (*batchRun, error) {
 			rowIdx[i] = b.Input(fmt.Sprintf("batch_row_%d", i), v)
 		}
 	}
-	x, err := m.Embed(b, r.ids)
-	if err != nil {
-		return nil, err
-	}
+	x := m.Embed(b, r.ids)
 	for l := range m.Base.Layers {
-		L := &m.Base.Layers[l]
 		caches := make([]*kernels.KVCache, B)
 		for i, s := range slots {
 			if caches[i] = d.slots[s].caches[l]; caches[i] == nil {
 				return nil, fmt.Errorf("llm: slot %d has no cache for layer %d", s, l)
 			}
 		}
-		if x, err = batchLayer(b, L, x, r.pos, cfg, caches, rowIdx); err != nil {
-			return nil, fmt.Errorf("llm: batched layer %d: %w", l, err)
-		}
+		x = m.Base.Layers[l].Forward(b.In("model", "layers", strconv.Itoa(l)), x, r.pos, cfg, perRow(cfg, caches, rowIdx))
 	}
-	h, err := m.Base.Norm.Forward(b, x, cfg.RMSNormEps)
-	if err != nil {
-		return nil, err
+	r.logits = m.Logits(b, m.Base.Norm.Forward(b.In("model", "norm"), x, cfg.RMSNormEps))
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("llm: batched decode graph: %w", err)
 	}
-	if r.logits, err = m.Logits(b, h); err != nil {
-		return nil, err
-	}
+	var err error
 	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: fmt.Sprintf("batched decode B=%d", B), Outputs: G.Nodes{r.logits}}); err != nil {
 		return nil, fmt.Errorf("llm: %w", err)
 	}
 	return r, nil
 }
 
-// batchLayer is Layer.Forward for B independent sequences at T = 1: every
-// dense product runs on all B rows, attention per row with its own cache.
-func batchLayer(b *kernels.Builder, L *Layer, x, pos *G.Node, cfg *Config, caches []*kernels.KVCache, rowIdx []*G.Node) (*G.Node, error) {
-	n, err := L.InputNorm.Forward(b, x, cfg.RMSNormEps)
-	if err != nil {
-		return nil, err
-	}
-	a := &L.SelfAttention
-	q, err := a.Query.Forward(b, n)
-	if err != nil {
-		return nil, err
-	}
-	k, err := a.Key.Forward(b, n)
-	if err != nil {
-		return nil, err
-	}
-	v, err := a.Value.Forward(b, n)
-	if err != nil {
-		return nil, err
-	}
-	if q, err = kernels.Rotary(q, pos, cfg.NumAttentionHeads, cfg.HeadDim, cfg.RopeTheta); err != nil {
-		return nil, err
-	}
-	if k, err = kernels.Rotary(k, pos, cfg.NumKeyValueHeads, cfg.HeadDim, cfg.RopeTheta); err != nil {
-		return nil, err
-	}
-	attn := func(q, k, v *G.Node, c *kernels.KVCache) (*G.Node, error) {
-		return kernels.Attention(q, k, v, kernels.AttentionConfig{
-			Batch: 1, Seq: 1, Heads: cfg.NumAttentionHeads, KVHeads: cfg.NumKeyValueHeads,
-			HeadDim: cfg.HeadDim, Causal: true, Cache: c,
-		})
-	}
-	var o *G.Node
+// perRow attends each of B independent sequences at T = 1 to its own cache:
+// every dense product of the layer runs on all B rows, attention per row
+// (rows picked with rowIdx and joined again).
+func perRow(cfg *Config, caches []*kernels.KVCache, rowIdx []*G.Node) Attend {
 	if len(caches) == 1 {
-		if o, err = attn(q, k, v, caches[0]); err != nil {
-			return nil, err
-		}
-	} else {
+		return Causal(cfg, 1, 1, caches[0])
+	}
+	return func(b *kernels.Builder, q, k, v *G.Node) *G.Node {
 		outs := make([]*G.Node, len(caches))
 		for i, c := range caches {
-			qi, err := kernels.Gather(q, rowIdx[i])
-			if err != nil {
-				return nil, err
-			}
-			ki, err := kernels.Gather(k, rowIdx[i])
-			if err != nil {
-				return nil, err
-			}
-			vi, err := kernels.Gather(v, rowIdx[i])
-			if err != nil {
-				return nil, err
-			}
-			if outs[i], err = attn(qi, ki, vi, c); err != nil {
-				return nil, err
-			}
+			outs[i] = Causal(cfg, 1, 1, c)(b, b.Gather(q, rowIdx[i]), b.Gather(k, rowIdx[i]), b.Gather(v, rowIdx[i]))
 		}
-		if o, err = G.Concat(0, outs...); err != nil {
-			return nil, err
-		}
+		return b.Concat(0, outs...)
 	}
-	if o, err = a.Output.Forward(b, o); err != nil {
-		return nil, err
-	}
-	h, err := G.Add(x, o)
-	if err != nil {
-		return nil, err
-	}
-	if n, err = L.PostNorm.Forward(b, h, cfg.RMSNormEps); err != nil {
-		return nil, err
-	}
-	mo, err := L.MLP.Forward(b, n)
-	if err != nil {
-		return nil, err
-	}
-	return G.Add(h, mo)
 }
 
 // setAt writes v at index i of a float tensor.

@@ -11,14 +11,17 @@ package llm
 
 import (
 	"fmt"
-	"github.com/magma-go/magma/model/params"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 
-	"github.com/magma-go/magma/kernels"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 )
 
 // Model is the Llama decoder. Tensor names relative to the Magma prefix
@@ -28,23 +31,18 @@ import (
 // [KV*hd, D], [D, H*hd]), model.layers.{i}.mlp.{gate,up,down}_proj.weight
 // ([I, D], [I, D], [D, I]), model.norm.weight [D] and lm_head.weight [V, D].
 type Model struct {
-	Config Config  // resolved configuration
-	Base   Decoder `weights:"model"`
-	LMHead Linear  `weights:"lm_head"` // [V, D]
+	Config Config    // resolved configuration
+	Base   Decoder   `weights:"model"`
+	LMHead nn.Linear `weights:"lm_head"` // [V, D]
 
 	dtype tensor.Dtype
 }
 
 // Decoder is the body of the model (Hugging Face's LlamaModel).
 type Decoder struct {
-	EmbedTokens Embedding `weights:"embed_tokens"`
-	Layers      []Layer   `weights:"layers"`
-	Norm        RMSNorm   `weights:"norm"`
-}
-
-// Embedding is a token embedding table [V, D]: row id is the vector of token id.
-type Embedding struct {
-	Weight *tensor.Dense `weights:"weight"`
+	EmbedTokens nn.Embedding `weights:"embed_tokens"`
+	Layers      []Layer      `weights:"layers"`
+	Norm        nn.RMSNorm   `weights:"norm"`
 }
 
 // ForwardOptions describes one decoder graph.
@@ -120,7 +118,7 @@ func (m *Model) Dtype() tensor.Dtype {
 // prepended (Magma uses "language_model."). Names come from the `weights`
 // tags: nested structs and slice indices are dot-joined path segments.
 func (m *Model) Tensors(prefix string) map[string]*tensor.Dense {
-	ps, _ := params.List(m, prefix)
+	ps, _ := nn.Parameters(m, prefix)
 	out := make(map[string]*tensor.Dense, len(ps))
 	for _, p := range ps {
 		out[p.Name] = p.T
@@ -129,11 +127,11 @@ func (m *Model) Tensors(prefix string) map[string]*tensor.Dense {
 }
 
 // Names inverts Tensors, for kernels.NewBuilder (graph node names).
-func (m *Model) Names(prefix string) map[*tensor.Dense]string { return params.Names(m, prefix) }
+func (m *Model) Names(prefix string) map[*tensor.Dense]string { return nn.ParamNames(m, prefix) }
 
 // NumParams is the total number of parameter elements.
 func (m *Model) NumParams() int64 {
-	n, _ := params.Count(m)
+	n, _ := nn.ParamCount(m)
 	return n
 }
 
@@ -142,10 +140,10 @@ func (m *Model) NumParams() int64 {
 // 1 + N(0, (std·normJitter)²). The values depend only on seed.
 func (m *Model) InitRandom(seed uint64, std, normJitter float64) {
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	names := m.Tensors("")
-	for _, k := range sortedKeys(names) {
-		t := names[k]
-		isNorm := t.Shape().Dims() == 1
+	ps, _ := nn.Parameters(m, "")
+	slices.SortFunc(ps, func(a, b nn.Param) int { return strings.Compare(a.Name, b.Name) })
+	for _, p := range ps {
+		t, isNorm := p.T, p.Norm
 		fill(t, func() float64 {
 			if isNorm {
 				return 1 + r.NormFloat64()*std*normJitter
@@ -170,18 +168,11 @@ func fill(t *tensor.Dense, f func() float64) {
 
 // Embed looks up token embeddings: ids [R] (float-coded token ids, the
 // model's dtype) → embed_tokens[ids] [R, D].
-func (m *Model) Embed(b *kernels.Builder, ids *G.Node) (*G.Node, error) {
-	if m.Base.EmbedTokens.Weight == nil {
-		return nil, fmt.Errorf("llm: embed_tokens not initialised")
+func (m *Model) Embed(b *kernels.Builder, ids *G.Node) *G.Node {
+	if ids != nil && ids.Shape().Dims() != 1 {
+		b.Failf("llm: Embed wants ids of shape [R], got %v", ids.Shape())
 	}
-	if ids == nil || ids.Shape().Dims() != 1 {
-		return nil, fmt.Errorf("llm: Embed wants ids of shape [R], got %v", shapeOf(ids))
-	}
-	e, err := kernels.Gather(b.Param(m.Base.EmbedTokens.Weight), ids)
-	if err != nil {
-		return nil, fmt.Errorf("llm: embed_tokens: %w", err)
-	}
-	return e, nil
+	return m.Base.EmbedTokens.Forward(b.In("model", "embed_tokens"), ids)
 }
 
 // Forward runs the decoder layers and the final norm on input embeddings
@@ -190,57 +181,59 @@ func (m *Model) Embed(b *kernels.Builder, ids *G.Node) (*G.Node, error) {
 //	h_0 = x
 //	h_{l+1} = Layer_l(h_l)      (see Layer)
 //	out = RMSNorm_final(h_L)   [B*T, D]
-func (m *Model) Forward(b *kernels.Builder, x, positions *G.Node, opt ForwardOptions) (*G.Node, error) {
+func (m *Model) Forward(b *kernels.Builder, x, positions *G.Node, opt ForwardOptions) *G.Node {
+	if err := m.checkForward(x, positions, opt); err != nil {
+		b.Fail(err)
+		return nil
+	}
 	cfg := &m.Config
-	if opt.Batch <= 0 || opt.Seq <= 0 {
-		return nil, fmt.Errorf("llm: Forward needs positive Batch and Seq, got %d and %d", opt.Batch, opt.Seq)
-	}
-	rows := opt.Batch * opt.Seq
-	if x == nil || !x.Shape().Eq(tensor.Shape{rows, cfg.HiddenSize}) {
-		return nil, fmt.Errorf("llm: Forward input must be [%d, %d] (batch %d × seq %d, hidden %d), got %v",
-			rows, cfg.HiddenSize, opt.Batch, opt.Seq, cfg.HiddenSize, shapeOf(x))
-	}
-	if positions == nil || !positions.Shape().Eq(tensor.Shape{rows}) {
-		return nil, fmt.Errorf("llm: Forward positions must be [%d], got %v", rows, shapeOf(positions))
-	}
-	if x.Dtype() != m.Dtype() || positions.Dtype() != m.Dtype() {
-		return nil, fmt.Errorf("llm: Forward input dtype %v and positions dtype %v must equal the model's %v",
-			x.Dtype(), positions.Dtype(), m.Dtype())
-	}
-	if len(opt.Caches) != 0 && len(opt.Caches) != len(m.Base.Layers) {
-		return nil, fmt.Errorf("llm: Forward got %d KV caches for %d layers", len(opt.Caches), len(m.Base.Layers))
-	}
 	h := x
 	for i := range m.Base.Layers {
 		var cache *kernels.KVCache
 		if len(opt.Caches) != 0 {
-			if cache = opt.Caches[i]; cache == nil {
-				return nil, fmt.Errorf("llm: KV cache of layer %d is nil", i)
-			}
+			cache = opt.Caches[i]
 		}
-		var err error
-		if h, err = m.Base.Layers[i].Forward(b, h, positions, cfg, opt.Batch, opt.Seq, cache); err != nil {
-			return nil, fmt.Errorf("llm: layer %d: %w", i, err)
+		h = m.Base.Layers[i].Forward(b.In("model", "layers", strconv.Itoa(i)), h, positions, cfg, Causal(cfg, opt.Batch, opt.Seq, cache))
+	}
+	return m.Base.Norm.Forward(b.In("model", "norm"), h, cfg.RMSNormEps)
+}
+
+// checkForward validates the inputs of Forward.
+func (m *Model) checkForward(x, positions *G.Node, opt ForwardOptions) error {
+	cfg := &m.Config
+	if opt.Batch <= 0 || opt.Seq <= 0 {
+		return fmt.Errorf("llm: Forward needs positive Batch and Seq, got %d and %d", opt.Batch, opt.Seq)
+	}
+	rows := opt.Batch * opt.Seq
+	if x == nil || !x.Shape().Eq(tensor.Shape{rows, cfg.HiddenSize}) {
+		return fmt.Errorf("llm: Forward input must be [%d, %d] (batch %d × seq %d, hidden %d), got %v",
+			rows, cfg.HiddenSize, opt.Batch, opt.Seq, cfg.HiddenSize, shapeOf(x))
+	}
+	if positions == nil || !positions.Shape().Eq(tensor.Shape{rows}) {
+		return fmt.Errorf("llm: Forward positions must be [%d], got %v", rows, shapeOf(positions))
+	}
+	if x.Dtype() != m.Dtype() || positions.Dtype() != m.Dtype() {
+		return fmt.Errorf("llm: Forward input dtype %v and positions dtype %v must equal the model's %v",
+			x.Dtype(), positions.Dtype(), m.Dtype())
+	}
+	if len(opt.Caches) != 0 && len(opt.Caches) != len(m.Base.Layers) {
+		return fmt.Errorf("llm: Forward got %d KV caches for %d layers", len(opt.Caches), len(m.Base.Layers))
+	}
+	for i, c := range opt.Caches {
+		if c == nil {
+			return fmt.Errorf("llm: KV cache of layer %d is nil", i)
 		}
 	}
-	out, err := m.Base.Norm.Forward(b, h, cfg.RMSNormEps)
-	if err != nil {
-		return nil, fmt.Errorf("llm: final norm: %w", err)
-	}
-	return out, nil
+	return nil
 }
 
 // Logits projects hidden states [R, D] to vocabulary scores [R, V] with the
 // untied lm_head: logits = hidden·W_lmᵀ.
-func (m *Model) Logits(b *kernels.Builder, hidden *G.Node) (*G.Node, error) {
-	if hidden == nil || hidden.Shape().Dims() != 2 || hidden.Shape()[1] != m.Config.HiddenSize {
-		return nil, fmt.Errorf("llm: Logits wants hidden [R, %d], got %v", m.Config.HiddenSize, shapeOf(hidden))
+func (m *Model) Logits(b *kernels.Builder, hidden *G.Node) *G.Node {
+	if hidden != nil && (hidden.Shape().Dims() != 2 || hidden.Shape()[1] != m.Config.HiddenSize) {
+		b.Failf("llm: Logits wants hidden [R, %d], got %v", m.Config.HiddenSize, hidden.Shape())
 	}
-	l, err := m.LMHead.Forward(b, hidden)
-	if err != nil {
-		return nil, fmt.Errorf("llm: lm_head: %w", err)
-	}
-	return l, nil
+	return m.LMHead.Forward(b.In("lm_head"), hidden)
 }
 
 // CheckShapes verifies that every parameter tensor is present and has its

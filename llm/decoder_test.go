@@ -63,16 +63,10 @@ func fullLogits(t testing.TB, m *Model, seqs ...[]int) []float32 {
 	b := kernels.NewBuilder(m.Names("language_model."))
 	idN := b.Input("ids", floatTensor(m.Dtype(), ids...))
 	posN := b.Input("positions", floatTensor(m.Dtype(), pos...))
-	x, err := m.Embed(b, idN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Forward(b, x, posN, ForwardOptions{Batch: B, Seq: T})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logits, err := m.Logits(b, h)
-	if err != nil {
+	x := m.Embed(b, idN)
+	h := m.Forward(b, x, posN, ForwardOptions{Batch: B, Seq: T})
+	logits := m.Logits(b, h)
+	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
 	vals, err := kernels.RunGraph(b.G, "logits", logits)
@@ -391,15 +385,16 @@ func TestErrors(t *testing.T) {
 	_, err = (&Generator{}).Step(1)
 	check("no model", err, "no model")
 
-	b := kernels.NewBuilder(nil)
-	x := b.Input("x", tensor.New(tensor.WithShape(4, 32), tensor.Of(tensor.Float32)))
-	p := b.Input("p", tensor.New(tensor.WithShape(4), tensor.Of(tensor.Float32)))
-	_, err = m.Forward(b, x, p, ForwardOptions{Batch: 1, Seq: 3})
-	check("Forward rows", err, "[3, 32]")
-	_, err = m.Forward(b, x, p, ForwardOptions{Batch: 1, Seq: 4, Caches: make([]*kernels.KVCache, 1)})
-	check("Forward caches", err, "1 KV caches for 2 layers")
-	_, err = m.Forward(b, x, p, ForwardOptions{})
-	check("Forward batch", err, "Batch")
+	forwardErr := func(opt ForwardOptions) error {
+		b := kernels.NewBuilder(nil)
+		x := b.Input("x", tensor.New(tensor.WithShape(4, 32), tensor.Of(tensor.Float32)))
+		p := b.Input("p", tensor.New(tensor.WithShape(4), tensor.Of(tensor.Float32)))
+		m.Forward(b, x, p, opt)
+		return b.Err()
+	}
+	check("Forward rows", forwardErr(ForwardOptions{Batch: 1, Seq: 3}), "[3, 32]")
+	check("Forward caches", forwardErr(ForwardOptions{Batch: 1, Seq: 4, Caches: make([]*kernels.KVCache, 1)}), "1 KV caches for 2 layers")
+	check("Forward batch", forwardErr(ForwardOptions{}), "Batch")
 
 	// Configurations.
 	bad := map[string]func(c *Config){
@@ -445,16 +440,10 @@ func TestGradient(t *testing.T) {
 	ids := []int{1, 5, 7, 2, 11}
 	labels := []int{5, 7, -100, 11, 3}
 	b := kernels.NewBuilder(m.Names(""))
-	x, err := m.Embed(b, b.Input("ids", floatTensor(tensor.Float64, ids...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Forward(b, x, b.Input("pos", floatTensor(tensor.Float64, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logits, err := m.Logits(b, h)
-	if err != nil {
+	x := m.Embed(b, b.Input("ids", floatTensor(tensor.Float64, ids...)))
+	h := m.Forward(b, x, b.Input("pos", floatTensor(tensor.Float64, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
+	logits := m.Logits(b, h)
+	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
 	cost, err := kernels.CrossEntropy(logits, b.Input("labels", floatTensor(tensor.Float64, labels...)), -100)

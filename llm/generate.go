@@ -251,19 +251,14 @@ func (g *Generator) buildPrefill(T int) (*graphRun, error) {
 	r := &graphRun{posVals: tensor.New(tensor.WithShape(T), tensor.Of(dt))}
 	r.x = b.Input("prefill_embeds", xv)
 	r.pos = b.Input("prefill_positions", r.posVals)
-	hidden, err := m.Forward(b, r.x, r.pos, ForwardOptions{Batch: 1, Seq: T, Caches: g.caches})
-	if err != nil {
-		return nil, err
-	}
+	hidden := m.Forward(b, r.x, r.pos, ForwardOptions{Batch: 1, Seq: T, Caches: g.caches})
 	last := tensor.New(tensor.WithShape(1), tensor.Of(dt))
 	setScalar(last, float64(T-1))
-	h1, err := kernels.Gather(hidden, b.Input("prefill_last_row", last))
-	if err != nil {
-		return nil, fmt.Errorf("llm: gathering the last position: %w", err)
+	r.logits = m.Logits(b, b.In("last_position").Gather(hidden, b.Input("prefill_last_row", last)))
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("llm: prefill graph: %w", err)
 	}
-	if r.logits, err = m.Logits(b, h1); err != nil {
-		return nil, err
-	}
+	var err error
 	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: fmt.Sprintf("prefill T=%d", T), Outputs: G.Nodes{r.logits}}); err != nil {
 		return nil, fmt.Errorf("llm: %w", err)
 	}
@@ -279,17 +274,12 @@ func (g *Generator) buildDecode() (*graphRun, error) {
 	}
 	r.x = b.Input("decode_id", r.xVals)
 	r.pos = b.Input("decode_position", r.posVals)
-	e, err := m.Embed(b, r.x)
-	if err != nil {
-		return nil, err
+	hidden := m.Forward(b, m.Embed(b, r.x), r.pos, ForwardOptions{Batch: 1, Seq: 1, Caches: g.caches})
+	r.logits = m.Logits(b, hidden)
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("llm: decode graph: %w", err)
 	}
-	hidden, err := m.Forward(b, e, r.pos, ForwardOptions{Batch: 1, Seq: 1, Caches: g.caches})
-	if err != nil {
-		return nil, err
-	}
-	if r.logits, err = m.Logits(b, hidden); err != nil {
-		return nil, err
-	}
+	var err error
 	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: "decode T=1", Outputs: G.Nodes{r.logits}}); err != nil {
 		return nil, fmt.Errorf("llm: %w", err)
 	}

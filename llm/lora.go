@@ -8,61 +8,13 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/magma-go/magma/kernels"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/nn"
 )
 
-// LoRA is a low-rank adapter on a Linear layer (Hu et al. 2021, PEFT's
-// Linear):
-//
-//	y = x·Wᵀ + (alpha/r)·(dropout(x)·Aᵀ)·Bᵀ,  A [r, in], B [out, r]
-//
-// A starts Kaiming-uniform (a = √5, PEFT's default init_lora_weights=True)
-// and B at zero, so an attached adapter leaves the layer's output unchanged
-// until B is trained. The base weight is not touched: training only A and B
-// keeps it frozen, and Merge folds the product into it.
-type LoRA struct {
-	A, B    *tensor.Dense
-	Rank    int
-	Alpha   float64
-	Dropout float64
-	// Train enables dropout (off for inference and gradient checks).
-	Train bool
-}
-
-// Scale is alpha / r.
-func (l *LoRA) Scale() float64 { return l.Alpha / float64(l.Rank) }
-
-// forward adds the adapter's contribution to y = x·Wᵀ.
-func (l *LoRA) forward(b *kernels.Builder, x, y *G.Node) (*G.Node, error) {
-	in := x
-	if l.Train && l.Dropout > 0 {
-		d, err := G.Dropout(x, l.Dropout)
-		if err != nil {
-			return nil, fmt.Errorf("lora dropout: %w", err)
-		}
-		in = d
-	}
-	h, err := kernels.Linear(in, b.Param(l.A), nil)
-	if err != nil {
-		return nil, fmt.Errorf("lora_A: %w", err)
-	}
-	d, err := kernels.Linear(h, b.Param(l.B), nil)
-	if err != nil {
-		return nil, fmt.Errorf("lora_B: %w", err)
-	}
-	var s *G.Node
-	if y.Dtype() == tensor.Float64 {
-		s = G.NewConstant(l.Scale())
-	} else {
-		s = G.NewConstant(float32(l.Scale()))
-	}
-	if d, err = G.Mul(d, s); err != nil {
-		return nil, fmt.Errorf("lora scale: %w", err)
-	}
-	return G.Add(y, d)
-}
+// LoRA adapters (nn.LoRA) on the decoder's linear layers: attaching,
+// listing, PEFT's names and adapter_config.json, and merging.
 
 // LoRAConfig selects and shapes the adapters.
 type LoRAConfig struct {
@@ -82,7 +34,7 @@ var DefaultLoRATargets = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_
 // "model.layers.{i}.self_attn.q_proj") and the layer.
 type LoRAModule struct {
 	Name   string
-	Linear *Linear
+	Linear *nn.Linear
 }
 
 // linearModules lists the decoder blocks' linear layers by module name.
@@ -155,7 +107,7 @@ func (m *Model) AttachLoRA(cfg LoRAConfig, prefix string, seed uint64) ([]LoRAMo
 		bound := 1 / math.Sqrt(float64(inDim))
 		fill(a, func() float64 { return (2*r.Float64() - 1) * bound })
 		b := tensor.New(tensor.WithShape(outDim, cfg.Rank), tensor.Of(dt))
-		mod.Linear.LoRA = &LoRA{A: a, B: b, Rank: cfg.Rank, Alpha: cfg.Alpha, Dropout: cfg.Dropout}
+		mod.Linear.LoRA = &nn.LoRA{A: a, B: b, Rank: cfg.Rank, Alpha: cfg.Alpha, Dropout: cfg.Dropout}
 		out = append(out, mod)
 	}
 	if len(out) == 0 {

@@ -25,16 +25,10 @@ func loraLoss(t *testing.T, m *Model) (*kernels.Builder, *G.Node) {
 	labels := []int{5, 7, -100, 11, 3}
 	dt := m.Dtype()
 	b := kernels.NewBuilder(m.Names(""))
-	x, err := m.Embed(b, b.Input("ids", floatTensor(dt, ids...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Forward(b, x, b.Input("pos", floatTensor(dt, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logits, err := m.Logits(b, h)
-	if err != nil {
+	x := m.Embed(b, b.Input("ids", floatTensor(dt, ids...)))
+	h := m.Forward(b, x, b.Input("pos", floatTensor(dt, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
+	logits := m.Logits(b, h)
+	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
 	cost, err := kernels.CrossEntropy(logits, b.Input("labels", floatTensor(dt, labels...)), -100)

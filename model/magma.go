@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/magma-go/magma/kernels"
@@ -41,17 +42,15 @@ func New(cfg *Config) (*Magma, error) {
 	}, nil
 }
 
-// Embedded is the result of EmbedSequence: the spliced input embeddings and,
-// per image, the intermediate tensors (kept for tests and debugging).
-type Embedded struct {
-	Embeds         *tensor.Dense   // [L, D]: the sequence fed to the decoder
-	VisionFeatures []*tensor.Dense // per image [crops*h*w, C], channels-last
-	ImageFeatures  []*tensor.Dense // per image [rows*h*(cols*w+1), D]
-	Length         int
-}
+// Names of the checkpoint's parts, which are also the scopes of graph errors.
+const (
+	visionPrefix    = "vision_tower.clip_vision_model.trunk"
+	projectorPrefix = "multi_modal_projector"
+	lmPrefix        = "language_model"
+)
 
-// featureGrid is the feature map size of one crop (stride 32).
-func (m *Magma) featureGrid() int { return m.Config.Vision.ImageSize / 32 }
+// featureGrid is the feature map size of one crop.
+func (m *Magma) featureGrid() int { return m.Config.Vision.ImageSize / vision.FeatureStride }
 
 // SequenceLength is the decoder length of ids once every image token is
 // expanded to its image's features.
@@ -66,6 +65,9 @@ func (m *Magma) SequenceLength(ids []int, images []*vision.Pixels) (int, error) 
 		if k >= len(images) {
 			return 0, fmt.Errorf("prompt has more %d image tokens than the %d images given", m.Config.ImageTokenIndex, len(images))
 		}
+		if images[k] == nil {
+			return 0, fmt.Errorf("image %d is nil", k)
+		}
 		n += ImageTokens(images[k].Rows, images[k].Cols, h, h)
 		k++
 	}
@@ -75,147 +77,131 @@ func (m *Magma) SequenceLength(ids []int, images []*vision.Pixels) (int, error) 
 	return n, nil
 }
 
-// EmbedSequence builds and runs the embedding graph: each image goes through
-// the ConvNeXt trunk and the projector, is stitched with row separators, and
-// replaces its image token in the embedded prompt.
-func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, error) {
-	b := kernels.NewBuilder(Names(m))
-	g, err := m.embedGraph(b, ids, images)
-	if err != nil {
-		return nil, err
+// The Magma composition, written once over a batch (see Batch): inference
+// is a batch of one, training adds the loss (and the trainer the gradients).
+// The graph's float type follows the parameters (float32, or float64 in
+// gradient checks); errors are recorded in b (see kernels.Builder).
+
+// Embed adds the decoder input of a batch to b's graph, [B·T, D]: every crop
+// of every image goes through the ConvNeXt trunk and the projector in one
+// pass, and one gather splices text embeddings, crop features and row
+// separators into the sequences. It also returns the trunk's output
+// [Crops·h·w, C] (nil without images).
+func (m *Magma) Embed(b *kernels.Builder, in *Batch) (embeds, features *G.Node) {
+	in.allocPixels(m.Config.Vision.ImageSize)
+	text := m.LM.Embed(b.In(lmPrefix), in.input(b, "input_ids", in.IDs))
+	if in.Shape.Crops == 0 {
+		return text, nil
 	}
-	outs := append(append(G.Nodes{g.seq}, g.vision...), g.images...)
-	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed L=%d images=%d", g.length, len(images)), outs...)
+	base := m.Config.Vision.ImageSize
+	features, _ = m.Vision.Forward(b.In(visionPrefix), in.input(b, "pixel_values", in.Pixels), kernels.Grid{N: in.Shape.Crops, H: base, W: base})
+	bp := b.In(projectorPrefix)
+	proj := m.Projector.Forward(bp, features)
+	sep := bp.Reshape(bp.In("row_seperator").Param(m.Projector.RowSeparator), tensor.Shape{1, m.Config.Text.HiddenSize})
+	return b.In("splice").Gather(b.Concat(0, text, proj, sep), in.input(b, "splice", in.Splice)), features
+}
+
+// Forward adds the decoder's hidden states of a batch, [B·T, D] after the
+// final norm, to b's graph.
+func (m *Magma) Forward(b *kernels.Builder, in *Batch) *G.Node {
+	embeds, _ := m.Embed(b, in)
+	return m.LM.Forward(b.In(lmPrefix), embeds, in.input(b, "positions", in.Positions), llm.ForwardOptions{Batch: in.Shape.B, Seq: in.Shape.T})
+}
+
+// Loss adds the language-modelling loss of a batch to b's graph:
+//
+//	loss = mean over supervised rows r of −log softmax(lm_head(h_r))[target_r]
+//
+// Only the S supervised rows reach lm_head (the largest product of a step
+// with a 128k vocabulary), gathered from the hidden states.
+func (m *Magma) Loss(b *kernels.Builder, in *Batch) *G.Node {
+	hidden := m.Forward(b, in)
+	picked := b.In("supervised_rows").Gather(hidden, in.input(b, "supervised_rows", in.Rows))
+	return b.CrossEntropy(m.LM.Logits(b.In(lmPrefix), picked), in.input(b, "targets", in.Targets), IgnoreIndex)
+}
+
+// input adds t as a named input of b's graph and remembers it (Inputs).
+func (in *Batch) input(b *kernels.Builder, name string, t *tensor.Dense) *G.Node {
+	n := b.Input(name, t)
+	in.inputs = append(in.inputs, input{name, t})
+	in.nodes = append(in.nodes, n)
+	return n
+}
+
+// Inputs lists the input nodes of the graph built on the batch and their
+// host tensors (aligned), for re-feeding them after Fill.
+func (in *Batch) Inputs() ([]*G.Node, []*tensor.Dense) {
+	ts := make([]*tensor.Dense, len(in.inputs))
+	for i, x := range in.inputs {
+		ts[i] = x.t
+	}
+	return append([]*G.Node(nil), in.nodes...), ts
+}
+
+// Embedded is the result of EmbedSequence: the spliced input embeddings and,
+// per image, the intermediate tensors (kept for tests and debugging).
+type Embedded struct {
+	Embeds         *tensor.Dense   // [L, D]: the sequence fed to the decoder
+	VisionFeatures []*tensor.Dense // per image [crops*h*w, C], channels-last
+	ImageFeatures  []*tensor.Dense // per image [rows*h*(cols*w+1), D]
+	Length         int
+}
+
+// EmbedSequence builds and runs the embedding graph of one prompt, a batch
+// of one: each image goes through the ConvNeXt trunk and the projector, is
+// stitched with row separators, and replaces its image token.
+func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, error) {
+	seq := []Sequence{{IDs: ids, Images: images}}
+	plan, err := m.PlanBatch(seq, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("prompt: %w", errors.Unwrap(err))
+	}
+	in := NewBatch(plan.Shape, m.Projector.RowSeparator.Dtype())
+	m.Fill(in, seq)
+	b := kernels.NewBuilder(Names(m))
+	embeds, features := m.Embed(b, in)
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("embedding graph: %w", err)
+	}
+	outs := G.Nodes{embeds}
+	if features != nil {
+		outs = append(outs, features)
+	}
+	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
 	if err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
-	out := &Embedded{Embeds: vals[0].(*tensor.Dense), Length: g.length}
-	for k := range images {
-		out.VisionFeatures = append(out.VisionFeatures, vals[1+k].(*tensor.Dense))
-		out.ImageFeatures = append(out.ImageFeatures, vals[1+len(images)+k].(*tensor.Dense))
+	embedsV := vals[0].(*tensor.Dense)
+	var featuresV *tensor.Dense
+	if features != nil {
+		featuresV = vals[1].(*tensor.Dense)
 	}
-	return out, nil
-}
-
-// embedNodes are the nodes of an embedding graph.
-type embedNodes struct {
-	seq            *G.Node   // [L, D] spliced sequence
-	vision, images []*G.Node // per image: trunk output, stitched projector output
-	length         int
-}
-
-// embedGraph adds the multimodal embedding of one prompt to b's graph. The
-// graph's float type follows the parameters (float32, or float64 in
-// gradient checks).
-func (m *Magma) embedGraph(b *kernels.Builder, ids []int, images []*vision.Pixels) (*embedNodes, error) {
-	total, err := m.SequenceLength(ids, images)
-	if err != nil {
-		return nil, err
-	}
-	vocab := m.Config.Text.VocabSize
-	for i, id := range ids {
-		if id < 0 || id >= vocab {
-			return nil, fmt.Errorf("prompt token %d at index %d is outside the vocabulary [0, %d)", id, i, vocab)
-		}
-	}
-	dt := m.Projector.RowSeparator.Dtype()
-	out := &embedNodes{length: total, vision: make([]*G.Node, len(images)), images: make([]*G.Node, len(images))}
+	out := &Embedded{Embeds: embedsV, Length: plan.Shape.T}
+	// Per image: its crops' trunk features, and its stitched rows of the sequence.
 	h := m.featureGrid()
-	D := m.Config.Text.HiddenSize
-	for k, px := range images {
-		if px.Base != m.Config.Vision.ImageSize {
-			return nil, fmt.Errorf("image %d was preprocessed for %d px crops, model expects %d", k, px.Base, m.Config.Vision.ImageSize)
-		}
-		crops := px.Rows * px.Cols
-		in := b.Input(fmt.Sprintf("pixels_%d", k), asDType(tensor.New(tensor.WithShape(crops*px.Base*px.Base, 3), tensor.WithBacking(px.Data)), dt))
-		feats, _, err := m.Vision.Forward(b, in, kernels.Grid{N: crops, H: px.Base, W: px.Base})
-		if err != nil {
-			return nil, fmt.Errorf("image %d: vision tower: %w", k, err)
-		}
-		out.vision[k] = feats
-		proj, err := m.Projector.Forward(b, feats)
-		if err != nil {
-			return nil, fmt.Errorf("image %d: %w", k, err)
-		}
-		sep, err := G.Reshape(b.Param(m.Projector.RowSeparator), tensor.Shape{1, D})
-		if err != nil {
-			return nil, err
-		}
-		withSep, err := G.Concat(0, proj, sep)
-		if err != nil {
-			return nil, err
-		}
-		idx := StitchIndex(px.Rows, px.Cols, h, h, crops*h*h)
-		stitched, err := kernels.Gather(withSep, b.Input(fmt.Sprintf("stitch_%d", k), indexTensor(idx, dt)))
-		if err != nil {
-			return nil, fmt.Errorf("image %d: stitch: %w", k, err)
-		}
-		out.images[k] = stitched
-	}
-	// Embed every prompt id (image tokens too; the splice drops their rows).
-	textEmb, err := m.LM.Embed(b, b.Input("input_ids", indexTensor(ids, dt)))
-	if err != nil {
-		return nil, err
-	}
-	out.seq = textEmb
-	if len(images) == 0 {
-		return out, nil
-	}
-	all, err := G.Concat(0, append([]*G.Node{textEmb}, out.images...)...)
-	if err != nil {
-		return nil, err
-	}
-	splice := make([]int, 0, total)
-	offset, k := len(ids), 0
-	for i, id := range ids {
+	feat, pos, k := 0, 0, 0
+	for _, id := range ids {
 		if id != m.Config.ImageTokenIndex {
-			splice = append(splice, i)
+			pos++
 			continue
 		}
-		n := ImageTokens(images[k].Rows, images[k].Cols, h, h)
-		for j := 0; j < n; j++ {
-			splice = append(splice, offset+j)
-		}
-		offset += n
-		k++
-	}
-	if out.seq, err = kernels.Gather(all, b.Input("splice", indexTensor(splice, dt))); err != nil {
-		return nil, err
+		px := images[k]
+		n, f := ImageTokens(px.Rows, px.Cols, h, h), px.NumCrops()*h*h
+		out.VisionFeatures = append(out.VisionFeatures, rowSlice(featuresV, feat, feat+f))
+		out.ImageFeatures = append(out.ImageFeatures, rowSlice(embedsV, pos, pos+n))
+		feat, pos, k = feat+f, pos+n, k+1
 	}
 	return out, nil
 }
 
-// denseOf copies a node's value out of the graph (the machine may reuse it).
-func denseOf(n *G.Node) *tensor.Dense {
-	return n.Value().(*tensor.Dense).Clone().(*tensor.Dense)
-}
-
-// indexTensor encodes integer indices as a float vector of dtype dt, the
-// form the Gather and CrossEntropy kernels take them in (exact below 2^24).
-func indexTensor(idx []int, dt tensor.Dtype) *tensor.Dense {
-	if dt == tensor.Float64 {
-		f := make([]float64, len(idx))
-		for i, v := range idx {
-			f[i] = float64(v)
-		}
-		return tensor.New(tensor.WithShape(len(f)), tensor.WithBacking(f))
+// rowSlice copies rows [lo, hi) of a 2-D tensor.
+func rowSlice(v *tensor.Dense, lo, hi int) *tensor.Dense {
+	cols := v.Shape()[1]
+	switch d := v.Data().(type) {
+	case []float64:
+		return tensor.New(tensor.WithShape(hi-lo, cols), tensor.WithBacking(append([]float64(nil), d[lo*cols:hi*cols]...)))
+	case []float32:
+		return tensor.New(tensor.WithShape(hi-lo, cols), tensor.WithBacking(append([]float32(nil), d[lo*cols:hi*cols]...)))
 	}
-	f := make([]float32, len(idx))
-	for i, v := range idx {
-		f[i] = float32(v)
-	}
-	return tensor.New(tensor.WithShape(len(f)), tensor.WithBacking(f))
-}
-
-// asDType returns t converted to dt (a copy) or t itself.
-func asDType(t *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
-	if t.Dtype() == dt {
-		return t
-	}
-	src := t.Data().([]float32)
-	f := make([]float64, len(src))
-	for i, v := range src {
-		f[i] = float64(v)
-	}
-	return tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(f))
+	return nil
 }

@@ -1,30 +1,11 @@
 package model
 
 import (
-	"fmt"
-
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
-
-// Linear is a dense layer in PyTorch layout: Weight [out, in], Bias [out].
-type Linear struct {
-	Weight *tensor.Dense `weights:"weight"`
-	Bias   *tensor.Dense `weights:"bias"`
-}
-
-func newLinear(in, out int) Linear {
-	return Linear{
-		Weight: tensor.New(tensor.WithShape(out, in), tensor.Of(tensor.Float32)),
-		Bias:   tensor.New(tensor.WithShape(out), tensor.Of(tensor.Float32)),
-	}
-}
-
-// Forward computes x·Wᵀ + b.
-func (l Linear) Forward(b *kernels.Builder, x *G.Node) (*G.Node, error) {
-	return kernels.Linear(x, b.Param(l.Weight), b.Param(l.Bias))
-}
 
 // Projector is Magma's `mlp2x_gelu` multi-modal projector plus the learned
 // row separator:
@@ -34,33 +15,23 @@ func (l Linear) Forward(b *kernels.Builder, x *G.Node) (*G.Node, error) {
 // and one `row_seperator` vector (checkpoint spelling) appended after every
 // row of the stitched feature map.
 type Projector struct {
-	FC1          Linear        `weights:"proj.0"`
-	FC2          Linear        `weights:"proj.2"`
-	RowSeparator *tensor.Dense `weights:"row_seperator"` // [1, 1, D]
+	FC1          nn.Linear     `weights:"proj.0"`
+	FC2          nn.Linear     `weights:"proj.2"`
+	RowSeparator *tensor.Dense `weights:"row_seperator,nodecay"` // [1, 1, D]
 }
 
 // NewProjector allocates a projector from visionDim to hidden.
 func NewProjector(visionDim, hidden int) *Projector {
 	return &Projector{
-		FC1:          newLinear(visionDim, hidden),
-		FC2:          newLinear(hidden, hidden),
+		FC1:          nn.NewLinear(true, hidden, visionDim),
+		FC2:          nn.NewLinear(true, hidden, hidden),
 		RowSeparator: tensor.New(tensor.WithShape(1, 1, hidden), tensor.Of(tensor.Float32)),
 	}
 }
 
 // Forward projects vision features x [R, visionDim] to [R, hidden].
-func (p *Projector) Forward(b *kernels.Builder, x *G.Node) (*G.Node, error) {
-	h, err := p.FC1.Forward(b, x)
-	if err != nil {
-		return nil, fmt.Errorf("projector proj.0: %w", err)
-	}
-	if h, err = kernels.GELU(h); err != nil {
-		return nil, fmt.Errorf("projector gelu: %w", err)
-	}
-	if h, err = p.FC2.Forward(b, h); err != nil {
-		return nil, fmt.Errorf("projector proj.2: %w", err)
-	}
-	return h, nil
+func (p *Projector) Forward(b *kernels.Builder, x *G.Node) *G.Node {
+	return p.FC2.Forward(b.In("proj.2"), b.GELU(p.FC1.Forward(b.In("proj.0"), x)))
 }
 
 // StitchIndex returns, for an image cut into rows×cols crops of h×w feature

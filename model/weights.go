@@ -3,18 +3,19 @@ package model
 import (
 	"errors"
 	"fmt"
-	"github.com/magma-go/magma/model/params"
 	"sort"
 	"strings"
 
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/nn"
 )
 
 // Weight binding by struct tags: the tag rules and the walker are in
-// package params (model/params); this file binds checkpoints to them.
+// package nn; this file binds checkpoints to them.
 
 // WeightsTag is the struct tag key.
-const WeightsTag = params.Tag
+const WeightsTag = nn.Tag
 
 // TensorSource provides tensors by name; *Checkpoint and *SafetensorsFile
 // satisfy it.
@@ -23,11 +24,8 @@ type TensorSource interface {
 	Has(name string) bool
 }
 
-// param is a params.Param under this file's historical field names.
-type param = params.Param
-
 // paramList lists every tagged tensor under root.
-func paramList(root any, prefix string) ([]param, error) { return params.List(root, prefix) }
+func paramList(root any, prefix string) ([]nn.Param, error) { return nn.Parameters(root, prefix) }
 
 // Walk calls fn for every tagged tensor under root, in field order, with
 // its full checkpoint name (prefix + "." + path). Nil optional tensors are
@@ -54,12 +52,7 @@ func Names(root any, prefix ...string) map[*tensor.Dense]string {
 	if len(prefix) > 0 {
 		pre = prefix[0]
 	}
-	ps, _ := paramList(root, pre)
-	m := make(map[*tensor.Dense]string, len(ps))
-	for _, p := range ps {
-		m[p.T] = p.Name
-	}
-	return m
+	return nn.ParamNames(root, pre)
 }
 
 func denseFloat32(name string, t *tensor.Dense) ([]float32, error) {
@@ -195,17 +188,7 @@ func Unused(available []string, bindings ...Binding) ([]string, error) {
 }
 
 // ParamCount returns the number of scalar parameters under root.
-func ParamCount(root any) (int64, error) {
-	ps, err := paramList(root, "")
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, p := range ps {
-		n += int64(p.T.Shape().TotalSize())
-	}
-	return n, nil
-}
+func ParamCount(root any) (int64, error) { return nn.ParamCount(root) }
 
 // ParamCountByPrefix groups the parameter count of root (named under
 // prefix) by the first depth dot-separated segments of each name, e.g.

@@ -1,234 +1,88 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/magma-go/magma/data"
-	"github.com/magma-go/magma/kernels"
-	"github.com/magma-go/magma/llm"
-	"github.com/magma-go/magma/model"
-	"github.com/magma-go/magma/vision"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model"
 )
 
-// shapeKey is what a compiled training graph depends on. Everything else
-// about a batch (token ids, where images sit in each sequence, how crops are
-// stitched, the labels) is data fed into the graph's index inputs.
-type shapeKey struct {
-	B, T  int // samples, padded sequence length (a multiple of the bucket)
-	Crops int // image crops in the whole batch (all images share one trunk pass)
-	S     int // supervised rows fed to lm_head (a multiple of the bucket, <= B*T)
-}
-
-func (k shapeKey) String() string {
-	return fmt.Sprintf("B=%d T=%d crops=%d supervised=%d", k.B, k.T, k.Crops, k.S)
-}
-
-// stepGraph is a compiled forward+backward graph for one shapeKey.
-//
-// The batch's B sequences are right-padded to T and laid out as B·T rows.
-// All crops of all images go through the ConvNeXt trunk and the projector as
-// one batch of N crops; the spliced decoder input is a single gather from
-//
-//	[ text embeddings of the B·T padded ids ; projected crop features (N·h·w rows) ; row separator ]
-//
-// with a host-computed index (text rows, stitched image rows with separators),
-// so neither the image placement nor the anyres grid of each image is part
-// of the graph. Positions restart at 0 for each sequence; causal attention
-// keeps the trailing pads invisible to real tokens, and pad targets are
-// IgnoreIndex, so padding changes nothing but cost.
-//
-// Only supervised positions reach lm_head: their hidden rows are gathered
-// (S rows, padded with ignored rows up to a bucket multiple) before the
-// [S, V] logits and the cross-entropy, so prompt and image positions cost
-// nothing in the vocabulary projection, usually the largest matrix product
-// of a step with a 128k vocabulary.
+// stepGraph is a compiled forward+backward graph for one batch shape (see
+// model.Batch for the layout: the shape is all a graph depends on, so a run
+// compiles a handful of graphs, not one per step).
 type stepGraph struct {
-	key     shapeKey
+	*model.Gradients
+	key     model.BatchShape
 	prog    *kernels.Program
-	loss    *G.Node
 	inputs  []*G.Node
 	values  []*tensor.Dense // host buffers, aligned with inputs (filled, then Let)
-	params  []*tensor.Dense // trainable tensors present in this graph
-	grads   G.Nodes         // aligned with params
-	ids     []float32
-	splice  []float32
-	targets []float32
-	rowsIdx []float32 // hidden row of each supervised slot
-	pixels  []float32
 	lastUse int
-}
-
-func zeros(shape ...int) *tensor.Dense {
-	return tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 }
 
 // buildGraph compiles the graph for key; trainable selects the parameter
 // tensors to differentiate.
-func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key shapeKey, trainable map[*tensor.Dense]bool) (*stepGraph, error) {
-	cfg := m.Config
-	D := cfg.Text.HiddenSize
-	rows := key.B * key.T
-	b := kernels.NewBuilder(names)
-	sg := &stepGraph{key: key}
-	input := func(name string, t *tensor.Dense) *G.Node {
-		n := b.Input(name, t)
-		sg.inputs = append(sg.inputs, n)
-		sg.values = append(sg.values, t)
-		return n
-	}
-	idsT := zeros(rows)
-	sg.ids = idsT.Data().([]float32)
-	emb, err := m.LM.Embed(b, input("input_ids", idsT))
+func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key model.BatchShape, trainable map[*tensor.Dense]bool) (*stepGraph, error) {
+	g, err := m.BuildGradients(key, names, trainable)
 	if err != nil {
 		return nil, err
 	}
-	seq := emb
-	if key.Crops > 0 {
-		base := cfg.Vision.ImageSize
-		pxT := zeros(key.Crops*base*base, 3)
-		sg.pixels = pxT.Data().([]float32)
-		feats, _, err := m.Vision.Forward(b, input("pixel_values", pxT), kernels.Grid{N: key.Crops, H: base, W: base})
-		if err != nil {
-			return nil, err
-		}
-		proj, err := m.Projector.Forward(b, feats)
-		if err != nil {
-			return nil, err
-		}
-		sep, err := G.Reshape(b.Param(m.Projector.RowSeparator), tensor.Shape{1, D})
-		if err != nil {
-			return nil, err
-		}
-		all, err := G.Concat(0, emb, proj, sep)
-		if err != nil {
-			return nil, err
-		}
-		spT := zeros(rows)
-		sg.splice = spT.Data().([]float32)
-		if seq, err = kernels.Gather(all, input("splice", spT)); err != nil {
-			return nil, fmt.Errorf("splice: %w", err)
-		}
-	}
-	posT := zeros(rows)
-	pos := posT.Data().([]float32)
-	for i := range pos {
-		pos[i] = float32(i % key.T)
-	}
-	hidden, err := m.LM.Forward(b, seq, input("positions", posT), llm.ForwardOptions{Batch: key.B, Seq: key.T})
+	sg := &stepGraph{Gradients: g, key: key}
+	sg.prog, err = kernels.Compile(g.Graph, kernels.CompileOptions{Name: "training step " + key.String(), Outputs: append(G.Nodes{g.Loss}, g.Grads...)})
 	if err != nil {
 		return nil, err
 	}
-	riT := zeros(key.S)
-	sg.rowsIdx = riT.Data().([]float32)
-	picked, err := kernels.Gather(hidden, input("supervised_rows", riT))
-	if err != nil {
-		return nil, fmt.Errorf("supervised rows: %w", err)
-	}
-	logits, err := m.LM.Logits(b, picked)
-	if err != nil {
-		return nil, err
-	}
-	tgT := zeros(key.S)
-	sg.targets = tgT.Data().([]float32)
-	if sg.loss, err = kernels.CrossEntropy(logits, input("targets", tgT), data.IgnoreIndex); err != nil {
-		return nil, err
-	}
-	var wrt G.Nodes
-	for _, n := range b.Params() {
-		t := n.Value().(*tensor.Dense)
-		if trainable[t] {
-			wrt = append(wrt, n)
-			sg.params = append(sg.params, t)
-		}
-	}
-	if len(wrt) == 0 {
-		return nil, fmt.Errorf("no trainable parameter takes part in a batch of shape %v", key)
-	}
-	if sg.grads, err = G.Grad(sg.loss, wrt...); err != nil {
-		return nil, fmt.Errorf("gradient graph: %w", err)
-	}
-	sg.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: "training step " + key.String(), Outputs: append(G.Nodes{sg.loss}, sg.grads...)})
-	if err != nil {
-		return nil, err
-	}
+	sg.inputs, sg.values = g.Batch.Inputs()
 	return sg, nil
 }
 
-// layout is a batch turned into graph inputs.
-type layout struct {
-	key     shapeKey
-	lengths []int // decoder length of each sample (images expanded)
-	tokens  int   // real (unpadded) positions
-	targets int   // supervised positions
+// sequences is a data batch as the model sees it.
+func sequences(batch data.Batch) []model.Sequence {
+	seqs := make([]model.Sequence, len(batch.Samples))
+	for i, s := range batch.Samples {
+		seqs[i] = model.Sequence{IDs: s.IDs, Labels: s.Labels, Images: s.Images}
+	}
+	return seqs
 }
 
-// plan computes the shape of a batch: every sample's expanded length, the
-// bucketed T and the crop count. Errors name the sample's source and index.
-func plan(m *model.Magma, batch data.Batch, bucket, maxLen int) (layout, error) {
-	var lay layout
-	if len(batch.Samples) == 0 {
-		return lay, fmt.Errorf("empty batch")
+// plan computes the shape of a batch; errors name the sample's source and
+// index. The padded length T and the supervised rows S are rounded up to
+// bucket·2^k and the crop count to a power of two: a run then compiles a
+// few programs (the default pretrain: 98 with multiples of the bucket), at
+// the price of at most 2x padding. Padding crops are zero pixels that no
+// position reads, padding rows are ignored targets.
+func plan(m *model.Magma, batch data.Batch, bucket, maxLen int) (model.Plan, error) {
+	p, err := m.PlanBatch(sequences(batch), bucket, maxLen)
+	var se *model.SequenceError
+	if errors.As(err, &se) {
+		s := batch.Samples[se.Index]
+		return p, fmt.Errorf("sample %s#%d: %w", s.Source, s.Index, se.Err)
+	}
+	if err != nil {
+		return p, err
 	}
 	longest := 0
-	for _, s := range batch.Samples {
-		where := fmt.Sprintf("sample %s#%d", s.Source, s.Index)
-		if len(s.IDs) == 0 {
-			return lay, fmt.Errorf("%s: no tokens", where)
-		}
-		if len(s.Labels) != len(s.IDs) {
-			return lay, fmt.Errorf("%s: %d labels for %d ids", where, len(s.Labels), len(s.IDs))
-		}
-		n, err := m.SequenceLength(s.IDs, s.Images)
-		if err != nil {
-			return lay, fmt.Errorf("%s: %w", where, err)
-		}
-		if n > maxLen {
-			return lay, fmt.Errorf("%s: %d positions (images expanded) exceed max_seq_len %d", where, n, maxLen)
-		}
-		for k, px := range s.Images {
-			if px == nil || px.Base != m.Config.Vision.ImageSize || len(px.Data) != px.NumCrops()*px.Base*px.Base*3 {
-				return lay, fmt.Errorf("%s: image %d is not preprocessed for %d px crops", where, k, m.Config.Vision.ImageSize)
-			}
-			lay.key.Crops += px.NumCrops()
-		}
-		for i, id := range s.IDs {
-			if id < 0 || id >= m.Config.Text.VocabSize {
-				return lay, fmt.Errorf("%s: token %d at index %d is outside the vocabulary [0, %d)", where, id, i, m.Config.Text.VocabSize)
-			}
-			if l := s.Labels[i]; l != data.IgnoreIndex && (l < 0 || l >= m.Config.Text.VocabSize) {
-				return lay, fmt.Errorf("%s: label %d at index %d is outside the vocabulary", where, l, i)
-			}
-		}
-		sup := 0
-		for i := 1; i < len(s.Labels); i++ {
-			if s.Labels[i] != data.IgnoreIndex {
-				sup++
-			}
-		}
-		lay.targets += sup
-		lay.lengths = append(lay.lengths, n)
-		lay.tokens += n
+	for _, n := range p.Lengths {
 		longest = max(longest, n)
 	}
-	lay.key.B = len(batch.Samples)
-	lay.key.T = min(bucketUp(longest, bucket), max(maxLen, longest))
-	lay.key.S = min(bucketUp(max(1, lay.targets), bucket), lay.key.B*lay.key.T)
-	lay.key.Crops = bucketUp(lay.key.Crops, 1)
-	return lay, nil
+	sh := &p.Shape
+	sh.T = max(sh.T, min(bucketUp(longest, bucket), max(maxLen, longest)))
+	sh.S = max(sh.S, min(bucketUp(max(1, p.Targets), bucket), sh.B*sh.T))
+	sh.Crops = bucketUp(sh.Crops, 1)
+	return p, nil
 }
 
-// bucketUp rounds n up to unit·2^k (0 stays 0). Padded lengths, supervised
-// rows and crop counts take few distinct values this way (a compiled
-// program per combination), at the price of at most 2x padding; a
-// multiple-of-unit rounding gave the default pretrain run 98 shapes.
+// bucketUp rounds n up to unit·2^k (0 stays 0).
 func bucketUp(n, unit int) int {
 	if n <= 0 {
 		return 0
 	}
-	b := unit
+	b := max(unit, 1)
 	for b < n {
 		b *= 2
 	}
@@ -237,69 +91,8 @@ func bucketUp(n, unit int) int {
 
 // fill writes a batch into the graph's input buffers and returns the number
 // of supervised target positions.
-func (sg *stepGraph) fill(m *model.Magma, batch data.Batch, lay layout) int {
-	T, rows := sg.key.T, sg.key.B*sg.key.T
-	h := m.Config.Vision.ImageSize / vision.FeatureStride
-	featRows := sg.key.Crops * h * h
-	sepRow := rows + featRows
-	padID := float32(0)
-	if p := m.Config.Text.PadTokenID; p != nil && *p >= 0 && *p < m.Config.Text.VocabSize {
-		padID = float32(*p)
-	}
-	cropOff, pxOff := 0, 0
-	supervised := 0
-	expanded := make([]int, 0, T)
-	for i, s := range batch.Samples {
-		r0 := i * T
-		expanded = expanded[:0]
-		pos, k := 0, 0
-		for j, id := range s.IDs {
-			if id != m.Config.ImageTokenIndex {
-				sg.ids[r0+pos] = float32(id)
-				if sg.splice != nil {
-					sg.splice[r0+pos] = float32(r0 + pos)
-				}
-				expanded = append(expanded, s.Labels[j])
-				pos++
-				continue
-			}
-			px := s.Images[k]
-			for _, ix := range model.StitchIndex(px.Rows, px.Cols, h, h, -1) {
-				src := sepRow
-				if ix >= 0 {
-					src = rows + cropOff*h*h + ix
-				}
-				sg.ids[r0+pos] = float32(id)
-				sg.splice[r0+pos] = float32(src)
-				expanded = append(expanded, data.IgnoreIndex)
-				pos++
-			}
-			copy(sg.pixels[pxOff:], px.Data)
-			pxOff += len(px.Data)
-			cropOff += px.NumCrops()
-			k++
-		}
-		for t := pos; t < T; t++ {
-			sg.ids[r0+t] = padID
-			if sg.splice != nil {
-				sg.splice[r0+t] = float32(r0 + t)
-			}
-		}
-		for t := 0; t+1 < len(expanded); t++ {
-			if tg := expanded[t+1]; tg != data.IgnoreIndex {
-				sg.rowsIdx[supervised] = float32(r0 + t)
-				sg.targets[supervised] = float32(tg)
-				supervised++
-			}
-		}
-	}
-	if sg.pixels != nil {
-		clear(sg.pixels[pxOff:]) // crops padding the count to its bucket: never spliced
-	}
-	for j := supervised; j < len(sg.targets); j++ {
-		sg.rowsIdx[j], sg.targets[j] = 0, data.IgnoreIndex
-	}
-	return supervised
+func (sg *stepGraph) fill(m *model.Magma, batch data.Batch) int {
+	return m.Fill(sg.Batch, sequences(batch))
 }
 
 // run executes forward and backward on the filled inputs on exec; the
@@ -313,7 +106,7 @@ func (sg *stepGraph) run(exec *kernels.Executor) (float64, error) {
 	if err := exec.Run(sg.prog, nil); err != nil {
 		return 0, err
 	}
-	lv, err := sg.prog.Value(sg.loss)
+	lv, err := sg.prog.Value(sg.Loss)
 	if err != nil {
 		return 0, err
 	}
@@ -330,9 +123,9 @@ func (sg *stepGraph) run(exec *kernels.Executor) (float64, error) {
 
 // grad returns the gradient data of the i-th trainable tensor of the graph.
 func (sg *stepGraph) grad(i int) ([]float32, error) {
-	v, err := sg.prog.Value(sg.grads[i])
+	v, err := sg.prog.Value(sg.Grads[i])
 	if err != nil || v == nil {
-		return nil, fmt.Errorf("gradient of %v has no value: %v", sg.grads[i].Name(), err)
+		return nil, fmt.Errorf("gradient of %v has no value: %v", sg.Grads[i].Name(), err)
 	}
 	d, ok := v.Data().([]float32)
 	if !ok {
@@ -346,7 +139,7 @@ func (sg *stepGraph) grad(i int) ([]float32, error) {
 // whose arena grows to the largest plan in use.
 type graphCache struct {
 	max    int
-	graphs map[shapeKey]*stepGraph
+	graphs map[model.BatchShape]*stepGraph
 	clock  int
 	builds int
 	exec   *kernels.Executor
@@ -356,14 +149,14 @@ type graphCache struct {
 	compile time.Duration // building and compiling graphs, in total
 }
 
-func (c *graphCache) get(key shapeKey, build func() (*stepGraph, error)) (*stepGraph, error) {
+func (c *graphCache) get(key model.BatchShape, build func() (*stepGraph, error)) (*stepGraph, error) {
 	c.clock++
 	if g, ok := c.graphs[key]; ok {
 		g.lastUse = c.clock
 		return g, nil
 	}
 	if c.graphs == nil {
-		c.graphs = map[shapeKey]*stepGraph{}
+		c.graphs = map[model.BatchShape]*stepGraph{}
 	}
 	if len(c.graphs) >= c.max {
 		var oldest *stepGraph

@@ -34,11 +34,12 @@ func supervised(s data.Sample) int {
 	return n
 }
 
-// The padded batch graph computes the token-weighted mean of the
-// per-sample losses of model.LossGraph: right padding, the splice of
-// several images of different anyres grids through one trunk pass, and
-// the label shift/masking are all invisible in the numbers. The graph is
-// reused (fed new values) for a second batch of the same shape.
+// The one Magma composition (model.Loss over a batch) computes for a padded
+// batch the token-weighted mean of the losses of its samples as batches of
+// one (model.LossGraph): right padding, the splice of several images of
+// different anyres grids through one trunk pass, and the label
+// shift/masking are all invisible in the numbers. The graph is reused (fed
+// new values) for a second batch of the same shape.
 func TestBatchedLossMatchesPerSample(t *testing.T) {
 	c := testConfig(1)
 	m, pp := testModel(t, c)
@@ -49,7 +50,7 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 	}
 	cache := &graphCache{max: 4}
 	defer cache.close()
-	keys := map[shapeKey]bool{}
+	keys := map[model.BatchShape]bool{}
 	for _, idx := range [][]int{{0, 1, 2}, {4, 3, 0}, {2, 4, 5}} {
 		var batch data.Batch
 		var want, n float64
@@ -64,25 +65,25 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg, err := cache.get(lay.key, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.key, trainable) })
+		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable) })
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := sg.fill(m, batch, lay); float64(got) != n {
+		if got := sg.fill(m, batch); float64(got) != n {
 			t.Errorf("supervised positions %d, want %v", got, n)
 		}
 		got, err := sg.run(cache.executor())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("batch %v: key %v loss %.7f (per-sample weighted %.7f)", idx, lay.key, got, want)
+		t.Logf("batch %v: key %v loss %.7f (per-sample weighted %.7f)", idx, lay.Shape, got, want)
 		if math.Abs(got-want) > 2e-5*math.Max(1, want) {
 			t.Errorf("batch %v: batched loss %.7f, per-sample %.7f", idx, got, want)
 		}
-		if k := lay.key; k.T != bucketUp(k.T, c.SeqBucket) || k.S != bucketUp(k.S, c.SeqBucket) || k.Crops != bucketUp(k.Crops, 1) {
-			t.Errorf("key %v: T and S are not the bucket times a power of two, or crops not a power of two", k)
+		if k := lay.Shape; k.T != bucketUp(k.T, c.SeqBucket) || k.S != bucketUp(k.S, c.SeqBucket) || k.Crops != bucketUp(k.Crops, 1) {
+			t.Errorf("shape %v: T and S are not the bucket times a power of two, or crops not a power of two", k)
 		}
-		keys[lay.key] = true
+		keys[lay.Shape] = true
 	}
 	if cache.builds != len(keys) {
 		t.Errorf("built %d graphs for %d distinct shapes", cache.builds, len(keys))
@@ -101,49 +102,50 @@ func TestFillMasksLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, trainable, _ := trainableParams(m, TrainAll)
-	sg, err := buildGraph(m, model.Names(m), lay.key, trainable)
+	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg.fill(m, batch, lay)
+	sg.fill(m, batch)
+	rowsIdx, targets, splice := sg.Batch.Rows.Data().([]float32), sg.Batch.Targets.Data().([]float32), sg.Batch.Splice.Data().([]float32)
 	h := 2
 	imgLen := model.ImageTokens(1, 1, h, h)
 	// Sample 0: ids [1, IMG, 10, 11, 2, a, b, c, 3]; expanded length 8+imgLen.
 	L := len(s.IDs) - 1 + imgLen
-	if lay.lengths[0] != L {
-		t.Fatalf("expanded length %d want %d", lay.lengths[0], L)
+	if lay.Lengths[0] != L {
+		t.Fatalf("expanded length %d want %d", lay.Lengths[0], L)
 	}
 	// Answer tokens sit at expanded positions L-4..L-1; each is the target
 	// of the position before it; nothing else is supervised.
 	for j := 0; j < 4; j++ {
-		if sg.rowsIdx[j] != float32(L-5+j) || sg.targets[j] != float32(s.IDs[len(s.IDs)-4+j]) {
-			t.Errorf("supervised slot %d: row %v target %v, want row %d target %d", j, sg.rowsIdx[j], sg.targets[j], L-5+j, s.IDs[len(s.IDs)-4+j])
+		if rowsIdx[j] != float32(L-5+j) || targets[j] != float32(s.IDs[len(s.IDs)-4+j]) {
+			t.Errorf("supervised slot %d: row %v target %v, want row %d target %d", j, rowsIdx[j], targets[j], L-5+j, s.IDs[len(s.IDs)-4+j])
 		}
 	}
 	// The second sample's supervised rows start at row T.
-	if sg.rowsIdx[4] < float32(lay.key.T) {
-		t.Errorf("second sample's first supervised row %v", sg.rowsIdx[4])
+	if rowsIdx[4] < float32(lay.Shape.T) {
+		t.Errorf("second sample's first supervised row %v", rowsIdx[4])
 	}
-	if lay.key.S != 16 {
-		t.Errorf("S = %d, want 8 supervised rounded up to 16", lay.key.S)
+	if lay.Shape.S != 16 {
+		t.Errorf("S = %d, want 8 supervised rounded up to 16", lay.Shape.S)
 	}
-	for j := 8; j < lay.key.S; j++ {
-		if sg.targets[j] != data.IgnoreIndex {
-			t.Errorf("padding slot %d has target %v", j, sg.targets[j])
+	for j := 8; j < lay.Shape.S; j++ {
+		if targets[j] != data.IgnoreIndex {
+			t.Errorf("padding slot %d has target %v", j, targets[j])
 		}
 	}
 	// Splice: image rows point into the feature block, separators at the separator row.
-	rows := lay.key.B * lay.key.T
-	sep := float32(rows + lay.key.Crops*h*h)
+	rows := lay.Shape.B * lay.Shape.T
+	sep := float32(rows + lay.Shape.Crops*h*h)
 	wantSplice := []float32{0, float32(rows), float32(rows + 1), sep, float32(rows + 2), float32(rows + 3), sep, float32(2 + imgLen - 1)}
 	for i, w := range wantSplice {
-		if sg.splice[i] != w {
-			t.Errorf("splice[%d] = %v want %v", i, sg.splice[i], w)
+		if splice[i] != w {
+			t.Errorf("splice[%d] = %v want %v", i, splice[i], w)
 		}
 	}
 	// Second sample starts at row T with its own positions.
-	if sg.splice[lay.key.T] != float32(lay.key.T) {
-		t.Errorf("second sample's first row maps to %v", sg.splice[lay.key.T])
+	if splice[lay.Shape.T] != float32(lay.Shape.T) {
+		t.Errorf("second sample's first row maps to %v", splice[lay.Shape.T])
 	}
 	_ = tensor.Float32
 }

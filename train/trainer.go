@@ -349,32 +349,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: %w", step+1, err)
 			}
-			sg, err := cache.get(lay.key, func() (*stepGraph, error) { return buildGraph(m, names, lay.key, trainable) })
+			sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, names, lay.Shape, trainable) })
 			if err != nil {
 				prog.done()
-				return res, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.key, err)
+				return res, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
 			}
-			sg.fill(m, batch, lay)
+			sg.fill(m, batch)
 			loss, err := sg.run(cache.executor())
 			if err != nil {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
 			}
 			lossSum += loss
-			window.tokens += int64(lay.tokens)
+			window.tokens += int64(lay.Tokens)
 			window.samples += int64(len(batch.Samples))
-			tokensSeen += int64(lay.tokens)
+			tokensSeen += int64(lay.Tokens)
 			samplesSeen += int64(len(batch.Samples))
 			if acc == nil {
 				clear(grads)
-				for i, t := range sg.params {
+				for i, t := range sg.Params {
 					if grads[tensorIndex[t]], err = sg.grad(i); err != nil {
 						return res, fmt.Errorf("train: step %d: %w", step+1, err)
 					}
 				}
 				continue
 			}
-			for i, t := range sg.params {
+			for i, t := range sg.Params {
 				g, err := sg.grad(i)
 				if err != nil {
 					return res, fmt.Errorf("train: step %d: %w", step+1, err)

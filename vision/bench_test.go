@@ -53,8 +53,8 @@ func BenchmarkConvNeXtSmallForward(b *testing.B) {
 	}
 	bld := kernels.NewBuilder(m.Names(""))
 	x := bld.Input("pixel_values", px.Tensor())
-	out, _, err := m.Forward(bld, x, px.Grid())
-	if err != nil {
+	out, _ := m.Forward(bld, x, px.Grid())
+	if err := bld.Err(); err != nil {
 		b.Fatal(err)
 	}
 	prog, err := kernels.Compile(bld.G, kernels.CompileOptions{Name: "vision forward", Outputs: G.Nodes{out}})

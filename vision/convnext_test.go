@@ -350,15 +350,15 @@ func TestForwardErrors(t *testing.T) {
 	// Grid disagreeing with the input shape.
 	b := kernels.NewBuilder(nil)
 	x := b.Input("x", good.Tensor())
-	if _, _, err := m.Forward(b, x, kernels.Grid{N: 2, H: 32, W: 32}); err == nil {
+	if m.Forward(b, x, kernels.Grid{N: 2, H: 32, W: 32}); b.Err() == nil {
 		t.Error("grid/shape mismatch accepted")
 	}
 	// A missing (nil) parameter is an error, not a panic.
 	m.Stages[2].Blocks[0].Gamma = nil
 	b = kernels.NewBuilder(nil)
 	x = b.Input("x", good.Tensor())
-	_, _, err = m.Forward(b, x, good.Grid())
-	if err == nil || !strings.Contains(err.Error(), "gamma") {
+	m.Forward(b, x, good.Grid())
+	if err = b.Err(); err == nil || !strings.Contains(err.Error(), "gamma") {
 		t.Errorf("nil gamma: %v", err)
 	} else {
 		t.Log(err)

@@ -1,8 +1,4 @@
-// Package params walks a model's parameter tensors by their `weights`
-// struct tags. It is the one walker behind checkpoint binding and saving
-// (package model), graph node names (vision, llm) and parameter counts; it
-// imports nothing of the project, so every model part can use it.
-package params
+package nn
 
 import (
 	"errors"
@@ -35,8 +31,14 @@ import (
 // of those (indexed by position). `weights:"-"` or no tag skips a field.
 // Options after a comma: "optional" (the tensor may be absent from the
 // checkpoint: Bind leaves it as constructed, normally zero; a nil optional
-// tensor is skipped) and "inline" with an empty name (`weights:",inline"`,
-// the nested struct adds no path segment).
+// tensor is skipped), "omitnil" (a nil tensor means the layer has no such
+// parameter, as a Linear without bias; a non-nil one is required), "inline"
+// with an empty name (`weights:",inline"`, the nested struct adds no path
+// segment), "norm" (the scale of a normalisation layer: initialised to one
+// and exempt from weight decay) and "nodecay" (exempt from weight decay:
+// biases, layer scales, learned separators). The last two are declared on
+// the layer types of this package and reported in Param, so initialisation
+// and the optimizer never guess them from names.
 
 // Tag is the struct tag key.
 const Tag = "weights"
@@ -44,11 +46,20 @@ const Tag = "weights"
 // maxWalkDepth bounds nesting (a cycle through pointers would never end).
 const maxWalkDepth = 64
 
-// Param is one parameter tensor and its checkpoint name.
+// Param is one parameter tensor, its checkpoint name and the properties its
+// layer declares in the tag.
 type Param struct {
 	Name     string
 	T        *tensor.Dense
-	Optional bool
+	Optional bool // may be absent from a checkpoint
+	Norm     bool // a normalisation scale (tag option "norm")
+	NoDecay  bool // exempt from weight decay ("nodecay", or "norm")
+}
+
+// tagOpts are the options of one tag, inherited by nested fields where it
+// makes sense (optional).
+type tagOpts struct {
+	optional, omitnil, norm, nodecay bool
 }
 
 var denseType = reflect.TypeOf((*tensor.Dense)(nil))
@@ -65,26 +76,26 @@ func joinName(prefix, seg string) string {
 	return prefix + "." + seg
 }
 
-// List returns every tagged tensor under root in field order, named
+// Parameters returns every tagged tensor under root in field order, named
 // prefix + "." + path. Nil optional tensors are skipped; a nil required
 // tensor, a bad tag or a name used twice is an error.
-func List(root any, prefix string) ([]Param, error) {
+func Parameters(root any, prefix string) ([]Param, error) {
 	if root == nil {
 		return nil, errors.New("weights: nil root")
 	}
 	var out []Param
 	seen := map[string]bool{}
-	err := walkValue(reflect.ValueOf(root), strings.TrimSuffix(prefix, "."), false, 0, seen, &out, "root")
+	err := walkValue(reflect.ValueOf(root), strings.TrimSuffix(prefix, "."), tagOpts{}, 0, seen, &out, "root")
 	return out, err
 }
 
-func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[string]bool, out *[]Param, where string) error {
+func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[string]bool, out *[]Param, where string) error {
 	if depth > maxWalkDepth {
 		return fmt.Errorf("weights: %s: nesting deeper than %d (cycle?)", where, maxWalkDepth)
 	}
 	if v.Type() == denseType {
 		if v.IsNil() {
-			if optional {
+			if opt.optional || opt.omitnil {
 				return nil
 			}
 			return fmt.Errorf("weights: tensor %q (%s) is nil: the constructor must allocate it", name, where)
@@ -96,7 +107,8 @@ func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[
 			return fmt.Errorf("weights: two fields map to the same tensor name %q (%s)", name, where)
 		}
 		seen[name] = true
-		*out = append(*out, Param{Name: name, T: v.Interface().(*tensor.Dense), Optional: optional})
+		*out = append(*out, Param{Name: name, T: v.Interface().(*tensor.Dense), Optional: opt.optional,
+			Norm: opt.norm, NoDecay: opt.norm || opt.nodecay})
 		return nil
 	}
 	switch v.Kind() {
@@ -104,7 +116,7 @@ func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[
 		if v.IsNil() {
 			return nil // an absent sub-module has no tensors
 		}
-		return walkValue(v.Elem(), name, optional, depth+1, seen, out, where)
+		return walkValue(v.Elem(), name, opt, depth+1, seen, out, where)
 	case reflect.Struct:
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
@@ -114,13 +126,19 @@ func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[
 				continue
 			}
 			seg, opts, _ := strings.Cut(tag, ",")
-			fopt := optional
+			fopt := tagOpts{optional: opt.optional}
 			inline := false
 			for _, o := range strings.Split(opts, ",") {
 				switch strings.TrimSpace(o) {
 				case "":
 				case "optional":
-					fopt = true
+					fopt.optional = true
+				case "omitnil":
+					fopt.omitnil = true
+				case "norm":
+					fopt.norm = true
+				case "nodecay":
+					fopt.nodecay = true
 				case "inline":
 					inline = true
 				default:
@@ -140,7 +158,7 @@ func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[
 		return nil
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			if err := walkValue(v.Index(i), joinName(name, strconv.Itoa(i)), optional, depth+1, seen, out, fmt.Sprintf("%s[%d]", where, i)); err != nil {
+			if err := walkValue(v.Index(i), joinName(name, strconv.Itoa(i)), opt, depth+1, seen, out, fmt.Sprintf("%s[%d]", where, i)); err != nil {
 				return err
 			}
 		}
@@ -149,11 +167,12 @@ func walkValue(v reflect.Value, name string, optional bool, depth int, seen map[
 	return fmt.Errorf("weights: %s: field of type %s cannot hold weights (want *tensor.Dense, struct, pointer or slice)", where, v.Type())
 }
 
-// Names maps each tensor under root to its name. Structural errors are
+// ParamNames maps each tensor under root to its name (the node names of
+// kernels.NewBuilder). Structural errors are
 // not reported here (List reports them): the tensors found before the
 // error are returned.
-func Names(root any, prefix string) map[*tensor.Dense]string {
-	ps, _ := List(root, prefix)
+func ParamNames(root any, prefix string) map[*tensor.Dense]string {
+	ps, _ := Parameters(root, prefix)
 	m := make(map[*tensor.Dense]string, len(ps))
 	for _, p := range ps {
 		m[p.T] = p.Name
@@ -161,9 +180,9 @@ func Names(root any, prefix string) map[*tensor.Dense]string {
 	return m
 }
 
-// Count is the number of scalar parameters under root.
-func Count(root any) (int64, error) {
-	ps, err := List(root, "")
+// ParamCount is the number of scalar parameters under root.
+func ParamCount(root any) (int64, error) {
+	ps, err := Parameters(root, "")
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,79 @@
+package kernels
+
+// Splitting loops over goroutines.
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// parallelFor splits [0, n) into contiguous chunks and runs fn on them in
+// parallel on at most GOMAXPROCS goroutines (the calling goroutine is one of
+// them). minChunk avoids spawning goroutines for tiny amounts of work. There
+// are up to four chunks per goroutine, handed out first come first served, so
+// that a goroutine whose core is taken by another process (the machines are
+// shared) does not hold the others up: a worker that finishes early takes the
+// remaining chunks.
+func parallelFor(n, minChunk int, fn func(lo, hi int)) {
+	parallelChunks(n, minChunk, 4, fn)
+}
+
+// parallelChunks is parallelFor with at most perWorker chunks per goroutine.
+func parallelChunks(n, minChunk, perWorker int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	if minChunk < 1 {
+		minChunk = 1
+	}
+	workers := runtime.GOMAXPROCS(0)
+	chunks := min((n+minChunk-1)/minChunk, perWorker*workers)
+	workers = min(workers, chunks)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	size := (n + chunks - 1) / chunks
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var perr any
+	var mu sync.Mutex
+	work := func() {
+		defer func() {
+			if r := recover(); r != nil {
+				mu.Lock()
+				perr = r
+				mu.Unlock()
+			}
+		}()
+		for {
+			lo := int(next.Add(1)-1) * size
+			if lo >= n {
+				return
+			}
+			fn(lo, min(lo+size, n))
+		}
+	}
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
+	if perr != nil {
+		panic(perr) // re-raised on the calling goroutine, recovered by kernelOp.Do
+	}
+}
+
+// splitRange runs fn over [0, n) in pieces (two per goroutine) whose
+// boundaries are multiples of align, in parallel.
+func splitRange(n, align int, fn func(lo, hi int)) {
+	blocks := (n + align - 1) / align
+	parallelChunks(blocks, 1, 2, func(lo, hi int) {
+		fn(lo*align, min(hi*align, n))
+	})
+}

@@ -1,0 +1,20 @@
+// Package model is Magma put together: the ConvNeXt trunk (package vision),
+// the mlp2x_gelu projector with its learned row separator, and the Llama-3
+// decoder (package llm), under the parameter names of the published
+// microsoft/Magma-8B checkpoint.
+//
+// The composition is written once, over a batch (batch.go, magma.go):
+// PlanBatch checks sequences and computes the shape a graph depends on,
+// Fill lays them out as index inputs, and Embed / Forward / Loss add the
+// vision tower, projector, stitching, splice, decoder and loss to a
+// kernels.Builder. Inference is a batch of one (EmbedSequence, then the
+// KV-cached generator of package llm); training builds Loss and its
+// gradients (BuildGradients) once per batch shape.
+//
+// The rest of the package is the model's I/O: configs (config.go, with
+// presets from package configs), safetensors reading and writing, Hugging
+// Face checkpoint directories and shards, weight binding by the
+// `weights:"..."` tags (weights.go, over the walker of package nn), PEFT
+// adapter files (lora.go), random initialisation, memory checks, and the
+// generation pipeline used by generate, eval and serve (pipeline.go).
+package model

@@ -1,0 +1,121 @@
+package nn
+
+import (
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
+)
+
+// Linear is a dense layer in PyTorch's layout, weight [out, in, ...] (trailing
+// dims flattened: a conv weight after kernels.Patchify) and an optional bias [out]:
+//
+//	y = x·Wᵀ + b
+type Linear struct {
+	Weight *tensor.Dense `weights:"weight"`
+	Bias   *tensor.Dense `weights:"bias,omitnil,nodecay"` // nil: no bias
+	// LoRA, when set, adds a low-rank adapter (see LoRA); it is not part
+	// of the checkpoint.
+	LoRA *LoRA `weights:"-"`
+}
+
+// NewLinear allocates a float32 Linear with weight [out, in...] (zeros) and,
+// when bias is true, a bias [out].
+func NewLinear(bias bool, out int, in ...int) Linear {
+	l := Linear{Weight: Zeros(tensor.Float32, append([]int{out}, in...)...)}
+	if bias {
+		l.Bias = Zeros(tensor.Float32, out)
+	}
+	return l
+}
+
+// Forward applies the layer (and its adapter) to x [R, in] → [R, out].
+func (l *Linear) Forward(b *kernels.Builder, x *G.Node) *G.Node {
+	var bias *G.Node
+	if l.Bias != nil {
+		bias = b.Param(l.Bias)
+	}
+	y := b.Linear(x, b.Param(l.Weight), bias)
+	if l.LoRA == nil {
+		return y
+	}
+	return b.Add(y, l.LoRA.Forward(b.In("lora"), x))
+}
+
+// LayerNorm normalises every row over its features, with a learned scale and
+// shift:
+//
+//	y[r, c] = (x[r, c] − mean_c x[r, :]) / sqrt(var_c x[r, :] + eps) · weight[c] + bias[c]
+type LayerNorm struct {
+	Weight *tensor.Dense `weights:"weight,norm"`
+	Bias   *tensor.Dense `weights:"bias,nodecay"`
+	Eps    float64       `weights:"-"`
+}
+
+// NewLayerNorm allocates a float32 LayerNorm over c features.
+func NewLayerNorm(c int, eps float64) LayerNorm {
+	return LayerNorm{Weight: Zeros(tensor.Float32, c), Bias: Zeros(tensor.Float32, c), Eps: eps}
+}
+
+// Forward normalises every row of x [R, C].
+func (n *LayerNorm) Forward(b *kernels.Builder, x *G.Node) *G.Node {
+	return b.LayerNorm(x, b.Param(n.Weight), b.Param(n.Bias), n.Eps)
+}
+
+// RMSNorm is Llama's root-mean-square norm with a learned scale:
+//
+//	y[r, c] = x[r, c] / sqrt(mean_c(x[r, :]²) + eps) · weight[c]
+type RMSNorm struct {
+	Weight *tensor.Dense `weights:"weight,norm"`
+}
+
+// Forward normalises every row of x [R, C].
+func (n *RMSNorm) Forward(b *kernels.Builder, x *G.Node, eps float64) *G.Node {
+	return b.RMSNorm(x, b.Param(n.Weight), eps)
+}
+
+// Embedding is a lookup table [V, D]: row id is the vector of id.
+type Embedding struct {
+	Weight *tensor.Dense `weights:"weight"`
+}
+
+// Forward looks up ids [R] (float-coded, the table's dtype) → [R, D].
+func (e *Embedding) Forward(b *kernels.Builder, ids *G.Node) *G.Node {
+	return b.Gather(b.Param(e.Weight), ids)
+}
+
+// LoRA is a low-rank adapter on a Linear layer (Hu et al. 2021, PEFT's
+// Linear):
+//
+//	y = x·Wᵀ + (alpha/r)·(dropout(x)·Aᵀ)·Bᵀ,  A [r, in], B [out, r]
+//
+// A starts Kaiming-uniform (a = √5, PEFT's default init_lora_weights=True)
+// and B at zero, so an attached adapter leaves the layer's output unchanged
+// until B is trained. The base weight is not touched: training only A and B
+// keeps it frozen, and merging folds the product into it.
+type LoRA struct {
+	A, B    *tensor.Dense
+	Rank    int
+	Alpha   float64
+	Dropout float64
+	// Train enables dropout (off for inference and gradient checks).
+	Train bool
+}
+
+// Scale is alpha / r.
+func (l *LoRA) Scale() float64 { return l.Alpha / float64(l.Rank) }
+
+// Forward is the adapter's contribution (alpha/r)·(dropout(x)·Aᵀ)·Bᵀ.
+func (l *LoRA) Forward(b *kernels.Builder, x *G.Node) *G.Node {
+	if l.Train && l.Dropout > 0 {
+		x = b.Dropout(x, l.Dropout)
+	}
+	h := b.In("lora_A").Linear(x, b.Param(l.A), nil)
+	d := b.In("lora_B").Linear(h, b.Param(l.B), nil)
+	return b.Scale(d, l.Scale())
+}
+
+// Zeros allocates a zero tensor of dtype dt.
+func Zeros(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	return tensor.New(tensor.WithShape(shape...), tensor.Of(dt))
+}

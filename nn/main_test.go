@@ -1,0 +1,17 @@
+package nn
+
+import (
+	"os"
+	"testing"
+
+	"github.com/magma-go/magma/kernels"
+)
+
+// TestMain runs every test of the package (parity goldens, gradient checks,
+// resume) with the executor's NaN-poison mode on: each buffer is filled
+// with NaN the moment its value dies, so a value read after its buffer was
+// reused would turn the results into NaN.
+func TestMain(m *testing.M) {
+	kernels.SetPoisonFreed(true)
+	os.Exit(m.Run())
+}
