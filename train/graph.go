@@ -51,10 +51,10 @@ func sequences(batch data.Batch) []model.Sequence {
 }
 
 // plan computes the shape of a batch; errors name the sample's source and
-// index. The padded length T and the supervised rows S are rounded up to
-// bucket·2^k and the crop count to a power of two: a run then compiles a
-// few programs (the default pretrain: 98 with multiples of the bucket), at
-// the price of at most 2x padding. Padding crops are zero pixels that no
+// index. The padded length T is rounded up to bucket·2^k, the supervised
+// rows S to (T/2)·2^k and the crop count to a power of two: a run then
+// compiles a few programs (the default pretrain: 98 with multiples of the
+// bucket), at the price of at most 2x padding. Padding crops are zero pixels that no
 // position reads, padding rows are ignored targets.
 func plan(m *model.Magma, batch data.Batch, bucket, maxLen int) (model.Plan, error) {
 	p, err := m.PlanBatch(sequences(batch), bucket, maxLen)
@@ -72,7 +72,8 @@ func plan(m *model.Magma, batch data.Batch, bucket, maxLen int) (model.Plan, err
 	}
 	sh := &p.Shape
 	sh.T = max(sh.T, min(bucketUp(longest, bucket), max(maxLen, longest)))
-	sh.S = max(sh.S, min(bucketUp(max(1, p.Targets), bucket), sh.B*sh.T))
+	// S in units of T/2: per T at most a few values (T/2, T, 2T, ...).
+	sh.S = max(sh.S, min(bucketUp(max(1, p.Targets), max(bucket, sh.T/2)), sh.B*sh.T))
 	sh.Crops = bucketUp(sh.Crops, 1)
 	return p, nil
 }
