@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"flag"
 	"os"
 	"testing"
 
@@ -10,8 +11,11 @@ import (
 // TestMain runs every test of the package (parity goldens, gradient checks,
 // resume) with the executor's NaN-poison mode on: each buffer is filled
 // with NaN the moment its value dies, so a value read after its buffer was
-// reused would turn the results into NaN.
+// reused would turn the results into NaN. Benchmarks run without it.
 func TestMain(m *testing.M) {
-	kernels.SetPoisonFreed(true)
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		kernels.SetPoisonFreed(true)
+	}
 	os.Exit(m.Run())
 }
