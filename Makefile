@@ -44,7 +44,7 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-serve bench-libero
+BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-serve bench-libero bench-data
 bench: $(BENCHES)
 
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
@@ -61,6 +61,8 @@ bench-serve:                ## load test of magma serve at 1/8/32 clients
 	$(GO) run ./scripts/bench/serve_load -duration 15s -out scripts/bench/results/serve.md
 bench-libero:               ## LIBERO finetune samples/s and /act latency
 	bash scripts/bench/libero.sh
+bench-data:                 ## Arrow/Parquet/TFRecord readers vs Node apache-arrow / Python; trainer data wait
+	sh scripts/bench/data.sh 1 30
 
 .PHONY: $(BENCHES)
 

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/magma-go/magma/data"
+)
+
+func init() {
+	dataCmd := &cobra.Command{
+		Use:   "data",
+		Short: "Look into training data sources (released Magma sets, OXE RLDS, LLaVA JSON)",
+	}
+	var o data.InspectOptions
+	var out string
+	var asJSON bool
+	inspect := &cobra.Command{
+		Use:   "inspect PATH [--type T] [--index N] [--out sample.png]",
+		Short: "Print a source's schema, record count and one rendered sample (text + PNG with marks/traces)",
+		Long: `Inspect opens PATH the way a recipe source would and prints its schema,
+its number of records, the reader's rejected records, and record --index
+rendered as a training sample: the conversation text and, with --out, a PNG
+of its image with the SoM marks and ToM traces drawn.
+
+PATH is an RLDS dataset directory (Open X-Embodiment / OpenVLA layout: the
+dataset or version folder with dataset_info.json), an Arrow IPC / Parquet
+file, folder or glob of MagmaAI's Hugging Face sets (Magma-Video-ToM,
+Magma-OXE-ToM, Magma-AITW-SoM, Magma-Mind2Web-SoM), or a LLaVA-style JSON
+file (Magma-820K). The type is detected unless --type is given. For RLDS the
+OpenVLA statistics of the dataset are printed too (one streaming pass).`,
+		Example: `  magma data inspect /data/open-x/bridge_orig
+  magma data inspect /data/MagmaAI/Magma-Video-ToM/ego4d --video-folder /data/ego4d/clips --out s.png
+  magma data inspect '/data/MagmaAI/Magma-OXE-ToM/bridge_orig/shard_*.arrow' --robot --trace-size 256,256 --index 10
+  magma data inspect /data/MagmaAI/Magma-Mind2Web-SoM --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := data.Inspect(args[0], o)
+			if in == nil {
+				return err
+			}
+			if asJSON {
+				b, jerr := json.MarshalIndent(in, "", "  ")
+				if jerr != nil {
+					return jerr
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			} else {
+				var sb strings.Builder
+				in.WriteText(&sb)
+				fmt.Fprint(cmd.OutOrStdout(), sb.String())
+			}
+			if err != nil {
+				return fmt.Errorf("sample %d: %w", o.Index, err)
+			}
+			if out != "" {
+				if err := in.WritePNG(out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%dx%d)\n", out, in.Image.W, in.Image.H)
+			}
+			return nil
+		},
+	}
+	f := inspect.Flags()
+	f.StringVar(&o.Type, "type", "", "source type: rlds, magma_tom, magma_som, llava (default: detected)")
+	f.IntVar(&o.Index, "index", 0, "record to render")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed of the ToM mark selection")
+	f.StringVar(&out, "out", "", "PNG of the sample image with marks/traces drawn")
+	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	f.StringVar(&o.VideoFolder, "video-folder", "", "magma_tom: folder of the videos the rows name")
+	f.StringVar(&o.ImageFolder, "image-folder", "", "image folder for rows/records that name image files")
+	f.Float64SliceVar(&o.TraceSize, "trace-size", nil, "magma_tom: W,H pixel space of the traces (OXE-ToM: 256,256; default the frame size)")
+	f.BoolVar(&o.Robot, "robot", false, "magma_tom: robot rows (\"The robot is doing\")")
+	f.StringVar(&o.Dataset, "dataset", "", "rlds: feature mapping name (default the directory name)")
+	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
+	dataCmd.AddCommand(inspect)
+	rootCmd.AddCommand(dataCmd)
+}
