@@ -52,6 +52,7 @@ func Attention(q, k, v *G.Node, cfg AttentionConfig) (*G.Node, error) {
 		return dispatch(in[0], func() (G.Value, error) { return attnForward[float32](cfg, in, o) },
 			func() (G.Value, error) { return attnForward[float64](cfg, in, o) })
 	}
+	op.sideEffects = cfg.Cache != nil // appends to the cache
 	if cfg.Cache == nil {
 		op.wrt = []bool{true, true, true}
 		op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) { return attnGrads(cfg, in, dy) }

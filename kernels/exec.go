@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +100,7 @@ type Program struct {
 	peakBytes  int64 // largest sum of live arena values at any step
 	totalBytes int64 // sum of all arena values (what keeping every value costs)
 	boundBytes int64 // inputs and parameters (not in the arena)
+	recomputed int   // forward values recomputed in the backward pass
 
 	mu   sync.Mutex // guards bind
 	bind *binding
@@ -121,6 +123,9 @@ type CompileOptions struct {
 	Outputs G.Nodes
 	// NoInPlace disables writing results over dying inputs (tests).
 	NoInPlace bool
+	// Recompute turns on activation checkpointing for a forward+backward
+	// graph whose loss is Outputs[0]: see Program.recompute.
+	Recompute bool
 }
 
 // Compile turns the part of g that Outputs depend on into a Program.
@@ -202,13 +207,104 @@ func Compile(g *G.ExprGraph, o CompileOptions) (*Program, error) {
 				return nil, fmt.Errorf("kernels: compile %s: %v reads %v, which is not in the program", o.Name, v.node, c)
 			}
 			s.in = append(s.in, ci)
-			p.vals[ci].last = len(p.steps)
 		}
-		v.def = len(p.steps)
 		p.steps = append(p.steps, s)
+	}
+	if o.Recompute {
+		p.recompute(g, o.Outputs[0])
+	}
+	for si, st := range p.steps {
+		p.vals[st.out].def = si
+		for _, ci := range st.in {
+			p.vals[ci].last = si
+		}
 	}
 	p.plan(!o.NoInPlace)
 	return p, nil
+}
+
+// isAdd: Gorgonia's elementwise addition (the residual connections).
+func isAdd(op G.Op) bool {
+	return fmt.Sprintf("%T", op) == "gorgonia.elemBinOp" && strings.HasPrefix(fmt.Sprintf("%v", op), "+")
+}
+
+// recompute rewrites a forward+backward program so that the backward pass
+// recomputes forward values instead of keeping them (activation
+// checkpointing). The forward pass is what loss depends on; its checkpoints
+// are the values of the residual stream (the results of Gorgonia's Add:
+// the input of every ConvNeXt block and decoder layer, and the decoder's
+// mid-layer sum), scalars, requested outputs and ops with side effects.
+// Every other forward value that a backward op reads is recomputed from
+// the checkpoints right before its first backward reader, once; the
+// recomputed copies die inside the block's backward, so forward
+// intermediates no longer live from the forward pass to the backward pass.
+// The copies run the same ops on the same inputs, so gradients are
+// bit-identical.
+func (p *Program) recompute(g *G.ExprGraph, loss *G.Node) {
+	forward := map[int]bool{}
+	stack := []*G.Node{loss}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		vi, ok := p.index[n]
+		if !ok || forward[vi] {
+			continue
+		}
+		forward[vi] = true
+		stack = append(stack, children(g, n)...)
+	}
+	keep := func(vi int) bool {
+		v := &p.vals[vi]
+		if !forward[vi] || v.kind != valArena || v.pinned {
+			return true
+		}
+		switch op := v.node.Op().(type) {
+		case *kernelOp:
+			return op.sideEffects
+		default:
+			return isAdd(op)
+		}
+	}
+	defStep := map[int]int{}
+	for si, st := range p.steps {
+		defStep[st.out] = si
+	}
+	copies := map[int]int{} // forward value -> its recomputed copy
+	var out []step
+	var redo func(vi int) int
+	redo = func(vi int) int {
+		if keep(vi) {
+			return vi
+		}
+		if c, ok := copies[vi]; ok {
+			return c
+		}
+		orig := p.steps[defStep[vi]]
+		st := step{op: orig.op}
+		for _, ci := range orig.in {
+			st.in = append(st.in, redo(ci))
+		}
+		c := len(p.vals)
+		cv := p.vals[vi]
+		cv.output, cv.pinned = -1, false
+		p.vals = append(p.vals, cv)
+		st.out = c
+		copies[vi] = c
+		out = append(out, st)
+		return c
+	}
+	for _, st := range p.steps {
+		if !forward[st.out] {
+			for i, ci := range st.in {
+				if forward[ci] {
+					st.in[i] = redo(ci)
+				}
+			}
+		}
+		out = append(out, st)
+	}
+	p.steps = out
+	p.recomputed = len(copies)
 }
 
 // children lists the inputs of n in order (repeats included).
@@ -381,11 +477,12 @@ type Stats struct {
 	BoundBytes  int64 // inputs and parameters read in place
 	InPlaceOps  int   // ops writing over a dying input
 	OutputBytes int64 // requested outputs in the arena
+	Recomputed  int   // forward values recomputed in the backward pass
 }
 
 // Stats reports the plan.
 func (p *Program) Stats() Stats {
-	s := Stats{Steps: len(p.steps), ArenaBytes: p.arenaBytes, PeakLive: p.peakBytes, KeepAll: p.totalBytes, BoundBytes: p.boundBytes}
+	s := Stats{Steps: len(p.steps), ArenaBytes: p.arenaBytes, PeakLive: p.peakBytes, KeepAll: p.totalBytes, BoundBytes: p.boundBytes, Recomputed: p.recomputed}
 	for _, st := range p.steps {
 		s.Values++
 		if st.inplace {
@@ -399,8 +496,12 @@ func (p *Program) Stats() Stats {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%d ops, arena %s (peak live %s; keeping every value would take %s), %d in place",
+	r := fmt.Sprintf("%d ops, arena %s (peak live %s; keeping every value would take %s), %d in place",
 		s.Steps, FormatBytes(s.ArenaBytes), FormatBytes(s.PeakLive), FormatBytes(s.KeepAll), s.InPlaceOps)
+	if s.Recomputed > 0 {
+		r += fmt.Sprintf(", %d recomputed in backward", s.Recomputed)
+	}
+	return r
 }
 
 // FormatBytes writes n bytes for people (KiB, MiB, GiB).

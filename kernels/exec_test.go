@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand"
 	"strings"
@@ -336,4 +337,78 @@ func TestOnOutputHook(t *testing.T) {
 	}
 	// The last layer's gradient is final first (backward order).
 	_ = tensor.Float32
+}
+
+// Activation checkpointing: a residual network's gradients are the same
+// bits with and without recomputation, and the recomputing plan keeps only
+// the residual stream alive between forward and backward.
+func TestRecomputeGradients(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	g := G.NewGraph()
+	const rows, d, blocks = 64, 32, 6
+	x := G.NodeFromAny(g, toF32(randF64(rng, rows, d)), G.WithName("x"))
+	var ws G.Nodes
+	h := x
+	for i := 0; i < blocks; i++ {
+		w1 := G.NodeFromAny(g, toF32(randF64(rng, 4*d, d)), G.WithName(fmt.Sprintf("w1_%d", i)))
+		w2 := G.NodeFromAny(g, toF32(randF64(rng, d, 4*d)), G.WithName(fmt.Sprintf("w2_%d", i)))
+		nw := G.NodeFromAny(g, toF32(randF64(rng, d)), G.WithName(fmt.Sprintf("nw_%d", i)))
+		ws = append(ws, w1, w2, nw)
+		n, _ := RMSNorm(h, nw, 1e-5)
+		a, _ := Linear(n, w1, nil)
+		a, _ = GELU(a)
+		y, _ := Linear(a, w2, nil)
+		var err error
+		if h, err = G.Add(h, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lab := make([]float64, rows)
+	for i := range lab {
+		lab[i] = float64(i % d)
+	}
+	loss, err := CrossEntropy(h, G.NodeFromAny(g, toF32(denseF64(lab, rows)), G.WithName("labels")), -100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grads, err := G.Grad(loss, ws...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := append(G.Nodes{loss}, grads...)
+	var got [2][][]float64
+	var stats [2]Stats
+	for i, rc := range []bool{false, true} {
+		p, err := Compile(g, CompileOptions{Name: "residual", Outputs: outs, Recompute: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		e := NewExecutor()
+		e.PoisonFreed(true)
+		if err := e.Run(p, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range outs {
+			v, err := p.Value(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[i] = append(got[i], f64s(v))
+		}
+		stats[i] = p.Stats()
+	}
+	for j := range got[0] {
+		for k := range got[0][j] {
+			if got[0][j][k] != got[1][j][k] || math.IsNaN(got[1][j][k]) {
+				t.Fatalf("output %d element %d: %v with recomputation, %v without", j, k, got[1][j][k], got[0][j][k])
+			}
+		}
+	}
+	t.Logf("without: %v; with: %v", stats[0], stats[1])
+	if stats[1].Recomputed == 0 || stats[1].PeakLive >= stats[0].PeakLive {
+		t.Errorf("recomputation saved nothing: %v vs %v", stats[1], stats[0])
+	}
 }

@@ -40,6 +40,9 @@ type kernelOp struct {
 	// fullWrite: do writes every element of its result, so the executor
 	// need not zero the buffer first.
 	fullWrite bool
+	// sideEffects: running the op twice is not the same as once (attention
+	// appending to a KV cache); activation checkpointing never recomputes it.
+	sideEffects bool
 	wrt       []bool // which inputs SymDiff differentiates (nil: none)
 	diff      func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }

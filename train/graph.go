@@ -27,13 +27,15 @@ type stepGraph struct {
 
 // buildGraph compiles the graph for key; trainable selects the parameter
 // tensors to differentiate.
-func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key model.BatchShape, trainable map[*tensor.Dense]bool) (*stepGraph, error) {
+// With recompute, the program recomputes forward values in the backward
+// pass (activation checkpointing, kernels.CompileOptions.Recompute).
+func buildGraph(m *model.Magma, names map[*tensor.Dense]string, key model.BatchShape, trainable map[*tensor.Dense]bool, recompute bool) (*stepGraph, error) {
 	g, err := m.BuildGradients(key, names, trainable)
 	if err != nil {
 		return nil, err
 	}
 	sg := &stepGraph{Gradients: g, key: key}
-	sg.prog, err = kernels.Compile(g.Graph, kernels.CompileOptions{Name: "training step " + key.String(), Outputs: append(G.Nodes{g.Loss}, g.Grads...)})
+	sg.prog, err = kernels.Compile(g.Graph, kernels.CompileOptions{Name: "training step " + key.String(), Outputs: append(G.Nodes{g.Loss}, g.Grads...), Recompute: recompute})
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable) })
+		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable, false) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestFillMasksLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, trainable, _ := trainableParams(m, TrainAll)
-	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable)
+	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable, false)
 	if err != nil {
 		t.Fatal(err)
 	}

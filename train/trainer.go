@@ -349,7 +349,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: %w", step+1, err)
 			}
-			sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, names, lay.Shape, trainable) })
+			sg, err := cache.get(lay.Shape, func() (*stepGraph, error) {
+				return buildGraph(m, names, lay.Shape, trainable, cfg.ActivationCheckpointing)
+			})
 			if err != nil {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
