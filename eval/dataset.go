@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -230,6 +231,13 @@ func Load(dir string, format Format, opt LoadOptions) (*Dataset, error) {
 			ds.Records = append(ds.Records, r)
 		}
 	}
+	if len(ds.Records) == 0 && split != "" {
+		return nil, fmt.Errorf("--split %q matches no record of %s; it names a platform (%s)%s", opt.Split, dir,
+			strings.Join(Platforms, ", "), map[bool]string{true: ", a Pro group or an application", false: ""}[format == FormatPro])
+	}
+	if len(ds.Records) == 0 {
+		return nil, fmt.Errorf("%s: the annotation files hold no records", dir)
+	}
 	return ds, nil
 }
 
@@ -348,9 +356,9 @@ func readJSONItems(path string) ([]json.RawMessage, []error, error) {
 		for dec.More() {
 			var raw json.RawMessage
 			if err := dec.Decode(&raw); err != nil {
-				items = append(items, nil)
-				errs = append(errs, fmt.Errorf("malformed JSON (rest of file skipped): %w", err))
-				break
+				// The decoder cannot resynchronise: the rest of the file
+				// would be lost silently, so the file is unreadable.
+				return nil, nil, fmt.Errorf("%s: malformed JSON in item %d: %w", path, len(items), err)
 			}
 			items = append(items, raw)
 			errs = append(errs, nil)
@@ -374,6 +382,12 @@ func readJSONItems(path string) ([]json.RawMessage, []error, error) {
 	}
 	if err := sc.Err(); err != nil && err != io.EOF {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(items) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return e == nil }) {
+		return nil, nil, fmt.Errorf("%s: not a JSON array or JSON lines file (%v)", path, errs[0])
+	}
+	if len(items) == 0 {
+		return nil, nil, fmt.Errorf("%s: empty: no JSON records", path)
 	}
 	return items, errs, nil
 }

@@ -397,6 +397,7 @@ type GenerateOptions struct {
 	TopK         int     // 0 = disabled
 	Seed         uint64  // seed of the sampler's random source
 	StopIDs      []int   // generation ends after emitting one of these (it is returned)
+	Allowed      []bool  // ids that may be generated (nil = all; see SampleOptions.Allowed)
 }
 
 // TokenFunc receives every generated token with the logits it was drawn
@@ -434,7 +435,7 @@ func (g *Generator) Generate(ctx context.Context, p Prompt, opt GenerateOptions,
 		return nil, fmt.Errorf("llm: prompt of %d tokens + %d new tokens = %d exceeds the generator's maxLen %d",
 			n, opt.MaxNewTokens, total, g.maxLen)
 	}
-	sampler, err := NewSampler(SampleOptions{Temperature: opt.Temperature, TopK: opt.TopK, TopP: opt.TopP}, opt.Seed)
+	sampler, err := NewSampler(SampleOptions{Temperature: opt.Temperature, TopK: opt.TopK, TopP: opt.TopP, Allowed: opt.Allowed}, opt.Seed)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,13 @@ type SampleOptions struct {
 	// TopP (nucleus) keeps the smallest set of most probable tokens whose
 	// cumulative probability is >= TopP, renormalised. 0 or 1 disables it.
 	TopP float64
+	// Allowed, when not nil, marks the ids that may be produced: logits of
+	// ids i with !Allowed[i] (and of ids past its end) count as -Inf, in
+	// greedy decoding too. A model's vocab_size is usually padded beyond the
+	// tokenizer's ids (Magma-8B: 128320 rows, 128261 tokens); generating
+	// such an id would give text nobody can decode. See
+	// tokenizer.Tokenizer.IDMask.
+	Allowed []bool
 }
 
 // Validate reports an option outside its domain.
@@ -31,6 +38,8 @@ func (o SampleOptions) Validate() error {
 		return fmt.Errorf("llm: top_k %d must be >= 0 (0 = disabled)", o.TopK)
 	case math.IsNaN(o.TopP) || o.TopP < 0 || o.TopP > 1:
 		return fmt.Errorf("llm: top_p %v must be in [0, 1] (0 or 1 = disabled)", o.TopP)
+	case o.Allowed != nil && !slices.Contains(o.Allowed, true):
+		return fmt.Errorf("llm: the allowed-token mask allows no token")
 	}
 	return nil
 }
@@ -38,10 +47,11 @@ func (o SampleOptions) Validate() error {
 // Sampler draws tokens with a seeded PCG source: for one seed and one
 // sequence of logits it always returns the same tokens.
 type Sampler struct {
-	opt  SampleOptions
-	rng  *rand.Rand
-	idx  []int
-	prob []float64
+	opt    SampleOptions
+	rng    *rand.Rand
+	idx    []int
+	prob   []float64
+	masked []float32
 }
 
 // NewSampler validates opt and seeds the random source.
@@ -77,6 +87,15 @@ func Greedy(logits []float32) (int, error) {
 // tokens sorted by decreasing p (ties: lower index first) whose cumulative sum
 // reaches TopP, and the token is drawn from the renormalised remainder.
 func (s *Sampler) Sample(logits []float32) (int, error) {
+	if a := s.opt.Allowed; a != nil {
+		s.masked = append(s.masked[:0], logits...)
+		for i := range s.masked {
+			if i >= len(a) || !a[i] {
+				s.masked[i] = float32(math.Inf(-1))
+			}
+		}
+		logits = s.masked
+	}
 	if s.opt.Temperature == 0 {
 		return Greedy(logits)
 	}

@@ -99,8 +99,10 @@ func (p *PreprocessorConfig) Resolve(cfg *Config) error {
 		return fmt.Errorf("key \"anyres_strategy\": %q not supported (crop or global)", p.AnyresStrategy)
 	case p.BaseImgSize <= 0 || p.BaseImgSize%32 != 0:
 		return fmt.Errorf("key \"base_img_size\": %d must be a positive multiple of 32", p.BaseImgSize)
-	case p.NumCrops < 1:
-		return fmt.Errorf("key \"num_crops\": %d must be >= 1", p.NumCrops)
+	case p.NumCrops < 1 || p.NumCrops > vision.MaxCrops:
+		return fmt.Errorf("key \"num_crops\": %d must be in [1, %d]", p.NumCrops, vision.MaxCrops)
+	case int64(p.NumCrops)*int64(p.BaseImgSize)*int64(p.BaseImgSize) > vision.MaxOutputPixels:
+		return fmt.Errorf("key \"num_crops\": %d crops of %d px make more than %d pixels per image", p.NumCrops, p.BaseImgSize, int64(vision.MaxOutputPixels))
 	case len(p.ImageMean) != 3:
 		return fmt.Errorf("key \"image_mean\": want 3 values, got %d", len(p.ImageMean))
 	case len(p.ImageStd) != 3:
@@ -134,6 +136,14 @@ func (c *Config) Resolve() error {
 	}
 	if c.ImageTokenIndex < 0 || c.ImageTokenIndex >= c.Text.VocabSize {
 		return fmt.Errorf("key \"image_token_index\": %d outside text_config.vocab_size %d", c.ImageTokenIndex, c.Text.VocabSize)
+	}
+	for _, id := range c.Text.EOSTokenIDs() {
+		if id == c.ImageTokenIndex {
+			return fmt.Errorf("key \"image_token_index\": %d is also text_config.eos_token_id: generation would stop at every image", id)
+		}
+	}
+	if c.Text.BosTokenID == c.ImageTokenIndex {
+		return fmt.Errorf("key \"image_token_index\": %d is also text_config.bos_token_id", c.ImageTokenIndex)
 	}
 	return nil
 }

@@ -54,8 +54,28 @@ func LoadPipeline(dir, tokenizerPath string) (*Pipeline, error) {
 		if v := p.Tokenizer.VocabSize(); v > ld.Model.Config.Text.VocabSize {
 			return nil, fmt.Errorf("tokenizer %s has %d tokens but the model's vocab_size is %d", tokenizerPath, v, ld.Model.Config.Text.VocabSize)
 		}
+		if eos := p.Tokenizer.EOS(); eos >= 0 && eos == ld.Model.Config.ImageTokenIndex {
+			return nil, fmt.Errorf("%s: key \"image_token_index\": %d is the tokenizer's EOS token %q", dir, eos, mustToken(p.Tokenizer, eos))
+		}
 	}
 	return p, nil
+}
+
+// AllowedIDs marks the ids generation may produce: those the tokenizer can
+// decode, out of the model's vocab_size rows (nil without a tokenizer: all).
+// Generate, the server and the evaluations sample under this mask, and
+// training refuses labels outside it, so no path produces or learns an id
+// that has no text.
+func (p *Pipeline) AllowedIDs() []bool {
+	if p.Tokenizer == nil {
+		return nil
+	}
+	return p.Tokenizer.IDMask(p.Model.Config.Text.VocabSize)
+}
+
+func mustToken(t *tokenizer.Tokenizer, id int) string {
+	s, _ := t.IDToToken(id)
+	return s
 }
 
 // Request is one generation request.
@@ -173,7 +193,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	var tFirst time.Time
 	out, err := gen.Generate(ctx, llm.Prompt{Embeds: emb.Embeds}, llm.GenerateOptions{
 		MaxNewTokens: req.MaxNewTokens, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK,
-		Seed: req.Seed, StopIDs: stop,
+		Seed: req.Seed, StopIDs: stop, Allowed: p.AllowedIDs(),
 	}, func(step, id int, logits []float32) error {
 		if step == 0 {
 			tFirst = time.Now()

@@ -235,15 +235,20 @@ func (s *Server) numpyImage(np map[string]json.RawMessage) (vision.Image, error)
 	if len(shape) != 3 || shape[2] != 3 || shape[0] <= 0 || shape[1] <= 0 {
 		return vision.Image{}, badRequest("image", "invalid_image", "image shape %v must be [H, W, 3]", shape)
 	}
-	if int64(shape[0])*int64(shape[1]) > int64(s.cfg.MaxImagePixels) {
-		return vision.Image{}, badRequest("image", "image_too_large", "image %dx%d is over the limit of %d pixels", shape[1], shape[0], s.cfg.MaxImagePixels)
+	// Compare before multiplying: H*W*3 of a hostile shape overflows.
+	if n, ok := vision.PixelCount(shape[1], shape[0]); !ok || n > int64(s.cfg.MaxImagePixels) {
+		return vision.Image{}, badRequest("image", "image_too_large", "image shape %v is over the limit of %d pixels", shape, s.cfg.MaxImagePixels)
+	}
+	need := shape[0] * shape[1] * 3
+	if base64.StdEncoding.DecodedLen(len(b64)) < need || len(b64) > base64.StdEncoding.EncodedLen(need)+4 {
+		return vision.Image{}, badRequest("image", "invalid_image", "image data has about %d bytes, shape %v needs %d", base64.StdEncoding.DecodedLen(len(b64)), shape, need)
 	}
 	pix, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
 		return vision.Image{}, badRequest("image", "invalid_image", "image data is not base64: %v", err)
 	}
-	if len(pix) != shape[0]*shape[1]*3 {
-		return vision.Image{}, badRequest("image", "invalid_image", "image data has %d bytes, shape %v needs %d", len(pix), shape, shape[0]*shape[1]*3)
+	if len(pix) != need {
+		return vision.Image{}, badRequest("image", "invalid_image", "image data has %d bytes, shape %v needs %d", len(pix), shape, need)
 	}
 	return vision.Image{W: shape[1], H: shape[0], Pix: pix}, nil
 }

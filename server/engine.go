@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,7 @@ type engine struct {
 	dec      *llm.BatchDecoder
 	maxQueue int
 	m        *metrics
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	queued  int
@@ -66,8 +70,8 @@ type event struct {
 	err    error
 }
 
-func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics) *engine {
-	e := &engine{dec: dec, maxQueue: maxQueue, m: m, wake: make(chan struct{}, 1),
+func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics, log *slog.Logger) *engine {
+	e := &engine{dec: dec, maxQueue: maxQueue, m: m, log: log, wake: make(chan struct{}, 1),
 		quit: make(chan struct{}), abort: make(chan struct{}), done: make(chan struct{})}
 	go e.run()
 	return e
@@ -192,7 +196,9 @@ func (e *engine) run() {
 				s.fail(err)
 				continue
 			}
-			slot, logits, err := e.dec.Join(s.embeds)
+			var slot int
+			var logits []float32
+			err := safely(e.log, func() (err error) { slot, logits, err = e.dec.Join(s.embeds); return })
 			s.embeds = nil
 			if err != nil {
 				s.fail(err)
@@ -221,9 +227,6 @@ func (e *engine) run() {
 			}
 			continue
 		}
-		if e.hookBeforeStep != nil {
-			e.hookBeforeStep()
-		}
 		// Drop sequences whose client left or whose time ran out.
 		kept := active[:0]
 		for _, s := range active {
@@ -245,7 +248,14 @@ func (e *engine) run() {
 		for i, s := range active {
 			slots[i], ids[i] = s.slot, s.ids[len(s.ids)-1]
 		}
-		out, err := e.dec.Step(slots, ids)
+		var out [][]float32
+		err := safely(e.log, func() (err error) {
+			if e.hookBeforeStep != nil {
+				e.hookBeforeStep()
+			}
+			out, err = e.dec.Step(slots, ids)
+			return
+		})
 		if err != nil {
 			for _, s := range active {
 				leave(s)
@@ -268,10 +278,27 @@ func (e *engine) run() {
 	}
 }
 
+// errInternal is what a client sees when the worker recovered a panic (the
+// details go to the log).
+var errInternal = newAPIError(http.StatusInternalServerError, "server_error", "internal_error", "internal error")
+
+// safely runs fn on the worker goroutine, turning a panic into an error: a
+// panic there would end the process, since no handler's recover sees it.
+func safely(log *slog.Logger, fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("panic in the decoder worker", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = errInternal
+		}
+	}()
+	return fn()
+}
+
 // emit samples the next token of s from logits and sends it; it reports
 // whether the sequence goes on.
 func (e *engine) emit(s *sequence, logits []float32) bool {
-	id, err := s.sampler.Sample(logits)
+	var id int
+	err := safely(e.log, func() (err error) { id, err = s.sampler.Sample(logits); return })
 	if err != nil {
 		s.fail(err)
 		return false

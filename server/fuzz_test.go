@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -102,4 +103,64 @@ func FuzzImageDecoding(f *testing.F) {
 		}
 		_, _ = decodeDataURI(string(data))
 	})
+}
+
+// FuzzActPayload (issue 20) builds json_numpy /act payloads from arbitrary
+// shapes and data, plain and {"encoded": ...}, and runs them through the
+// request decoding, the image decoding and Magma's preprocessing (the path
+// where an overflowing shape used to panic in a worker goroutine). Every
+// failure must be a 4xx.
+func FuzzActPayload(f *testing.F) {
+	f.Add(int64(4611686018427387904), int64(4), int64(3), []byte{}, false, "__numpy__")
+	f.Add(int64(4), int64(4611686018427387904), int64(3), []byte{}, true, "__ndarray__")
+	f.Add(int64(2), int64(2), int64(3), make([]byte, 12), false, "__numpy__")
+	f.Add(int64(3074457345618258603), int64(2), int64(3), []byte{0, 0, 0}, true, "__numpy__")
+	f.Add(int64(-1), int64(2), int64(3), []byte{1}, false, "__numpy__")
+	f.Add(int64(70), int64(1), int64(3), make([]byte, 210), false, "__ndarray__")
+	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxImagePixels: 1 << 16})
+	f.Fuzz(func(t *testing.T, h, w, c int64, pix []byte, encoded bool, key string) {
+		img := map[string]any{key: base64.StdEncoding.EncodeToString(pix), "dtype": "|u1", "shape": []int64{h, w, c}}
+		body, _ := json.Marshal(map[string]any{"image": img, "instruction": "x"})
+		if encoded {
+			body, _ = json.Marshal(map[string]string{"encoded": string(body)})
+		}
+		check := func(err error) {
+			if err != nil {
+				if ae := asAPIError(err); ae.Status < 400 || ae.Status >= 500 {
+					t.Fatalf("answered %d: %v", ae.Status, err)
+				}
+			}
+		}
+		r := httptest.NewRequest("POST", "/act", bytes.NewReader(body))
+		var req actRequest
+		if err := decodeJSON(r, &req); err != nil {
+			check(err)
+			return
+		}
+		if req.Encoded != nil {
+			req = actRequest{}
+			if err := json.Unmarshal([]byte(*body2(body)), &req); err != nil {
+				return
+			}
+		}
+		im, err := s.parseActImage(context.Background(), req.Image)
+		if err != nil {
+			check(err)
+			return
+		}
+		if _, err := vision.Preprocess(im, 64, 4, vision.CLIPMean, vision.CLIPStd); err != nil {
+			t.Fatalf("a decoded image failed preprocessing: %v", err)
+		}
+	})
+}
+
+// body2 returns the inner JSON of an {"encoded": ...} body.
+func body2(b []byte) *string {
+	var e struct{ Encoded *string }
+	_ = json.Unmarshal(b, &e)
+	if e.Encoded == nil {
+		s := ""
+		return &s
+	}
+	return e.Encoded
 }

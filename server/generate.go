@@ -36,7 +36,9 @@ type started struct {
 }
 
 // start validates, tokenizes, embeds and submits a request. It takes a queue
-// place first, so a full server answers 429 before doing any work.
+// place after the cheap checks (bounded tokenization, context size) and
+// before the expensive ones, so a full server answers 429 before running
+// the vision tower.
 func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	p, eng, err := s.ready()
 	if err != nil {
@@ -45,23 +47,25 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	if gr.maxTokens < 0 {
 		return nil, badRequest("max_tokens", "invalid_value", "max_tokens must be positive, got %d", gr.maxTokens)
 	}
-	sampler, err := llm.NewSampler(llm.SampleOptions{Temperature: gr.temperature, TopP: gr.topP}, gr.seed)
+	sampler, err := llm.NewSampler(llm.SampleOptions{Temperature: gr.temperature, TopP: gr.topP, Allowed: s.allowed}, gr.seed)
 	if err != nil {
 		return nil, badRequest("temperature", "invalid_value", "%v", strings.TrimPrefix(err.Error(), "llm: "))
 	}
-	if err := eng.admit(); err != nil {
-		return nil, err
-	}
-	submitted := false
-	defer func() {
-		if !submitted {
-			eng.release()
-		}
-	}()
+	// Cheap checks first: tokenization is bounded by the context (it stops
+	// once the prompt has more ids than positions), and user text is
+	// encoded literally (typed special tokens stay text).
+	limit := s.maxContext(p)
 	ids, err := p.Tokenizer.EncodeChat(gr.messages, tokenizer.ChatOptions{SystemPrompt: gr.system,
-		AddGenerationPrompt: true, ImageStartEnd: true})
+		AddGenerationPrompt: true, ImageStartEnd: true, LiteralContent: true, MaxTokens: limit})
+	if errors.Is(err, tokenizer.ErrTooManyTokens) {
+		return nil, badRequest("messages", "context_length_exceeded",
+			"the prompt takes more than %d tokens, over the context of %d", limit, limit)
+	}
 	if err != nil {
 		return nil, badRequest("messages", "invalid_value", "%v", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(ctx)
 	}
 	imgTok := p.Model.Config.ImageTokenIndex
 	n := 0
@@ -74,11 +78,25 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 		return nil, badRequest("messages", "invalid_value",
 			"the prompt has %d image tokens for %d images: message text must not contain %q", n, len(gr.images), tokenizer.ImageToken)
 	}
+	if gr.maxTokens > 0 && len(ids)+gr.maxTokens > limit {
+		return nil, badRequest("max_tokens", "context_length_exceeded",
+			"the prompt takes at least %d positions and max_tokens is %d: together over the context of %d", len(ids), gr.maxTokens, limit)
+	}
+	// The queue place is taken before the expensive part (images, vision
+	// tower, prefill), so a full server answers 429 before doing it.
+	if err := eng.admit(); err != nil {
+		return nil, err
+	}
+	submitted := false
+	defer func() {
+		if !submitted {
+			eng.release()
+		}
+	}()
 	embeds, seqLen, err := s.embed(ctx, p, ids, gr.images)
 	if err != nil {
 		return nil, err
 	}
-	limit := s.maxContext(p)
 	room := limit - seqLen
 	maxTok := gr.maxTokens
 	if maxTok == 0 {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -108,24 +109,22 @@ func (s *Server) fetchImage(ctx context.Context, u string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{
-		CheckRedirect: func(r *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
-				return fmt.Errorf("too many redirects")
-			}
-			if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to scheme %q refused", r.URL.Scheme)
-			}
-			return nil
-		},
-	}
-	resp, err := client.Do(req)
+	resp, err := s.imageClient().Do(req)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, errPrivateTarget) {
+			return nil, errPrivateTarget
+		}
+		// The cause (connection refused, DNS, TLS...) is logged, not
+		// echoed: it would let a client map the server's network.
+		s.log.Warn("remote image fetch failed", "url", u, "err", err)
+		if ctx.Err() != nil {
+			return nil, errors.New("the image could not be fetched in time")
+		}
+		return nil, errors.New("the image could not be fetched")
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s", u, resp.Status)
+		return nil, fmt.Errorf("the image server answered HTTP %d", resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes+1))
 	if err != nil {

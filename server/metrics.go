@@ -43,7 +43,11 @@ type metrics struct {
 	queueDepth atomic.Int64
 	cancelled  atomic.Int64
 	rejected   atomic.Int64
-	start      time.Time
+	// refusedConns counts connections closed at once over Config.MaxConns;
+	// openConns is the number held now.
+	refusedConns atomic.Int64
+	openConns    atomic.Int64
+	start        time.Time
 }
 
 func newMetrics() *metrics {
@@ -126,6 +130,8 @@ func (m *metrics) write(w io.Writer, e *engine, ready bool) {
 	for _, ep := range slices.Sorted(maps.Keys(errs)) {
 		p("magma_request_errors_total{endpoint=%q} %d\n", ep, errs[ep])
 	}
+	p("# HELP magma_open_connections Connections open now (at most --max-conns).\n# TYPE magma_open_connections gauge\nmagma_open_connections %d\n", m.openConns.Load())
+	p("# HELP magma_connections_refused_total Connections answered 503 and closed because --max-conns were open.\n# TYPE magma_connections_refused_total counter\nmagma_connections_refused_total %d\n", m.refusedConns.Load())
 	p("# HELP magma_requests_rejected_total Requests refused with 429 because the queue was full.\n# TYPE magma_requests_rejected_total counter\nmagma_requests_rejected_total %d\n", m.rejected.Load())
 	p("# HELP magma_sequences_cancelled_total Sequences stopped because the client left or the request timed out.\n# TYPE magma_sequences_cancelled_total counter\nmagma_sequences_cancelled_total %d\n", m.cancelled.Load())
 	p("# HELP magma_queue_depth Requests admitted and waiting for a decoder slot.\n# TYPE magma_queue_depth gauge\nmagma_queue_depth %d\n", m.queueDepth.Load())

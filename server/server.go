@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,20 @@ type Config struct {
 	// data: URIs are accepted. No file path or file: URL is ever opened.
 	AllowRemoteImages  bool
 	RemoteImageTimeout time.Duration
+	// AllowPrivateImages lets remote image URLs reach loopback, link-local
+	// and private addresses (refused by default: SSRF).
+	AllowPrivateImages bool
+	// APIKey, when set, is required on every endpoint but /health as
+	// "Authorization: Bearer <key>" (OpenAI clients send it) or X-API-Key.
+	APIKey string
+	// AllowedHosts are extra names accepted in the Host header (IP
+	// literals and localhost always are); others get 403 (DNS rebinding).
+	AllowedHosts []string
+	// ReadTimeout bounds reading a whole request, body included, so a
+	// client sending a byte now and then cannot hold a connection.
+	ReadTimeout time.Duration
+	// MaxConns bounds open connections; the next gets a JSON 503.
+	MaxConns int
 	// EmbedConcurrency bounds how many requests run the vision tower at once.
 	EmbedConcurrency int
 	Logger           *slog.Logger
@@ -58,7 +73,7 @@ func DefaultConfig() Config {
 	return Config{
 		ModelName: "magma", MaxBatch: 8, MaxQueue: 64, Timeout: 5 * time.Minute,
 		DefaultMaxTokens: 256, MaxBodyBytes: 32 << 20, MaxImagePixels: 16 << 20, MaxImages: 8,
-		RemoteImageTimeout: 10 * time.Second, EmbedConcurrency: 1,
+		RemoteImageTimeout: 10 * time.Second, EmbedConcurrency: 1, ReadTimeout: 60 * time.Second, MaxConns: 512,
 	}
 }
 
@@ -91,6 +106,12 @@ func (c *Config) fill() {
 	if c.RemoteImageTimeout <= 0 {
 		c.RemoteImageTimeout = d.RemoteImageTimeout
 	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = d.MaxConns
+	}
 	if c.EmbedConcurrency <= 0 {
 		c.EmbedConcurrency = d.EmbedConcurrency
 	}
@@ -103,29 +124,36 @@ func (c *Config) fill() {
 // start serving with Serve (the health check answers 503 until Load has
 // given it a model), stop it with Shutdown.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	m   *metrics
-	mux *http.ServeMux
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	handler http.Handler
 
 	mu       sync.RWMutex // guards p, eng, stats (set once by Load)
 	p        *model.Pipeline
 	eng      *engine
 	stats    map[string]datasetStats
 	statsErr error
+	allowed  []bool // ids the tokenizer can decode: the only ones sampled
 
 	embedSem chan struct{}
 	proposer som.Proposer
 	draining atomic.Bool
 	http     *http.Server
 	inflight sync.WaitGroup
+	keyHash  []byte // sha256 of Config.APIKey; nil: no key
+	cop      *http.CrossOriginProtection
 }
 
 // New creates a server without a model.
 func New(cfg Config) *Server {
 	cfg.fill()
 	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), embedSem: make(chan struct{}, cfg.EmbedConcurrency),
-		proposer: som.NewClassicalProposer()}
+		proposer: som.NewClassicalProposer(), cop: http.NewCrossOriginProtection()}
+	if cfg.APIKey != "" {
+		h := sha256.Sum256([]byte(cfg.APIKey))
+		s.keyHash = h[:]
+	}
 	mux := http.NewServeMux()
 	s.route(mux, "/v1/chat/completions", http.MethodPost, true, s.handleChat)
 	s.route(mux, "/v1/ground", http.MethodPost, true, s.handleGround)
@@ -133,12 +161,19 @@ func New(cfg Config) *Server {
 	s.route(mux, "/v1/models", http.MethodGet, false, s.handleModels)
 	s.route(mux, "/health", http.MethodGet, false, s.handleHealth)
 	s.route(mux, "/metrics", http.MethodGet, false, s.handleMetrics)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.wrap("other", func(w http.ResponseWriter, r *http.Request) error {
-			return newAPIError(http.StatusNotFound, "invalid_request_error", "not_found", "no endpoint %s %q", r.Method, r.URL.Path)
-		})(w, r)
+	notFound := s.wrap("other", func(w http.ResponseWriter, r *http.Request) error {
+		return newAPIError(http.StatusNotFound, "invalid_request_error", "not_found", "no endpoint %s %q", r.Method, r.URL.Path)
 	})
-	s.mux = mux
+	mux.HandleFunc("/", notFound)
+	// Paths ServeMux would redirect (//x, /a/../b, trailing slashes) and
+	// CONNECT get a JSON 404 instead of Go's plain-text answers.
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect || !cleanPath(r.URL.Path) {
+			notFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	return s
 }
 
@@ -155,6 +190,9 @@ func (s *Server) Load(p *model.Pipeline) error {
 	if s.cfg.MaxContext > 0 && s.cfg.MaxContext < maxCtx {
 		maxCtx = s.cfg.MaxContext
 	}
+	if err := model.CheckKVCache(p.Model.Config, s.cfg.MaxBatch, maxCtx); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	dec, err := llm.NewBatchDecoder(p.Model.LM, s.cfg.MaxBatch, maxCtx)
 	if err != nil {
 		return err
@@ -165,8 +203,8 @@ func (s *Server) Load(p *model.Pipeline) error {
 	if s.p != nil {
 		return errors.New("server: a model is already loaded")
 	}
-	s.p, s.stats, s.statsErr = p, stats, statsErr
-	s.eng = newEngine(dec, s.cfg.MaxQueue, s.m)
+	s.p, s.stats, s.statsErr, s.allowed = p, stats, statsErr, p.AllowedIDs()
+	s.eng = newEngine(dec, s.cfg.MaxQueue, s.m, s.log)
 	s.log.Info("model loaded", "dir", p.Dir, "name", s.cfg.ModelName, "max_batch", s.cfg.MaxBatch,
 		"max_queue", s.cfg.MaxQueue, "max_context", maxCtx, "act_stats", statsSummary(stats, statsErr))
 	return nil
@@ -193,17 +231,19 @@ func (s *Server) ready() (*model.Pipeline, *engine, error) {
 }
 
 // Handler is the server's HTTP handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.http == nil {
-		s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.cfg.ReadTimeout,
+			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	}
 	hs := s.http
 	s.mu.Unlock()
+	s.warnExposure(ln.Addr())
+	ln = newLimitListener(ln, s.cfg.MaxConns, func() { s.m.refusedConns.Add(1) }, &s.m.openConns)
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -333,7 +373,11 @@ func (s *Server) wrap(endpoint string, h handlerFunc) http.HandlerFunc {
 			s.log.Log(r.Context(), lvl, "request", "method", r.Method, "path", r.URL.Path, "status", status,
 				"ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 		}()
-		if err := h(w, r); err != nil {
+		err := s.guard(endpoint, r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
 			ae := asAPIError(err)
 			if ae.Status >= 500 && ae.Status != http.StatusServiceUnavailable {
 				s.log.Error("request failed", "endpoint", endpoint, "err", err)

@@ -82,7 +82,12 @@ type testServer struct {
 // decode step; statsJSON (optional) is written as dataset_statistics.json.
 func startServer(t *testing.T, cfg Config, hook func(), statsJSON string) *testServer {
 	t.Helper()
-	base := tinyPipeline(t)
+	return startServerPipeline(t, cfg, hook, statsJSON, tinyPipeline(t))
+}
+
+// startServerPipeline is startServer with a given pipeline.
+func startServerPipeline(t *testing.T, cfg Config, hook func(), statsJSON string, base *model.Pipeline) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	if statsJSON != "" {
 		if err := os.WriteFile(filepath.Join(dir, DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
@@ -568,7 +573,8 @@ func startImageHost(t *testing.T) string {
 
 func TestRemoteImagesAllowed(t *testing.T) {
 	remote := startImageHost(t)
-	ts := startServer(t, Config{AllowRemoteImages: true}, nil, "")
+	// The image host is on loopback: allowed only explicitly (issue 20).
+	ts := startServer(t, Config{AllowRemoteImages: true, AllowPrivateImages: true}, nil, "")
 	content := []map[string]any{{"type": "image_url", "image_url": map[string]any{"url": remote + "/a.png"}}, {"type": "text", "text": "hi"}}
 	resp, body := ts.post(t, "/v1/chat/completions", chatBody(content, map[string]any{"max_tokens": 2}))
 	if resp.StatusCode != 200 {

@@ -56,6 +56,44 @@ func DefaultConfig() Config {
 		RANSACThreshold: 4.0, MinVisibleFrac: 0.5, ShotThreshold: DefaultShotThreshold, MaxFgClusters: 5}
 }
 
+// Limits of Validate: a grid of MaxGrid² query points and MaxFuture steps
+// already mean minutes of tracking per clip.
+const (
+	MaxGrid   = 128
+	MaxFuture = 1024
+)
+
+// Validate refuses values out of range; zero fields mean the defaults of
+// DefaultConfig (so the zero Config is valid), negative or absurd ones are
+// errors naming the field rather than being replaced silently.
+func (c Config) Validate() error {
+	bad := func(name string, v any, want string) error {
+		return fmt.Errorf("tom: %s %v must be %s", name, v, want)
+	}
+	nonNeg := func(v float64) bool { return v >= 0 && !math.IsInf(v, 0) } // false for NaN
+	switch {
+	case c.Grid < 0 || c.Grid > MaxGrid:
+		return bad("grid", c.Grid, fmt.Sprintf("in [1, %d]", MaxGrid))
+	case c.Future < 0 || c.Future > MaxFuture:
+		return bad("future", c.Future, fmt.Sprintf("in [1, %d]", MaxFuture))
+	case !nonNeg(c.Epsilon):
+		return bad("epsilon", c.Epsilon, "a finite number >= 0")
+	case !nonNeg(c.Eta):
+		return bad("eta", c.Eta, "a finite number >= 0")
+	case !nonNeg(c.CameraMotionFrac) || c.CameraMotionFrac > 1:
+		return bad("camera motion fraction", c.CameraMotionFrac, "in [0, 1]")
+	case !nonNeg(c.RANSACThreshold):
+		return bad("RANSAC threshold", c.RANSACThreshold, "a finite number >= 0")
+	case !nonNeg(c.MinVisibleFrac) || c.MinVisibleFrac > 1:
+		return bad("minimum visible fraction", c.MinVisibleFrac, "in [0, 1]")
+	case !nonNeg(c.ShotThreshold):
+		return bad("shot threshold", c.ShotThreshold, "a finite number >= 0")
+	case c.MaxFgClusters < 0:
+		return bad("max foreground clusters", c.MaxFgClusters, ">= 0")
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.Grid <= 0 {
@@ -125,6 +163,12 @@ type Result struct {
 // RunFile reads Future+1 frames from path (video or image folder, see
 // ReadFrames) starting at frame start, then runs Run.
 func RunFile(path string, start int, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("tom: start frame %d must be >= 0", start)
+	}
 	cfg = cfg.withDefaults()
 	clip, err := ReadFrames(path, start, cfg.Future+1)
 	if err != nil {
@@ -144,6 +188,9 @@ func RunFile(path string, start int, cfg Config) (*Result, error) {
 // and the training strings. Fewer than Future+1 frames is ErrTooShort; a
 // shot boundary inside them is ErrShotBoundary (start after it instead).
 func Run(frames []vision.Image, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := checkFrames(frames); err != nil {
 		return nil, err

@@ -136,6 +136,11 @@ type checkpointWriter struct {
 	// beforeRename, when set, is called with the finished temp directory
 	// before it is renamed (tests simulate a crash there).
 	beforeRename func(tmp string) error
+	// removeOld deletes a checkpoint pruned by retention (os.RemoveAll;
+	// tests make it fail).
+	removeOld func(path string) error
+	// warn reports a retention failure; training goes on.
+	warn func(format string, a ...any)
 }
 
 // save writes a complete checkpoint for st.Step and applies retention.
@@ -214,7 +219,13 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	if err := writeFileAtomic(filepath.Join(w.root, latestFile), []byte(name+"\n")); err != nil {
 		return fail(err)
 	}
-	return final, w.prune(st.Step)
+	if err := w.prune(st.Step); err != nil {
+		// Losing disk space is better than losing the run: say so, go on.
+		if w.warn != nil {
+			w.warn("warning: %v (training continues; remove old checkpoints by hand)\n", err)
+		}
+	}
+	return final, nil
 }
 
 // prune keeps the newest w.keep checkpoints (never the one just written).
@@ -230,8 +241,12 @@ func (w *checkpointWriter) prune(current int) error {
 		if steps[i] == current {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(w.root, stepName(steps[i]))); err != nil {
-			return fmt.Errorf("checkpoint retention: %w", err)
+		rm := w.removeOld
+		if rm == nil {
+			rm = os.RemoveAll
+		}
+		if err := rm(filepath.Join(w.root, stepName(steps[i]))); err != nil {
+			return fmt.Errorf("checkpoint retention could not remove %s: %w", filepath.Join(w.root, stepName(steps[i])), err)
 		}
 	}
 	return nil
@@ -291,6 +306,44 @@ func readState(dir string) (*TrainerState, error) {
 		}
 	}
 	return &st, nil
+}
+
+// checkWritable makes sure checkpoints can be written under root before
+// training starts (not at the first save, minutes or hours later).
+func checkWritable(root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("checkpoints folder %s cannot be created: %w", root, err)
+	}
+	f, err := os.CreateTemp(root, tmpPrefix+"probe-")
+	if err != nil {
+		return fmt.Errorf("checkpoints folder %s is not writable: %w", root, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// checkpointCandidates lists the step-* directories whose trainer state
+// reads back, newest first; unreadable ones are reported in the error.
+func checkpointCandidates(runDir string) ([]string, []*TrainerState, error) {
+	root := filepath.Join(runDir, checkpointsDir)
+	steps, err := listSteps(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	var dirs []string
+	var states []*TrainerState
+	var errs []error
+	for i := len(steps) - 1; i >= 0; i-- {
+		dir := filepath.Join(root, stepName(steps[i]))
+		st, err := readState(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("skipping unreadable checkpoint %s: %w", dir, err))
+			continue
+		}
+		dirs, states = append(dirs, dir), append(states, st)
+	}
+	return dirs, states, errors.Join(errs...)
 }
 
 // LatestCheckpoint finds the newest complete checkpoint under a run folder:

@@ -92,6 +92,22 @@ func bucketUp(n, unit int) int {
 	return b
 }
 
+// checkLabels refuses labels that generation could never produce: ids the
+// tokenizer has no token for (allowed nil: no check).
+func checkLabels(batch data.Batch, allowed []bool) error {
+	if allowed == nil {
+		return nil
+	}
+	for j, s := range batch.Samples {
+		for i, l := range s.Labels {
+			if l != data.IgnoreIndex && (l < 0 || l >= len(allowed) || !allowed[l]) {
+				return fmt.Errorf("sample %d: label %d at index %d has no token in the tokenizer (generation masks such ids)", j, l, i)
+			}
+		}
+	}
+	return nil
+}
+
 // fill writes a batch into the graph's input buffers and returns the number
 // of supervised target positions.
 func (sg *stepGraph) fill(m *model.Magma, batch data.Batch) int {

@@ -100,7 +100,10 @@ func ReadMetrics(path string) ([]Metric, error) {
 	return out, sc.Err()
 }
 
-// progress draws a one-line bar on a terminal, or plain lines otherwise.
+// progress draws a one-line bar on a terminal (redrawn after every update,
+// at most 5 times a second: percentage, steps, updates/s, tokens/s, last
+// logged loss and lr, elapsed and ETA), or plain lines every log_every
+// updates otherwise (files, pipes, CI logs).
 type progress struct {
 	w     io.Writer
 	tty   bool
@@ -108,6 +111,8 @@ type progress struct {
 	start int
 	t0    time.Time
 	drawn bool
+	last  Metric    // newest logged metrics (loss, lr, tokens/s)
+	drawT time.Time // last redraw
 }
 
 func isTerminal(w io.Writer) bool {
@@ -135,20 +140,51 @@ func fmtDuration(s float64) string {
 	return d.String()
 }
 
-func (p *progress) update(m Metric) {
-	eta := 0.0
-	if done := m.Step - p.start; done > 0 {
-		eta = time.Since(p.t0).Seconds() / float64(done) * float64(p.total-m.Step)
+func (p *progress) eta(step int) float64 {
+	if done := step - p.start; done > 0 {
+		return time.Since(p.t0).Seconds() / float64(done) * float64(p.total-step)
 	}
+	return -1
+}
+
+// update reports logged metrics: a line without a terminal, else a redraw.
+func (p *progress) update(m Metric) {
+	p.last = m
 	if !p.tty {
 		fmt.Fprintf(p.w, "step %d/%d loss %.4f lr %.3g grad_norm %.3g tokens/s %.0f data_wait %.1fms eta %s\n",
-			m.Step, p.total, m.Loss, m.LR, m.GradNorm, m.TokensPerS, m.DataWaitMS, fmtDuration(eta))
+			m.Step, p.total, m.Loss, m.LR, m.GradNorm, m.TokensPerS, m.DataWaitMS, fmtDuration(p.eta(m.Step)))
 		return
 	}
+	p.draw(m.Step, true)
+}
+
+// tick is called after every update; on a terminal it redraws the bar.
+func (p *progress) tick(step int) {
+	if p.tty {
+		p.draw(step, step == p.total)
+	}
+}
+
+func (p *progress) draw(step int, force bool) {
+	now := time.Now()
+	if !force && now.Sub(p.drawT) < 200*time.Millisecond {
+		return
+	}
+	p.drawT = now
 	const width = 24
-	fill := width * m.Step / max(1, p.total)
+	frac := float64(step) / float64(max(1, p.total))
+	fill := min(width, int(frac*width))
 	bar := strings.Repeat("█", fill) + strings.Repeat("░", width-fill)
-	fmt.Fprintf(p.w, "\r\033[K%s %d/%d loss %.4f lr %.2e %.0f tok/s ETA %s", bar, m.Step, p.total, m.Loss, m.LR, m.TokensPerS, fmtDuration(eta))
+	rate := 0.0
+	if el := now.Sub(p.t0).Seconds(); el > 0 {
+		rate = float64(step-p.start) / el
+	}
+	loss := "loss -"
+	if p.last.Step > 0 {
+		loss = fmt.Sprintf("loss %.4f lr %.2e", p.last.Loss, p.last.LR)
+	}
+	fmt.Fprintf(p.w, "\r\033[K%3.0f%% %s %d/%d [%s<%s, %.2f it/s, %.0f tok/s] %s",
+		100*frac, bar, step, p.total, fmtDuration(now.Sub(p.t0).Seconds()), fmtDuration(p.eta(step)), rate, p.last.TokensPerS, loss)
 	p.drawn = true
 }
 

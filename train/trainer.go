@@ -36,7 +36,11 @@ type Options struct {
 	Preprocessor *model.PreprocessorConfig
 	// Tokenizer is a tokenizer directory copied into each checkpoint ("" = none).
 	Tokenizer string
-	Data      StreamOpener
+	// Allowed marks the ids that have a token (tokenizer.Tokenizer.IDMask);
+	// a label outside it is an error, since generation never samples such
+	// ids (llm.SampleOptions.Allowed). Nil: any id below vocab_size.
+	Allowed []bool
+	Data    StreamOpener
 	// OutDir is the run folder (metrics.jsonl, checkpoints/, plots).
 	OutDir string
 	// Resume continues from the newest complete checkpoint in OutDir.
@@ -60,10 +64,23 @@ type Options struct {
 	// them in).
 	Adapters Adapters
 
-	// beforeRename is a test hook (see checkpointWriter).
+	// OnStart, when set, is called once the trainable parameters are known
+	// (adapters attached), before the first update: what the run trains.
+	OnStart func(StartInfo)
+
+	// beforeRename and removeOld are test hooks (see checkpointWriter).
 	beforeRename func(tmp string) error
+	removeOld    func(path string) error
 	// afterStep is a test hook called after every update's bookkeeping.
 	afterStep func(step int, loss float64, grads [][]float32) error
+}
+
+// StartInfo is what Options.OnStart reports.
+type StartInfo struct {
+	Trainable int64   // parameters the optimizer updates (adapters only with lora)
+	Total     int64   // parameters of the model (adapters included)
+	LR        float64 // peak learning rate of the schedule
+	Schedule  string
 }
 
 // Result summarises a run.
@@ -187,6 +204,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	if o.OnStart != nil {
+		info := StartInfo{LR: cfg.Optimizer.LR, Schedule: cfg.Schedule.Name}
+		for _, p := range params {
+			info.Trainable += int64(len(p.Data))
+		}
+		info.Total, _ = model.ParamCount(m)
+		if adapters != nil {
+			for _, a := range adapters.Tensors() {
+				info.Total += int64(a.T.Shape().TotalSize())
+			}
+		}
+		o.OnStart(info)
+	}
 	tensorIndex := map[*tensor.Dense]int{}
 	trainable := map[*tensor.Dense]bool{}
 	for i, t := range tensors {
@@ -197,7 +227,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	sched := NewSchedule(cfg.Schedule.Name, cfg.Optimizer.LR, cfg.Steps, cfg.Schedule.WarmupRatio)
 	pcg := rand.NewPCG(cfg.Seed, 0x747261696e)
 	ckRoot := filepath.Join(o.OutDir, checkpointsDir)
-	writer := &checkpointWriter{root: ckRoot, model: m, adapters: adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer, keep: cfg.Checkpoint.Keep, beforeRename: o.beforeRename}
+	writer := &checkpointWriter{root: ckRoot, model: m, adapters: adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer, keep: cfg.Checkpoint.Keep,
+		beforeRename: o.beforeRename, removeOld: o.removeOld, warn: func(f string, a ...any) { fmt.Fprintf(logw, f, a...) }}
+	if !o.NoCheckpoint {
+		if err := checkWritable(ckRoot); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+	}
 	if err := removeTemps(ckRoot); err != nil {
 		return nil, fmt.Errorf("train: removing half-written checkpoints: %w", err)
 	}
@@ -211,21 +247,37 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		lastCheckpoint          string
 	)
 	if o.Resume {
-		dir, st, warn := LatestCheckpoint(o.OutDir)
+		dirs, states, warn := checkpointCandidates(o.OutDir)
 		if warn != nil {
 			fmt.Fprintf(logw, "warning: %v\n", warn)
 		}
-		if dir == "" {
+		if len(dirs) == 0 {
 			return nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", ckRoot)
 		}
-		if st.ConfigHash != cfg.Hash() {
-			return nil, fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", dir, st.ConfigHash, cfg.Hash())
-		}
-		if st.Trainable != cfg.Trainable {
-			return nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", st.Trainable, cfg.Trainable)
-		}
-		if err := loadCheckpoint(dir, m, adapters, opt); err != nil {
-			return nil, fmt.Errorf("train: --resume: %w", err)
+		// The newest checkpoint that loads wins: a truncated weights or
+		// optimizer file (disk full, copy cut short) falls back to the
+		// previous one, as an unreadable trainer_state.json does. A
+		// successful load rewrites every weight and moment, so a failed
+		// attempt leaves nothing behind.
+		var dir string
+		var st *TrainerState
+		for i, d := range dirs {
+			s := states[i]
+			if s.ConfigHash != cfg.Hash() {
+				return nil, fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", d, s.ConfigHash, cfg.Hash())
+			}
+			if s.Trainable != cfg.Trainable {
+				return nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", s.Trainable, cfg.Trainable)
+			}
+			err := loadCheckpoint(d, m, adapters, opt)
+			if err == nil {
+				dir, st = d, s
+				break
+			}
+			if i == len(dirs)-1 {
+				return nil, fmt.Errorf("train: --resume: %w", err)
+			}
+			fmt.Fprintf(logw, "warning: skipping checkpoint %s that does not load (%v); falling back to %s\n", d, err, dirs[i+1])
 		}
 		opt.Step = st.Optimizer.Step
 		if len(st.RNG) > 0 {
@@ -345,6 +397,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return res, fmt.Errorf("train: step %d: data: %w", step+1, err)
 			}
 			lay, err := plan(m, batch, cfg.SeqBucket, maxLen)
+			if err == nil {
+				err = checkLabels(batch, o.Allowed)
+			}
 			if err != nil {
 				prog.done()
 				return res, fmt.Errorf("train: step %d: %w", step+1, err)
@@ -429,6 +484,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			prog.update(rec)
 			window.t0, window.tokens, window.samples, window.wait, window.steps = now, 0, 0, 0, 0
+		} else {
+			prog.tick(done)
 		}
 		if !o.NoCheckpoint && ((cfg.Checkpoint.Every > 0 && done%cfg.Checkpoint.Every == 0) || done == cfg.Steps) {
 			elapsedBefore, runStart = elapsed, now

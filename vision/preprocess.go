@@ -32,6 +32,10 @@ const DefaultMaxPixels = 1 << 26
 // exhausting memory (Magma-8B needs at most 4 * 512² pixels).
 const MaxOutputPixels = 1 << 26
 
+// MaxCrops bounds the anyres crop count (Magma-8B uses 4): SelectGrid's
+// search is O(maxCrops log maxCrops), and MaxOutputPixels bounds the canvas.
+const MaxCrops = 1024
+
 // Image is an 8-bit RGB image, pixels interleaved row-major: Pix[(y*W+x)*3+c].
 type Image struct {
 	W, H int
@@ -43,10 +47,28 @@ func (im Image) Validate() error {
 	if im.W <= 0 || im.H <= 0 {
 		return fmt.Errorf("vision: image has zero or negative size %dx%d", im.W, im.H)
 	}
+	// W*H*3 must not overflow: a request may announce any size.
+	if im.W > MaxImageSide || im.H > MaxImageSide {
+		return fmt.Errorf("vision: image %dx%d is larger than %d pixels on a side", im.W, im.H, MaxImageSide)
+	}
 	if len(im.Pix) != im.W*im.H*3 {
 		return fmt.Errorf("vision: image %dx%d needs %d bytes of RGB, has %d", im.W, im.H, im.W*im.H*3, len(im.Pix))
 	}
 	return nil
+}
+
+// MaxImageSide bounds an image's width and height (OpenCV's own limit is
+// 2^30 pixels in total); with it W*H*3 cannot overflow an int.
+const MaxImageSide = 1 << 20
+
+// PixelCount returns w*h, or false when either side is not positive or the
+// product does not fit in an int64 (sizes announced by a request are
+// checked with it before anything is multiplied or allocated).
+func PixelCount(w, h int) (int64, bool) {
+	if w <= 0 || h <= 0 || int64(w) > math.MaxInt64/int64(h) {
+		return 0, false
+	}
+	return int64(w) * int64(h), true
 }
 
 // DecodeOption adjusts DecodeImage and DecodeImageBytes.
@@ -340,8 +362,11 @@ func Preprocess(img Image, base, maxCrops int, mean, std [3]float32) (*Pixels, e
 	if base <= 0 {
 		return nil, fmt.Errorf("vision: preprocess: base crop size %d must be positive", base)
 	}
-	if maxCrops <= 0 {
-		return nil, fmt.Errorf("vision: preprocess: max crops %d must be positive", maxCrops)
+	if maxCrops <= 0 || maxCrops > MaxCrops {
+		return nil, fmt.Errorf("vision: preprocess: max crops %d must be in [1, %d]", maxCrops, MaxCrops)
+	}
+	if int64(base)*int64(base) > MaxOutputPixels {
+		return nil, fmt.Errorf("vision: preprocess: base crop size %d is over the limit of %d pixels", base, int64(MaxOutputPixels))
 	}
 	for c := 0; c < 3; c++ {
 		if std[c] == 0 || math.IsNaN(float64(std[c])) || math.IsNaN(float64(mean[c])) {
@@ -449,7 +474,9 @@ func resizeAxis(in, out int) []tap {
 }
 
 // parallelRows runs fn(row) for rows 0..n-1 on up to GOMAXPROCS goroutines,
-// each taking a contiguous block of rows.
+// each taking a contiguous block of rows. A panic in a worker is re-raised
+// on the calling goroutine (where a server's recover sees it) instead of
+// killing the process.
 func parallelRows(n int, fn func(row int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if workers > n {
@@ -462,6 +489,8 @@ func parallelRows(n int, fn func(row int)) {
 		return
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var perr any
 	chunk := (n + workers - 1) / workers
 	for lo := 0; lo < n; lo += chunk {
 		hi := lo + chunk
@@ -471,10 +500,20 @@ func parallelRows(n int, fn func(row int)) {
 		wg.Add(1)
 		go func(lo, hi int) {
 			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					mu.Lock()
+					perr = v
+					mu.Unlock()
+				}
+			}()
 			for r := lo; r < hi; r++ {
 				fn(r)
 			}
 		}(lo, hi)
 	}
 	wg.Wait()
+	if perr != nil {
+		panic(perr)
+	}
 }

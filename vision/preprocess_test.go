@@ -417,3 +417,60 @@ func TestDecodeMutations(t *testing.T) {
 		t.Logf("%s: %d decoded, %d rejected", name, ok, bad)
 	}
 }
+
+// TestOverflowingSizes (issue 20, point 1): sizes whose W*H*3 overflows are
+// refused before anything is multiplied or allocated.
+func TestOverflowingSizes(t *testing.T) {
+	for _, im := range []Image{{W: 4, H: 1 << 62}, {W: 1 << 62, H: 4}, {W: 1<<31 + 1, H: 1<<31 + 1}, {W: MaxImageSide + 1, H: 1}} {
+		if err := im.Validate(); err == nil {
+			t.Errorf("%dx%d with %d bytes validated", im.W, im.H, len(im.Pix))
+		}
+		if _, err := Preprocess(im, 64, 4, CLIPMean, CLIPStd); err == nil {
+			t.Errorf("%dx%d preprocessed", im.W, im.H)
+		}
+	}
+	if _, ok := PixelCount(1<<62, 4); ok {
+		t.Error("PixelCount(2^62, 4) did not report the overflow")
+	}
+	if _, err := Preprocess(Image{W: 2, H: 2, Pix: make([]uint8, 12)}, 64, 1_000_000_000, CLIPMean, CLIPStd); err == nil {
+		t.Error("a billion crops were accepted")
+	}
+}
+
+// TestParallelRowsPanicReachesCaller: a panic in a worker goroutine is
+// re-raised on the caller, where a server's recover catches it.
+func TestParallelRowsPanicReachesCaller(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("the panic was lost")
+		}
+	}()
+	parallelRows(1024, func(r int) {
+		if r == 1000 {
+			panic("row 1000")
+		}
+	})
+}
+
+// FuzzPreprocess (issue 20): arbitrary sizes, pixel buffers, crop sizes and
+// crop counts give a result or an error, never a panic.
+func FuzzPreprocess(f *testing.F) {
+	f.Add(4, 1<<62, []byte{}, 64, 4)
+	f.Add(3, 2, make([]byte, 18), 64, 4)
+	f.Add(1, 1, []byte{1, 2, 3}, 32, 1_000_000_000)
+	f.Add(100, 1, make([]byte, 300), 1<<20, 1)
+	f.Add(0, 5, []byte{}, 64, 4)
+	f.Add(17, 9, make([]byte, 17*9*3), 96, 9)
+	f.Fuzz(func(t *testing.T, w, h int, pix []byte, base, crops int) {
+		if base > 512 || crops > 16 {
+			// Valid but large work: checked for refusal only.
+			if int64(base)*int64(base)*int64(crops) <= MaxOutputPixels && base > 0 && crops > 0 && crops <= MaxCrops && len(pix) == w*h*3 && w > 0 && h > 0 {
+				return
+			}
+		}
+		px, err := Preprocess(Image{W: w, H: h, Pix: pix}, base, crops, CLIPMean, CLIPStd)
+		if err == nil && len(px.Data) != px.NumCrops()*base*base*3 {
+			t.Fatalf("%d floats for %d crops of %d", len(px.Data), px.NumCrops(), base)
+		}
+	})
+}

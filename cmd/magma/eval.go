@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -36,7 +37,6 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 	fl.IntVar(&f.every, "progress-every", 50, "print a progress line every N records")
 	fl.Float64Var(&f.boxScale, "box-scale", 1000, "range of integer coordinates inside <box> tags (1000 or 256)")
 	fl.BoolVar(&f.preferPoint, "prefer-point", false, "click the answer's point even when it also names a mark")
-	_ = cmd.MarkFlagRequired("data")
 }
 
 func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
@@ -69,10 +69,18 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	return opt, nil
 }
 
+// screenspotLayout is the error of `eval screenspot` without --data.
+const screenspotLayout = `eval screenspot needs --data DIR, a benchmark folder in one of these layouts:
+  ScreenSpot:     DIR/screenspot_{mobile,desktop,web}.json + DIR/screenspot_imgs/*.png
+  ScreenSpot-v2:  DIR/screenspot_{mobile,desktop,web}_v2.json + DIR/screenspotv2_image/*.png
+  ScreenSpot-Pro: DIR/annotations/*.json + DIR/images/...
+No data at hand? Write a synthetic one and run on it:
+  magma eval synthetic --out /tmp/ss-demo && magma eval screenspot --model CKPT --data /tmp/ss-demo`
+
 func init() {
 	evalCmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web)",
+		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero; synthetic writes demo data)",
 	}
 
 	var ss evalFlags
@@ -84,6 +92,9 @@ func init() {
   magma eval screenspot --data ScreenSpot-v2 --format v2 --predictions other.jsonl --out out/other
   magma eval screenspot --model out/tiny --data ScreenSpot --split mobile --limit 20`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ss.data == "" {
+				return errors.New(screenspotLayout)
+			}
 			f, err := eval.ParseFormat(format)
 			if err != nil {
 				return err
@@ -143,13 +154,16 @@ func init() {
 		},
 	}
 	mw.register(mwCmd, "only this split: task, website or domain (default: all present)")
+	_ = mwCmd.MarkFlagRequired("data")
 
 	var syn eval.SyntheticOptions
 	var synOut, synFormat string
 	synCmd := &cobra.Command{
-		Use:    "synthetic",
-		Short:  "Write a synthetic ScreenSpot-layout fixture (coloured widgets) with proposals.json, for tests and benchmarks",
-		Hidden: true,
+		Use:   "synthetic",
+		Short: "Write a synthetic ScreenSpot-layout benchmark (coloured widgets) with proposals.json: demo data, tests, benchmarks",
+		Example: `  magma eval synthetic --out /tmp/ss-demo
+  magma init --preset tiny --out out/tiny
+  magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := eval.ParseFormat(synFormat)
 			if err != nil {

@@ -27,10 +27,12 @@ type LiberoMetrics struct {
 	TokenAcc    float64 `json:"action_token_accuracy"`
 	// L1 is the mean absolute error of the un-normalised action in the
 	// simulator's convention over all 7 dimensions (gripper ±1); L1Arm over
-	// the 6 arm dimensions only.
-	L1         float64 `json:"l1"`
-	L1Arm      float64 `json:"l1_arm"`
-	GripperAcc float64 `json:"gripper_accuracy"`
+	// the 6 arm dimensions only. Both are null when no answer was a valid
+	// action (NoScore says why): 0 would read as a perfect score.
+	L1         *float64 `json:"l1"`
+	L1Arm      *float64 `json:"l1_arm"`
+	NoScore    string   `json:"no_score_reason,omitempty"`
+	GripperAcc float64  `json:"gripper_accuracy"`
 	// Invalid counts answers that were not 7 action tokens (they count as
 	// wrong tokens and wrong gripper, and are left out of the L1 means).
 	Invalid int `json:"invalid"`
@@ -87,9 +89,21 @@ func (m *LiberoMetrics) finish() {
 	if m.Steps > 0 {
 		m.GripperAcc = float64(m.grOK) / float64(m.Steps)
 	}
+	m.L1, m.L1Arm, m.NoScore = nil, nil, ""
 	if m.l1N > 0 {
-		m.L1, m.L1Arm = m.l1Sum/float64(m.l1N), m.l1ArmSum/float64(m.l1N)
+		l1, arm := m.l1Sum/float64(m.l1N), m.l1ArmSum/float64(m.l1N)
+		m.L1, m.L1Arm = &l1, &arm
+	} else if m.Steps > 0 {
+		m.NoScore = fmt.Sprintf("all %d predictions were invalid (not %d action tokens): no L1 error can be computed", m.Invalid, data.LiberoActionDim)
 	}
+}
+
+// l1Text formats an optional L1 value for the table.
+func l1Text(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.4f", *v)
 }
 
 // LiberoReport is what `magma eval libero` prints and writes.
@@ -202,13 +216,16 @@ func writeLiberoTable(w io.Writer, rep *LiberoReport) {
 		if len(name) > 48 {
 			name = name[:45] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.4f\t%.4f\t%.3f\t%d\t\n", name, m.Demos, m.Steps, m.TokenAcc, m.L1, m.L1Arm, m.GripperAcc, m.Invalid)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%s\t%s\t%.3f\t%d\t\n", name, m.Demos, m.Steps, m.TokenAcc, l1Text(m.L1), l1Text(m.L1Arm), m.GripperAcc, m.Invalid)
 	}
 	for _, m := range rep.Tasks {
 		row(m)
 	}
 	row(rep.Overall)
 	tw.Flush()
+	if rep.Overall.NoScore != "" {
+		fmt.Fprintf(w, "no L1 score: %s\n", rep.Overall.NoScore)
+	}
 }
 
 func init() {

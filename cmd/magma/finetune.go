@@ -11,7 +11,7 @@ import (
 func init() {
 	parent := &cobra.Command{
 		Use:   "finetune",
-		Short: "Fine-tune a checkpoint (sft: LLaVA-style conversation data) with the pretraining engine",
+		Short: "Fine-tune a checkpoint with the pretraining engine (sft: LLaVA conversations; libero: LIBERO robot demos)",
 	}
 	var (
 		f                        runFlags

@@ -190,6 +190,13 @@ func sameShape(a []int, b []int) bool {
 	return true
 }
 
+// Default learning rates of `finetune libero`: OpenVLA's LoRA recipe, and
+// full fine-tuning's.
+const (
+	liberoLoRALR = 5e-4
+	liberoFullLR = 2e-5
+)
+
 func init() {
 	var (
 		f                   runFlags
@@ -238,6 +245,9 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if loraRank < 0 {
 				return fmt.Errorf("--lora-rank %d must be >= 0", loraRank)
 			}
+			if !(lr >= 0) || math.IsInf(lr, 0) {
+				return fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", lr)
+			}
 			var lcfg llm.LoRAConfig
 			what, rate := trainable, lr // (the flag variables stay as parsed)
 			if loraRank > 0 {
@@ -250,10 +260,13 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 					return fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", trainable, loraRank)
 				}
 				what = train.TrainLoRA
-				if !cmd.Flags().Changed("lr") {
-					rate = 5e-4
+				if rate == 0 {
+					rate = liberoLoRALR
 				}
 			} else {
+				if rate == 0 {
+					rate = liberoFullLR
+				}
 				if merge {
 					return fmt.Errorf("--merge folds LoRA adapters in; it needs --lora-rank > 0")
 				}
@@ -341,7 +354,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			open := func(state []byte) (data.Stream, error) {
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
-			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
+			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
 			// Every checkpoint this run wrote (also one saved on Ctrl-C)
 			// gets the statistics and split; earlier ones keep theirs.
 			dirs, _ := filepath.Glob(filepath.Join(f.out, "checkpoints", "*"))
@@ -370,7 +383,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl := cmd.Flags()
 	lf.register(cmd)
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
-	fl.Float64Var(&lr, "lr", 2e-5, "learning rate (constant; default 5e-4 with LoRA as OpenVLA, 2e-5 for full fine-tuning)")
+	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", liberoLoRALR, liberoFullLR))
 	fl.IntVar(&batch, "batch-size", 1, "samples per micro-batch")
 	fl.IntVar(&accum, "grad-accum", 1, "micro-batches per update")
 	fl.IntVar(&steps, "steps", 1000, "optimizer updates (same as --max-steps)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
@@ -12,13 +13,22 @@ func init() {
 	var (
 		preset, out, dtype, tokPath string
 		seed                        uint64
+		force                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a randomly initialised checkpoint of a preset (tiny, small, magma-8b or a YAML file)",
 		Example: `  magma init --preset tiny --out out/tiny
-  magma init --preset configs/my.yaml --out out/my --dtype BF16`,
+  magma init --preset configs/my.yaml --out out/my --dtype BF16
+  magma init --preset tiny --out out/tiny --seed 7 --force   # replace out/tiny`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force {
+				for _, pat := range []string{model.ConfigFileName, "*.safetensors", "*.safetensors.index.json"} {
+					if m, _ := filepath.Glob(filepath.Join(out, pat)); len(m) > 0 {
+						return fmt.Errorf("%s already holds a checkpoint (%s): pass --force to overwrite it, or choose another --out", out, filepath.Base(m[0]))
+					}
+				}
+			}
 			cfg, pp, err := model.FromPreset(preset)
 			if err != nil {
 				return err
@@ -54,6 +64,7 @@ func init() {
 	f.StringVar(&dtype, "dtype", "F32", "stored dtype: F32, BF16 or F16")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory to copy in (default: assets/tokenizer/magma)")
 	f.Uint64Var(&seed, "seed", 0, "initialisation seed")
+	f.BoolVar(&force, "force", false, "overwrite a checkpoint already in --out")
 	_ = cmd.MarkFlagRequired("out")
 	rootCmd.AddCommand(cmd)
 }

@@ -8,13 +8,39 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/magma-go/magma/vision"
 )
 
 var rootCmd = &cobra.Command{
-	Use:           "magma",
-	Short:         "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
+	Use:   "magma",
+	Short: "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
+	Long: `magma trains, evaluates and serves Microsoft's Magma multimodal agent model
+(ConvNeXt vision encoder + Llama-3 decoder) on the CPU.
+
+  Models:      init (random checkpoint of a preset), info, generate, serve
+               (OpenAI-compatible chat, UI grounding /v1/ground, robot /act)
+  Training:    pretrain (data mixture; default: tiny model, synthetic data),
+               finetune sft (LLaVA conversations), finetune libero (LIBERO
+               demos, LoRA or full), plot (loss curves of a run)
+  Evaluation:  eval screenspot (ScreenSpot/-v2/-Pro), eval mind2web,
+               eval libero (offline action accuracy), eval synthetic (demo data)
+  Data tools:  data inspect (training sources), som (Set-of-Mark),
+               tom (Trace-of-Mark), tokenize
+
+Every command has --help with examples. Start with: magma pretrain`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
+}
+
+func init() {
+	rootCmd.PersistentFlags().Bool("verbose", false, "more output, including OpenCV/FFmpeg/GStreamer library logging (silenced by default)")
+	rootCmd.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		// serve has its own --verbose (debug logs): it also shows these.
+		if v, err := cmd.Flags().GetBool("verbose"); err != nil || !v {
+			vision.QuietLibraryLogs()
+		}
+	}
 }
 
 func main() {

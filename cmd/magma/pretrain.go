@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/magma-go/magma/llm/tokenizer"
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/train"
 	"github.com/spf13/cobra"
 )
@@ -44,7 +43,35 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	if cmd.Flags().Changed("seed") {
 		cfg.Seed = f.seed
 	}
+	if !f.resume && !cmd.Flags().Changed("out") {
+		// The documented rule for running the same command twice: the
+		// default folder is never overwritten; a new run goes to the next
+		// free DEFAULT-2, -3, ... (an explicit --out that holds checkpoints
+		// is refused instead, and --resume continues it).
+		out := nextFreeRunDir(f.out)
+		if out != f.out {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s already holds a run; this one goes to %s (continue the old one with --resume, or choose with --out)\n", f.out, out)
+			f.out = out
+		}
+	}
 	return cfg.Validate()
+}
+
+// nextFreeRunDir returns dir when it holds no checkpoints, else the first
+// dir-N (N = 2, 3, ...) that holds none.
+func nextFreeRunDir(dir string) string {
+	used := func(d string) bool {
+		entries, err := os.ReadDir(filepath.Join(d, "checkpoints"))
+		return err == nil && len(entries) > 0
+	}
+	if !used(dir) {
+		return dir
+	}
+	for n := 2; ; n++ {
+		if d := fmt.Sprintf("%s-%d", dir, n); !used(d) {
+			return d
+		}
+	}
 }
 
 // resolveTokenizer finds the tokenizer directory: the flag, the model's
@@ -99,7 +126,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
-	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Data: open, OutDir: f.out, Resume: f.resume})
+	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume})
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
@@ -108,9 +135,10 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
-	n, _ := model.ParamCount(o.Model)
-	fmt.Fprintf(w, "training %d parameters (%s) for %d updates of %d×%d samples into %s\n",
-		n, o.Config.Trainable, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
+	o.OnStart = func(si train.StartInfo) {
+		fmt.Fprintf(w, "training %d of %d parameters (%s), lr %g (%s), for %d updates of %d×%d samples into %s\n",
+			si.Trainable, si.Total, o.Config.Trainable, si.LR, si.Schedule, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
+	}
 	res, err := train.Run(ctx, o)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -20,14 +20,15 @@ func init() {
 	var (
 		modelDir, tokPath, addr, name string
 		cfg                           = server.DefaultConfig()
-		timeoutS, drainS              float64
+		timeoutS, drainS, readS       float64
 		verbose                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve a Magma checkpoint over HTTP (OpenAI-compatible chat, UI grounding, robot actions)",
 		Example: `  magma serve --model out/tiny
-  magma serve --model DIR --addr 127.0.0.1:8080 --max-batch 8 --max-queue 64 --timeout 300`,
+  magma serve --model DIR --addr 127.0.0.1:8080 --max-batch 8 --max-queue 64 --timeout 300
+  MAGMA_API_KEY=secret magma serve --model DIR --addr 0.0.0.0:8080 --allowed-host magma.example.org`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lvl := slog.LevelInfo
 			if verbose {
@@ -35,6 +36,10 @@ func init() {
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
 			cfg.Timeout = time.Duration(timeoutS * float64(time.Second))
+			cfg.ReadTimeout = time.Duration(readS * float64(time.Second))
+			if cfg.APIKey == "" {
+				cfg.APIKey = os.Getenv(server.EnvAPIKey)
+			}
 			cfg.ModelName = name
 			if cfg.ModelName == "" {
 				cfg.ModelName = filepath.Base(filepath.Clean(modelDir))
@@ -90,6 +95,11 @@ func init() {
 	f.IntVar(&cfg.MaxImagePixels, "max-image-pixels", cfg.MaxImagePixels, "width*height limit per image")
 	f.IntVar(&cfg.MaxImages, "max-images", cfg.MaxImages, "images per request")
 	f.BoolVar(&cfg.AllowRemoteImages, "allow-remote-images", false, "let image_url name http(s) URLs (fetched by the server)")
+	f.BoolVar(&cfg.AllowPrivateImages, "allow-private-images", false, "with --allow-remote-images: also fetch from loopback, link-local and private addresses")
+	f.StringVar(&cfg.APIKey, "api-key", "", "require this key as 'Authorization: Bearer KEY' (default: $"+server.EnvAPIKey+"; /health stays open)")
+	f.StringSliceVar(&cfg.AllowedHosts, "allowed-host", nil, "extra names accepted in the Host header (IP literals and localhost always are)")
+	f.Float64Var(&readS, "read-timeout", cfg.ReadTimeout.Seconds(), "seconds to read a whole request, body included")
+	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections at most; the next gets 503")
 	f.BoolVar(&verbose, "verbose", false, "debug logs (health and metrics requests too)")
 	_ = cmd.MarkFlagRequired("model")
 	rootCmd.AddCommand(cmd)

@@ -18,7 +18,10 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "som --image IMG (--boxes FILE.json | --points FILE.json | --propose) --out MARKED.png [--json]",
 		Short: "Draw Set-of-Mark numbered marks on an image (boxes JSON: [{\"bbox\":[x1,y1,x2,y2]},...] in pixels)",
-		Args:  cobra.NoArgs,
+		Example: `  magma som --image screen.png --propose --out marked.png
+  magma som --image screen.png --boxes boxes.json --out marked.png --json
+  magma som --image frame.png --points points.json --out marked.png`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
 			for _, set := range []bool{boxesPath != "", pointsPath != "", propose} {
@@ -76,6 +79,9 @@ func init() {
 			}
 			if err := som.WriteImage(out, res.Image); err != nil {
 				return err
+			}
+			if !asJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d marks on a %dx%d image\n", out, len(res.Marks), res.Image.W, res.Image.H)
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())

