@@ -43,8 +43,8 @@ type kernelOp struct {
 	// sideEffects: running the op twice is not the same as once (attention
 	// appending to a KV cache); activation checkpointing never recomputes it.
 	sideEffects bool
-	wrt       []bool // which inputs SymDiff differentiates (nil: none)
-	diff      func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	wrt         []bool // which inputs SymDiff differentiates (nil: none)
+	diff        func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
