@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision"
 )
@@ -532,34 +531,29 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 	start := time.Now()
 	outs := make([]StepOutcome, 0, len(steps))
 	nEle, nErr := 0, 0
-	for i := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachItem(ctx, len(steps), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		s := &steps[i]
 		o, pred, vis := evalStep(ctx, d, s, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		outs = append(outs, o)
-		if o.EleMatch {
-			nEle++
-		}
-		if o.Err != nil {
-			nErr++
-		}
-		t0 := time.Now()
-		fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-			Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
-		if err := rep.write(pred, fi); err != nil {
-			return nil, err
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(steps)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
-				i+1, len(steps), 100*float64(nEle)/float64(i+1), nErr, float64(i+1)/el, el)
-		}
+		return func() error {
+			outs = append(outs, o)
+			if o.EleMatch {
+				nEle++
+			}
+			if o.Err != nil {
+				nErr++
+			}
+			t0 := time.Now()
+			fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
+				Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
+			done, len(steps), 100*float64(nEle)/float64(done), nErr, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	outs = append(outs, predErrs...)
 	res := SummarizeMind2Web(outs)
@@ -633,35 +627,13 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		}
 		tm.add(&tm.parse, t0)
 	} else {
-		t0 = time.Now()
-		var boxes []som.Box
-		if opt.Proposals != nil {
-			boxes = opt.Proposals[s.ImgFilename]
-		} else if opt.Proposer != nil {
-			if boxes, err = opt.Proposer.Propose(img); err != nil {
-				tm.add(&tm.propose, t0)
-				return fail(fmt.Errorf("proposer: %w", err))
-			}
+		var text string
+		if marks, text, err = markAndAsk(ctx, img, s.ImgFilename, Mind2WebPrompt(s.Task, s.Previous), opt, tm, &vis); err != nil {
+			return fail(err)
 		}
-		tm.add(&tm.propose, t0)
+		pred.Answer = text
 		t0 = time.Now()
-		marks, err = opt.Marker.Mark(img, boxes)
-		tm.add(&tm.mark, t0)
-		if err != nil {
-			return fail(fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err))
-		}
-		vis.img, vis.marks = marks.Image, marks
-		t0 = time.Now()
-		res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image},
-			Prompt: Mind2WebPrompt(s.Task, s.Previous), MaxNewTokens: opt.MaxNewTokens})
-		tm.add(&tm.model, t0)
-		if err != nil {
-			return fail(fmt.Errorf("model: %w", err))
-		}
-		tm.modelTiming(res.Timing)
-		pred.Answer = res.Text
-		t0 = time.Now()
-		act = ParseWebAction(res.Text, img.W, img.H, opt.Parse)
+		act = ParseWebAction(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()

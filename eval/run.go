@@ -223,34 +223,29 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 	start := time.Now()
 	outs := make([]Outcome, 0, len(recs))
 	correct, nerr := 0, 0
-	for i := range recs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachItem(ctx, len(recs), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
 		rec := &recs[i]
 		o, pred, vis := evalRecord(ctx, ds, rec, preds, &opt, &tm)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		outs = append(outs, o)
-		if o.Correct {
-			correct++
-		}
-		if o.Err != nil {
-			nerr++
-		}
-		t0 := time.Now()
-		fi := failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
-			GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
-		if err := rep.write(pred, fi); err != nil {
-			return nil, err
-		}
-		tm.add(&tm.report, t0)
-		if opt.Progress != nil && ((i+1)%opt.ProgressEvery == 0 || i+1 == len(recs)) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(opt.Progress, "screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
-				i+1, len(recs), 100*float64(correct)/float64(i+1), correct, nerr, float64(i+1)/el, el)
-		}
+		return func() error {
+			outs = append(outs, o)
+			if o.Correct {
+				correct++
+			}
+			if o.Err != nil {
+				nerr++
+			}
+			t0 := time.Now()
+			fi := failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
+				GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, func(done int, el float64) string {
+		return fmt.Sprintf("screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
+			done, len(recs), 100*float64(correct)/float64(done), correct, nerr, float64(done)/el, el)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if preds != nil {
 		outs = append(outs, preds.leftover()...)
@@ -261,6 +256,40 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 		return nil, err
 	}
 	return res, nil
+}
+
+// markAndAsk is the model side of a SoM benchmark item: candidate boxes for
+// img (opt.Proposals[key], or opt.Proposer's), the numbered marks drawn,
+// and the model asked prompt about the marked image. Stage times go to tm;
+// the marked image to vis.
+func markAndAsk(ctx context.Context, img vision.Image, key, prompt string, opt *Options, tm *timers, vis *visual) (*som.Result, string, error) {
+	t0 := time.Now()
+	var boxes []som.Box
+	if opt.Proposals != nil {
+		boxes = opt.Proposals[key]
+	} else if opt.Proposer != nil {
+		var err error
+		if boxes, err = opt.Proposer.Propose(img); err != nil {
+			tm.add(&tm.propose, t0)
+			return nil, "", fmt.Errorf("proposer: %w", err)
+		}
+	}
+	tm.add(&tm.propose, t0)
+	t0 = time.Now()
+	marks, err := opt.Marker.Mark(img, boxes)
+	tm.add(&tm.mark, t0)
+	if err != nil {
+		return nil, "", fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err)
+	}
+	vis.img, vis.marks = marks.Image, marks
+	t0 = time.Now()
+	res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image}, Prompt: prompt, MaxNewTokens: opt.MaxNewTokens})
+	tm.add(&tm.model, t0)
+	if err != nil {
+		return marks, "", fmt.Errorf("model: %w", err)
+	}
+	tm.modelTiming(res.Timing)
+	return marks, res.Text, nil
 }
 
 // visual is what a failure PNG needs.
@@ -325,35 +354,13 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		}
 		tm.add(&tm.parse, t0)
 	} else {
-		t0 = time.Now()
-		var boxes []som.Box
-		if opt.Proposals != nil {
-			boxes = opt.Proposals[rec.ImgFilename]
-		} else if opt.Proposer != nil {
-			if boxes, err = opt.Proposer.Propose(img); err != nil {
-				tm.add(&tm.propose, t0)
-				return fail(fmt.Errorf("proposer: %w", err))
-			}
+		var text string
+		if marks, text, err = markAndAsk(ctx, img, rec.ImgFilename, opt.Prompt(rec.Instruction), opt, tm, &vis); err != nil {
+			return fail(err)
 		}
-		tm.add(&tm.propose, t0)
+		pred.Answer = text
 		t0 = time.Now()
-		marks, err = opt.Marker.Mark(img, boxes)
-		tm.add(&tm.mark, t0)
-		if err != nil {
-			return fail(fmt.Errorf("marking %d candidate boxes: %w", len(boxes), err))
-		}
-		vis.img, vis.marks = marks.Image, marks
-		t0 = time.Now()
-		res, err := opt.Model.Generate(ctx, model.Request{Images: []vision.Image{marks.Image},
-			Prompt: opt.Prompt(rec.Instruction), MaxNewTokens: opt.MaxNewTokens})
-		tm.add(&tm.model, t0)
-		if err != nil {
-			return fail(fmt.Errorf("model: %w", err))
-		}
-		tm.modelTiming(res.Timing)
-		pred.Answer = res.Text
-		t0 = time.Now()
-		ans = ParseAnswer(res.Text, img.W, img.H, opt.Parse)
+		ans = ParseAnswer(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()

@@ -16,14 +16,15 @@ import (
 // LoRA adapters (nn.LoRA) on the decoder's linear layers: attaching,
 // listing, PEFT's names and adapter_config.json, and merging.
 
-// LoRAConfig selects and shapes the adapters.
+// LoRAConfig selects and shapes the adapters (PEFT's LoraConfig fields; a
+// training recipe's lora: section).
 type LoRAConfig struct {
-	Rank    int
-	Alpha   float64 // 0: equal to Rank (scale 1)
-	Dropout float64
+	Rank    int     `yaml:"rank"`
+	Alpha   float64 `yaml:"alpha"`   // 0: equal to Rank (scale 1)
+	Dropout float64 `yaml:"dropout"` // training needs 0 (see train.Config.Validate)
 	// Targets are module names (q_proj, k_proj, v_proj, o_proj, gate_proj,
 	// up_proj, down_proj); nil: all seven.
-	Targets []string
+	Targets []string `yaml:"targets"`
 }
 
 // DefaultLoRATargets are every linear layer of the decoder blocks

@@ -97,3 +97,38 @@ func ReadLoRATensors(dir string, m *Magma) error {
 	}
 	return nil
 }
+
+// SaveMerged folds the adapters attached to m into its weights (see
+// llm.Model.MergeLoRA) and writes a plain checkpoint (no adapter files) with
+// the tokenizer (tokDir, "" = none) into dir, atomically; extra, when set,
+// adds files to the checkpoint before it is published.
+func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, extra func(dir string) error) error {
+	n, err := m.LM.MergeLoRA()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("the model has no LoRA adapter to merge")
+	}
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := m.Save(tmp, pp, SaveOptions{DType: "F32"}); err != nil {
+		return err
+	}
+	if tokDir != "" {
+		if err := CopyTokenizer(tokDir, tmp); err != nil {
+			return err
+		}
+	}
+	if extra != nil {
+		if err := extra(tmp); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}

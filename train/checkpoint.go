@@ -133,6 +133,8 @@ type checkpointWriter struct {
 	pp        *model.PreprocessorConfig
 	tokenizer string // directory to copy tokenizer files from ("" = none)
 	keep      int
+	// onCheckpoint is Hooks.OnCheckpoint (nil: none).
+	onCheckpoint func(dir string) error
 	// beforeRename, when set, is called with the finished temp directory
 	// before it is renamed (tests simulate a crash there).
 	beforeRename func(tmp string) error
@@ -168,6 +170,11 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	}
 	if w.tokenizer != "" {
 		if err := model.CopyTokenizer(w.tokenizer, tmp); err != nil {
+			return fail(err)
+		}
+	}
+	if w.onCheckpoint != nil {
+		if err := w.onCheckpoint(tmp); err != nil {
 			return fail(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/magma-go/magma/llm"
 	"io"
 	"math"
 	"os"
@@ -28,7 +29,7 @@ type Config struct {
 	BatchSize int             `yaml:"batch_size"`     // samples per micro-batch
 	GradAccum int             `yaml:"grad_accum"`     // micro-batches per update
 	Trainable string          `yaml:"trainable"`      // all | vision_frozen | projector_only | lora
-	LoRA      LoRAConfig      `yaml:"lora,omitempty"` // adapters of trainable: lora
+	LoRA      llm.LoRAConfig  `yaml:"lora,omitempty"` // adapters of trainable: lora
 	SeqBucket int             `yaml:"seq_bucket"`     // padded lengths are multiples of this
 	MaxSeqLen int             `yaml:"max_seq_len"`    // 0: the model's max_position_embeddings
 	// ActivationCheckpointing keeps only the residual stream (the input of

@@ -3,6 +3,8 @@ package train
 import (
 	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/llm"
 )
 
 func TestEmbeddedRecipe(t *testing.T) {
@@ -47,6 +49,36 @@ func TestConfigErrors(t *testing.T) {
 		_, err := ParseConfig([]byte(y), "x.yaml")
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "x.yaml") {
 			t.Errorf("%q: error %v, want one naming x.yaml and %s", y, err, want)
+		}
+	}
+}
+
+// The finetune recipes hold the defaults magma finetune sft / libero used
+// to build in Go: the same values, hence the same config hash (runs
+// started before keep resuming).
+func TestFinetuneRecipes(t *testing.T) {
+	sft := DefaultConfig()
+	sft.Optimizer.LR, sft.Optimizer.WeightDecay = 2e-5, 0
+	sft.Schedule = ScheduleConfig{Name: "cosine", WarmupRatio: 0.03}
+	sft.Checkpoint = CheckpointConfig{Every: 100, Keep: 2}
+	lora := DefaultConfig()
+	lora.Optimizer.LR, lora.Optimizer.WeightDecay = 5e-4, 0
+	lora.Schedule = ScheduleConfig{Name: "constant"}
+	lora.Checkpoint = CheckpointConfig{Every: 500, Keep: 2}
+	lora.Steps, lora.Trainable = 1000, TrainLoRA
+	lora.LoRA = llm.LoRAConfig{Rank: 32, Targets: llm.DefaultLoRATargets}
+	full := lora
+	full.Optimizer.LR, full.Trainable, full.LoRA = 2e-5, TrainAll, llm.LoRAConfig{}
+	for name, want := range map[string]Config{"sft": sft, "libero": lora, "libero-full": full} {
+		got, err := LoadConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Source, want.Source = "", ""
+		g, _ := got.Marshal()
+		w, _ := want.Marshal()
+		if string(g) != string(w) || got.Hash() != want.Hash() {
+			t.Errorf("recipe %s:\n%s\nwant\n%s", name, g, w)
 		}
 	}
 }

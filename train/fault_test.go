@@ -29,8 +29,8 @@ func TestResumeFallsBackFromTruncatedCheckpoint(t *testing.T) {
 	stop := errors.New("stop")
 	var log bytes.Buffer
 	_, err := faultRun(t, out, false, &log, func(o *Options) {
-		o.afterStep = func(step int, _ float64, _ [][]float32) error {
-			if step >= 13 {
+		o.Hooks.OnStep = func(si StepInfo) error {
+			if si.Step >= 13 {
 				return stop
 			}
 			return nil
@@ -70,7 +70,7 @@ func TestUnwritableCheckpointsFoundAtStart(t *testing.T) {
 	}
 	steps := 0
 	_, err := faultRun(t, out, false, &bytes.Buffer{}, func(o *Options) {
-		o.afterStep = func(int, float64, [][]float32) error { steps++; return nil }
+		o.Hooks.OnStep = func(StepInfo) error { steps++; return nil }
 	})
 	if err == nil || !strings.Contains(err.Error(), "checkpoints folder") || steps != 0 {
 		t.Fatalf("after %d steps: %v", steps, err)

@@ -37,14 +37,6 @@ type AdapterTensor struct {
 	T    *tensor.Dense
 }
 
-// LoRAConfig is the recipe's `lora:` section (PEFT's LoraConfig fields).
-type LoRAConfig struct {
-	Rank    int      `yaml:"rank"`
-	Alpha   float64  `yaml:"alpha"`   // 0: equal to rank (scale 1)
-	Dropout float64  `yaml:"dropout"` // must be 0 (see Validate)
-	Targets []string `yaml:"targets"` // q_proj ... down_proj; empty: all seven
-}
-
 // LoRA is the Adapters of the LoRA layers attached to a Magma model's
 // language model (PEFT layout on disk).
 type LoRA struct {
@@ -55,15 +47,11 @@ type LoRA struct {
 
 // AttachLoRA puts fresh adapters (A Kaiming-uniform from seed, B zero) on
 // the targeted decoder layers of m and returns them as Adapters.
-func AttachLoRA(m *model.Magma, c LoRAConfig, seed uint64, base string) (*LoRA, error) {
-	if _, err := m.LM.AttachLoRA(c.llm(), model.LoRAPrefix, seed); err != nil {
+func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*LoRA, error) {
+	if _, err := m.LM.AttachLoRA(c, model.LoRAPrefix, seed); err != nil {
 		return nil, err
 	}
 	return &LoRA{Model: m, Base: base}, nil
-}
-
-func (c LoRAConfig) llm() llm.LoRAConfig {
-	return llm.LoRAConfig{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: c.Targets}
 }
 
 // Tensors lists lora_A and lora_B of every adapted layer by PEFT name, sorted.

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"github.com/magma-go/magma/llm"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 func loraTestConfig(steps int) *Config {
 	c := testConfig(steps)
 	c.Trainable = TrainLoRA
-	c.LoRA = LoRAConfig{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "down_proj"}}
+	c.LoRA = llm.LoRAConfig{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "down_proj"}}
 	c.Optimizer.LR = 1e-2
 	c.Checkpoint = CheckpointConfig{Every: 4, Keep: 0}
 	c.GradAccum = 2
@@ -29,8 +30,8 @@ func runLoRA(t *testing.T, out string, steps int, resume bool, stopAt int) (*Res
 	samples := testSamples(t, m, pp, 5)
 	o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Resume: resume, Log: quiet(), NoPlot: true}
 	if stopAt > 0 {
-		o.afterStep = func(step int, _ float64, _ [][]float32) error {
-			if step == stopAt {
+		o.Hooks.OnStep = func(si StepInfo) error {
+			if si.Step == stopAt {
 				return errStop
 			}
 			return nil
@@ -201,7 +202,7 @@ func TestLoRAConfigErrors(t *testing.T) {
 	// Adapters with a full fine-tuning setting.
 	c := testConfig(2)
 	m, pp := testModel(t, c)
-	l, err := AttachLoRA(m, LoRAConfig{Rank: 2}, 0, "")
+	l, err := AttachLoRA(m, llm.LoRAConfig{Rank: 2}, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

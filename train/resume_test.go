@@ -31,7 +31,7 @@ func runResume(t *testing.T, out string, resume bool, hook func(step int) error,
 	samples := testSamples(t, m, pp, 5) // 5 samples, batch 2: the stream position matters
 	o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Resume: resume, Log: quiet(), NoPlot: true, beforeRename: beforeRename}
 	if hook != nil {
-		o.afterStep = func(step int, _ float64, _ [][]float32) error { return hook(step) }
+		o.Hooks.OnStep = func(si StepInfo) error { return hook(si.Step) }
 	}
 	return Run(context.Background(), o)
 }

@@ -64,23 +64,46 @@ type Options struct {
 	// them in).
 	Adapters Adapters
 
-	// OnStart, when set, is called once the trainable parameters are known
-	// (adapters attached), before the first update: what the run trains.
-	OnStart func(StartInfo)
+	// Hooks are called at fixed points of the run (all optional).
+	Hooks Hooks
 
 	// beforeRename and removeOld are test hooks (see checkpointWriter).
 	beforeRename func(tmp string) error
 	removeOld    func(path string) error
-	// afterStep is a test hook called after every update's bookkeeping.
-	afterStep func(step int, loss float64, grads [][]float32) error
 }
 
-// StartInfo is what Options.OnStart reports.
+// Hooks let a command add to a run without copying the engine: an error
+// returned by a hook stops the run with that error.
+type Hooks struct {
+	// OnStart is called once the trainable parameters are known (adapters
+	// attached), before the first update: what the run trains.
+	OnStart func(StartInfo)
+	// OnStep is called after every update's bookkeeping.
+	OnStep func(StepInfo) error
+	// OnCheckpoint is called with the directory of every checkpoint being
+	// written, before it is published: files written there become part of
+	// the checkpoint, atomically (e.g. a dataset's action statistics).
+	OnCheckpoint func(dir string) error
+	// OnEnd is called once when the run ends, with its result and error
+	// (err is nil after the last step); it returns the run's error.
+	OnEnd func(res *Result, err error) error
+}
+
+// StartInfo is what Hooks.OnStart reports.
 type StartInfo struct {
 	Trainable int64   // parameters the optimizer updates (adapters only with lora)
 	Total     int64   // parameters of the model (adapters included)
 	LR        float64 // peak learning rate of the schedule
 	Schedule  string
+}
+
+// StepInfo describes one finished update.
+type StepInfo struct {
+	Step     int // 1-based
+	Loss     float64
+	LR       float64
+	GradNorm float64
+	Grads    [][]float32 // aligned with the trained parameters; valid during the call
 }
 
 // Result summarises a run.
@@ -171,7 +194,74 @@ func selectParams(m *model.Magma, setting string, ad Adapters) ([]*Param, []*ten
 }
 
 // Run trains until Config.Steps updates are done (or ctx is cancelled).
-func Run(ctx context.Context, o Options) (*Result, error) {
+func Run(ctx context.Context, o Options) (res *Result, err error) {
+	if o.Hooks.OnEnd != nil {
+		defer func() { err = o.Hooks.OnEnd(res, err) }()
+	}
+	r, err := newRun(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.restore(); err != nil {
+		return nil, err
+	}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	defer r.close()
+	for step := r.start; step < r.cfg.Steps; step++ {
+		if err := r.step(ctx, step); err != nil {
+			r.prog.done()
+			return r.res, err
+		}
+	}
+	return r.finish(), nil
+}
+
+// run is the state of one Run call.
+type run struct {
+	o      Options
+	cfg    *Config
+	m      *model.Magma
+	logw   io.Writer
+	maxLen int
+
+	adapters    Adapters
+	params      []*Param
+	tensorIndex map[*tensor.Dense]int
+	trainable   map[*tensor.Dense]bool
+	opt         *AdamW
+	sched       Schedule
+	pcg         *rand.PCG
+	writer      *checkpointWriter
+
+	res                     *Result
+	start                   int
+	dataState               []byte
+	tokensSeen, samplesSeen int64
+	elapsedBefore           float64
+	lastCheckpoint          string
+
+	metrics *metricsWriter
+	stream  data.Stream
+	names   map[*tensor.Dense]string
+	cache   *graphCache
+	acc     [][]float32 // gradient accumulation buffers (nil without accumulation)
+	grads   [][]float32
+	prog    *progress
+
+	runStart time.Time
+	window   struct {
+		t0              time.Time
+		tokens, samples int64
+		wait            time.Duration
+		steps           int
+	}
+}
+
+// newRun checks the options and sets up the parameters, optimizer,
+// schedule and checkpoint writer.
+func newRun(o Options) (*run, error) {
 	cfg, m := o.Config, o.Model
 	if cfg == nil || m == nil || o.Data == nil || o.OutDir == "" {
 		return nil, errors.New("train: Config, Model, Data and OutDir are required")
@@ -179,56 +269,59 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	logw := o.Log
-	if logw == nil {
-		logw = os.Stderr
+	r := &run{o: o, cfg: cfg, m: m, logw: o.Log, res: &Result{}}
+	if r.logw == nil {
+		r.logw = os.Stderr
 	}
-	maxLen := cfg.MaxSeqLen
-	if maxLen == 0 || maxLen > m.Config.Text.MaxPositionEmbeddings {
-		maxLen = m.Config.Text.MaxPositionEmbeddings
+	r.maxLen = cfg.MaxSeqLen
+	if r.maxLen == 0 || r.maxLen > m.Config.Text.MaxPositionEmbeddings {
+		r.maxLen = m.Config.Text.MaxPositionEmbeddings
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	adapters := o.Adapters
-	var err error
-	if adapters != nil && cfg.Trainable != TrainLoRA {
+	r.adapters = o.Adapters
+	if r.adapters != nil && cfg.Trainable != TrainLoRA {
 		return nil, fmt.Errorf("train: Options.Adapters are trained with trainable: lora, the recipe says %q", cfg.Trainable)
 	}
-	if cfg.Trainable == TrainLoRA && adapters == nil {
-		if adapters, err = AttachLoRA(m, cfg.LoRA, cfg.Seed, cfg.Model.InitFrom); err != nil {
+	if cfg.Trainable == TrainLoRA && r.adapters == nil {
+		var err error
+		if r.adapters, err = AttachLoRA(m, cfg.LoRA, cfg.Seed, cfg.Model.InitFrom); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 	}
-	params, tensors, err := selectParams(m, cfg.Trainable, adapters)
+	params, tensors, err := selectParams(m, cfg.Trainable, r.adapters)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if o.OnStart != nil {
+	r.params = params
+	if o.Hooks.OnStart != nil {
 		info := StartInfo{LR: cfg.Optimizer.LR, Schedule: cfg.Schedule.Name}
 		for _, p := range params {
 			info.Trainable += int64(len(p.Data))
 		}
 		info.Total, _ = model.ParamCount(m)
-		if adapters != nil {
-			for _, a := range adapters.Tensors() {
+		if r.adapters != nil {
+			for _, a := range r.adapters.Tensors() {
 				info.Total += int64(a.T.Shape().TotalSize())
 			}
 		}
-		o.OnStart(info)
+		o.Hooks.OnStart(info)
 	}
-	tensorIndex := map[*tensor.Dense]int{}
-	trainable := map[*tensor.Dense]bool{}
+	r.tensorIndex = map[*tensor.Dense]int{}
+	r.trainable = map[*tensor.Dense]bool{}
 	for i, t := range tensors {
-		tensorIndex[t] = i
-		trainable[t] = true
+		r.tensorIndex[t] = i
+		r.trainable[t] = true
 	}
-	opt := &AdamW{Beta1: cfg.Optimizer.Beta1, Beta2: cfg.Optimizer.Beta2, Eps: cfg.Optimizer.Eps, WeightDecay: cfg.Optimizer.WeightDecay, Params: params}
-	sched := NewSchedule(cfg.Schedule.Name, cfg.Optimizer.LR, cfg.Steps, cfg.Schedule.WarmupRatio)
-	pcg := rand.NewPCG(cfg.Seed, 0x747261696e)
+	r.opt = &AdamW{Beta1: cfg.Optimizer.Beta1, Beta2: cfg.Optimizer.Beta2, Eps: cfg.Optimizer.Eps, WeightDecay: cfg.Optimizer.WeightDecay, Params: params}
+	r.sched = NewSchedule(cfg.Schedule.Name, cfg.Optimizer.LR, cfg.Steps, cfg.Schedule.WarmupRatio)
+	r.pcg = rand.NewPCG(cfg.Seed, 0x747261696e)
 	ckRoot := filepath.Join(o.OutDir, checkpointsDir)
-	writer := &checkpointWriter{root: ckRoot, model: m, adapters: adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer, keep: cfg.Checkpoint.Keep,
-		beforeRename: o.beforeRename, removeOld: o.removeOld, warn: func(f string, a ...any) { fmt.Fprintf(logw, f, a...) }}
+	logw := r.logw
+	r.writer = &checkpointWriter{root: ckRoot, model: m, adapters: r.adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer,
+		keep: cfg.Checkpoint.Keep, onCheckpoint: o.Hooks.OnCheckpoint, beforeRename: o.beforeRename, removeOld: o.removeOld,
+		warn: func(f string, a ...any) { fmt.Fprintf(logw, f, a...) }}
 	if !o.NoCheckpoint {
 		if err := checkWritable(ckRoot); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
@@ -237,274 +330,312 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := removeTemps(ckRoot); err != nil {
 		return nil, fmt.Errorf("train: removing half-written checkpoints: %w", err)
 	}
+	return r, nil
+}
 
-	res := &Result{}
-	var (
-		start                   int
-		dataState               []byte
-		tokensSeen, samplesSeen int64
-		elapsedBefore           float64
-		lastCheckpoint          string
-	)
+// restore continues from the newest checkpoint with --resume (weights,
+// optimizer, RNG, data position, counters), or makes sure a fresh run does
+// not overwrite one; then it records the recipe in the run folder.
+func (r *run) restore() error {
+	cfg, o, logw := r.cfg, r.o, r.logw
+	ckRoot := r.writer.root
 	if o.Resume {
-		dirs, states, warn := checkpointCandidates(o.OutDir)
-		if warn != nil {
-			fmt.Fprintf(logw, "warning: %v\n", warn)
+		dir, st, err := r.latestLoadable()
+		if err != nil {
+			return err
 		}
-		if len(dirs) == 0 {
-			return nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", ckRoot)
-		}
-		// The newest checkpoint that loads wins: a truncated weights or
-		// optimizer file (disk full, copy cut short) falls back to the
-		// previous one, as an unreadable trainer_state.json does. A
-		// successful load rewrites every weight and moment, so a failed
-		// attempt leaves nothing behind.
-		var dir string
-		var st *TrainerState
-		for i, d := range dirs {
-			s := states[i]
-			if s.ConfigHash != cfg.Hash() {
-				return nil, fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", d, s.ConfigHash, cfg.Hash())
-			}
-			if s.Trainable != cfg.Trainable {
-				return nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", s.Trainable, cfg.Trainable)
-			}
-			err := loadCheckpoint(d, m, adapters, opt)
-			if err == nil {
-				dir, st = d, s
-				break
-			}
-			if i == len(dirs)-1 {
-				return nil, fmt.Errorf("train: --resume: %w", err)
-			}
-			fmt.Fprintf(logw, "warning: skipping checkpoint %s that does not load (%v); falling back to %s\n", d, err, dirs[i+1])
-		}
-		opt.Step = st.Optimizer.Step
+		r.opt.Step = st.Optimizer.Step
 		if len(st.RNG) > 0 {
-			if err := pcg.UnmarshalBinary(st.RNG); err != nil {
-				return nil, fmt.Errorf("train: --resume: %s: rng: %w", dir, err)
+			if err := r.pcg.UnmarshalBinary(st.RNG); err != nil {
+				return fmt.Errorf("train: --resume: %s: rng: %w", dir, err)
 			}
 		}
-		start, dataState = st.Step, st.DataState
-		tokensSeen, samplesSeen, elapsedBefore = st.TokensSeen, st.SamplesSeen, st.ElapsedS
-		lastCheckpoint = dir
-		res.Resumed = start
+		r.start, r.dataState = st.Step, st.DataState
+		r.tokensSeen, r.samplesSeen, r.elapsedBefore = st.TokensSeen, st.SamplesSeen, st.ElapsedS
+		r.lastCheckpoint = dir
+		r.res.Resumed = r.start
 		if st.Threads != runtime.GOMAXPROCS(0) || st.BLASThreads != os.Getenv("OPENBLAS_NUM_THREADS") {
 			fmt.Fprintf(logw, "note: checkpoint written with GOMAXPROCS=%d OPENBLAS_NUM_THREADS=%q, now %d %q: the loss curve may differ in the last bits\n",
 				st.Threads, st.BLASThreads, runtime.GOMAXPROCS(0), os.Getenv("OPENBLAS_NUM_THREADS"))
 		}
-		fmt.Fprintf(logw, "resuming from %s (step %d of %d)\n", dir, start, cfg.Steps)
+		fmt.Fprintf(logw, "resuming from %s (step %d of %d)\n", dir, r.start, cfg.Steps)
 	} else if steps, _ := listSteps(ckRoot); len(steps) > 0 {
-		return nil, fmt.Errorf("train: %s already holds checkpoints (step %d); pass --resume to continue or choose another --out", ckRoot, steps[len(steps)-1])
+		return fmt.Errorf("train: %s already holds checkpoints (step %d); pass --resume to continue or choose another --out", ckRoot, steps[len(steps)-1])
 	}
 	if recipe, err := cfg.Marshal(); err == nil {
 		if err := writeFileAtomic(filepath.Join(o.OutDir, "config.yaml"), recipe); err != nil {
-			return nil, fmt.Errorf("train: %w", err)
+			return fmt.Errorf("train: %w", err)
 		}
 	}
-	metrics, err := openMetrics(filepath.Join(o.OutDir, MetricsFile), start)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	defer metrics.Close()
-	stream, err := o.Data(dataState)
-	if err != nil {
-		return nil, fmt.Errorf("train: opening data: %w", err)
-	}
-	defer stream.Close()
+	return nil
+}
 
-	names := model.Names(m)
-	if adapters != nil {
+// latestLoadable loads the newest checkpoint that loads: a truncated
+// weights or optimizer file (disk full, copy cut short) falls back to the
+// previous one, as an unreadable trainer_state.json does. A successful load
+// rewrites every weight and moment, so a failed attempt leaves nothing
+// behind.
+func (r *run) latestLoadable() (string, *TrainerState, error) {
+	cfg := r.cfg
+	dirs, states, warn := checkpointCandidates(r.o.OutDir)
+	if warn != nil {
+		fmt.Fprintf(r.logw, "warning: %v\n", warn)
+	}
+	if len(dirs) == 0 {
+		return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
+	}
+	for i, d := range dirs {
+		s := states[i]
+		if s.ConfigHash != cfg.Hash() {
+			return "", nil, fmt.Errorf("train: --resume: %s was written with a different recipe (config hash %.12s…, now %.12s…); resume with the run's config.yaml", d, s.ConfigHash, cfg.Hash())
+		}
+		if s.Trainable != cfg.Trainable {
+			return "", nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", s.Trainable, cfg.Trainable)
+		}
+		err := loadCheckpoint(d, r.m, r.adapters, r.opt)
+		if err == nil {
+			return d, s, nil
+		}
+		if i == len(dirs)-1 {
+			return "", nil, fmt.Errorf("train: --resume: %w", err)
+		}
+		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s that does not load (%v); falling back to %s\n", d, err, dirs[i+1])
+	}
+	return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
+}
+
+// open starts the metrics log and the data stream and prepares the graph
+// cache, gradient buffers and progress display.
+func (r *run) open() error {
+	cfg, o := r.cfg, r.o
+	var err error
+	if r.metrics, err = openMetrics(filepath.Join(o.OutDir, MetricsFile), r.start); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if r.stream, err = o.Data(r.dataState); err != nil {
+		r.metrics.Close()
+		r.metrics = nil
+		return fmt.Errorf("train: opening data: %w", err)
+	}
+	r.names = model.Names(r.m)
+	if r.adapters != nil {
 		// Stable graph node names for the adapter tensors (PEFT names).
-		for _, a := range adapters.Tensors() {
-			names[a.T] = a.Name
+		for _, a := range r.adapters.Tensors() {
+			r.names[a.T] = a.Name
 		}
 	}
-	cache := &graphCache{max: o.MaxGraphs}
-	if cache.max <= 0 {
-		cache.max = 8
+	r.cache = &graphCache{max: o.MaxGraphs}
+	if r.cache.max <= 0 {
+		r.cache.max = 8
 	}
-	defer cache.close()
-	var acc [][]float32
 	if cfg.GradAccum > 1 {
-		acc = make([][]float32, len(params))
-		for i, p := range params {
-			acc[i] = make([]float32, len(p.Data))
+		r.acc = make([][]float32, len(r.params))
+		for i, p := range r.params {
+			r.acc[i] = make([]float32, len(p.Data))
 		}
 	}
-	prog := newProgress(logw, o.Progress, cfg.Steps, start)
-	state := func(step int, loss float64) (*TrainerState, error) {
-		ds, err := stream.State()
-		if err != nil {
-			return nil, fmt.Errorf("data stream state: %w", err)
-		}
-		rngState, _ := pcg.MarshalBinary()
-		st := &TrainerState{Format: stateFormat, Step: step, TotalSteps: cfg.Steps, Seed: cfg.Seed, ConfigHash: cfg.Hash(),
-			Schedule: sched, Trainable: cfg.Trainable, DataState: ds, RNG: rngState, TokensSeen: tokensSeen, SamplesSeen: samplesSeen,
-			LastLoss: loss, Threads: runtime.GOMAXPROCS(0), BLASThreads: os.Getenv("OPENBLAS_NUM_THREADS")}
-		st.ElapsedS = elapsedBefore
-		st.Optimizer.Name, st.Optimizer.Beta1, st.Optimizer.Beta2, st.Optimizer.Eps = "adamw", opt.Beta1, opt.Beta2, opt.Eps
-		st.Optimizer.WeightDecay, st.Optimizer.Step, st.Optimizer.MomentsDType = opt.WeightDecay, opt.Step, "F32"
-		st.Optimizer.File, st.Optimizer.Params = optimizerFile, len(params)
-		return st, nil
-	}
-	save := func(step int, loss float64) error {
-		st, err := state(step, loss)
-		if err != nil {
-			return err
-		}
-		dir, err := writer.save(st, opt)
-		if err != nil {
-			return err
-		}
-		lastCheckpoint = dir
-		res.Checkpoint = dir
-		return nil
-	}
+	r.grads = make([][]float32, len(r.params))
+	r.prog = newProgress(r.logw, o.Progress, cfg.Steps, r.start)
+	r.runStart = time.Now()
+	r.window.t0 = time.Now()
+	return nil
+}
 
-	runStart := time.Now()
-	window := struct {
-		t0              time.Time
-		tokens, samples int64
-		wait            time.Duration
-		steps           int
-	}{t0: time.Now()}
-	grads := make([][]float32, len(params))
-	for step := start; step < cfg.Steps; step++ {
-		if err := ctx.Err(); err != nil {
-			prog.done()
-			if o.SaveOnCancel && step > start {
-				if err := save(step, res.FinalLoss); err != nil {
-					return res, err
-				}
-				fmt.Fprintf(logw, "interrupted: checkpoint %s written\n", lastCheckpoint)
+func (r *run) close() {
+	r.cache.close()
+	r.stream.Close()
+	r.metrics.Close()
+}
+
+// state is the trainer state to checkpoint after step updates.
+func (r *run) state(step int, loss float64) (*TrainerState, error) {
+	cfg, opt := r.cfg, r.opt
+	ds, err := r.stream.State()
+	if err != nil {
+		return nil, fmt.Errorf("data stream state: %w", err)
+	}
+	rngState, _ := r.pcg.MarshalBinary()
+	st := &TrainerState{Format: stateFormat, Step: step, TotalSteps: cfg.Steps, Seed: cfg.Seed, ConfigHash: cfg.Hash(),
+		Schedule: r.sched, Trainable: cfg.Trainable, DataState: ds, RNG: rngState, TokensSeen: r.tokensSeen, SamplesSeen: r.samplesSeen,
+		LastLoss: loss, Threads: runtime.GOMAXPROCS(0), BLASThreads: os.Getenv("OPENBLAS_NUM_THREADS")}
+	st.ElapsedS = r.elapsedBefore
+	st.Optimizer.Name, st.Optimizer.Beta1, st.Optimizer.Beta2, st.Optimizer.Eps = "adamw", opt.Beta1, opt.Beta2, opt.Eps
+	st.Optimizer.WeightDecay, st.Optimizer.Step, st.Optimizer.MomentsDType = opt.WeightDecay, opt.Step, "F32"
+	st.Optimizer.File, st.Optimizer.Params = optimizerFile, len(r.params)
+	return st, nil
+}
+
+// save writes the checkpoint of step.
+func (r *run) save(step int, loss float64) error {
+	st, err := r.state(step, loss)
+	if err != nil {
+		return err
+	}
+	dir, err := r.writer.save(st, r.opt)
+	if err != nil {
+		return err
+	}
+	r.lastCheckpoint = dir
+	r.res.Checkpoint = dir
+	return nil
+}
+
+// step runs update step+1: the micro-batches' forward and backward, the
+// non-finite check, the AdamW update, hooks, metrics and checkpoints.
+func (r *run) step(ctx context.Context, step int) error {
+	cfg := r.cfg
+	if err := ctx.Err(); err != nil {
+		r.prog.done()
+		if r.o.SaveOnCancel && step > r.start {
+			if err := r.save(step, r.res.FinalLoss); err != nil {
+				return err
 			}
-			return res, err
+			fmt.Fprintf(r.logw, "interrupted: checkpoint %s written\n", r.lastCheckpoint)
 		}
-		for i := range acc {
-			clear(acc[i])
+		return err
+	}
+	loss, _, err := r.gradients(ctx, step)
+	if err != nil {
+		return err
+	}
+	scale := 1 / float64(cfg.GradAccum)
+	norm := GradNorm(r.grads) * scale
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		where := "no checkpoint was written yet"
+		if r.lastCheckpoint != "" {
+			where = "the last good checkpoint is " + r.lastCheckpoint
 		}
-		var lossSum float64
-		for micro := 0; micro < cfg.GradAccum; micro++ {
-			t0 := time.Now()
-			batch, err := stream.Next(ctx)
-			window.wait += time.Since(t0)
-			if err != nil {
-				prog.done()
-				if ctx.Err() != nil {
-					return res, ctx.Err()
-				}
-				return res, fmt.Errorf("train: step %d: data: %w", step+1, err)
+		return fmt.Errorf("train: step %d: loss %v, gradient norm %v: %w; stopped before updating the weights (%s; lower the learning rate or check the data)",
+			step+1, loss, norm, ErrNonFinite, where)
+	}
+	lr := r.sched.LR(step)
+	if err := r.opt.Update(r.grads, lr, scale*ClipCoef(norm, cfg.Optimizer.MaxGradNorm)); err != nil {
+		return fmt.Errorf("train: step %d: %w", step+1, err)
+	}
+	r.res.Losses = append(r.res.Losses, loss)
+	r.res.FinalLoss = loss
+	r.res.Steps = step + 1
+	r.window.steps++
+	if h := r.o.Hooks.OnStep; h != nil {
+		if err := h(StepInfo{Step: step + 1, Loss: loss, LR: lr, GradNorm: norm, Grads: r.grads}); err != nil {
+			return err
+		}
+	}
+	return r.record(step+1, loss, lr, norm)
+}
+
+// gradients runs the micro-batches of an update and leaves the (summed)
+// gradients in r.grads. Without accumulation the gradients are the
+// program's outputs in the executor's arena, valid until it runs again.
+func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, error) {
+	cfg := r.cfg
+	for i := range r.acc {
+		clear(r.acc[i])
+	}
+	var lossSum float64
+	var graphs []*stepGraph
+	for micro := 0; micro < cfg.GradAccum; micro++ {
+		t0 := time.Now()
+		batch, err := r.stream.Next(ctx)
+		r.window.wait += time.Since(t0)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, nil, ctx.Err()
 			}
-			lay, err := plan(m, batch, cfg.SeqBucket, maxLen)
-			if err == nil {
-				err = checkLabels(batch, o.Allowed)
-			}
-			if err != nil {
-				prog.done()
-				return res, fmt.Errorf("train: step %d: %w", step+1, err)
-			}
-			sg, err := cache.get(lay.Shape, func() (*stepGraph, error) {
-				return buildGraph(m, names, lay.Shape, trainable, cfg.ActivationCheckpointing)
-			})
-			if err != nil {
-				prog.done()
-				return res, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
-			}
-			sg.fill(m, batch)
-			loss, err := sg.run(cache.executor())
-			if err != nil {
-				prog.done()
-				return res, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
-			}
-			lossSum += loss
-			window.tokens += int64(lay.Tokens)
-			window.samples += int64(len(batch.Samples))
-			tokensSeen += int64(lay.Tokens)
-			samplesSeen += int64(len(batch.Samples))
-			if acc == nil {
-				clear(grads)
-				for i, t := range sg.Params {
-					if grads[tensorIndex[t]], err = sg.grad(i); err != nil {
-						return res, fmt.Errorf("train: step %d: %w", step+1, err)
-					}
-				}
-				continue
-			}
+			return 0, nil, fmt.Errorf("train: step %d: data: %w", step+1, err)
+		}
+		lay, err := plan(r.m, batch, cfg.SeqBucket, r.maxLen)
+		if err == nil {
+			err = checkLabels(batch, r.o.Allowed)
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
+		}
+		sg, err := r.cache.get(lay.Shape, func() (*stepGraph, error) {
+			return buildGraph(r.m, r.names, lay.Shape, r.trainable, cfg.ActivationCheckpointing)
+		})
+		if err != nil {
+			return 0, nil, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
+		}
+		sg.fill(r.m, batch)
+		loss, err := sg.run(r.cache.executor())
+		if err != nil {
+			return 0, nil, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
+		}
+		lossSum += loss
+		r.window.tokens += int64(lay.Tokens)
+		r.window.samples += int64(len(batch.Samples))
+		r.tokensSeen += int64(lay.Tokens)
+		r.samplesSeen += int64(len(batch.Samples))
+		if r.acc == nil {
+			clear(r.grads)
 			for i, t := range sg.Params {
-				g, err := sg.grad(i)
-				if err != nil {
-					return res, fmt.Errorf("train: step %d: %w", step+1, err)
-				}
-				dst := acc[tensorIndex[t]]
-				for j, v := range g {
-					dst[j] += v
+				if r.grads[r.tensorIndex[t]], err = sg.grad(i); err != nil {
+					return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
 				}
 			}
+			graphs = append(graphs, sg)
+			continue
 		}
-		if acc != nil {
-			copy(grads, acc)
-		}
-		loss := lossSum / float64(cfg.GradAccum)
-		scale := 1 / float64(cfg.GradAccum)
-		norm := GradNorm(grads) * scale
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-			prog.done()
-			where := "no checkpoint was written yet"
-			if lastCheckpoint != "" {
-				where = "the last good checkpoint is " + lastCheckpoint
+		for i, t := range sg.Params {
+			g, err := sg.grad(i)
+			if err != nil {
+				return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
 			}
-			return res, fmt.Errorf("train: step %d: loss %v, gradient norm %v: %w; stopped before updating the weights (%s; lower the learning rate or check the data)",
-				step+1, loss, norm, ErrNonFinite, where)
-		}
-		lr := sched.LR(step)
-		if err := opt.Update(grads, lr, scale*ClipCoef(norm, cfg.Optimizer.MaxGradNorm)); err != nil {
-			return res, fmt.Errorf("train: step %d: %w", step+1, err)
-		}
-		res.Losses = append(res.Losses, loss)
-		res.FinalLoss = loss
-		res.Steps = step + 1
-		window.steps++
-		if o.afterStep != nil {
-			if err := o.afterStep(step+1, loss, grads); err != nil {
-				return res, err
-			}
-		}
-		done := step + 1
-		now := time.Now()
-		elapsed := elapsedBefore + now.Sub(runStart).Seconds()
-		if done%cfg.LogEvery == 0 || done == cfg.Steps {
-			dt := now.Sub(window.t0).Seconds()
-			rec := Metric{Step: done, Loss: loss, LR: lr, GradNorm: norm,
-				TokensPerS: float64(window.tokens) / dt, SamplesPerS: float64(window.samples) / dt,
-				DataWaitMS: float64(window.wait.Microseconds()) / 1000 / float64(window.steps),
-				StepMS:     dt * 1000 / float64(window.steps), ElapsedS: elapsed, Tokens: tokensSeen}
-			if err := metrics.Write(rec); err != nil {
-				return res, fmt.Errorf("train: %w", err)
-			}
-			prog.update(rec)
-			window.t0, window.tokens, window.samples, window.wait, window.steps = now, 0, 0, 0, 0
-		} else {
-			prog.tick(done)
-		}
-		if !o.NoCheckpoint && ((cfg.Checkpoint.Every > 0 && done%cfg.Checkpoint.Every == 0) || done == cfg.Steps) {
-			elapsedBefore, runStart = elapsed, now
-			if err := save(done, loss); err != nil {
-				prog.done()
-				return res, err
+			dst := r.acc[r.tensorIndex[t]]
+			for j, v := range g {
+				dst[j] += v
 			}
 		}
 	}
-	prog.done()
-	res.GraphBuilds = cache.builds
-	res.Largest, res.ArenaBytes, res.CompileTime = cache.largest, cache.arena, cache.compile
-	if res.Steps == 0 {
-		res.Steps = start
+	if r.acc != nil {
+		copy(r.grads, r.acc)
 	}
-	if !o.NoPlot {
-		if err := PlotRun(o.OutDir); err != nil {
-			fmt.Fprintf(logw, "warning: plot: %v\n", err)
+	return lossSum / float64(cfg.GradAccum), graphs, nil
+}
+
+// record logs the metrics of update done (every LogEvery and at the end)
+// and writes the checkpoints the recipe asks for.
+func (r *run) record(done int, loss, lr, norm float64) error {
+	cfg := r.cfg
+	now := time.Now()
+	elapsed := r.elapsedBefore + now.Sub(r.runStart).Seconds()
+	if done%cfg.LogEvery == 0 || done == cfg.Steps {
+		w := &r.window
+		dt := now.Sub(w.t0).Seconds()
+		rec := Metric{Step: done, Loss: loss, LR: lr, GradNorm: norm,
+			TokensPerS: float64(w.tokens) / dt, SamplesPerS: float64(w.samples) / dt,
+			DataWaitMS: float64(w.wait.Microseconds()) / 1000 / float64(w.steps),
+			StepMS:     dt * 1000 / float64(w.steps), ElapsedS: elapsed, Tokens: r.tokensSeen}
+		if err := r.metrics.Write(rec); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		r.prog.update(rec)
+		w.t0, w.tokens, w.samples, w.wait, w.steps = now, 0, 0, 0, 0
+	} else {
+		r.prog.tick(done)
+	}
+	if !r.o.NoCheckpoint && ((cfg.Checkpoint.Every > 0 && done%cfg.Checkpoint.Every == 0) || done == cfg.Steps) {
+		r.elapsedBefore, r.runStart = elapsed, now
+		if err := r.save(done, loss); err != nil {
+			return err
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// finish closes the progress display, fills in the result and draws the plot.
+func (r *run) finish() *Result {
+	r.prog.done()
+	r.res.GraphBuilds = r.cache.builds
+	r.res.Largest, r.res.ArenaBytes, r.res.CompileTime = r.cache.largest, r.cache.arena, r.cache.compile
+	if r.res.Steps == 0 {
+		r.res.Steps = r.start
+	}
+	if !r.o.NoPlot {
+		if err := PlotRun(r.o.OutDir); err != nil {
+			fmt.Fprintf(r.logw, "warning: plot: %v\n", err)
+		}
+	}
+	return r.res
 }

@@ -80,8 +80,8 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	samples := testSamples(t, m, pp, 4)
 	out := t.TempDir()
 	o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Log: quiet(), NoPlot: true}
-	o.afterStep = func(step int, loss float64, grads [][]float32) error {
-		if step == 9 {
+	o.Hooks.OnStep = func(si StepInfo) error {
+		if si.Step == 9 {
 			m.LM.Base.Norm.Weight.Data().([]float32)[0] = float32(nan())
 		}
 		return nil

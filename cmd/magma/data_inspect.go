@@ -10,7 +10,7 @@ import (
 	"github.com/magma-go/magma/data"
 )
 
-func init() {
+func newDataCmd() *cobra.Command {
 	dataCmd := &cobra.Command{
 		Use:   "data",
 		Short: "Look into training data sources (released Magma sets, OXE RLDS, LLaVA JSON)",
@@ -78,5 +78,5 @@ OpenVLA statistics of the dataset are printed too (one streaming pass).`,
 	f.StringVar(&o.Dataset, "dataset", "", "rlds: feature mapping name (default the directory name)")
 	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
 	dataCmd.AddCommand(inspect)
-	rootCmd.AddCommand(dataCmd)
+	return dataCmd
 }

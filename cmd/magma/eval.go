@@ -77,7 +77,7 @@ const screenspotLayout = `eval screenspot needs --data DIR, a benchmark folder i
 No data at hand? Write a synthetic one and run on it:
   magma eval synthetic --out /tmp/ss-demo && magma eval screenspot --model CKPT --data /tmp/ss-demo`
 
-func init() {
+func newEvalCmd() *cobra.Command {
 	evalCmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero; synthetic writes demo data)",
@@ -185,5 +185,5 @@ func init() {
 	_ = synCmd.MarkFlagRequired("out")
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
-	rootCmd.AddCommand(evalCmd)
+	return evalCmd
 }

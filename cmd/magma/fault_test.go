@@ -1,48 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
-	"github.com/magma-go/magma/vision"
 )
-
-// Issue 20, point 9: all-invalid LIBERO predictions give no L1 score (null,
-// with the reason), not a perfect 0.
-func TestEvalLiberoAllInvalidHasNoScore(t *testing.T) {
-	suite := liberoSuite(t)
-	l, err := data.OpenLibero(suite, data.LiberoOptions{Shots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	invalid := func(context.Context, vision.Image, string) ([]int, error) { return []int{128009}, nil }
-	rep, err := evalLibero(context.Background(), l, l.Stats, "heldout", 0, invalid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := rep.Overall
-	if o.L1 != nil || o.L1Arm != nil || o.Invalid != o.Steps || !strings.Contains(o.NoScore, "invalid") {
-		t.Fatalf("all invalid: %+v", o)
-	}
-	b, _ := json.Marshal(o)
-	if !strings.Contains(string(b), `"l1":null`) || !strings.Contains(string(b), `"l1_arm":null`) {
-		t.Fatalf("JSON %s", b)
-	}
-	var tab bytes.Buffer
-	writeLiberoTable(&tab, rep)
-	if !strings.Contains(tab.String(), "n/a") || !strings.Contains(tab.String(), "no L1 score") {
-		t.Fatalf("table:\n%s", tab.String())
-	}
-}
 
 // Issue 20, point 9: unknown splits and unreadable annotation files are
 // errors (non-zero exit), not a run over zero records.

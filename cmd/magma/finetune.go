@@ -8,7 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func init() {
+func newFinetuneCmd() *cobra.Command {
 	parent := &cobra.Command{
 		Use:   "finetune",
 		Short: "Fine-tune a checkpoint with the pretraining engine (sft: LLaVA conversations; libero: LIBERO robot demos)",
@@ -43,12 +43,12 @@ the pretraining engine's.`,
 				}
 				cfg = c
 			} else {
-				c := train.DefaultConfig()
-				c.Optimizer.LR, c.Optimizer.WeightDecay = 2e-5, 0
-				c.Schedule = train.ScheduleConfig{Name: "cosine", WarmupRatio: 0.03}
-				c.Checkpoint = train.CheckpointConfig{Every: 100, Keep: 2}
+				c, err := train.LoadConfig("sft")
+				if err != nil {
+					return err
+				}
 				c.Source = "finetune sft"
-				cfg = &c
+				cfg = c
 			}
 			cfg.Model = train.ModelConfig{InitFrom: modelDir}
 			fl := cmd.Flags()
@@ -84,12 +84,25 @@ the pretraining engine's.`,
 	fl.StringVar(&images, "image-folder", "", "folder the records' image paths are relative to (default: the JSON's folder)")
 	fl.StringVar(&modelDir, "model", "", "checkpoint directory to start from (Hugging Face layout)")
 	fl.StringVar(&config, "config", "", "recipe YAML for optimizer/schedule/batch (its data: is replaced)")
-	fl.Float64Var(&lr, "lr", 2e-5, "peak learning rate")
-	fl.IntVar(&batch, "batch-size", 1, "samples per micro-batch")
-	fl.IntVar(&accum, "grad-accum", 1, "micro-batches per update")
-	fl.IntVar(&steps, "steps", 100, "optimizer updates (same as --max-steps)")
+	// Flag defaults come from the embedded recipe (configs/pretrain/sft.yaml).
+	rec := recipeDefaults("sft")
+	fl.Float64Var(&lr, "lr", rec.Optimizer.LR, "peak learning rate")
+	fl.IntVar(&batch, "batch-size", rec.BatchSize, "samples per micro-batch")
+	fl.IntVar(&accum, "grad-accum", rec.GradAccum, "micro-batches per update")
+	fl.IntVar(&steps, "steps", rec.Steps, "optimizer updates (same as --max-steps)")
 	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only")
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
-	rootCmd.AddCommand(parent)
+	return parent
+}
+
+// recipeDefaults is an embedded recipe, for flag defaults. The embedded
+// recipes are parsed by the tests (configs/pretrain), so the fallback to
+// train.DefaultConfig only guards against a broken build; the command's
+// RunE loads the recipe again and reports any error.
+func recipeDefaults(name string) train.Config {
+	if c, err := train.LoadConfig(name); err == nil {
+		return *c
+	}
+	return train.DefaultConfig()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -62,19 +61,6 @@ func knownSuite(s string) bool {
 	return false
 }
 
-// subcommand returns rootCmd's child named name, creating it when the file
-// that owns it is not compiled in.
-func subcommand(name, short string) *cobra.Command {
-	for _, c := range rootCmd.Commands() {
-		if c.Name() == name {
-			return c
-		}
-	}
-	c := &cobra.Command{Use: name, Short: short}
-	rootCmd.AddCommand(c)
-	return c
-}
-
 // liberoEnv is the data environment of LIBERO samples; the chat options
 // must match model.Pipeline.PromptIDs (what /act and eval prompt with).
 func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.Env, error) {
@@ -84,41 +70,6 @@ func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.En
 	}
 	env.Chat = tokenizer.ChatOptions{ImageStartEnd: true}
 	return env, nil
-}
-
-// writeLiberoMeta writes the statistics and the split into dir.
-func writeLiberoMeta(dir string, l *data.Libero) error {
-	if err := data.WriteDatasetStatistics(filepath.Join(dir, data.DatasetStatisticsFile), map[string]*data.DatasetStats{l.Opt.Suite: l.Stats}); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(l.Split(), "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, data.LiberoSplitFile), b, 0o644)
-}
-
-// checkLiberoMeta refuses to reuse a run folder whose recorded split or
-// statistics differ from the ones just computed (another suite, other
-// shots or seed): its checkpoints would be labelled with the wrong ones.
-func checkLiberoMeta(dir string, l *data.Libero) error {
-	b, err := os.ReadFile(filepath.Join(dir, data.LiberoSplitFile))
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var old data.LiberoSplit
-	if err := json.Unmarshal(b, &old); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, data.LiberoSplitFile), err)
-	}
-	oldJSON, _ := json.Marshal(old)
-	newJSON, _ := json.Marshal(l.Split())
-	if string(oldJSON) != string(newJSON) {
-		return fmt.Errorf("%s was written for another selection of demos (suite, --shots, --data-seed or --remove-noops differ); use another --out", filepath.Join(dir, data.LiberoSplitFile))
-	}
-	return nil
 }
 
 // loraConfig checks the adapter flags.
@@ -146,58 +97,7 @@ func loraConfig(rank int, alpha, dropout float64, targets string) (llm.LoRAConfi
 	return c, nil
 }
 
-// mergeLoRA folds the adapters attached to m into its weights and writes a
-// plain checkpoint (no adapter files) with the LIBERO metadata and the
-// tokenizer into dir.
-func mergeLoRA(dir string, m *model.Magma, pp *model.PreprocessorConfig, tokDir string, l *data.Libero) error {
-	n, err := m.LM.MergeLoRA()
-	if err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("--merge: the model has no LoRA adapter to merge")
-	}
-	tmp := dir + ".tmp"
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
-	}
-	if err := m.Save(tmp, pp, model.SaveOptions{DType: "F32"}); err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if tokDir != "" {
-		if err := model.CopyTokenizer(tokDir, tmp); err != nil {
-			return fmt.Errorf("--merge: %w", err)
-		}
-	}
-	if err := writeLiberoMeta(tmp, l); err != nil {
-		return fmt.Errorf("--merge: %w", err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dir)
-}
-
-func sameShape(a []int, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// Default learning rates of `finetune libero`: OpenVLA's LoRA recipe, and
-// full fine-tuning's.
-const (
-	liberoLoRALR = 5e-4
-	liberoFullLR = 2e-5
-)
-
-func init() {
+func newFinetuneLiberoCmd() *cobra.Command {
 	var (
 		f                   runFlags
 		lf                  liberoFlags
@@ -249,7 +149,6 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", lr)
 			}
 			var lcfg llm.LoRAConfig
-			what, rate := trainable, lr // (the flag variables stay as parsed)
 			if loraRank > 0 {
 				// Parse the adapter flags now so mistakes surface first.
 				var err error
@@ -259,14 +158,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				if cmd.Flags().Changed("trainable") && trainable != train.TrainLoRA {
 					return fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", trainable, loraRank)
 				}
-				what = train.TrainLoRA
-				if rate == 0 {
-					rate = liberoLoRALR
-				}
 			} else {
-				if rate == 0 {
-					rate = liberoFullLR
-				}
 				if merge {
 					return fmt.Errorf("--merge folds LoRA adapters in; it needs --lora-rank > 0")
 				}
@@ -279,15 +171,25 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return err
 			}
 			defer l.Close()
-			c := train.DefaultConfig()
-			c.Optimizer.LR, c.Optimizer.WeightDecay = rate, 0
-			c.Schedule = train.ScheduleConfig{Name: "constant"}
-			c.Checkpoint = train.CheckpointConfig{Every: every, Keep: 2}
-			c.BatchSize, c.GradAccum, c.Steps, c.Trainable = batch, accum, steps, what
+			rec := "libero" // the LoRA recipe; libero-full fine-tunes the weights
+			if loraRank == 0 {
+				rec = "libero-full"
+			}
+			cp, err := train.LoadConfig(rec)
+			if err != nil {
+				return err
+			}
+			c := *cp
 			c.Source = "finetune libero"
 			c.Model = train.ModelConfig{InitFrom: initDir}
+			c.BatchSize, c.GradAccum, c.Steps, c.Checkpoint.Every = batch, accum, steps, every
+			if lr != 0 { // 0: the recipe's (LoRA or full fine-tuning)
+				c.Optimizer.LR = lr
+			}
 			if loraRank > 0 {
-				c.LoRA = train.LoRAConfig{Rank: lcfg.Rank, Alpha: lcfg.Alpha, Dropout: lcfg.Dropout, Targets: lcfg.Targets}
+				c.LoRA = lcfg
+			} else {
+				c.Trainable = trainable
 			}
 			// The data section only records what was read, so that --resume
 			// refuses another suite or split (the recipe hash covers it).
@@ -344,56 +246,51 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err := os.MkdirAll(f.out, 0o755); err != nil {
 				return err
 			}
-			if err := checkLiberoMeta(f.out, l); err != nil {
+			if err := l.CheckMeta(f.out); err != nil {
 				return err
 			}
-			if err := writeLiberoMeta(f.out, l); err != nil {
+			if err := l.WriteMeta(f.out); err != nil {
 				return err
 			}
 			seed := c.Seed
 			open := func(state []byte) (data.Stream, error) {
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
-			runErr := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters})
-			// Every checkpoint this run wrote (also one saved on Ctrl-C)
-			// gets the statistics and split; earlier ones keep theirs.
-			dirs, _ := filepath.Glob(filepath.Join(f.out, "checkpoints", "*"))
-			for _, d := range dirs {
-				if _, err := os.Stat(filepath.Join(d, data.LiberoSplitFile)); err == nil {
-					continue
-				}
-				if st, err := os.Stat(d); err == nil && st.IsDir() && !strings.HasPrefix(filepath.Base(d), ".") {
-					if err := writeLiberoMeta(d, l); err != nil && runErr == nil {
-						runErr = err
-					}
-				}
+			// Every checkpoint carries the statistics and the split.
+			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters,
+				Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
+				return err
 			}
-			if runErr == nil && loraRank > 0 && !merge {
-				fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
-			}
-			if runErr == nil && merge {
-				dir := filepath.Join(f.out, "merged")
-				if runErr = mergeLoRA(dir, m, pp, tokDir, l); runErr == nil {
-					fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
+			if !merge {
+				if loraRank > 0 {
+					fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
 				}
+				return nil
 			}
-			return runErr
+			dir := filepath.Join(f.out, "merged")
+			if err := model.SaveMerged(dir, m, pp, tokDir, l.WriteMeta); err != nil {
+				return fmt.Errorf("--merge: %w", err)
+			}
+			fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
+			return nil
 		},
 	}
 	fl := cmd.Flags()
 	lf.register(cmd)
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
-	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", liberoLoRALR, liberoFullLR))
-	fl.IntVar(&batch, "batch-size", 1, "samples per micro-batch")
-	fl.IntVar(&accum, "grad-accum", 1, "micro-batches per update")
-	fl.IntVar(&steps, "steps", 1000, "optimizer updates (same as --max-steps)")
-	fl.IntVar(&every, "save-every", 500, "updates between checkpoints (0: only at the end)")
-	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only (with --lora-rank 0)")
-	fl.IntVar(&loraRank, "lora-rank", 32, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
-	fl.Float64Var(&loraAlpha, "lora-alpha", 0, "LoRA alpha (0: equal to the rank)")
-	fl.Float64Var(&loraDrop, "lora-dropout", 0, "LoRA dropout (only 0: training must be reproducible and resumable)")
-	fl.StringVar(&loraTargets, "lora-targets", strings.Join(llm.DefaultLoRATargets, ","), "comma-separated linear layers to adapt")
+	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
+	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
+	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))
+	fl.IntVar(&batch, "batch-size", lora.BatchSize, "samples per micro-batch")
+	fl.IntVar(&accum, "grad-accum", lora.GradAccum, "micro-batches per update")
+	fl.IntVar(&steps, "steps", lora.Steps, "optimizer updates (same as --max-steps)")
+	fl.IntVar(&every, "save-every", lora.Checkpoint.Every, "updates between checkpoints (0: only at the end)")
+	fl.StringVar(&trainable, "trainable", full.Trainable, "all | vision_frozen | projector_only (with --lora-rank 0)")
+	fl.IntVar(&loraRank, "lora-rank", lora.LoRA.Rank, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
+	fl.Float64Var(&loraAlpha, "lora-alpha", lora.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
+	fl.Float64Var(&loraDrop, "lora-dropout", lora.LoRA.Dropout, "LoRA dropout (only 0: training must be reproducible and resumable)")
+	fl.StringVar(&loraTargets, "lora-targets", strings.Join(lora.LoRA.Targets, ","), "comma-separated linear layers to adapt")
 	fl.BoolVar(&merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
 	f.register(cmd, "runs/libero")
-	subcommand("finetune", "Fine-tune a checkpoint").AddCommand(cmd)
+	return cmd
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newGenerateCmd() *cobra.Command {
 	var (
 		modelDir, tokPath, prompt, system, promptIDs, logitsOut string
 		images                                                  []string
@@ -94,7 +94,7 @@ func init() {
 	f.BoolVar(&asJSON, "json", false, `print {"text", "prompt_ids", "output_ids", ...} as JSON`)
 	f.StringVar(&logitsOut, "logits-out", "", "write the logits of every step to this safetensors file (tensor \"logits\" [steps, vocab])")
 	_ = cmd.MarkFlagRequired("model")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func parseIDs(s string) ([]int, error) {

@@ -11,41 +11,20 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 const parityDir = "../../model/testdata/parity"
 
-// runMagma executes the root command in-process. Cobra keeps flag values
-// between Execute calls, so every command's flags go back to their defaults
-// first and each call sees only its own arguments.
+// runMagma executes a freshly built command tree in-process, so each call
+// sees only its own arguments and every flag starts at its default.
 func runMagma(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var reset func(c *cobra.Command)
-	reset = func(c *cobra.Command) {
-		c.Flags().VisitAll(func(f *pflag.Flag) {
-			var err error
-			if sv, ok := f.Value.(pflag.SliceValue); ok {
-				err = sv.Replace(nil)
-			} else {
-				err = f.Value.Set(f.DefValue)
-			}
-			if err != nil {
-				t.Fatalf("reset --%s of %s: %v", f.Name, c.CommandPath(), err)
-			}
-			f.Changed = false
-		})
-		for _, sub := range c.Commands() {
-			reset(sub)
-		}
-	}
-	reset(rootCmd)
+	root := newRootCmd()
 	var out bytes.Buffer
-	rootCmd.SetOut(&out)
-	rootCmd.SetErr(&out)
-	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
 	return out.String(), err
 }
 

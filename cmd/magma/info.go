@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newInfoCmd() *cobra.Command {
 	var modelDir, preset string
 	var width, height int
 	cmd := &cobra.Command{
@@ -45,5 +45,5 @@ func init() {
 	f.StringVar(&preset, "preset", "", "preset name or YAML file instead of --model")
 	f.IntVar(&width, "image-width", 0, "image width for the token count (default: one base crop)")
 	f.IntVar(&height, "image-height", 0, "image height for the token count")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

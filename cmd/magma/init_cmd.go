@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newInitCmd() *cobra.Command {
 	var (
 		preset, out, dtype, tokPath string
 		seed                        uint64
@@ -66,5 +66,5 @@ func init() {
 	f.Uint64Var(&seed, "seed", 0, "initialisation seed")
 	f.BoolVar(&force, "force", false, "overwrite a checkpoint already in --out")
 	_ = cmd.MarkFlagRequired("out")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

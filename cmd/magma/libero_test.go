@@ -19,9 +19,9 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/data/liberotest"
+	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/server"
-	"github.com/magma-go/magma/vision"
 	"gorgonia.org/tensor"
 )
 
@@ -74,11 +74,11 @@ func TestFinetuneLiberoTiny(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eval libero: %v\n%s", err, out)
 	}
-	var rep LiberoReport
+	var rep eval.LiberoReport
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{\n"):]), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	t.Logf("training demos: token accuracy %.3f, L1 %s, gripper %.3f over %d steps", rep.Overall.TokenAcc, l1Text(rep.Overall.L1), rep.Overall.GripperAcc, rep.Overall.Steps)
+	t.Logf("training demos: token accuracy %.3f, L1 %s, gripper %.3f over %d steps", rep.Overall.TokenAcc, eval.L1Text(rep.Overall.L1), rep.Overall.GripperAcc, rep.Overall.Steps)
 	if rep.Overall.Steps != 8 || rep.Overall.TokenAcc <= 0.9 {
 		t.Fatalf("action-token accuracy on the training demos %.3f (want > 0.9)\n%s", rep.Overall.TokenAcc, out)
 	}
@@ -169,56 +169,6 @@ func actOverLoopback(t *testing.T, ck, suite string) {
 		}
 	}
 	t.Logf("/act over loopback: %d steps match the demos (worst arm error %.4f)", n, worst)
-}
-
-// evalLibero with an oracle and with a broken predictor.
-func TestEvalLiberoMetrics(t *testing.T) {
-	suite := liberoSuite(t)
-	l, err := data.OpenLibero(suite, data.LiberoOptions{Shots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	at, _ := data.NewActionTokenizer(data.LlamaBaseVocab)
-	// The oracle looks the frame up among the demos (frames are distinct).
-	answers := map[string][]int{}
-	for _, task := range l.Tasks {
-		for _, d := range task.Demos {
-			for k := range d.Actions {
-				img, _ := l.Frame(task, d, k)
-				ids, _ := l.Stats.Action.EncodeAction(at, d.Actions[k])
-				answers[task.Instruction+string(img.Pix)] = append(ids, 128009)
-			}
-		}
-	}
-	oracle := func(_ context.Context, img vision.Image, instr string) ([]int, error) {
-		return answers[instr+string(img.Pix)], nil
-	}
-	rep, err := evalLibero(context.Background(), l, l.Stats, "heldout", 0, oracle, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := rep.Overall
-	if o.TokenAcc != 1 || o.GripperAcc != 1 || o.Invalid != 0 || o.L1Arm == nil || *o.L1Arm > 0.01 || o.Steps != 8 {
-		t.Fatalf("oracle: %+v", o)
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	junk := func(context.Context, vision.Image, string) ([]int, error) {
-		if r.IntN(2) == 0 {
-			return []int{128009}, nil
-		}
-		return []int{127744, 127744, 127744, 127744, 127744, 127744, 127744, 128009}, nil
-	}
-	rep, err = evalLibero(context.Background(), l, l.Stats, "train", 3, junk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Overall.Steps != 6 || rep.Overall.Invalid == 0 || rep.Overall.TokenAcc > 0.5 {
-		t.Fatalf("junk: %+v", rep.Overall)
-	}
-	if _, err := evalLibero(context.Background(), l, l.Stats, "nope", 0, junk, nil); err == nil {
-		t.Fatal("bad split accepted")
-	}
 }
 
 // LoRA adapters saved in PEFT's layout load back bit for bit.
@@ -360,11 +310,11 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eval libero: %v\n%s", err, out)
 	}
-	var rep LiberoReport
+	var rep eval.LiberoReport
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{\n"):]), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	t.Logf("LoRA, training demos: token accuracy %.3f, L1 %s, gripper %.3f over %d steps", rep.Overall.TokenAcc, l1Text(rep.Overall.L1), rep.Overall.GripperAcc, rep.Overall.Steps)
+	t.Logf("LoRA, training demos: token accuracy %.3f, L1 %s, gripper %.3f over %d steps", rep.Overall.TokenAcc, eval.L1Text(rep.Overall.L1), rep.Overall.GripperAcc, rep.Overall.Steps)
 	if rep.Overall.Steps != 8 || rep.Overall.TokenAcc < 0.9 {
 		t.Fatalf("LoRA action-token accuracy on the training demos %.3f (want >= 0.9)\n%s", rep.Overall.TokenAcc, out)
 	}
@@ -393,7 +343,7 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	withAdapter, plain := pipelinePredictor(pa), pipelinePredictor(pm)
+	withAdapter, plain := eval.PipelinePredictor(pa), eval.PipelinePredictor(pm)
 	n := 0
 	for _, task := range l.Tasks {
 		d := task.Demos[task.Train[0]]

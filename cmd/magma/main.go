@@ -1,6 +1,6 @@
 // Command magma trains, evaluates and serves the Magma multimodal agent model.
-// This file only wires cobra; every subcommand lives in its own file and calls
-// into the library packages.
+// This file builds the command tree; every subcommand lives in its own file
+// (flags, then one call into the library packages).
 package main
 
 import (
@@ -12,10 +12,12 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-var rootCmd = &cobra.Command{
-	Use:   "magma",
-	Short: "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
-	Long: `magma trains, evaluates and serves Microsoft's Magma multimodal agent model
+// newRootCmd builds the whole command tree.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "magma",
+		Short: "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
+		Long: `magma trains, evaluates and serves Microsoft's Magma multimodal agent model
 (ConvNeXt vision encoder + Llama-3 decoder) on the CPU.
 
   Models:      init (random checkpoint of a preset), info, generate, serve
@@ -29,22 +31,39 @@ var rootCmd = &cobra.Command{
                tom (Trace-of-Mark), tokenize
 
 Every command has --help with examples. Start with: magma pretrain`,
-	SilenceUsage:  true,
-	SilenceErrors: true,
-}
-
-func init() {
-	rootCmd.PersistentFlags().Bool("verbose", false, "more output, including OpenCV/FFmpeg/GStreamer library logging (silenced by default)")
-	rootCmd.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().Bool("verbose", false, "more output, including OpenCV/FFmpeg/GStreamer library logging (silenced by default)")
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		// serve has its own --verbose (debug logs): it also shows these.
 		if v, err := cmd.Flags().GetBool("verbose"); err != nil || !v {
 			vision.QuietLibraryLogs()
 		}
 	}
+	finetune := newFinetuneCmd() // sft
+	finetune.AddCommand(newFinetuneLiberoCmd())
+	eval := newEvalCmd() // screenspot, mind2web, synth
+	eval.AddCommand(newEvalLiberoCmd())
+	root.AddCommand(
+		newGenerateCmd(),
+		newInfoCmd(),
+		newInitCmd(),
+		newTokenizeCmd(),
+		newSomCmd(),
+		newTomCmd(),
+		newDataCmd(),
+		newPretrainCmd(),
+		finetune,
+		eval,
+		newServeCmd(),
+		newPlotCmd(),
+	)
+	return root
 }
 
 func main() {
-	if err := rootCmd.Execute(); err != nil {
+	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "magma:", err)
 		os.Exit(1)
 	}

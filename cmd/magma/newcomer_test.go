@@ -65,6 +65,7 @@ func repoDir(t *testing.T) string {
 // Point 12: every runnable command has examples; the root help names every
 // command group's real scope.
 func TestHelpHasExamples(t *testing.T) {
+	rootCmd := newRootCmd()
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.Name() == "completion" { // cobra's own, documented by cobra

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newPlotCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:     "plot RUN",
@@ -32,5 +32,5 @@ func init() {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "PNG to write (default RUN/curves.png)")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

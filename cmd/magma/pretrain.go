@@ -135,7 +135,7 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
-	o.OnStart = func(si train.StartInfo) {
+	o.Hooks.OnStart = func(si train.StartInfo) {
 		fmt.Fprintf(w, "training %d of %d parameters (%s), lr %g (%s), for %d updates of %d×%d samples into %s\n",
 			si.Trainable, si.Total, o.Config.Trainable, si.LR, si.Schedule, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
 	}
@@ -159,7 +159,7 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	return nil
 }
 
-func init() {
+func newPretrainCmd() *cobra.Command {
 	var (
 		config string
 		f      runFlags
@@ -192,5 +192,5 @@ curve equals the uninterrupted run's (same seed and GOMAXPROCS).`,
 	}
 	cmd.Flags().StringVar(&config, "config", "", "recipe YAML (default: the embedded configs/pretrain/tiny.yaml)")
 	f.register(cmd, "runs/pretrain")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

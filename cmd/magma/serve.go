@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServeCmd() *cobra.Command {
 	var (
 		modelDir, tokPath, addr, name string
 		cfg                           = server.DefaultConfig()
@@ -102,5 +102,5 @@ func init() {
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections at most; the next gets 503")
 	f.BoolVar(&verbose, "verbose", false, "debug logs (health and metrics requests too)")
 	_ = cmd.MarkFlagRequired("model")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-func init() {
+func newSomCmd() *cobra.Command {
 	var imgPath, boxesPath, pointsPath, out string
 	var propose, asJSON bool
 	cmd := &cobra.Command{
@@ -100,5 +100,5 @@ func init() {
 	f.BoolVar(&propose, "propose", false, "propose UI element boxes with the classical proposer")
 	f.StringVar(&out, "out", "", "marked image to write")
 	f.BoolVar(&asJSON, "json", false, "print the mark map (id -> bbox/point) as JSON")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // tokenize wires flags to llm/tokenizer; all logic lives in that package.
-func init() {
+func newTokenizeCmd() *cobra.Command {
 	var (
 		path, addOut                string
 		decode, chat, train, bos    bool
@@ -78,5 +78,5 @@ The first bad line stops the command with "line N: reason".
 	f.BoolVar(&skipSpecial, "skip-special", false, "with --decode: drop special tokens")
 	f.BoolVar(&addMagmaTokens, "add-magma-tokens", false, "write Magma's tokenizer variant to --out and exit")
 	f.StringVar(&addOut, "out", "", "output directory for --add-magma-tokens")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/magma-go/magma/tom"
 )
 
-func init() {
+func newTomCmd() *cobra.Command {
 	var video, out, viz string
 	var grid, future, start int
 	var seed int64
@@ -81,5 +81,5 @@ func init() {
 	f.IntVar(&future, "future", 16, "future steps (uses future+1 frames)")
 	f.IntVar(&start, "start", 0, "first frame")
 	f.Int64Var(&seed, "seed", 1, "seed for k, k-means and mark ids")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

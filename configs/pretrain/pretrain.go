@@ -1,4 +1,6 @@
-// Package pretrain embeds the training recipes (configs/pretrain/*.yaml):
+// Package pretrain embeds the training recipes (configs/pretrain/*.yaml) of
+// magma pretrain (tiny, magma-8b) and the defaults of magma finetune (sft,
+// libero, libero-full), the one home of their learning rates and schedules:
 // model preset or init checkpoint, data mixture, optimizer, schedule,
 // batch, checkpoint cadence. train.LoadConfig parses them.
 package pretrain
