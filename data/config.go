@@ -40,9 +40,11 @@ import (
 //	ui:    image_folder, bbox_format (auto|xyxy|xyxy_norm|xywh|xywh_norm),
 //	       subtasks {text_2_point: 0.4, text_2_bbox: 0.4, point_2_text: 0.1, bbox_2_text: 0.1},
 //	       max_marks (20), max_turns (4)
-//	video: video_folder, steps (ToM horizon, 16), grid (15), fps (of frame
-//	       folders, 30), tasks {tom: 0.7, som: 0.15, caption: 0.15}
-//	robot: steps (8), grid (15), tom_ratio (share of ToM samples, 0.2),
+//	video: video_folder, steps (frames tracked from the segment start - 1,
+//	       16), grid (15), fps (of frame folders, 30), skip_tom (share of
+//	       caption-only items, 0.2), egocentric (always remove camera motion)
+//	robot: steps (ToM horizon t..t+steps, 16), grid (15), tom_ratio (share
+//	       of items with the ToM turn after the action turn, 1),
 //	       statistics (a dataset_statistics.json instead of computing
 //	       q01/q99), key (its entry; default the source name or the only one)
 //	rlds:  (path: an RLDS dataset or version directory) dataset (feature

@@ -104,21 +104,29 @@ func (e *Env) decode(path string) (vision.Image, error) {
 	return vision.DecodeImage(path, vision.WithMaxPixels(e.Image.MaxPixels))
 }
 
-func (e *Env) preprocess(img vision.Image) (*vision.Pixels, error) {
-	return vision.Preprocess(img, e.Image.Base, e.Image.MaxCrops, e.Image.Mean, e.Image.Std)
-}
-
 // ChatSample tokenises a conversation for training (only assistant turns
 // supervised) with its images: the number of <image> placeholders must
 // equal len(images); the images are preprocessed in order.
 func (e *Env) ChatSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+	return e.chatSample(msgs, images, e.Image.MaxCrops)
+}
+
+// FrameSample is ChatSample for video and robot frames: every image is
+// preprocessed with num_crops = 1, as Magma's video and Open-X data classes
+// set it ("for pretraining on video, we always set num_crops to 1").
+// Assistant messages may carry their answer as token ids (Message.IDs).
+func (e *Env) FrameSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+	return e.chatSample(msgs, images, 1)
+}
+
+func (e *Env) chatSample(msgs []tokenizer.Message, images []vision.Image, crops int) (Sample, error) {
 	o := e.Chat
 	o.AddGenerationPrompt = false
 	ids, labels, err := e.Tokenizer.EncodeTraining(msgs, o)
 	if err != nil {
 		return Sample{}, err
 	}
-	return e.finish(ids, labels, images)
+	return e.finishCrops(ids, labels, images, crops)
 }
 
 // ActionSample is a prompt (user turns, encoded with the assistant header
@@ -143,6 +151,10 @@ func (e *Env) ActionSample(msgs []tokenizer.Message, images []vision.Image, acti
 }
 
 func (e *Env) finish(ids, labels []int, images []vision.Image) (Sample, error) {
+	return e.finishCrops(ids, labels, images, e.Image.MaxCrops)
+}
+
+func (e *Env) finishCrops(ids, labels []int, images []vision.Image, crops int) (Sample, error) {
 	n := 0
 	for _, id := range ids {
 		if id == e.imageID {
@@ -157,7 +169,7 @@ func (e *Env) finish(ids, labels []int, images []vision.Image) (Sample, error) {
 	}
 	s := Sample{IDs: ids, Labels: labels}
 	for i, img := range images {
-		px, err := e.preprocess(img)
+		px, err := vision.Preprocess(img, e.Image.Base, min(crops, e.Image.MaxCrops), e.Image.Mean, e.Image.Std)
 		if err != nil {
 			return Sample{}, fmt.Errorf("image %d: %w", i, err)
 		}

@@ -439,11 +439,18 @@ func (e *Env) tracesSample(first vision.Image, tr *tom.Tracks, kind, task string
 		{Role: "assistant", Content: a}}, []vision.Image{res.Marked})
 }
 
-// RunTraces runs Magma's ToM selection on pre-extracted tracks with the
-// default settings (tom.RunTracks).
+// RunTraces runs Magma's ToM selection on pre-extracted tracks
+// (tom.RunTracks): OXE-ToM rows with the robot rules (data/openx_magma),
+// Video-ToM rows with the demo's, as the maintainers say the published
+// traces are meant to be used (microsoft/Magma issue #66: "the way
+// tools/som_tom/demo.py does").
 func RunTraces(first vision.Image, tr *tom.Tracks, task string, robot bool, seed int64) (*tom.Result, error) {
-	cfg := tom.DefaultConfig()
-	cfg.Seed, cfg.Task, cfg.Robot = seed, task, robot
+	src := tom.SourceDemo
+	if robot {
+		src = tom.SourceRobot
+	}
+	cfg := tom.SourceConfig(src)
+	cfg.Seed, cfg.Task = seed, task
 	return tom.RunTracks(first, tr, cfg)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"image"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/data/hdf5"
 	"github.com/magma-go/magma/llm/tokenizer"
@@ -43,9 +46,17 @@ type LiberoOptions struct {
 	// Suite names the data (the dataset_statistics.json key, the unnorm_key
 	// of /act requests); "" = the folder's base name.
 	Suite string
-	// Shots is the number of training demos per task; the rest are held
-	// out. 0 or more than a task has means all of them.
+	// Shots is the number of training demos per task (ShotsPer "task") or
+	// in the whole suite (ShotsPer "suite"); the rest are held out. 0 or
+	// more than there are means all of them.
 	Shots int
+	// ShotsPer is "task" ("" too) or "suite". The paper says "10
+	// trajectories per task" (Fig. 10) and "for each task suite ... only 10
+	// trajectories" (Sec. 5.2); the maintainers answered "select 1 traj per
+	// sub-task" (microsoft/Magma issue #51), i.e. 10 per suite of 10 tasks.
+	// Suite shots are spread over the tasks as evenly as possible (the
+	// tasks that get one more are drawn by Seed).
+	ShotsPer string
 	// Seed chooses the shots.
 	Seed uint64
 	// RemoveNoops drops steps whose arm action norm is below 1e-4 and whose
@@ -111,6 +122,11 @@ func OpenLibero(dir string, opt LiberoOptions) (*Libero, error) {
 	if opt.Shots < 0 {
 		return nil, fmt.Errorf("libero: shots %d must be >= 0", opt.Shots)
 	}
+	switch opt.ShotsPer {
+	case "", ShotsPerTask, ShotsPerSuite:
+	default:
+		return nil, fmt.Errorf("libero: shots per %q (want %s or %s)", opt.ShotsPer, ShotsPerTask, ShotsPerSuite)
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("libero: %w", err)
@@ -132,8 +148,10 @@ func OpenLibero(dir string, opt LiberoOptions) (*Libero, error) {
 		if err != nil {
 			return nil, fmt.Errorf("libero: %w", err)
 		}
-		selectShots(t, opt.Shots, opt.Seed)
 		l.Tasks = append(l.Tasks, t)
+	}
+	for i, n := range shotsPerTask(len(l.Tasks), opt) {
+		selectShots(l.Tasks[i], n, opt.Seed)
 	}
 	var acts, props [][]float64
 	nTraj := 0
@@ -371,16 +389,48 @@ func InstructionFromFileName(name string) string {
 	return strings.Join(strings.FieldsFunc(name, func(r rune) bool { return r == '_' }), " ")
 }
 
+// The ShotsPer values.
+const (
+	ShotsPerTask  = "task"
+	ShotsPerSuite = "suite"
+)
+
+// shotsPerTask is how many demos each of n tasks trains on (-1: all).
+func shotsPerTask(n int, opt LiberoOptions) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = -1
+	}
+	if opt.Shots <= 0 || n == 0 {
+		return out
+	}
+	if opt.ShotsPer != ShotsPerSuite {
+		for i := range out {
+			out[i] = opt.Shots
+		}
+		return out
+	}
+	r := rand.New(rand.NewPCG(opt.Seed, 0x5ee7))
+	order := r.Perm(n)
+	for j, i := range order {
+		out[i] = opt.Shots / n
+		if j < opt.Shots%n {
+			out[i]++
+		}
+	}
+	return out
+}
+
 // selectShots puts shots demos of t (chosen by seed and the task name, so
 // the choice does not depend on the other files) in Train and the rest in
-// Heldout.
+// Heldout; shots < 0 trains on all of them.
 func selectShots(t *LiberoTask, shots int, seed uint64) {
 	n := len(t.Demos)
 	idx := make([]int, n)
 	for i := range idx {
 		idx[i] = i
 	}
-	if shots > 0 && shots < n {
+	if shots >= 0 && shots < n {
 		h := fnv.New64a()
 		h.Write([]byte(t.Name))
 		r := rand.New(rand.NewPCG(seed, h.Sum64()))
@@ -443,6 +493,7 @@ func (l *Libero) ApplySplit(s *LiberoSplit) error {
 type LiberoSplit struct {
 	Suite string              `json:"suite"`
 	Shots int                 `json:"shots"`
+	Per   string              `json:"shots_per,omitempty"`
 	Seed  uint64              `json:"seed"`
 	Noops bool                `json:"remove_noops"`
 	Tasks map[string][]string `json:"train_demos"`
@@ -450,7 +501,7 @@ type LiberoSplit struct {
 
 // Split returns the current training selection.
 func (l *Libero) Split() *LiberoSplit {
-	s := &LiberoSplit{Suite: l.Opt.Suite, Shots: l.Opt.Shots, Seed: l.Opt.Seed, Noops: l.Opt.RemoveNoops, Tasks: map[string][]string{}}
+	s := &LiberoSplit{Suite: l.Opt.Suite, Shots: l.Opt.Shots, Per: l.Opt.ShotsPer, Seed: l.Opt.Seed, Noops: l.Opt.RemoveNoops, Tasks: map[string][]string{}}
 	for _, t := range l.Tasks {
 		keys := []string{}
 		for _, i := range t.Train {
@@ -824,4 +875,72 @@ func (l *Libero) ActionSample(env *Env, t *LiberoTask, d *LiberoDemo, k int) (Sa
 	}
 	msgs := []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(t.Instruction)}}
 	return env.ActionSample(msgs, []vision.Image{img}, ids)
+}
+
+// LiberoDecoding is how an action is read from the model for LIBERO.
+type LiberoDecoding struct {
+	// Name is "greedy" or "official".
+	Name string
+	// Temperature 0 is greedy; above 0 samples (plain temperature
+	// sampling, no top-p/top-k).
+	Temperature float64
+	// MaxNewTokens bounds the generation.
+	MaxNewTokens int
+	// Resize, when > 0, resizes the frame to Resize x Resize first.
+	Resize int
+	// FromEnd takes the action ids from the end of the generation: the 7
+	// tokens before the last one (Magma's output_ids[0, -8:-1]); otherwise
+	// the first 7 generated tokens.
+	FromEnd bool
+}
+
+// LiberoDecodings are the decodings `magma eval libero --decoding` offers.
+//
+// greedy: argmax, 8 new tokens (7 action tokens and <|eot_id|>), the first
+// 7 are the action.
+//
+// official: microsoft/Magma agents/libero (libero_magma_utils.py
+// get_magma_action, eval_magma_libero.py): generate(temperature=0.7,
+// do_sample=True, num_beams=1, max_new_tokens=1000), action ids =
+// output_ids[0, -8:-1], the agent-view frame resized to 256x256
+// (resolution 256; LIBERO's files hold 128 or 256 px frames). The JPEG
+// round trip and TF Lanczos-3 resize of libero_env_utils.py are
+// approximated by OpenCV's Lanczos-4.
+var LiberoDecodings = map[string]LiberoDecoding{
+	"greedy":   {Name: "greedy", MaxNewTokens: LiberoActionDim + 1},
+	"official": {Name: "official", Temperature: 0.7, MaxNewTokens: 1000, Resize: 256, FromEnd: true},
+}
+
+// ActionIDs picks the 7 action ids from the generated ids (nil when too
+// few were generated).
+func (d LiberoDecoding) ActionIDs(out []int) []int {
+	if d.FromEnd {
+		if len(out) < LiberoActionDim+1 {
+			return nil
+		}
+		return out[len(out)-LiberoActionDim-1 : len(out)-1]
+	}
+	if len(out) < LiberoActionDim {
+		return nil
+	}
+	return out[:LiberoActionDim]
+}
+
+// Frame applies the decoding's resize to a frame.
+func (d LiberoDecoding) Frame(img vision.Image) (vision.Image, error) {
+	if d.Resize <= 0 || (img.W == d.Resize && img.H == d.Resize) {
+		return img, nil
+	}
+	if err := img.Validate(); err != nil {
+		return vision.Image{}, err
+	}
+	src, err := gocv.NewMatFromBytes(img.H, img.W, gocv.MatTypeCV8UC3, img.Pix)
+	if err != nil {
+		return vision.Image{}, err
+	}
+	defer src.Close()
+	dst := gocv.NewMat()
+	defer dst.Close()
+	gocv.Resize(src, &dst, image.Pt(d.Resize, d.Resize), 0, 0, gocv.InterpolationLanczos4)
+	return vision.Image{W: d.Resize, H: d.Resize, Pix: dst.ToBytes()}, nil
 }

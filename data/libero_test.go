@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/magma-go/magma/data/hdf5"
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/vision"
 )
 
 func liberoFixture(t *testing.T, noops bool) (string, []liberotest.Task) {
@@ -447,4 +449,65 @@ func TestLiberoBadInput(t *testing.T) {
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, file), []byte("<html>"), 0o644)
 	expect(dir, file, "not an HDF5 file")
+}
+
+// Suite shots spread over the tasks (1 per task for 10 in 10 tasks: the
+// maintainers' "select 1 traj per sub-task"); task shots count per task.
+func TestShotsPer(t *testing.T) {
+	for _, c := range []struct {
+		opt  LiberoOptions
+		n    int
+		want []int
+	}{
+		{LiberoOptions{Shots: 10, ShotsPer: ShotsPerSuite}, 10, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+		{LiberoOptions{Shots: 10, ShotsPer: ShotsPerTask}, 3, []int{10, 10, 10}},
+		{LiberoOptions{Shots: 10}, 2, []int{10, 10}},
+		{LiberoOptions{Shots: 0, ShotsPer: ShotsPerSuite}, 2, []int{-1, -1}},
+	} {
+		if got := shotsPerTask(c.n, c.opt); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%+v over %d tasks: %v, want %v", c.opt, c.n, got, c.want)
+		}
+	}
+	got := shotsPerTask(4, LiberoOptions{Shots: 6, ShotsPer: ShotsPerSuite, Seed: 3})
+	sum, ones := 0, 0
+	for _, n := range got {
+		sum += n
+		if n == 1 {
+			ones++
+		}
+	}
+	if sum != 6 || ones != 2 {
+		t.Errorf("6 shots over 4 tasks: %v", got)
+	}
+	tk := &LiberoTask{Demos: make([]*LiberoDemo, 5)}
+	selectShots(tk, 0, 1)
+	if len(tk.Train) != 0 || len(tk.Heldout) != 5 {
+		t.Errorf("0 shots: train %v heldout %v", tk.Train, tk.Heldout)
+	}
+}
+
+// The official decoding takes output_ids[-8:-1] (agents/libero/
+// libero_magma_utils.py: "action_ids = output_ids[0, -8:-1]"), greedy the
+// first 7 of 8.
+func TestLiberoDecodings(t *testing.T) {
+	out := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 128009}
+	off := LiberoDecodings["official"]
+	if got := off.ActionIDs(out); fmt.Sprint(got) != "[4 5 6 7 8 9 10]" {
+		t.Errorf("official %v", got)
+	}
+	if off.Temperature != 0.7 || off.MaxNewTokens != 1000 || off.Resize != 256 {
+		t.Errorf("official %+v", off)
+	}
+	g := LiberoDecodings["greedy"]
+	if got := g.ActionIDs(out[:8]); fmt.Sprint(got) != "[1 2 3 4 5 6 7]" || g.Temperature != 0 {
+		t.Errorf("greedy %v", got)
+	}
+	if off.ActionIDs(out[:5]) != nil {
+		t.Error("too short accepted")
+	}
+	img := vision.Image{W: 128, H: 128, Pix: make([]uint8, 128*128*3)}
+	r, err := off.Frame(img)
+	if err != nil || r.W != 256 || r.H != 256 {
+		t.Errorf("resize %dx%d %v", r.W, r.H, err)
+	}
 }

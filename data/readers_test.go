@@ -39,8 +39,9 @@ func TestUIReader(t *testing.T) {
 		t.Fatalf("len %d skipped %d", src.Len(), env.Skipped())
 	}
 	// every subtask shows up with its answer format; only answers supervised
-	pointRE := regexp.MustCompile(`^\[\d+,\d+\] Mark: [12]<\|eot_id\|>$`)
-	boxRE := regexp.MustCompile(`^\[\d+,\d+,\d+,\d+\] Mark: [12]<\|eot_id\|>$`)
+	// SeeClick's fractions "(0.42,0.17)" plus Magma's " Mark: {id}".
+	pointRE := regexp.MustCompile(`^\([01]\.\d\d,[01]\.\d\d\) Mark: [12]<\|eot_id\|>$`)
+	boxRE := regexp.MustCompile(`^\([01]\.\d\d,[01]\.\d\d,[01]\.\d\d,[01]\.\d\d\) Mark: [12]<\|eot_id\|>$`)
 	seen := map[string]int{}
 	for k := 0; k < 40; k++ {
 		s, err := src.Sample(0, rand.New(rand.NewPCG(uint64(k), 9)))
@@ -76,7 +77,7 @@ func TestUIReader(t *testing.T) {
 			t.Errorf("%s share %.3f want %.1f", name, got, p)
 		}
 	}
-	// the text_2_point answer is the mark's box centre on the 256 grid
+	// the text_2_point answer is the mark's box centre as fractions
 	for k := 0; ; k++ {
 		s, _ := src.Sample(0, rand.New(rand.NewPCG(uint64(k), 9)))
 		ans := supervisedText(t, env.Tokenizer, s)
@@ -149,7 +150,8 @@ func TestVideoReader(t *testing.T) {
 {"video": "push.avi", "task": "x", "start": 3, "end": 1}
 {"video": "push.avi"}
 `)
-	src, err := NewVideoSource(env, "video", man, VideoOptions{VideoFolder: filepath.Join(dir, "clips"), Steps: 6, Grid: 8, Tasks: map[string]float64{TaskToM: 1}})
+	zero, one := 0.0, 1.0
+	src, err := NewVideoSource(env, "video", man, VideoOptions{VideoFolder: filepath.Join(dir, "clips"), Steps: 6, Grid: 8, SkipToM: &zero})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,34 +164,40 @@ func TestVideoReader(t *testing.T) {
 	}
 	ans := supervisedText(t, env.Tokenizer, s)
 	full, _ := env.Tokenizer.Decode(s.IDs, false)
-	if !strings.Contains(ans, "should be moved, and their future positions are:") ||
-		!strings.Contains(full, "The person is doing: push the red square right. To finish the task, how to move the numerical marks in the image for the next 6 steps?") {
-		t.Fatalf("ToM sample:\n%s", full)
+	// data/conversations.py: one item, caption turn then ToM (or SoM) turn,
+	// each question after f"{image_placeholder}\n" with image_placeholder "<image>\n".
+	if !strings.Contains(full, "<|start_header_id|>user<|end_header_id|>\n\n<image>\n\nWhat is the person doing in the image?<|eot_id|>") ||
+		!strings.HasPrefix(ans, "A red square slides right.<|eot_id|>") {
+		t.Fatalf("caption turn:\n%s", full)
 	}
-	t.Logf("ToM answer: %q", ans)
-	for idx, reason := range map[int]string{1: "gone.avi", 2: "needs 7"} {
-		_, err := src.Sample(idx, rand.New(rand.NewPCG(1, 1)))
-		re, ok := AsRecordError(err)
-		if !ok || re.Path != man || !strings.Contains(re.Reason, reason) {
-			t.Errorf("record %d: %v", idx, err)
+	if !strings.Contains(full, "<image>\n\nThe image is split into 256x256 grids, and labeled with numeric marks") || len(s.Images) != 2 {
+		t.Fatalf("second turn (%d images):\n%s", len(s.Images), full)
+	}
+	if strings.Contains(ans, "should be moved") && !strings.Contains(full, "The person is doing: push the red square right. To finish the task, how to move the numerical marks in the image for the next ") {
+		t.Fatalf("ToM question:\n%s", full)
+	}
+	for i, px := range s.Images {
+		if px.NumCrops() != 1 {
+			t.Errorf("image %d has %d crops, want num_crops 1", i, px.NumCrops())
 		}
 	}
-	// caption and SoM tasks
-	src2, _ := NewVideoSource(env, "video", man, VideoOptions{VideoFolder: filepath.Join(dir, "clips"), Steps: 6, Grid: 8, Tasks: map[string]float64{TaskSoM: 1, TaskCaption: 1}})
-	got := map[bool]bool{}
-	for k := 0; k < 12; k++ {
-		s, err := src2.Sample(0, rand.New(rand.NewPCG(uint64(k), 4)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := supervisedText(t, env.Tokenizer, s)
-		got[a == "A red square slides right.<|eot_id|>"] = true
-		if a != "A red square slides right.<|eot_id|>" && len(som.ParseMarks(a)) == 0 {
-			t.Fatalf("SoM answer %q", a)
-		}
+	t.Logf("answers: %q", ans)
+	_, err = src.Sample(1, rand.New(rand.NewPCG(1, 1)))
+	if re, ok := AsRecordError(err); !ok || re.Path != man || !strings.Contains(re.Reason, "gone.avi") {
+		t.Errorf("record 1: %v", err)
 	}
-	if !got[true] || !got[false] {
-		t.Error("expected both caption and SoM samples")
+	// skip_tom 1: the caption turn alone.
+	src2, _ := NewVideoSource(env, "video", man, VideoOptions{VideoFolder: filepath.Join(dir, "clips"), Steps: 6, Grid: 8, SkipToM: &one})
+	s, err = src2.Sample(0, rand.New(rand.NewPCG(5, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := supervisedText(t, env.Tokenizer, s); a != "A red square slides right.<|eot_id|>" || len(s.Images) != 1 {
+		t.Errorf("caption-only sample %q with %d images", a, len(s.Images))
+	}
+	bad := 2.0
+	if _, err := NewVideoSource(env, "video", man, VideoOptions{SkipToM: &bad}); err == nil {
+		t.Error("skip_tom 2 accepted")
 	}
 }
 
@@ -254,7 +262,9 @@ func TestRobotReader(t *testing.T) {
 		}
 	}
 	full, _ := env.Tokenizer.Decode(s.IDs, false)
-	if !strings.Contains(full, "What action should the robot take to pick up the bowl?") {
+	// data/openx_magma/data_utils.py keeps the instruction as written:
+	// f"{image_placeholder}\nWhat action should the robot take to {gpt_response}?"
+	if !strings.Contains(full, "<image>\n\nWhat action should the robot take to Pick up the bowl.?") || s.Images[0].NumCrops() != 1 {
 		t.Fatalf("prompt %q", full)
 	}
 	env.OnError = OnErrorStop
@@ -297,7 +307,21 @@ func TestRobotToMSamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	full, _ := env.Tokenizer.Decode(s.IDs, false)
-	if !strings.Contains(full, "The robot is doing: pick up the") {
-		t.Fatalf("robot ToM sample: %q", full)
+	// One item: the action turn, then the ToM (or SoM) turn.
+	if !strings.Contains(full, "What action should the robot take to") || len(s.Images) != 2 ||
+		!strings.Contains(full, "The image is split into 256x256 grids, and labeled with numeric marks") {
+		t.Fatalf("robot sample (%d images): %q", len(s.Images), full)
+	}
+	if strings.Contains(full, "should be moved") && !strings.Contains(full, "labeled with numeric marks: [") {
+		t.Fatalf("robot ToM question: %q", full)
+	}
+	nAct := 0
+	for i, l := range s.Labels {
+		if l != IgnoreIndex && env.Actions.IsActionID(s.IDs[i]) {
+			nAct++
+		}
+	}
+	if nAct != 7 {
+		t.Errorf("%d supervised action tokens, want 7", nAct)
 	}
 }

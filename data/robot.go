@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision"
 )
 
@@ -26,11 +27,14 @@ const EpisodeFile = "episode.json"
 
 // RobotOptions are the robot source's per-type options.
 type RobotOptions struct {
-	// Steps is the ToM horizon for trace samples (default 8).
+	// Steps is the ToM horizon: the traces run from the step's frame to
+	// frame t+Steps (default 16, Magma's frame_index + 16).
 	Steps int `yaml:"steps"`
 	// Grid is the tracking grid size (tom default 15).
 	Grid int `yaml:"grid"`
-	// TomRatio is the share of ToM samples (default 0.2; 0 disables ToM).
+	// TomRatio is the share of samples that get the ToM turn after the
+	// action turn (default 1: Magma's Open-X class always adds it when the
+	// episode has traces; 0 gives action-only samples).
 	TomRatio *float64 `yaml:"tom_ratio"`
 	// Statistics is an OpenVLA dataset_statistics.json to normalise with
 	// (default: computed from the episodes; see Statistics).
@@ -59,9 +63,11 @@ type RobotOptions struct {
 // dimension, mask false, is left as is and clipped by the tokenizer; it
 // should be in [-1,1]) and <|eot_id|>. Statistics are ComputeStats's, the
 // same as LiberoSource's.
-// A TomRatio share of samples instead runs tom on frames t..t+Steps with
-// "The robot is doing: {instruction}" (falling back to the action sample
-// when the episode is too short or nothing moves).
+// As Magma's Open-X class builds it (data/openx_magma/data_utils.py), a
+// sample is one multi-turn item: the action turn, then (for a TomRatio
+// share, when frames t..t+Steps exist) the ToM turn on frame t with the
+// marks drawn, "The robot is doing: {instruction}" (tom.SourceRobot), or
+// the SoM turn when nothing moves. Frames use num_crops = 1.
 type RobotSource struct {
 	name, path string
 	env        *Env
@@ -91,10 +97,10 @@ type episodeJSON struct {
 // action statistics.
 func NewRobotSource(env *Env, name, path string, o RobotOptions) (*RobotSource, error) {
 	if o.Steps <= 0 {
-		o.Steps = 8
+		o.Steps = 16
 	}
 	if o.TomRatio == nil {
-		r := 0.2
+		r := 1.0
 		o.TomRatio = &r
 	}
 	if !(*o.TomRatio >= 0 && *o.TomRatio <= 1) {
@@ -236,7 +242,15 @@ func readRobotStatistics(path, key, fallback string) (DatasetStats, error) {
 	return *st, nil
 }
 
-// ActionPrompt is the robot question of every action sample and of the
+// RobotActionQuestion is the action question of Magma's Open-X pretraining
+// items, the instruction kept as the dataset writes it
+// (data/openx_magma/data_utils.py: f"{image_placeholder}\nWhat action should
+// the robot take to {gpt_response}?").
+func RobotActionQuestion(instruction string) string {
+	return "What action should the robot take to " + instruction + "?"
+}
+
+// ActionPrompt is the robot question of LIBERO samples and of the
 // server's /act: OpenVLA's wording, which Magma's robot finetuning uses, in a
 // chat turn. The instruction is lower-cased as OpenVLA does, surrounding
 // space and a closing full stop dropped so the question ends in one "?".
@@ -261,23 +275,6 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	fail := func(err error) (Sample, error) {
 		return Sample{}, recordErr(epPath, ep.index, "step %d: %v", ref.t, err)
 	}
-	if rng.Float64() < *s.opt.TomRatio && len(ep.frames) > s.opt.Steps {
-		t0 := min(ref.t, len(ep.frames)-s.opt.Steps-1)
-		frames := make([]vision.Image, 0, s.opt.Steps+1)
-		for t := t0; t <= t0+s.opt.Steps; t++ {
-			img, err := s.env.decode(filepath.Join(ep.dir, ep.frames[t]))
-			if err != nil {
-				return fail(err)
-			}
-			frames = append(frames, img)
-		}
-		smp, err := s.env.marksSample(frames, TaskToM, ep.instruction, "", s.opt.Steps, s.opt.Grid, true, rng)
-		if err == nil {
-			smp.Source, smp.Index = ep.dir, i
-			return smp, nil
-		}
-		// nothing trackable: fall through to the action sample
-	}
 	img, err := s.env.decode(filepath.Join(ep.dir, ep.frames[ref.t]))
 	if err != nil {
 		return fail(err)
@@ -290,8 +287,32 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	if err != nil {
 		return fail(err)
 	}
-	smp, err := s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(ep.instruction)}},
-		[]vision.Image{img}, ids)
+	msgs := []tokenizer.Message{
+		{Role: "user", Content: framePlaceholder + RobotActionQuestion(ep.instruction)},
+		{Role: "assistant", IDs: ids}}
+	images := []vision.Image{img}
+	if rng.Float64() < *s.opt.TomRatio && ref.t+s.opt.Steps < len(ep.frames) {
+		frames := make([]vision.Image, 0, s.opt.Steps+1)
+		for t := ref.t; t <= ref.t+s.opt.Steps; t++ {
+			f, err := s.env.decode(filepath.Join(ep.dir, ep.frames[t]))
+			if err != nil {
+				return fail(err)
+			}
+			frames = append(frames, f)
+		}
+		cfg := tom.SourceConfig(tom.SourceRobot)
+		cfg.Seed, cfg.Task, cfg.Grid, cfg.Future = rng.Int64(), ep.instruction, s.opt.Grid, s.opt.Steps
+		q, a, marked, err := marksTurn(frames, cfg)
+		switch {
+		case err == nil:
+			msgs = append(msgs, tokenizer.Message{Role: "user", Content: framePlaceholder + q},
+				tokenizer.Message{Role: "assistant", Content: a})
+			images = append(images, marked)
+		case !errors.Is(err, tom.ErrNoTraces):
+			return fail(err)
+		}
+	}
+	smp, err := s.env.FrameSample(msgs, images)
 	if err != nil {
 		return fail(err)
 	}

@@ -45,19 +45,23 @@ synthetic: {ui: 6, videos: 4, robot_episodes: 3, captions: 6}
 		}
 		for _, smp := range b.Samples {
 			ans := supervisedText(t, env.Tokenizer, smp)
-			switch {
-			case strings.Contains(ans, "should be moved"):
+			// Video and robot items are multi-turn (caption or action turn,
+			// then ToM/SoM) with up to two images.
+			if strings.Contains(ans, "should be moved") {
 				kinds["tom"]++
-			case strings.Contains(ans, " Mark: "):
-				kinds["ui-grounding"]++
-			case strings.HasPrefix(ans, "Mark "):
-				kinds["som"]++
+			}
+			switch {
 			case strings.Contains(smp.Source, "robot"):
 				kinds["action"]++
+			case strings.Contains(ans, "should be moved"):
+			case strings.Contains(ans, " Mark: "):
+				kinds["ui-grounding"]++
+			case strings.Contains(ans, "Mark "):
+				kinds["som"]++
 			default:
 				kinds["text"]++
 			}
-			if len(smp.Images) != 1 {
+			if len(smp.Images) < 1 || len(smp.Images) > 2 {
 				t.Fatalf("%s: %d images", smp.Source, len(smp.Images))
 			}
 			if i == 0 {

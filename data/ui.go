@@ -61,13 +61,15 @@ type UIOptions struct {
 // (Algorithm 1, ids in random order), and up to MaxTurns of them get one
 // subtask each, drawn with the Subtasks weights:
 //
-//	text_2_point: UIAgentPrompt(text)                                  → "[x,y] Mark: k"
-//	text_2_bbox:  "... bounding box of the element \"text\"? ..."       → "[x1,y1,x2,y2] Mark: k"
-//	point_2_text: "What is the text of the element at [x,y]?"           → "text"
-//	bbox_2_text:  "What is the text of the element in [x1,y1,x2,y2]?"   → "text"
+//	text_2_point: UIAgentPrompt(text)                                  → "(0.42,0.17) Mark: k"
+//	text_2_bbox:  "... bounding box of the element \"text\"? ..."       → "(0.40,0.15,0.44,0.19) Mark: k"
+//	point_2_text: "What is the text of the element at (0.42,0.17)?"     → "text"
+//	bbox_2_text:  "What is the text of the element in (x1,y1,x2,y2)?"  → "text"
 //
-// Coordinates are on the 256 grid (som.GridCoord); the point is the box
-// centre. The first question carries the <image> and som.SoMQuestion is
+// Coordinates are SeeClick's two-decimal 0-1 fractions (som.FormatFrac),
+// the form Magma's UI agent parses (pred_2_point); the point is the box
+// centre. (The paper's Fig. 3 shows 256-bin coordinates for SoM marks;
+// those are the video/robot SoM/ToM texts, not the UI answers.) The first question carries the <image> and som.SoMQuestion is
 // not asked (UI data has no SoM localisation turn). No augmentation.
 type UISource struct {
 	name, path, folder string
@@ -305,9 +307,7 @@ func (s *UISource) Sample(i int, rng *rand.Rand) (Sample, error) {
 		id := ids[k]
 		c := b.Center()
 		var q, a string
-		x1, y1 := som.GridPoint(b.X1, b.Y1, img.W, img.H)
-		x2, y2 := som.GridPoint(b.X2, b.Y2, img.W, img.H)
-		box := fmt.Sprintf("[%d,%d,%d,%d]", x1, y1, x2, y2)
+		box := som.FormatFracBox(b, img.W, img.H)
 		switch s.subtask(rng) {
 		case Text2Point:
 			q, a = som.UIAgentPrompt(e.text), som.UIGroundingAnswer(c.X, c.Y, img.W, img.H, id)
@@ -315,8 +315,7 @@ func (s *UISource) Sample(i int, rng *rand.Rand) (Sample, error) {
 			q = "In this view, what is the bounding box of the element \"" + e.text + "\"? Provide the box coordinates and the mark index of the element."
 			a = box + som.MarkSuffix(id)
 		case Point2Text:
-			cx, cy := som.GridPoint(c.X, c.Y, img.W, img.H)
-			q, a = "What is the text of the element at "+som.FormatPoint(cx, cy)+"?", e.text
+			q, a = "What is the text of the element at "+som.FormatFrac(c.X, c.Y, img.W, img.H)+"?", e.text
 		case BBox2Text:
 			q, a = "What is the text of the element in "+box+"?", e.text
 		}

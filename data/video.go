@@ -22,31 +22,35 @@ type VideoOptions struct {
 	// VideoFolder is where relative "video" names live (default: the
 	// manifest's folder).
 	VideoFolder string `yaml:"video_folder"`
-	// Steps is the ToM horizon (future steps; tom default 16).
+	// Steps bounds the frames tracked per sample: the segment from its
+	// first frame, at most Steps+1 frames (default 16). The ToM turn starts
+	// at a random frame of it and runs to its end (tom.SourceVideo).
 	Steps int `yaml:"steps"`
 	// Grid is the tracking grid size (tom default 15).
 	Grid int `yaml:"grid"`
 	// FPS of frame folders, to turn start/end seconds into frames
 	// (default 30; video files report their own).
 	FPS float64 `yaml:"fps"`
-	// Tasks weighs the sample kinds: tom (trace prediction on the marked
-	// first frame), som (mark localisation), caption (describe the
-	// unmarked first frame). Default tom 0.7, som 0.15, caption 0.15.
-	Tasks map[string]float64 `yaml:"tasks"`
+	// SkipToM is the share of samples that stop after the caption turn
+	// (default 0.2, Magma's "random.random() < 0.2").
+	SkipToM *float64 `yaml:"skip_tom"`
+	// Egocentric always removes camera motion, as Magma does for ego4d,
+	// epic and exoego4d.
+	Egocentric bool `yaml:"egocentric"`
 }
 
-// Video sample kinds.
-const (
-	TaskToM     = "tom"
-	TaskSoM     = "som"
-	TaskCaption = "caption"
-)
+// VideoCaptionQuestion is the first question of a video sample, Magma's
+// for ego4d and sthv2 clips (data/conversations.py, _construct_conv_semantic).
+const VideoCaptionQuestion = "What is the person doing in the image?"
 
-var videoTaskOrder = []string{TaskToM, TaskSoM, TaskCaption}
-
-// CaptionQuestion is the question of caption samples (video first frames
-// and image-caption pairs).
+// CaptionQuestion is the question of image-caption pairs.
 const CaptionQuestion = "Describe the image in detail."
+
+// framePlaceholder is Magma's image_placeholder "<image>\n" as its video and
+// robot classes put it before a question: f"{image_placeholder}\n{question}"
+// (the chat rendering wraps it in <image_start>/<image_end> when the
+// checkpoint's mm_use_image_start_end is set).
+const framePlaceholder = tokenizer.ImageToken + "\n\n"
 
 // VideoSource turns video clips into SoM+ToM samples in-process with the
 // tom package (paper Algorithm 2). Manifest records (JSON array or lines):
@@ -55,20 +59,22 @@ const CaptionQuestion = "Describe the image in detail."
 //	 "start": 12.5, "end": 15.0}
 //
 // "video" is a video file (anything OpenCV opens) or a folder of frames,
-// relative to video_folder; "task" (or "caption" when absent) fills the ToM
-// question, "caption" (or "task") the caption answer; start/end are
-// optional seconds ("start_frame"/"end_frame" give frames directly). Each
-// sample picks a start frame uniformly in the clip, tracks Steps+1 frames
-// and asks, on the first frame with marks drawn, tom.ToMQuestion → the ToM
-// answer (som.SoMQuestion → the SoM answer for som samples, and
-// CaptionQuestion → the caption on the unmarked frame for caption samples).
-// A clip whose traces do not move falls back to the SoM question. Clips
-// too short, unreadable, or cut by a shot boundary are bad records.
+// relative to video_folder; "caption" (or "task") answers the caption
+// turn, "task" (or "caption") fills the ToM question; start/end are
+// optional seconds ("start_frame"/"end_frame" give frames directly).
+//
+// Each sample is one multi-turn item as Magma's video classes build it
+// (data/conversations.py, _construct_conv): the segment's first frame with
+// VideoCaptionQuestion and the caption; then, except for a SkipToM share,
+// a second image, the frame where the traces start with the marks drawn,
+// with the ToM question (tom.SourceVideo: mark ids listed, a random start,
+// traces to the end of the tracked window) and answer, or the SoM question
+// and answer when nothing moves. Both images use num_crops = 1. Clips too
+// short (2 frames), unreadable, or cut by a shot boundary are bad records.
 type VideoSource struct {
 	name, path string
 	env        *Env
 	opt        VideoOptions
-	cum        []float64
 	recs       []videoRecord
 }
 
@@ -102,14 +108,14 @@ func NewVideoSource(env *Env, name, path string, o VideoOptions) (*VideoSource, 
 	if o.FPS <= 0 {
 		o.FPS = 30
 	}
-	if o.Tasks == nil {
-		o.Tasks = map[string]float64{TaskToM: 0.7, TaskSoM: 0.15, TaskCaption: 0.15}
+	if o.SkipToM == nil {
+		r := 0.2
+		o.SkipToM = &r
 	}
-	cum, err := cumulative(name, o.Tasks, videoTaskOrder)
-	if err != nil {
-		return nil, err
+	if !(*o.SkipToM >= 0 && *o.SkipToM <= 1) {
+		return nil, fmt.Errorf("data: source %q: skip_tom %v is not in [0,1]", name, *o.SkipToM)
 	}
-	s := &VideoSource{name: name, path: path, env: env, opt: o, cum: cum}
+	s := &VideoSource{name: name, path: path, env: env, opt: o}
 	recs, err := loadRecords(env, path, func(index int, data []byte) (videoRecord, error) {
 		var j videoJSON
 		if err := strictDecode(data, &j); err != nil {
@@ -159,41 +165,6 @@ func NewVideoSource(env *Env, name, path string, o VideoOptions) (*VideoSource, 
 	return s, nil
 }
 
-func cumulative(name string, w map[string]float64, order []string) ([]float64, error) {
-	for k, v := range w {
-		known := false
-		for _, n := range order {
-			known = known || n == k
-		}
-		if !known {
-			return nil, fmt.Errorf("data: source %q: unknown task %q (want %s)", name, k, strings.Join(order, ", "))
-		}
-		if !(v >= 0) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("data: source %q: task %s weight %v", name, k, v)
-		}
-	}
-	var cum []float64
-	total := 0.0
-	for _, n := range order {
-		total += w[n]
-		cum = append(cum, total)
-	}
-	if !(total > 0) {
-		return nil, fmt.Errorf("data: source %q: task weights sum to 0", name)
-	}
-	return cum, nil
-}
-
-func pick(cum []float64, order []string, rng *rand.Rand) string {
-	u := rng.Float64() * cum[len(cum)-1]
-	for i, c := range cum {
-		if u < c {
-			return order[i]
-		}
-	}
-	return order[len(order)-1]
-}
-
 func (s *VideoSource) Name() string { return s.name }
 func (s *VideoSource) Len() int     { return len(s.recs) }
 
@@ -229,9 +200,9 @@ func videoInfo(path string, folderFPS float64) (int, float64, error) {
 	return int(vc.Get(gocv.VideoCaptureFrameCount)), vc.Get(gocv.VideoCaptureFPS), nil
 }
 
-// clipFrames reads Steps+1 frames from a random start inside the record's
-// range.
-func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps int, rng *rand.Rand) ([]vision.Image, error) {
+// clipFrames reads the record's segment from its first frame: at most
+// steps+1 frames and at least 2.
+func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps int) ([]vision.Image, error) {
 	n, fps, err := videoInfo(path, folderFPS)
 	if err != nil {
 		return nil, err
@@ -250,50 +221,39 @@ func clipFrames(path string, sf, ef int, start, end, folderFPS float64, steps in
 	} else if end >= 0 {
 		hi = min(hi, int(math.Round(end*fps)))
 	}
-	if hi-lo < steps+1 {
-		return nil, fmt.Errorf("clip has %d frames in range [%d,%d), needs %d", max(hi-lo, 0), lo, hi, steps+1)
+	if hi-lo < 2 {
+		return nil, fmt.Errorf("clip has %d frames in range [%d,%d), needs 2", max(hi-lo, 0), lo, hi)
 	}
-	t0 := lo + rng.IntN(hi-lo-steps)
-	clip, err := tom.ReadFrames(path, t0, steps+1)
+	want := min(hi-lo, steps+1)
+	clip, err := tom.ReadFrames(path, lo, want)
 	if err != nil {
 		return nil, err
 	}
-	if len(clip.Frames) < steps+1 {
-		return nil, fmt.Errorf("read %d frames from %d, need %d", len(clip.Frames), t0, steps+1)
+	if len(clip.Frames) < 2 {
+		return nil, fmt.Errorf("read %d frames from %d, need 2", len(clip.Frames), lo)
 	}
 	return clip.Frames, nil
 }
 
-// marksSample builds the ToM / SoM / caption conversation for frames.
-// It reports ok=false when tracking found nothing usable.
-func (e *Env) marksSample(frames []vision.Image, kind, task, caption string, steps, grid int, robot bool, rng *rand.Rand) (Sample, error) {
-	if kind == TaskCaption {
-		return e.ChatSample([]tokenizer.Message{
-			{Role: "user", Content: tokenizer.ImageToken + "\n" + CaptionQuestion},
-			{Role: "assistant", Content: caption}}, []vision.Image{frames[0]})
-	}
-	cfg := tom.DefaultConfig()
-	cfg.Future, cfg.Seed, cfg.Task, cfg.Robot = steps, rng.Int64(), task, robot
-	if grid > 0 {
-		cfg.Grid = grid
-	}
+// marksTurn runs tom with a source's rules on frames and returns the ToM
+// question and answer on the marked start frame, or the SoM ones when no
+// trace qualifies (Magma's fallback).
+func marksTurn(frames []vision.Image, cfg tom.Config) (q, a string, img vision.Image, err error) {
 	res, err := tom.Run(frames, cfg)
 	if err != nil {
-		return Sample{}, err
+		return "", "", vision.Image{}, err
 	}
-	q, a := res.ToMQuestion, res.ToMText
-	if kind == TaskSoM || a == "" {
-		q, a = som.SoMQuestion, res.SoMText
-	}
+	q, a = res.ToMQuestion, res.ToMText
 	if a == "" {
-		return Sample{}, errors.New("no marks")
+		q, a = som.SoMQuestion+"\n", res.SoMText+"\n"
 	}
-	return e.ChatSample([]tokenizer.Message{
-		{Role: "user", Content: tokenizer.ImageToken + "\n" + q},
-		{Role: "assistant", Content: a}}, []vision.Image{res.Marked})
+	if res.SoMText == "" {
+		return "", "", vision.Image{}, errors.New("no marks")
+	}
+	return q, a, res.Marked, nil
 }
 
-// Sample reads a window of the clip and builds one sample.
+// Sample reads the record's segment and builds one sample.
 func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	if i < 0 || i >= len(s.recs) {
 		return Sample{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
@@ -306,16 +266,28 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	if err != nil {
 		return Sample{}, recordErr(s.path, rec.index, "%v", err)
 	}
-	kind := pick(s.cum, videoTaskOrder, rng)
-	steps := s.opt.Steps
-	if kind == TaskCaption {
-		steps = 0
-	}
-	frames, err := clipFrames(p, rec.sf, rec.ef, rec.start, rec.end, s.opt.FPS, steps, rng)
+	frames, err := clipFrames(p, rec.sf, rec.ef, rec.start, rec.end, s.opt.FPS, s.opt.Steps)
 	if err != nil {
 		return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
 	}
-	smp, err := s.env.marksSample(frames, kind, rec.task, rec.caption, s.opt.Steps, s.opt.Grid, false, rng)
+	msgs := []tokenizer.Message{
+		{Role: "user", Content: framePlaceholder + VideoCaptionQuestion + "\n"},
+		{Role: "assistant", Content: rec.caption + "\n"}}
+	images := []vision.Image{frames[0]}
+	if rng.Float64() >= *s.opt.SkipToM {
+		cfg := tom.SourceConfig(tom.SourceVideo)
+		cfg.Seed, cfg.Task, cfg.Grid, cfg.ForceCamera = rng.Int64(), rec.task, s.opt.Grid, s.opt.Egocentric
+		q, a, img, err := marksTurn(frames, cfg)
+		if err != nil && !errors.Is(err, tom.ErrNoTraces) {
+			return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
+		}
+		if err == nil { // no traces at all: the caption turn alone, as Magma does
+			msgs = append(msgs, tokenizer.Message{Role: "user", Content: framePlaceholder + q},
+				tokenizer.Message{Role: "assistant", Content: a})
+			images = append(images, img)
+		}
+	}
+	smp, err := s.env.FrameSample(msgs, images)
 	if err != nil {
 		return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
 	}

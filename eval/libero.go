@@ -130,17 +130,29 @@ func FindLiberoMeta(dir, name string) string {
 	return ""
 }
 
-// LiberoPredictor answers one step: the generated ids (greedy, at most 8
-// tokens) for the upright frame and instruction.
+// LiberoPredictor answers one step: the 7 action ids for the upright frame
+// and instruction (the raw generation when it has fewer).
 type LiberoPredictor func(ctx context.Context, img vision.Image, instruction string) ([]int, error)
 
 // PipelinePredictor asks p for the action of a step, with the prompt
-// finetune libero trained on.
-func PipelinePredictor(p *model.Pipeline) LiberoPredictor {
+// finetune libero trained on, decoding as dec says (data.LiberoDecodings:
+// greedy, or Magma's official sampling); sampling draws from seed,
+// advanced per step.
+func PipelinePredictor(p *model.Pipeline, dec data.LiberoDecoding, seed uint64) LiberoPredictor {
+	step := uint64(0)
 	return func(ctx context.Context, img vision.Image, instruction string) ([]int, error) {
-		res, err := p.Generate(ctx, model.Request{Images: []vision.Image{img}, Prompt: data.ActionPrompt(instruction), MaxNewTokens: data.LiberoActionDim + 1})
+		img, err := dec.Frame(img)
 		if err != nil {
 			return nil, err
+		}
+		step++
+		res, err := p.Generate(ctx, model.Request{Images: []vision.Image{img}, Prompt: data.ActionPrompt(instruction),
+			MaxNewTokens: dec.MaxNewTokens, Temperature: dec.Temperature, Seed: seed + step})
+		if err != nil {
+			return nil, err
+		}
+		if ids := dec.ActionIDs(res.OutputIDs); ids != nil {
+			return ids, nil
 		}
 		return res.OutputIDs, nil
 	}

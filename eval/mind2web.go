@@ -41,7 +41,11 @@ type Step struct {
 	// Previous are the ground-truth actions before this one ("CLICK",
 	// "TYPE value"), as SeeClick feeds them.
 	Previous []string
-	Err      error
+	// PreviousReprs are the episode's action_reprs before this one
+	// ("[link] Store Locator -> CLICK") when the file has them, as
+	// Magma's Mind2Web SoM prompt lists them; otherwise Previous.
+	PreviousReprs []string
+	Err           error
 }
 
 // ActionString is the operation string whose tokens Op.F1 compares:
@@ -64,6 +68,11 @@ type Mind2Web struct {
 	Dir       string
 	ImageDirs []string
 	Steps     []Step
+	// Protocol, when set, is Magma's candidate protocol (crop, top-K
+	// ranked Candidates, official prompt and answer); nil keeps the
+	// SeeClick-style run with Options.Proposals/Proposer.
+	Protocol   *Mind2WebProtocol
+	Candidates RankedCandidates
 }
 
 // LoadMind2Web reads mind2web_data_test_{task,website,domain}.json from
@@ -110,6 +119,7 @@ type m2wEpisode struct {
 	AnnotationID  string            `json:"annotation_id"`
 	ConfirmedTask string            `json:"confirmed_task"`
 	Actions       []json.RawMessage `json:"actions"`
+	ActionReprs   []string          `json:"action_reprs"`
 }
 
 type m2wAction struct {
@@ -157,6 +167,10 @@ func (d *Mind2Web) addEpisode(path, split string, ei int, raw json.RawMessage, r
 		s := base
 		s.Step = si
 		s.Previous = append([]string(nil), prev...)
+		s.PreviousReprs = s.Previous
+		if len(ep.ActionReprs) == len(ep.Actions) {
+			s.PreviousReprs = append([]string(nil), ep.ActionReprs[:si]...)
+		}
 		var a m2wAction
 		if err := json.Unmarshal(ar, &a); err != nil {
 			s.Err = fmt.Errorf("malformed action: %w", err)
@@ -221,7 +235,9 @@ var (
 	valueStopRE  = regexp.MustCompile(`(?i)\s*(?:\bmarks?\b|[\[\(<]).*$`)
 )
 
-// ParseWebAction reads a Mind2Web answer: SeeClick's dict form
+// ParseWebAction reads a Mind2Web answer: Magma's SoM dictionary
+// {"ACTION": "TYPE", "MARK": 13, "VALUE": "new york"} ("None" = no value),
+// SeeClick's dict form
 // {"action_type": 4|3|2, "click_point": (x,y), "value"/"typed_text": "..."}
 // (4 CLICK, 3 TYPE, 2 SELECT), or text "TYPE \"new york\" [x,y] Mark: 5" /
 // "CLICK Mark: 3" (first operation word; the value is the first quoted
@@ -229,6 +245,9 @@ var (
 // parsed by ParseAnswer.
 func ParseWebAction(text string, w, h int, opt ParseOptions) WebAction {
 	a := WebAction{Answer: ParseAnswer(text, w, h, opt)}
+	if parseSoMDict(text, &a) {
+		return a
+	}
 	if m := actionTypeRE.FindStringSubmatch(text); m != nil {
 		switch m[1] {
 		case "4":
@@ -488,6 +507,9 @@ type StepPrediction struct {
 	StepSuccess  bool                 `json:"step_success"`
 	Error        string               `json:"error,omitempty"`
 	Marks        map[string][]float64 `json:"marks,omitempty"`
+	// CropTop is where the evaluated window starts on the page (Magma's
+	// protocol crops to MaxHeight); Point and MarkBox are in the window.
+	CropTop float64 `json:"crop_top,omitempty"`
 }
 
 // RunMind2Web evaluates d step by step with the same machinery as
@@ -544,7 +566,7 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 			}
 			t0 := time.Now()
 			fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-				Answer: pred.Answer, GT: s.Box, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
+				Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
 			defer tm.add(&tm.report, t0)
 			return rep.write(pred, fi)
 		}, nil
@@ -599,8 +621,14 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		return fail(fmt.Errorf("image %s not found in %s", s.ImgFilename, strings.Join(d.ImageDirs, ", ")))
 	}
 	img, err := vision.DecodeImage(path)
+	gt := s.Box
 	if err == nil {
-		err = CheckBox(s.Box, img.W, img.H)
+		err = CheckBox(gt, img.W, img.H)
+	}
+	var cands []som.Box
+	if err == nil && d.Protocol != nil && given == nil {
+		img, gt, cands = d.Protocol.apply(img, gt, d.Candidates[s.ImgFilename])
+		pred.CropTop = s.Box.Y1 - gt.Y1
 	}
 	tm.add(&tm.load, t0)
 	if err != nil {
@@ -627,8 +655,17 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		}
 		tm.add(&tm.parse, t0)
 	} else {
+		prompt, askOpt := Mind2WebPrompt(s.Task, s.Previous), opt
+		if d.Protocol != nil {
+			c := *opt
+			c.Proposals, c.Proposer = Proposals{s.ImgFilename: cands}, nil
+			askOpt = &c
+			if !d.Protocol.Project {
+				prompt = Mind2WebSoMPrompt(s.Task, s.PreviousReprs)
+			}
+		}
 		var text string
-		if marks, text, err = markAndAsk(ctx, img, s.ImgFilename, Mind2WebPrompt(s.Task, s.Previous), opt, tm, &vis); err != nil {
+		if marks, text, err = markAndAsk(ctx, img, s.ImgFilename, prompt, askOpt, tm, &vis); err != nil {
 			return fail(err)
 		}
 		pred.Answer = text
@@ -649,7 +686,7 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 			pred.MarkBox = []float64{mb.X1, mb.Y1, mb.X2, mb.Y2}
 			vis.markBox = mb
 		}
-		o.EleMatch = s.Box.Contains(p)
+		o.EleMatch = gt.Contains(p)
 	}
 	o.OpF1 = TokenF1(ActionString(act.Op, act.Value), ActionString(s.Op, s.Value))
 	pred.EleMatch, pred.OpF1, pred.StepSuccess = o.EleMatch, o.OpF1, o.StepSuccess()

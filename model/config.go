@@ -36,6 +36,17 @@ type Config struct {
 	Text            llm.Config    `json:"text_config"`
 	ImageTokenIndex int           `json:"image_token_index"`
 	TorchDType      string        `json:"torch_dtype,omitempty"`
+	// MMUseImageStartEnd is the checkpoint's mm_use_image_start_end: the
+	// prompt wraps each image as <image_start><image><image_end> (Magma's
+	// agents read model.config.mm_use_image_start_end to decide). Absent
+	// means true, as Magma-8B's model card prompts with the wrapping.
+	MMUseImageStartEnd *bool `json:"mm_use_image_start_end,omitempty"`
+}
+
+// ImageStartEnd reports whether prompts wrap images in
+// <image_start>/<image_end> (MMUseImageStartEnd, true when absent).
+func (c *Config) ImageStartEnd() bool {
+	return c.MMUseImageStartEnd == nil || *c.MMUseImageStartEnd
 }
 
 // PreprocessorConfig is Magma's preprocessor_config.json (MagmaImageProcessor).

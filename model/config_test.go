@@ -200,3 +200,28 @@ func TestPresetFromFile(t *testing.T) {
 		t.Errorf("unknown: %v", err)
 	}
 }
+
+// mm_use_image_start_end from config.json decides the image wrapping of
+// prompts (Magma's agents: "if model.config.mm_use_image_start_end:
+// prompt = prompt.replace('<image>', '<image_start><image><image_end>')").
+func TestImageStartEndFromConfig(t *testing.T) {
+	for _, c := range []struct {
+		extra string
+		want  bool
+	}{{"", true}, {`"mm_use_image_start_end": false,`, false}, {`"mm_use_image_start_end": true,`, true}} {
+		dir := t.TempDir()
+		js := strings.Replace(magmaConfigJSON, `"image_token_index"`, c.extra+`"image_token_index"`, 1)
+		os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(js), 0o644)
+		cfg, _, err := LoadConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ImageStartEnd() != c.want {
+			t.Errorf("%q: ImageStartEnd %v", c.extra, cfg.ImageStartEnd())
+		}
+		p := &Pipeline{Loaded: &Loaded{Model: &Magma{Config: cfg}}}
+		if o := p.ChatOptions(""); o.ImageStartEnd != c.want || o.SingleBOS || !o.AddGenerationPrompt {
+			t.Errorf("%q: chat options %+v", c.extra, o)
+		}
+	}
+}

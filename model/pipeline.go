@@ -82,8 +82,9 @@ func mustToken(t *tokenizer.Tokenizer, id int) string {
 type Request struct {
 	Images []vision.Image
 	// Prompt is the user text, rendered with Magma's chat format: system
-	// prompt, then a user turn "<image_start><image><image_end>\n" per image
-	// followed by Prompt, then the assistant header.
+	// prompt, then a user turn "<image>\n" per image (wrapped as
+	// <image_start><image><image_end> per ChatOptions) followed by Prompt,
+	// then the assistant header.
 	Prompt string
 	System string // "" = tokenizer.DefaultSystemPrompt
 	// PromptIDs, when set, are used as they are instead of rendering Prompt
@@ -138,9 +139,15 @@ func (p *Pipeline) PromptIDs(req Request) ([]int, error) {
 	if n := len(req.Images) - strings.Count(content, tokenizer.ImageToken); n > 0 {
 		content = strings.Repeat(tokenizer.ImageToken+"\n", n) + content
 	}
-	// Magma's inference prompt wraps each image: <image_start><image><image_end>\n.
-	return p.Tokenizer.EncodeChat([]tokenizer.Message{{Role: "user", Content: content}},
-		tokenizer.ChatOptions{SystemPrompt: req.System, AddGenerationPrompt: true, ImageStartEnd: true})
+	return p.Tokenizer.EncodeChat([]tokenizer.Message{{Role: "user", Content: content}}, p.ChatOptions(req.System))
+}
+
+// ChatOptions are the prompt options of this checkpoint: Magma's system
+// prompt (or system), the generation prompt, each image wrapped in
+// <image_start>/<image_end> when config.json's mm_use_image_start_end says
+// so, and the double BOS the released processor produces.
+func (p *Pipeline) ChatOptions(system string) tokenizer.ChatOptions {
+	return tokenizer.ChatOptions{SystemPrompt: system, AddGenerationPrompt: true, ImageStartEnd: p.Model.Config.ImageStartEnd()}
 }
 
 // Generate answers one request.

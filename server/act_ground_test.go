@@ -142,12 +142,19 @@ func TestParseGrounding(t *testing.T) {
 	if res["mark"] != nil || res["point"] != nil || res["box"] != nil {
 		t.Fatalf("%v", res)
 	}
+	// Off-grid values are rejected (eval.ParseAnswer), not clamped.
 	res = parseGroundingTest(t, "[999,999] Mark: 9")
-	if res["mark"] != nil {
-		t.Fatalf("unknown mark accepted: %v", res)
+	if res["mark"] != nil || res["point"] != nil {
+		t.Fatalf("unknown mark or off-grid point accepted: %v", res)
 	}
-	if p := res["point"].([]float64); p[0] != 99 || p[1] != 49 {
-		t.Fatalf("point not clamped: %v", p)
+	// The released model's form: SeeClick fractions plus " Mark: N"
+	// (agents/ui_agent/util/process_utils.py pred_2_point / extract_mark_id).
+	res = parseGroundingTest(t, "(0.50,0.30) Mark: 2")
+	if p := res["point"].([]float64); res["mark"] != 2 || p[0] != 50 || p[1] != 15 {
+		t.Fatalf("fraction answer: %v", res)
+	}
+	if p := parseGroundingTest(t, "(1.00,1.00)")["point"].([]float64); p[0] != 99 || p[1] != 49 {
+		t.Fatalf("point not clamped into the image: %v", p)
 	}
 }
 

@@ -55,8 +55,9 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	// once the prompt has more ids than positions), and user text is
 	// encoded literally (typed special tokens stay text).
 	limit := s.maxContext(p)
-	ids, err := p.Tokenizer.EncodeChat(gr.messages, tokenizer.ChatOptions{SystemPrompt: gr.system,
-		AddGenerationPrompt: true, ImageStartEnd: true, LiteralContent: true, MaxTokens: limit})
+	co := p.ChatOptions(gr.system)
+	co.LiteralContent, co.MaxTokens = true, limit
+	ids, err := p.Tokenizer.EncodeChat(gr.messages, co)
 	if errors.Is(err, tokenizer.ErrTooManyTokens) {
 		return nil, badRequest("messages", "context_length_exceeded",
 			"the prompt takes more than %d tokens, over the context of %d", limit, limit)

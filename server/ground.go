@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision"
@@ -117,25 +118,25 @@ func (s *Server) handleGround(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseGrounding reads "[x,y] Mark: k" style answers: the first point (256
-// grid, mapped to the centre of its cell in pixels and clamped into the
-// image) and the mark id. A mark without a point clicks the mark's box
-// centre; the box is that of the named mark when it exists.
+// parseGrounding reads a grounding answer with eval.ParseAnswer: the
+// released model's "(0.50,0.31) Mark: k" (0-1 fractions, SeeClick's form,
+// which Magma's UI agent parses), a 256-grid "[x,y]", or boxes. The point
+// is clamped into the image; the mark id is kept when such a mark was
+// drawn. A mark without a point clicks the mark's box centre.
 func parseGrounding(answer string, marked *som.Result, w, h int) map[string]any {
 	out := map[string]any{"mark": nil, "point": nil, "box": nil}
+	a := eval.ParseAnswer(answer, w, h, eval.ParseOptions{})
 	var box *som.Box
-	if id, ok := som.ParseMarkID(answer); ok {
-		if reg, ok := marked.ByID(id); ok {
-			out["mark"] = id
+	if a.HasMark {
+		if reg, ok := marked.ByID(a.Mark); ok {
+			out["mark"] = a.Mark
 			b := reg.Box
 			box = &b
 			out["box"] = []float64{b.X1, b.Y1, b.X2, b.Y2}
 		}
 	}
-	if pts := som.ParsePoints(answer); len(pts) > 0 {
-		x := clamp(som.CellCenter(pts[0][0], float64(w)), 0, float64(w-1))
-		y := clamp(som.CellCenter(pts[0][1], float64(h)), 0, float64(h-1))
-		out["point"] = []float64{x, y}
+	if a.HasPoint {
+		out["point"] = []float64{clamp(a.Point.X, 0, float64(w-1)), clamp(a.Point.Y, 0, float64(h-1))}
 	} else if box != nil {
 		c := box.Center()
 		out["point"] = []float64{c.X, c.Y}

@@ -51,13 +51,6 @@ func interArea(a, b Box) float64 {
 	return w * h
 }
 
-// rectDist is the Euclidean gap between two rectangles (0 when they touch or overlap).
-func rectDist(a, b Box) float64 {
-	dx := math.Max(0, math.Max(a.X1-b.X2, b.X1-a.X2))
-	dy := math.Max(0, math.Max(a.Y1-b.Y2, b.Y1-a.Y2))
-	return math.Hypot(dx, dy)
-}
-
 // Point is a pixel position.
 type Point struct {
 	X, Y float64
@@ -65,7 +58,7 @@ type Point struct {
 
 // Region is one drawn mark: its id, what it marks and where its label went.
 type Region struct {
-	// ID is the number drawn on the image (1-based).
+	// ID is the number drawn on the image (1-based unless Options.ZeroBased).
 	ID int `json:"id"`
 	// Index is the position of the box/point in the caller's input slice.
 	Index int `json:"index"`
@@ -126,30 +119,47 @@ type Options struct {
 	Color [3]uint8
 	// LineWidth of box outlines in pixels; 0 means 2.
 	LineWidth int
-	// Shuffle assigns the ids 1..K in a random order drawn from Seed (as
+	// Shuffle assigns the ids (1..K, or 0..K-1) in a random order drawn from Seed (as
 	// Magma's video SoM does with torch.randperm); otherwise mark i gets id i+1.
 	Shuffle bool
 	Seed    int64
-	// IDs, when non-nil, gives each input its id explicitly (unique, >= 1).
+	// IDs, when non-nil, gives each input its id explicitly (unique, >= 0).
 	IDs []int
+	// ZeroBased numbers the marks 0..K-1 instead of 1..K. Magma's UI agent
+	// (agents/ui_agent/util/som.py plot_boxes_with_marks, text = str(idx))
+	// and OmniParser's boxes are 0-based; the paper's Algorithm 1, the video
+	// and robot ToM marks (som_tom.py, mark_id+1) are 1-based.
+	ZeroBased bool
 }
 
 // ErrNoImage is returned for an image without pixels.
 var ErrNoImage = errors.New("som: empty or malformed image")
 
-// LabelHeight is the label (text box) height in pixels used for a w x h image:
-// min(30, 4% of the short side), and at least 10 so digits stay legible.
-// It follows Magma's MarkHelper (max_font_size 30, max_font_proportion 0.04).
+// LabelHeight is the box-label height in pixels for a w x h image, as
+// Magma's MarkHelper (agents/ui_agent/util/som.py) sizes it: the font
+// starts at min_font_size 20 and grows until the text box of "555" is at
+// least min(max_font_size 30, max_font_proportion 0.04 * the short side)
+// tall. An Arial text box is about 0.91 of the font size tall, so the
+// height is max(18, ceil(min(30, 0.04*short side))).
 func LabelHeight(w, h int) int {
-	s := w
-	if h < s {
-		s = h
-	}
-	v := int(math.Round(math.Min(30, 0.04*float64(s))))
-	if v < 10 {
-		v = 10
-	}
-	return v
+	s := min(w, h)
+	return max(minLabelHeight, int(math.Ceil(math.Min(maxLabelHeight, 0.04*float64(s))-1e-9)))
+}
+
+// minLabelHeight is the text-box height of Arial at MarkHelper's minimum
+// font size 20 (0.91 * 20, rounded); maxLabelHeight is max_font_size.
+const (
+	minLabelHeight = 18
+	maxLabelHeight = 30
+)
+
+// PointLabelHeight is the text height of the numbers on point marks for an
+// image w pixels wide, as Magma's som_prompting (data/utils/som_tom.py)
+// sizes them for video and robot frames: the font grows from 1 until the
+// text box of "55" is at least 3% of the width; the circle's diameter is
+// the larger side of the number's text box plus 2.
+func PointLabelHeight(w int) int {
+	return max(1, int(math.Ceil(0.03*float64(w)-1e-9)))
 }
 
 // font describes the Hershey font setup for a label height.
@@ -163,10 +173,11 @@ type font struct {
 const fontFace = gocv.FontHersheySimplex
 
 func fontFor(labelH int) font {
-	// FontHersheySimplex digits are about 22 px tall at scale 1; the digits
-	// fill ~65% of the label box.
-	th := 0.65 * float64(labelH)
-	f := font{scale: th / 22, height: labelH, pad: int(math.Max(2, math.Round(0.15*float64(labelH))))}
+	// FontHersheySimplex digits are about 22 px tall at scale 1; in an
+	// Arial text box the digits fill the lower ~75% (the rest is the
+	// ascender gap above them).
+	th := 0.75 * float64(labelH)
+	f := font{scale: th / 22, height: labelH, pad: int(math.Max(1, math.Round(0.1*float64(labelH))))}
 	f.thickness = int(math.Max(1, math.Round(float64(labelH)/14)))
 	return f
 }
@@ -196,16 +207,20 @@ func (o Options) ids(n int) ([]int, error) {
 		}
 		seen := make(map[int]bool, n)
 		for _, id := range o.IDs {
-			if id < 1 || seen[id] {
-				return nil, fmt.Errorf("som: ids must be unique and >= 1, got %v", o.IDs)
+			if id < 0 || seen[id] {
+				return nil, fmt.Errorf("som: ids must be unique and >= 0, got %v", o.IDs)
 			}
 			seen[id] = true
 		}
 		return append([]int(nil), o.IDs...), nil
 	}
 	ids := make([]int, n)
+	base := 1
+	if o.ZeroBased {
+		base = 0
+	}
 	for i := range ids {
-		ids[i] = i + 1
+		ids[i] = i + base
 	}
 	if o.Shuffle {
 		r := rand.New(rand.NewSource(o.Seed))
@@ -283,10 +298,13 @@ func candidates(b Box, lw, lh float64) (outside, inside [][2]float64) {
 	return
 }
 
-// placeLabel picks the label rectangle for box i: among the candidates that
-// fit in the image, the one with the least total overlap with every other
-// box and every label already drawn; ties go to the candidate farthest from
-// those (nearest-gap distance), then to candidate order.
+// placeLabel picks the label rectangle for box i as Magma's
+// _find_least_overlapping_corner does: among the 8 outside candidates that
+// lie fully inside the image, the one whose worst case over every other
+// box and every label already drawn, max(intersection area - 0.0001 *
+// nearest-corner distance), is smallest; the first candidate wins ties.
+// When no outside candidate fits (Magma would then draw the first one off
+// the image) the 4 inside corners, clamped to the image, compete instead.
 func placeLabel(i int, boxes []Box, drawn []Box, lw, lh float64, w, h int) Box {
 	out, in := candidates(boxes[i], lw, lh)
 	fits := func(x, y float64) bool {
@@ -306,33 +324,37 @@ func placeLabel(i int, boxes []Box, drawn []Box, lw, lh float64, w, h int) Box {
 		}
 	}
 	best := Box{}
-	bestOv, bestDist := math.Inf(1), -1.0
+	bestScore := math.Inf(1)
 	for _, c := range pool {
 		lb := Box{c[0], c[1], c[0] + lw, c[1] + lh}
-		ov, dist := 0.0, math.Inf(1)
+		worst := -float64(w + h)
+		score := func(o Box) {
+			worst = math.Max(worst, interArea(lb, o)-0.0001*cornerDist(lb, o))
+		}
 		for j, o := range boxes {
-			if j == i {
-				continue
-			}
-			ov += interArea(lb, o)
-			// An untouched box contributes its outline: a label lying fully
-			// inside a bigger box still covers its interior, not its outline;
-			// counting the area keeps the rule simple and conservative.
-			if d := rectDist(lb, o); d < dist {
-				dist = d
+			if j != i && o != boxes[i] {
+				score(o)
 			}
 		}
 		for _, o := range drawn {
-			ov += interArea(lb, o)
-			if d := rectDist(lb, o); d < dist {
-				dist = d
-			}
+			score(o)
 		}
-		if ov < bestOv-1e-9 || (math.Abs(ov-bestOv) <= 1e-9 && dist > bestDist+1e-9) {
-			best, bestOv, bestDist = lb, ov, dist
+		if worst < bestScore {
+			best, bestScore = lb, worst
 		}
 	}
 	return best
+}
+
+// cornerDist is the smallest distance between a corner of a and a corner of b.
+func cornerDist(a, b Box) float64 {
+	d := math.Inf(1)
+	for _, p := range [4][2]float64{{a.X1, a.Y1}, {a.X2, a.Y1}, {a.X1, a.Y2}, {a.X2, a.Y2}} {
+		for _, q := range [4][2]float64{{b.X1, b.Y1}, {b.X2, b.Y1}, {b.X1, b.Y2}, {b.X2, b.Y2}} {
+			d = math.Min(d, math.Hypot(p[0]-q[0], p[1]-q[1]))
+		}
+	}
+	return d
 }
 
 func rect(b Box) image.Rectangle {
@@ -411,12 +433,13 @@ func DrawPoints(img vision.Image, pts []Point, opt Options) (*Result, error) {
 	}
 	defer m.Close()
 	col := opt.color()
-	f := fontFor(LabelHeight(img.W, img.H))
+	f := fontFor(PointLabelHeight(img.W))
 	marks := make([]Region, len(pts))
 	for i, p := range pts {
 		text := fmt.Sprint(ids[i])
 		tsz := gocv.GetTextSize(text, fontFace, f.scale, f.thickness)
-		rad := int(math.Max(float64(tsz.X), float64(tsz.Y))/2) + f.pad
+		// som_prompting: radius max(text_size)//2 + 1 around the point.
+		rad := max(tsz.X+2*f.pad, f.height)/2 + 1
 		c := image.Pt(int(math.Round(p.X)), int(math.Round(p.Y)))
 		gocv.CircleWithParams(&m, c, rad, col, -1, gocv.LineAA, 0)
 		org := image.Pt(c.X-tsz.X/2, c.Y+tsz.Y/2)

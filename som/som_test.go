@@ -45,6 +45,22 @@ func TestGridCoordEdges(t *testing.T) {
 	}
 }
 
+// Official format strings, quoted from microsoft/Magma:
+//
+// data/conversations.py, _construct_conv_som:
+//
+//	f"{self.image_placeholder}\nThe image is split into {self.spatial_quant_size}x{self.spatial_quant_size} grids, and labeled with numeric marks.\n"
+//	f"Please locate all the numerical marks in the image.\n"
+//	marks_pos.append(f'Mark {key} at {val_str}')   # val_str = f"[{x},{y}]", x = int(256 * x / W)
+//	conv_gpt = ". ".join(marks_pos) + '\n'
+//
+// agents/ui_agent/app.py:
+//
+//	magma_som_prompt = "<image>\nIn this view I need to click a button to \"{}\"? Provide the coordinates and the mark index of the containing bounding box if applicable."
+//
+// agents/ui_agent/util/process_utils.py: bbox_2_point "({},{})" of
+// f"{item:.2f}" fractions; extract_mark_id r'Mark: (\d+)'.
+// (The chat template trims the trailing newlines.)
 func TestTargetStrings(t *testing.T) {
 	if SoMQuestion != "The image is split into 256x256 grids, and labeled with numeric marks.\nPlease locate all the numerical marks in the image." {
 		t.Error(SoMQuestion)
@@ -53,7 +69,12 @@ func TestTargetStrings(t *testing.T) {
 	if got != "Mark 3 at [123,45]. Mark 7 at [200,10]" {
 		t.Error(got)
 	}
-	if s := UIGroundingAnswer(960, 1080, 1920, 1080, 12); s != "[128,255] Mark: 12" {
+	// SeeClick's bbox_2_point: f"{item:.2f}" in "({},{})" (Magma's
+	// agents/ui_agent/util/process_utils.py), then " Mark: {id}".
+	if s := UIGroundingAnswer(960, 1080, 1920, 1080, 12); s != "(0.50,1.00) Mark: 12" {
+		t.Error(s)
+	}
+	if s := FormatFracBox(Box{192, 108, 960, 540}, 1920, 1080); s != "(0.10,0.10,0.50,0.50)" {
 		t.Error(s)
 	}
 	if s := MarkSuffix(3); s != " Mark: 3" {
@@ -94,8 +115,12 @@ func TestParseJSON(t *testing.T) {
 	}
 }
 
+// MarkHelper (agents/ui_agent/util/som.py): min_font_size = 20,
+// max_font_size = 30, max_font_proportion = 0.04, grown "while
+// min(self.__get_markSize("555", ...)) < min(self.max_font_size,
+// self.max_font_proportion * min(image_height, image_width))".
 func TestLabelHeight(t *testing.T) {
-	for _, c := range [][3]int{{1920, 1080, 30}, {512, 512, 20}, {100, 100, 10}, {4000, 3000, 30}} {
+	for _, c := range [][3]int{{1920, 1080, 30}, {512, 512, 21}, {500, 800, 20}, {100, 100, 18}, {4000, 3000, 30}} {
 		if got := LabelHeight(c[0], c[1]); got != c[2] {
 			t.Errorf("LabelHeight(%d,%d)=%d want %d", c[0], c[1], got, c[2])
 		}
@@ -267,8 +292,8 @@ func TestDrawPoints(t *testing.T) {
 	if _, err := DrawPoints(img, []Point{{300, 5}}, Options{}); err == nil {
 		t.Error("point outside accepted")
 	}
-	if _, err := DrawPoints(img, []Point{{1, 5}}, Options{IDs: []int{0}}); err == nil {
-		t.Error("id 0 accepted")
+	if _, err := DrawPoints(img, []Point{{1, 5}}, Options{IDs: []int{-1}}); err == nil {
+		t.Error("id -1 accepted")
 	}
 }
 
@@ -351,4 +376,39 @@ func TestClassicalProposer(t *testing.T) {
 func iou(a, b Box) float64 {
 	in := interArea(a, b)
 	return in / (a.area() + b.area() - in)
+}
+
+// ZeroBased numbers 0..K-1 as Magma's UI agent draws them (text = str(idx)).
+func TestZeroBasedIDs(t *testing.T) {
+	img := grayImage(200, 100, 240)
+	res, err := DrawBoxes(img, []Box{{10, 10, 50, 40}, {100, 50, 150, 90}}, Options{ZeroBased: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Marks[0].ID != 0 || res.Marks[1].ID != 1 || res.Marks[0].Index != 0 {
+		t.Errorf("ids %+v", res.Marks)
+	}
+	res, _ = DrawBoxes(img, []Box{{10, 10, 50, 40}}, Options{})
+	if res.Marks[0].ID != 1 {
+		t.Errorf("default base: id %d", res.Marks[0].ID)
+	}
+}
+
+// Placement minimises the worst-case overlap (Magma's
+// _find_least_overlapping_corner: "find the largest iou with other bboxes
+// ... the smaller the max_IOU, the better the corner"), not the total: the
+// above-left slot touches two boxes a little (60 px² each, 120 in all), the
+// right-top slot one box more (100 px²); the worst case prefers above-left.
+func TestPlacementWorstCase(t *testing.T) {
+	boxes := []Box{
+		{100, 100, 200, 200},
+		{100, 90, 106, 100}, {114, 90, 120, 100}, // above-left: 2 x 60
+		{200, 100, 210, 110}, // right-top: 100
+		{180, 90, 200, 100}, {200, 190, 220, 200}, {180, 200, 200, 210},
+		{100, 200, 120, 210}, {80, 190, 100, 200}, {80, 100, 100, 110},
+	}
+	got := placeLabel(0, boxes, nil, 20, 10, 300, 300)
+	if got != (Box{100, 90, 120, 100}) {
+		t.Errorf("label at %v, want above-left {100 90 120 100}", got)
+	}
 }

@@ -50,12 +50,37 @@ func UIAgentPrompt(task string) string {
 // MarkSuffix is the suffix Magma's UI grounding answers carry: " Mark: {id}".
 func MarkSuffix(id int) string { return " Mark: " + strconv.Itoa(id) }
 
-// UIGroundingAnswer is the UI grounding target: the click point in grid
-// coordinates followed by the mark of the containing box, "[x,y] Mark: 3".
-// (x, y) is the box centre (or click point) in pixels of a w x h image.
+// FormatFrac is SeeClick's point string, the form Magma's UI answers use
+// and its UI agent reads back (agents/ui_agent/util/process_utils.py:
+// bbox_2_point writes f"{item:.2f}" as "({},{})", pred_2_point takes the
+// two floats as fractions of the width and height): "(0.50,0.99)" for
+// pixel (x, y) of a w x h image, clamped to [0,1].
+func FormatFrac(x, y float64, w, h int) string {
+	return "(" + frac(x, w) + "," + frac(y, h) + ")"
+}
+
+// FormatFracBox is SeeClick's box string (bbox_2_bbox):
+// "(0.10,0.20,0.30,0.40)" for pixel box b of a w x h image.
+func FormatFracBox(b Box, w, h int) string {
+	return "(" + frac(b.X1, w) + "," + frac(b.Y1, h) + "," + frac(b.X2, w) + "," + frac(b.Y2, h) + ")"
+}
+
+func frac(v float64, extent int) string {
+	f := 0.0
+	if extent > 0 && !math.IsNaN(v) {
+		f = math.Min(math.Max(v/float64(extent), 0), 1)
+	}
+	return strconv.FormatFloat(f, 'f', 2, 64)
+}
+
+// UIGroundingAnswer is the UI grounding target as the released model
+// answers: the click point as 0-1 fractions followed by the mark of the
+// containing box, "(0.50,0.99) Mark: 12" (SeeClick's point form plus
+// Magma's " Mark: {id}", which its SeeClick loader strips with
+// r' Mark: \d+' for unmarked images). (x, y) is the box centre (or click
+// point) in pixels of a w x h image.
 func UIGroundingAnswer(x, y float64, w, h, id int) string {
-	qx, qy := GridPoint(x, y, w, h)
-	return FormatPoint(qx, qy) + MarkSuffix(id)
+	return FormatFrac(x, y, w, h) + MarkSuffix(id)
 }
 
 var markSuffixRE = regexp.MustCompile(` [Mm]ark: \d+`)

@@ -7,7 +7,8 @@
 // foreground/background classification, K-Means selection of marks, SoM
 // on the first frame, and the exact ToM training strings.
 //
-//	func DefaultConfig() Config // Grid 15, Future 16, Seed 1, Epsilon 2, Eta 2, CameraMotionFrac 0.8, RANSACThreshold 4, MinVisibleFrac 0.5
+//	func SourceConfig(src Source) Config // official settings of SourceDemo, SourceVideo, SourceRobot
+//	func DefaultConfig() Config          // the demo's: Eta 0.5 px, Epsilon 2 px, k+ [2,5], k- [6,14]
 //	func Run(frames []vision.Image, cfg Config) (*Result, error)
 //	func RunFile(path string, start int, cfg Config) (*Result, error)
 //	func ReadFrames(path string, start, n int) (*Clip, error)
@@ -17,22 +18,35 @@
 //	type LKTracker struct{ WinSize, Levels int; FBMaxError float64 }
 //	type Tracks struct{ Points [][]som.Point; Visible [][]bool } // [t][n]
 //	type Mark struct{ ID int; Foreground bool; Points [][2]float64; Visible []bool }
-//	type Result struct{ Width, Height int; FPS float64; FramesUsed int; CameraMotion bool; Marks []Mark; SoMText, ToMText, ToMQuestion string; Marked, First vision.Image }
-//	func ToMQuestion(task string, steps int, robot bool) string
-//	func ToMAnswer(marks []Mark, w, h int) string
+//	type Result struct{ Source; Width, Height, FramesUsed, StartFrame, Steps int; CameraMotion bool; Marks []Mark; SoMText, ToMText, ToMQuestion string; Warnings []string; ... }
+//	func ToMQuestion(task string, steps int, ids []int, robot bool) string
+//	func ToMAnswer(marks []Mark, w, h int, rules AnswerRules) (string, int)
 //	func DrawTraces(img vision.Image, marks []Mark) (vision.Image, error)
 //
-// Units: Epsilon and Eta are mean per-step motions in 256-grid units, i.e.
-// pixel displacement scaled by 256/width (x) and 256/height (y). A trace
-// is foreground when its mean step, after camera-motion removal, exceeds
-// Epsilon; the clip has camera motion when more than CameraMotionFrac of
-// the traces have a mean step above Eta.
+// Per-source rules, as microsoft/Magma applies them (lengths are
+// visual_trace_length with image_size (1,1): the mean displacement in
+// pixels over all consecutive steps of the frames as tracked):
 //
-// Selection: k is uniform in [1, min(5, n_fg)] (k = 1 when there is no
-// foreground), K-Means gives k foreground and 2k background clusters
-// (capped by the number of traces), and the member nearest each centre
-// represents its cluster. Ids 1..K are a seeded random permutation, as
-// in Magma. Everything is deterministic for a Seed.
+//	source  code                            camera (>80% over)  foreground  k+     k-      start / horizon
+//	demo    tools/som_tom/demo.py           0.5 px              2 px        [2,5]  [6,14]  frame 0, Future steps (frames resized to height 512 by the CLI)
+//	video   data/conversations.py           1 px (forced: ego)  3 px        [2,5]  [6,14]  random before 50% of the motion, to the clip's end
+//	robot   data/openx_magma/data_utils.py  1 px                1 px        [2,4]  [4,9]   the step's frame, start+16
+//
+// The foreground/background split uses the lengths after camera-motion
+// removal (the training code recomputes them; the demo reuses the lengths
+// measured before removal, which under a pan makes every trace
+// foreground, so the training rule is used for all sources). K-Means runs
+// with min(k, traces) clusters and one uniformly drawn member of each
+// cluster becomes a mark (Magma's cluster_traces_kmeans); ids are a random
+// permutation of 1..K (som_prompting). Video and robot answers drop points
+// closer than 2 grid units and traces slower than 1 grid unit per step;
+// video also drops traces left with T/4 points or fewer; when at most one
+// trace is foreground (video, robot) or none survives, there is no ToM
+// answer and Result.Warnings says why (static clip, or query points on
+// texture-less regions where nothing can be tracked).
+//
+// Kept from before: invisible positions hold the last visible one (Magma
+// measures CoTracker's raw positions; the LK stand-in drifts when lost).
 //
 // Documented behaviour on bad input: fewer than Future+1 frames is
 // ErrTooShort, a shot cut inside them ErrShotBoundary, an unreadable path

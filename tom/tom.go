@@ -17,54 +17,124 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-// Config holds Algorithm 2's settings. DefaultConfig gives Magma's values.
-type Config struct {
-	Grid   int   // s: s x s query grid (15)
-	Future int   // l: future steps; the clip uses Future+1 frames (16)
-	Seed   int64 // drives k, K-Means initialisation and the mark ids (1)
+// Source names a data source whose official ToM settings Config follows.
+// microsoft/Magma uses different thresholds and cluster counts per source
+// (see SourceConfig); lengths are in pixels of the frames as tracked.
+type Source string
 
-	// Epsilon: a trace is foreground when its mean per-step motion, in
-	// 256-grid units (pixels * 256 / width, resp. height), exceeds it (2).
-	Epsilon float64
+// The sources with official settings.
+const (
+	// SourceDemo is tools/som_tom/demo.py: camera motion above 0.5 px per
+	// step, foreground above 2 px, k+ in [2,5], k- in [6,14], frames
+	// resized to height 512.
+	SourceDemo Source = "demo"
+	// SourceVideo is data/conversations.py (Ego4D, Epic, Sth-Sth, ...):
+	// camera motion above 1 px, foreground above 3 px, k+ in [2,5], k- in
+	// [6,14], a random start frame and traces to the end of the clip with
+	// points closer than 2 grid units removed.
+	SourceVideo Source = "video"
+	// SourceRobot is data/openx_magma/data_utils.py (Open-X): camera motion
+	// above 1 px, foreground above 1 px, k+ in [2,4], k- in [4,9], traces
+	// from the step's frame to start+16, close points removed (the released
+	// recipes pass --remove_static_trace_pts True).
+	SourceRobot Source = "robot"
+)
+
+// ParseSource accepts "demo", "video" or "robot".
+func ParseSource(s string) (Source, error) {
+	switch Source(s) {
+	case SourceDemo, SourceVideo, SourceRobot:
+		return Source(s), nil
+	}
+	return "", fmt.Errorf("tom: unknown source %q (want demo, video or robot)", s)
+}
+
+// Config holds Algorithm 2's settings. SourceConfig gives the official
+// values of each source; DefaultConfig is the demo's.
+type Config struct {
+	// Source selects the official per-source rules (SourceDemo when empty)
+	// and fills the zero-valued numbers below from SourceConfig(Source).
+	Source Source
+	Grid   int   // s: s x s query grid (15)
+	Future int   // l: future steps for demo and robot; the clip uses Future+1 frames (16)
+	Seed   int64 // drives k, cluster members, the start frame and the mark ids (1)
+
 	// Eta: a trace "moves" for camera-motion detection when its mean
-	// per-step motion in grid units exceeds it (2).
+	// per-step displacement, in pixels, exceeds it (demo 0.5, video and
+	// robot 1).
 	Eta float64
+	// Epsilon: after camera-motion removal a trace is foreground when its
+	// mean per-step displacement in pixels exceeds it (demo 2, video 3,
+	// robot 1).
+	Epsilon float64
 	// CameraMotionFrac: global camera motion when more than this fraction
 	// of the traces move (0.8).
 	CameraMotionFrac float64
+	// ForceCamera always removes camera motion, as the official video code
+	// does for egocentric sources (ego4d, epic, exoego4d).
+	ForceCamera bool
 	// RANSACThreshold is the homography reprojection threshold in px (4.0).
 	RANSACThreshold float64
-	// MinVisibleFrac: traces visible in fewer than this fraction of the
-	// Future+1 steps are dropped (0.5).
+	// MinVisibleFrac: traces visible in at most this fraction of the steps
+	// are dropped (0.5, strictly more must be visible as in Magma).
 	MinVisibleFrac float64
 	// ShotThreshold for DetectShots (27).
 	ShotThreshold float64
-	// MaxFgClusters caps k (5): k is uniform in [1, min(MaxFgClusters, n_fg)].
-	MaxFgClusters int
+	// PosClusters and NegClusters are the inclusive ranges k is drawn from
+	// for the foreground and background K-Means (demo and video [2,5] and
+	// [6,14]; robot [2,4] and [4,9]). One random member of each cluster
+	// becomes a mark.
+	PosClusters, NegClusters [2]int
+	// StartMotionRatio (video): the start frame is uniform over the steps
+	// before this fraction of the clip's accumulated motion (0.5,
+	// settings.yaml's trace_planner.step_rightmost_ratio).
+	StartMotionRatio float64
+	// CloseDist (video, robot): consecutive answer points closer than this
+	// many grid units are dropped (2, Magma's remove_close_points_tensor).
+	CloseDist float64
+	// Height resizes every frame to this height (aspect kept, bicubic)
+	// before tracking, as the demo does with 512; 0 tracks the frames as
+	// given. Marks, Width and Height are then in the resized frame.
+	Height int
 
 	// Tracker defaults to LKTracker{}.
 	Tracker Tracker
-	// Task fills the ToM question; Robot switches "The person is doing"
-	// to "The robot is doing".
-	Task  string
-	Robot bool
+	// Task fills the ToM question; the source picks "The person is doing"
+	// (demo, video) or "The robot is doing" (robot).
+	Task string
 }
 
-// DefaultConfig returns Magma's official ToM settings.
-func DefaultConfig() Config {
-	return Config{Grid: 15, Future: 16, Seed: 1, Epsilon: 2, Eta: 2, CameraMotionFrac: 0.8,
-		RANSACThreshold: 4.0, MinVisibleFrac: 0.5, ShotThreshold: DefaultShotThreshold, MaxFgClusters: 5}
+// SourceConfig returns the official settings of a source (an unknown or
+// empty source gives the demo's).
+func SourceConfig(src Source) Config {
+	c := Config{Source: SourceDemo, Grid: 15, Future: 16, Seed: 1, Eta: 0.5, Epsilon: 2, CameraMotionFrac: 0.8,
+		RANSACThreshold: 4.0, MinVisibleFrac: 0.5, ShotThreshold: DefaultShotThreshold,
+		PosClusters: [2]int{2, 5}, NegClusters: [2]int{6, 14}}
+	switch src {
+	case SourceVideo:
+		c.Source, c.Eta, c.Epsilon = SourceVideo, 1, 3
+		c.StartMotionRatio, c.CloseDist = 0.5, 2
+	case SourceRobot:
+		c.Source, c.Eta, c.Epsilon, c.CloseDist = SourceRobot, 1, 1, 2
+		c.PosClusters, c.NegClusters = [2]int{2, 4}, [2]int{4, 9}
+	}
+	return c
 }
+
+// DefaultConfig returns the official demo settings (tools/som_tom/demo.py),
+// without the resize (Height 0).
+func DefaultConfig() Config { return SourceConfig(SourceDemo) }
 
 // Limits of Validate: a grid of MaxGrid² query points and MaxFuture steps
 // already mean minutes of tracking per clip.
 const (
 	MaxGrid   = 128
 	MaxFuture = 1024
+	MaxHeight = 4096
 )
 
 // Validate refuses values out of range; zero fields mean the defaults of
-// DefaultConfig (so the zero Config is valid), negative or absurd ones are
+// SourceConfig (so the zero Config is valid), negative or absurd ones are
 // errors naming the field rather than being replaced silently.
 func (c Config) Validate() error {
 	bad := func(name string, v any, want string) error {
@@ -88,40 +158,52 @@ func (c Config) Validate() error {
 		return bad("minimum visible fraction", c.MinVisibleFrac, "in [0, 1]")
 	case !nonNeg(c.ShotThreshold):
 		return bad("shot threshold", c.ShotThreshold, "a finite number >= 0")
-	case c.MaxFgClusters < 0:
-		return bad("max foreground clusters", c.MaxFgClusters, ">= 0")
+	case c.Source != "" && c.Source != SourceDemo && c.Source != SourceVideo && c.Source != SourceRobot:
+		return bad("source", c.Source, "demo, video or robot")
+	case c.PosClusters != [2]int{} && (c.PosClusters[0] < 1 || c.PosClusters[1] < c.PosClusters[0] || c.PosClusters[1] > MaxGrid*MaxGrid):
+		return bad("foreground cluster range", c.PosClusters, "[lo, hi] with 1 <= lo <= hi")
+	case c.NegClusters != [2]int{} && (c.NegClusters[0] < 1 || c.NegClusters[1] < c.NegClusters[0] || c.NegClusters[1] > MaxGrid*MaxGrid):
+		return bad("background cluster range", c.NegClusters, "[lo, hi] with 1 <= lo <= hi")
+	case !nonNeg(c.StartMotionRatio) || c.StartMotionRatio > 1:
+		return bad("start motion ratio", c.StartMotionRatio, "in [0, 1]")
+	case !nonNeg(c.CloseDist):
+		return bad("close-point distance", c.CloseDist, "a finite number >= 0")
+	case c.Height < 0 || c.Height > MaxHeight:
+		return bad("height", c.Height, fmt.Sprintf("in [0, %d]", MaxHeight))
 	}
 	return nil
 }
 
 func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.Grid <= 0 {
-		c.Grid = d.Grid
+	if c.Source == "" {
+		c.Source = SourceDemo
 	}
-	if c.Future <= 0 {
-		c.Future = d.Future
+	d := SourceConfig(c.Source)
+	setI := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
 	}
-	if c.Epsilon <= 0 {
-		c.Epsilon = d.Epsilon
+	setF := func(v *float64, def float64) {
+		if *v <= 0 {
+			*v = def
+		}
 	}
-	if c.Eta <= 0 {
-		c.Eta = d.Eta
+	setI(&c.Grid, d.Grid)
+	setI(&c.Future, d.Future)
+	setF(&c.Epsilon, d.Epsilon)
+	setF(&c.Eta, d.Eta)
+	setF(&c.CameraMotionFrac, d.CameraMotionFrac)
+	setF(&c.RANSACThreshold, d.RANSACThreshold)
+	setF(&c.MinVisibleFrac, d.MinVisibleFrac)
+	setF(&c.ShotThreshold, d.ShotThreshold)
+	setF(&c.StartMotionRatio, d.StartMotionRatio)
+	setF(&c.CloseDist, d.CloseDist)
+	if c.PosClusters[0] <= 0 || c.PosClusters[1] < c.PosClusters[0] {
+		c.PosClusters = d.PosClusters
 	}
-	if c.CameraMotionFrac <= 0 {
-		c.CameraMotionFrac = d.CameraMotionFrac
-	}
-	if c.RANSACThreshold <= 0 {
-		c.RANSACThreshold = d.RANSACThreshold
-	}
-	if c.MinVisibleFrac <= 0 {
-		c.MinVisibleFrac = d.MinVisibleFrac
-	}
-	if c.ShotThreshold <= 0 {
-		c.ShotThreshold = d.ShotThreshold
-	}
-	if c.MaxFgClusters <= 0 {
-		c.MaxFgClusters = d.MaxFgClusters
+	if c.NegClusters[0] <= 0 || c.NegClusters[1] < c.NegClusters[0] {
+		c.NegClusters = d.NegClusters
 	}
 	if c.Tracker == nil {
 		c.Tracker = LKTracker{}
@@ -129,8 +211,18 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Mark is one selected trace: its SoM id, class and Future+1 points in
-// pixels, in the first frame's coordinates (camera motion removed).
+// frames returns how many frames a source's run uses out of n given: the
+// whole clip for video, Future+1 otherwise.
+func (c Config) frames(n int) int {
+	if c.Source == SourceVideo {
+		return n
+	}
+	return c.Future + 1
+}
+
+// Mark is one selected trace: its SoM id, class and points in pixels from
+// the start frame on, in the start frame's coordinates (camera motion
+// removed).
 type Mark struct {
 	ID         int          `json:"id"`
 	Foreground bool         `json:"foreground"`
@@ -141,27 +233,38 @@ type Mark struct {
 // Result is Algorithm 2's output; it marshals to the TRACES.json layout of
 // `magma tom`.
 type Result struct {
-	Width        int     `json:"width"`
-	Height       int     `json:"height"`
-	FPS          float64 `json:"fps"`
-	FramesUsed   int     `json:"frames_used"`
-	CameraMotion bool    `json:"camera_motion"`
+	Source     Source  `json:"source"`
+	Width      int     `json:"width"`
+	Height     int     `json:"height"`
+	FPS        float64 `json:"fps"`
+	FramesUsed int     `json:"frames_used"`
+	// StartFrame is the frame the traces start at (video: drawn at random;
+	// 0 otherwise), relative to the first frame given.
+	StartFrame   int  `json:"start_frame"`
+	CameraMotion bool `json:"camera_motion"`
 	// Marks are sorted by id; foreground ones are the marks that move.
 	Marks []Mark `json:"marks"`
-	// SoMText is the SoM answer for every mark at frame 0.
+	// SoMText is the SoM answer for every mark at the start frame.
 	SoMText string `json:"som_text"`
-	// ToMText is the ToM answer (empty when no trace is foreground).
+	// ToMText is the ToM answer (empty when no trace is foreground; see Warnings).
 	ToMText string `json:"tom_text"`
-	// ToMQuestion is the matching question (Config.Task, Future steps).
+	// Steps is the horizon the ToM question asks for (the longest answer trace).
+	Steps int `json:"steps"`
+	// ToMQuestion is the matching question (Config.Task, the mark ids, Steps).
 	ToMQuestion string `json:"-"`
-	// Marked is the first frame with the SoM marks drawn.
+	// Warnings say why a run produced no ToM answer (nothing moved, or
+	// nothing trackable), so that an empty tom_text is never silent.
+	Warnings []string `json:"warnings,omitempty"`
+	// Marked is the start frame with the SoM marks drawn.
 	Marked vision.Image `json:"-"`
-	// First is the unmarked first frame.
+	// First is the unmarked start frame.
 	First vision.Image `json:"-"`
 }
 
-// RunFile reads Future+1 frames from path (video or image folder, see
-// ReadFrames) starting at frame start, then runs Run.
+// RunFile reads the frames a source needs from path (video or image
+// folder, see ReadFrames) starting at frame start, then runs Run: Future+1
+// frames for demo and robot, the rest of the clip (at most MaxFrames) for
+// video.
 func RunFile(path string, start int, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -170,7 +273,11 @@ func RunFile(path string, start int, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("tom: start frame %d must be >= 0", start)
 	}
 	cfg = cfg.withDefaults()
-	clip, err := ReadFrames(path, start, cfg.Future+1)
+	n := cfg.Future + 1
+	if cfg.Source == SourceVideo {
+		n = 0
+	}
+	clip, err := ReadFrames(path, start, n)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +289,13 @@ func RunFile(path string, start int, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// Run is Algorithm 2 on frames[0:Future+1]: shot check, grid tracking,
-// visibility filter, camera-motion detection and homography removal,
-// foreground/background split, K-Means selection, SoM on the first frame
-// and the training strings. Fewer than Future+1 frames is ErrTooShort; a
-// shot boundary inside them is ErrShotBoundary (start after it instead).
+// Run is Algorithm 2 as microsoft/Magma runs it for cfg.Source: shot
+// check, grid tracking, visibility filter, camera-motion detection and
+// homography removal, foreground/background split, K-Means with one random
+// member per cluster, SoM on the start frame and the training strings.
+// Demo and robot use frames[0:Future+1] (fewer is ErrTooShort); video uses
+// every frame given (at least 2) and starts the traces at a random frame.
+// A shot boundary inside the frames used is ErrShotBoundary.
 func Run(frames []vision.Image, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -195,9 +304,9 @@ func Run(frames []vision.Image, cfg Config) (*Result, error) {
 	if err := checkFrames(frames); err != nil {
 		return nil, err
 	}
-	T := cfg.Future + 1
-	if len(frames) < T {
-		return nil, fmt.Errorf("%w: %d frames, need %d (future %d)", ErrTooShort, len(frames), T, cfg.Future)
+	T := cfg.frames(len(frames))
+	if len(frames) < T || T < 2 {
+		return nil, fmt.Errorf("%w: %d frames, need %d (future %d)", ErrTooShort, len(frames), max(T, 2), cfg.Future)
 	}
 	frames = frames[:T]
 	cuts, err := DetectShots(frames, cfg.ShotThreshold)
@@ -207,66 +316,91 @@ func Run(frames []vision.Image, cfg Config) (*Result, error) {
 	if len(cuts) > 0 {
 		return nil, fmt.Errorf("%w: new shot at frame %d of %d", ErrShotBoundary, cuts[0], T)
 	}
-	ts, err := analyze(frames, cfg)
+	if cfg.Height > 0 && frames[0].H != cfg.Height {
+		if frames, err = resizeFrames(frames, cfg.Height); err != nil {
+			return nil, err
+		}
+	}
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	ts, err := analyze(frames, cfg, rng)
 	if err != nil {
 		return nil, err
 	}
 	W, H, pts, vis, fg, bg := ts.w, ts.h, ts.pts, ts.vis, ts.fg, ts.bg
-	res := &Result{Width: W, Height: H, FramesUsed: T, First: frames[0], CameraMotion: ts.camera}
-	rng := rand.New(rand.NewSource(cfg.Seed))
-	k := 1
-	if len(fg) > 0 {
-		k = 1 + rng.Intn(imin(cfg.MaxFgClusters, len(fg)))
-	}
-	fgSel, err := clusterSelect(pts, fg, k, cfg.Seed)
+	res := &Result{Source: cfg.Source, Width: W, Height: H, FramesUsed: T, StartFrame: ts.start,
+		First: frames[ts.start], CameraMotion: ts.camera}
+	drawK := func(r [2]int) int { return r[0] + rng.Intn(r[1]-r[0]+1) }
+	kPos := drawK(cfg.PosClusters)
+	kNeg := drawK(cfg.NegClusters)
+	fgSel, err := clusterSelect(pts, fg, kPos, cfg.Seed, rng)
 	if err != nil {
 		return nil, err
 	}
-	bgSel, err := clusterSelect(pts, bg, 2*k, cfg.Seed+1)
+	bgSel, err := clusterSelect(pts, bg, kNeg, cfg.Seed+1, rng)
 	if err != nil {
 		return nil, err
 	}
 	sel := append(append([]int(nil), fgSel...), bgSel...)
+	// Magma's som_prompting: all_idx = randperm(total); mark i gets all_idx[i]+1.
 	ids := rng.Perm(len(sel))
 	for i := range ids {
 		ids[i]++
 	}
+	L := len(pts)
 	res.Marks = make([]Mark, len(sel))
 	first := make([]som.Point, len(sel))
 	for j, i := range sel {
-		m := Mark{ID: ids[j], Foreground: j < len(fgSel), Points: make([][2]float64, T), Visible: make([]bool, T)}
-		for t := 0; t < T; t++ {
+		m := Mark{ID: ids[j], Foreground: j < len(fgSel), Points: make([][2]float64, L), Visible: make([]bool, L)}
+		for t := 0; t < L; t++ {
 			m.Points[t] = [2]float64{pts[t][i].X, pts[t][i].Y}
 			m.Visible[t] = vis[t][i]
 		}
 		res.Marks[j] = m
 		first[j] = pts[0][i]
 	}
-	drawn, err := som.DrawPoints(frames[0], clampPts(first, W, H), som.Options{IDs: ids})
+	drawn, err := som.DrawPoints(res.First, clampPts(first, W, H), som.Options{IDs: ids})
 	if err != nil {
 		return nil, err
 	}
 	res.Marked = drawn.Image
 	sort.Slice(res.Marks, func(a, b int) bool { return res.Marks[a].ID < res.Marks[b].ID })
 	res.SoMText = som.SoMAnswer(drawn.GridMarks())
-	res.ToMText = ToMAnswer(res.Marks, W, H)
-	res.ToMQuestion = ToMQuestion(cfg.Task, cfg.Future, cfg.Robot)
+	rules := AnswerRules{}
+	switch cfg.Source {
+	case SourceVideo:
+		rules = AnswerRules{CloseDist: cfg.CloseDist, MinPoints: L/4 + 1, MinSpeed: 1}
+	case SourceRobot:
+		rules = AnswerRules{CloseDist: cfg.CloseDist, MinSpeed: 1}
+	}
+	if !ts.static {
+		res.ToMText, res.Steps = ToMAnswer(res.Marks, W, H, rules)
+	}
+	allIDs := append([]int(nil), ids...)
+	sort.Ints(allIDs)
+	res.ToMQuestion = ToMQuestion(cfg.Task, res.Steps, allIDs, cfg.Source == SourceRobot)
+	if res.ToMText == "" {
+		res.Warnings = append(res.Warnings, noTraceReason(frames[ts.start], ts, cfg))
+	}
 	return res, nil
 }
 
-// traceSet is the tracked, filtered and camera-compensated grid traces,
-// split into foreground and background (indices into pts[t]).
+// traceSet is the tracked, filtered and camera-compensated grid traces
+// from the start frame on, split into foreground and background (indices
+// into pts[t]).
 type traceSet struct {
-	w, h   int
-	pts    [][]som.Point
-	vis    [][]bool
-	fg, bg []int
-	camera bool
+	w, h    int
+	start   int
+	pts     [][]som.Point
+	vis     [][]bool
+	fg, bg  []int
+	camera  bool
+	static  bool // at most one foreground trace: Magma falls back to SoM
+	queries []som.Point
+	dropped int // traces removed by the visibility filter
 }
 
-// analyze runs Algorithm 2 up to the foreground/background split on
-// frames (exactly Future+1 of them, one shot).
-func analyze(frames []vision.Image, cfg Config) (*traceSet, error) {
+// analyze runs Algorithm 2 up to the foreground/background split.
+func analyze(frames []vision.Image, cfg Config, rng *rand.Rand) (*traceSet, error) {
 	T := len(frames)
 	W, H := frames[0].W, frames[0].H
 	queries := GridQueries(W, H, cfg.Grid)
@@ -282,59 +416,129 @@ func analyze(frames []vision.Image, cfg Config) (*traceSet, error) {
 			return nil, errTrackerOutput
 		}
 	}
+	allPts := make([][]som.Point, T)
+	allVis := make([][]bool, T)
+	for t := 0; t < T; t++ {
+		allPts[t] = append([]som.Point(nil), tr.Points[t]...)
+		allVis[t] = append([]bool(nil), tr.Visible[t]...)
+	}
+	holdLastVisible(allPts, allVis)
 
-	// Visibility filter.
+	// Video: a random start before StartMotionRatio of the accumulated
+	// motion (conversations.py: frame_rightmost, then randint(0, rightmost)).
+	start := 0
+	if cfg.Source == SourceVideo {
+		start = rng.Intn(rightmostStart(allPts, cfg.StartMotionRatio))
+	}
+	allPts, allVis = allPts[start:], allVis[start:]
+	L := len(allPts)
+
+	// Visibility filter: visible in more than half the steps.
 	var keep []int
 	for n := range queries {
 		v := 0
-		for t := 0; t < T; t++ {
-			if tr.Visible[t][n] {
+		for t := 0; t < L; t++ {
+			if allVis[t][n] {
 				v++
 			}
 		}
-		if float64(v) >= cfg.MinVisibleFrac*float64(T) {
+		if float64(v) > cfg.MinVisibleFrac*float64(L) {
 			keep = append(keep, n)
 		}
 	}
 	if len(keep) == 0 {
-		return nil, ErrNoTraces
+		flat, n := flatQueries(frames[start], queries)
+		return nil, fmt.Errorf("%w (%d of %d query points lie on texture-less regions with nothing to track)", ErrNoTraces, flat, n)
 	}
 	N := len(keep)
-	pts := make([][]som.Point, T) // [t][i] over kept traces
-	vis := make([][]bool, T)
-	for t := 0; t < T; t++ {
+	pts := make([][]som.Point, L) // [t][i] over kept traces
+	vis := make([][]bool, L)
+	for t := 0; t < L; t++ {
 		pts[t] = make([]som.Point, N)
 		vis[t] = make([]bool, N)
 		for i, n := range keep {
-			pts[t][i], vis[t][i] = tr.Points[t][n], tr.Visible[t][n]
+			pts[t][i], vis[t][i] = allPts[t][n], allVis[t][n]
 		}
 	}
-	holdLastVisible(pts, vis)
 
-	ts := &traceSet{w: W, h: H, pts: pts, vis: vis}
+	ts := &traceSet{w: W, h: H, start: start, pts: pts, vis: vis, queries: queries, dropped: len(queries) - N}
 	moving := 0
 	for i := 0; i < N; i++ {
-		if meanStep(pts, vis, i, W, H) > cfg.Eta {
+		if traceLength(pts, i) > cfg.Eta {
 			moving++
 		}
 	}
-	if float64(moving) > cfg.CameraMotionFrac*float64(N) {
+	if cfg.ForceCamera || float64(moving) > cfg.CameraMotionFrac*float64(N) {
 		ts.camera = true
 		if err := removeCameraMotion(pts, vis, cfg.RANSACThreshold); err != nil {
 			return nil, err
 		}
 	}
 
+	// Foreground / background split on the lengths after camera-motion
+	// removal (conversations.py and openx_magma recompute them).
 	var fg, bg []int
 	for i := 0; i < N; i++ {
-		if meanStep(pts, vis, i, W, H) > cfg.Epsilon {
+		if traceLength(pts, i) > cfg.Epsilon {
 			fg = append(fg, i)
 		} else {
 			bg = append(bg, i)
 		}
 	}
 	ts.fg, ts.bg = fg, bg
+	ts.static = len(fg) == 0 || (cfg.Source != SourceDemo && len(fg) <= 1)
 	return ts, nil
+}
+
+// rightmostStart is Magma's frame_rightmost: the number of steps whose
+// accumulated mean motion stays below ratio of the total, at least 1 and
+// at most T-1 (T-1 is the last step that still has a future).
+func rightmostStart(pts [][]som.Point, ratio float64) int {
+	T := len(pts)
+	if T < 2 {
+		return 1
+	}
+	steps := make([]float64, T-1)
+	total := 0.0
+	for t := 1; t < T; t++ {
+		s := 0.0
+		for i := range pts[t] {
+			s += math.Hypot(pts[t][i].X-pts[t-1][i].X, pts[t][i].Y-pts[t-1][i].Y)
+		}
+		if n := len(pts[t]); n > 0 {
+			s /= float64(n)
+		}
+		steps[t-1] = s
+		total += s
+	}
+	n, acc := 0, 0.0
+	for _, s := range steps {
+		acc += s
+		if acc/(1e-5+total) < ratio {
+			n++
+		}
+	}
+	return min(max(1, n), T-1)
+}
+
+func resizeFrames(frames []vision.Image, h int) ([]vision.Image, error) {
+	w := int(float64(frames[0].W) * float64(h) / float64(frames[0].H))
+	if w < 1 {
+		w = 1
+	}
+	out := make([]vision.Image, len(frames))
+	dst := gocv.NewMat()
+	defer dst.Close()
+	for i, f := range frames {
+		m, err := rgbMat(f)
+		if err != nil {
+			return nil, err
+		}
+		gocv.Resize(m, &dst, image.Pt(w, h), 0, 0, gocv.InterpolationCubic)
+		m.Close()
+		out[i] = vision.Image{W: w, H: h, Pix: dst.ToBytes()}
+	}
+	return out, nil
 }
 
 func imin(a, b int) int {
@@ -365,21 +569,19 @@ func holdLastVisible(pts [][]som.Point, vis [][]bool) {
 	}
 }
 
-// meanStep is trace i's mean per-step displacement in 256-grid units over
-// consecutive steps where it is visible at both ends.
-func meanStep(pts [][]som.Point, vis [][]bool, i, w, h int) float64 {
-	sx, sy := float64(som.CoordGrid)/float64(w), float64(som.CoordGrid)/float64(h)
-	s, n := 0.0, 0
-	for t := 1; t < len(pts); t++ {
-		if vis[t][i] && vis[t-1][i] {
-			s += math.Hypot((pts[t][i].X-pts[t-1][i].X)*sx, (pts[t][i].Y-pts[t-1][i].Y)*sy)
-			n++
-		}
-	}
-	if n == 0 {
+// traceLength is Magma's visual_trace_length with image_size (1,1): the
+// mean displacement in pixels over all consecutive steps of trace i.
+// (Invisible steps hold the last visible position, see holdLastVisible, so
+// a lost point adds no motion instead of the tracker's drifting guess.)
+func traceLength(pts [][]som.Point, i int) float64 {
+	if len(pts) < 2 {
 		return 0
 	}
-	return s / float64(n)
+	s := 0.0
+	for t := 1; t < len(pts); t++ {
+		s += math.Hypot(pts[t][i].X-pts[t-1][i].X, pts[t][i].Y-pts[t-1][i].Y)
+	}
+	return s / float64(len(pts)-1)
 }
 
 // removeCameraMotion fits, for every future frame t, a RANSAC homography
@@ -456,6 +658,78 @@ func homography(src, dst []som.Point, idx []int, thr float64) ([9]float64, bool)
 	return hm, true
 }
 
+// flatMinEig is the smallest structure-tensor eigenvalue (mean squared
+// Sobel gradient, squared grey levels per pixel) at which a query point counts as
+// trackable: below it the window is flat or a straight edge, and no point
+// tracker can follow it.
+const flatMinEig = 0.25
+
+// noTraceReason says why a run has no ToM answer: too few trackable
+// (textured) query points, or no trace moving more than Epsilon.
+func noTraceReason(first vision.Image, ts *traceSet, cfg Config) string {
+	flat, n := flatQueries(first, ts.queries)
+	nfg := len(ts.fg)
+	switch {
+	case n > 0 && flat*2 >= n:
+		return fmt.Sprintf("no ToM answer: %d of %d query points lie on texture-less (flat colour or straight-edge) regions with no trackable points, "+
+			"so their motion cannot be measured (%d moving traces after camera-motion removal, %d dropped as invisible); "+
+			"a flat-colour object needs texture or corners to be traced", flat, n, nfg, ts.dropped)
+	default:
+		return fmt.Sprintf("no ToM answer: %d of %d traces move more than %.3g px per step after camera-motion removal (%s rules need %s); "+
+			"the clip looks static over these frames", nfg, len(ts.pts[0]), cfg.Epsilon, cfg.Source, map[bool]string{true: "at least 2", false: "at least 1"}[cfg.Source != SourceDemo])
+	}
+}
+
+// flatQueries counts the query points whose 21x21 window on img has a
+// smallest structure-tensor eigenvalue below flatMinEig.
+func flatQueries(img vision.Image, queries []som.Point) (flat, n int) {
+	g, err := grayMat(img)
+	if err != nil {
+		return 0, 0
+	}
+	defer g.Close()
+	gf := gocv.NewMat()
+	defer gf.Close()
+	g.ConvertTo(&gf, gocv.MatTypeCV32F)
+	gx, gy := gocv.NewMat(), gocv.NewMat()
+	defer gx.Close()
+	defer gy.Close()
+	gocv.Sobel(gf, &gx, gocv.MatTypeCV32F, 1, 0, 3, 0.125, 0, gocv.BorderReflect101)
+	gocv.Sobel(gf, &gy, gocv.MatTypeCV32F, 0, 1, 3, 0.125, 0, gocv.BorderReflect101)
+	xv, e1 := gx.DataPtrFloat32()
+	yv, e2 := gy.DataPtrFloat32()
+	if e1 != nil || e2 != nil {
+		return 0, 0
+	}
+	W, H := img.W, img.H
+	const r = 10
+	for _, q := range queries {
+		cx, cy := int(math.Round(q.X)), int(math.Round(q.Y))
+		var sxx, syy, sxy float64
+		c := 0
+		for y := max(0, cy-r); y <= min(H-1, cy+r); y++ {
+			for x := max(0, cx-r); x <= min(W-1, cx+r); x++ {
+				a, b := float64(xv[y*W+x]), float64(yv[y*W+x])
+				sxx += a * a
+				syy += b * b
+				sxy += a * b
+				c++
+			}
+		}
+		if c == 0 {
+			continue
+		}
+		sxx, syy, sxy = sxx/float64(c), syy/float64(c), sxy/float64(c)
+		tr, det := sxx+syy, sxx*syy-sxy*sxy
+		minEig := tr/2 - math.Sqrt(math.Max(0, tr*tr/4-det))
+		n++
+		if minEig < flatMinEig {
+			flat++
+		}
+	}
+	return flat, n
+}
+
 // kmeansPP is OpenCV's KMEANS_PP_CENTERS (2). gocv v0.31's KMeansPPCenters
 // constant is 1, which OpenCV reads as KMEANS_USE_INITIAL_LABELS and then
 // aborts on the uninitialised labels.
@@ -464,16 +738,19 @@ const kmeansPP gocv.KMeansFlags = 2
 var kmCriteria = gocv.NewTermCriteria(gocv.Count|gocv.EPS, 100, 1e-3)
 
 // clusterSelect runs K-Means (OpenCV, k-means++ init, 3 attempts, OpenCV's
-// RNG seeded with seed) on the flattened traces [x0,y0,x1,y1,...] of the
-// given members and returns, per cluster in label order, the member
-// nearest its centre. k is capped at len(members); none gives nil.
-func clusterSelect(pts [][]som.Point, members []int, k int, seed int64) ([]int, error) {
+// RNG seeded with seed) with min(k, members) clusters on the flattened
+// traces [x0,y0,x1,y1,...] of the given members and returns one member per
+// non-empty cluster drawn uniformly by rng, in label order, as Magma's
+// cluster_traces_kmeans does (num_pts_to_sample = 1, randperm). None gives
+// nil; one member is returned as is.
+func clusterSelect(pts [][]som.Point, members []int, k int, seed int64, rng *rand.Rand) ([]int, error) {
 	if len(members) == 0 || k <= 0 {
 		return nil, nil
 	}
-	if k >= len(members) {
+	if len(members) == 1 {
 		return append([]int(nil), members...), nil
 	}
+	k = min(k, len(members))
 	T := len(pts)
 	D := 2 * T
 	data := gocv.NewMatWithSize(len(members), D, gocv.MatTypeCV32F)
@@ -495,84 +772,148 @@ func clusterSelect(pts [][]som.Point, members []int, k int, seed int64) ([]int, 
 	gocv.SetRNGSeed(int(seed & 0x7fffffff))
 	gocv.KMeans(data, k, &labels, kmCriteria, 3, kmeansPP, &centers)
 	runtime.UnlockOSThread()
-	cv, err2 := centers.DataPtrFloat32()
-	if err2 != nil || labels.Rows()*labels.Cols() != len(members) || labels.Type() != gocv.MatTypeCV32S || len(cv) != k*D {
+	if labels.Rows()*labels.Cols() != len(members) || labels.Type() != gocv.MatTypeCV32S {
 		return nil, fmt.Errorf("tom: k-means returned no result")
 	}
-	best := make([]int, k)
-	bestD := make([]float64, k)
-	for c := range best {
-		best[c], bestD[c] = -1, math.Inf(1)
-	}
+	byCluster := make([][]int, k)
 	for r := range members {
 		c := int(labels.GetIntAt(r, 0))
-		if c < 0 || c >= k {
-			continue
-		}
-		d := 0.0
-		for j := 0; j < D; j++ {
-			e := float64(dv[r*D+j] - cv[c*D+j])
-			d += e * e
-		}
-		if d < bestD[c] {
-			best[c], bestD[c] = r, d
+		if c >= 0 && c < k {
+			byCluster[c] = append(byCluster[c], members[r])
 		}
 	}
 	var out []int
-	for _, r := range best {
-		if r >= 0 {
-			out = append(out, members[r])
+	for _, ms := range byCluster {
+		if len(ms) > 0 {
+			out = append(out, ms[rng.Intn(len(ms))])
 		}
 	}
 	return out, nil
 }
 
-// ToMQuestion is Magma's ToM question for a clip with the given task:
-// "The image is split into 256x256 grids, and labeled with numeric marks.\n
-// The person is doing: {task}. To finish the task, how to move the numerical
-// marks in the image for the next {steps} steps?\n" ("The robot is doing"
-// when robot is true).
-func ToMQuestion(task string, steps int, robot bool) string {
-	who := "The person is doing: "
+// ToMQuestion is Magma's ToM question over the marks ids (sorted), task and
+// horizon steps. Video (data/conversations.py):
+//
+//	The image is split into 256x256 grids, and labeled with numeric marks [1, 4, 7].\n
+//	The person is doing: {task}. To finish the task, how to move the numerical marks in the image for the next {steps} steps?\n
+//
+// Robot (data/openx_magma/data_utils.py, visual SoM format) writes "numeric
+// marks: [1, 4, 7]." and "The robot is doing: {task}.". The ids are
+// printed as a Python list, as the f-string does.
+func ToMQuestion(task string, steps int, ids []int, robot bool) string {
+	marks, who := " ", "The person is doing: "
 	if robot {
-		who = "The robot is doing: "
+		marks, who = ": ", "The robot is doing: "
 	}
-	return "The image is split into 256x256 grids, and labeled with numeric marks.\n" + who + task +
+	return "The image is split into 256x256 grids, and labeled with numeric marks" + marks + pyIntList(ids) + ".\n" + who + task +
 		". To finish the task, how to move the numerical marks in the image for the next " + strconv.Itoa(steps) + " steps?\n"
 }
 
-// ToMAnswer is Magma's ToM answer over the foreground marks (sorted by id):
+// pyIntList is Python's str() of a list of ints: "[1, 4, 7]".
+func pyIntList(ids []int) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+// AnswerRules are the per-source filters Magma applies to a foreground
+// trace before it enters the ToM answer. The zero value (demo, robot)
+// keeps every point.
+type AnswerRules struct {
+	// CloseDist drops each point closer than this many grid units to the
+	// last kept one, then every point with a grid coordinate <= 0 (video:
+	// 2, remove_close_points_tensor and the "invisible" filter).
+	CloseDist float64
+	// MinPoints drops a trace left with fewer points (video: T/4+1 of the
+	// T frames, Magma's "size(0) <= step_to_predict // 4").
+	MinPoints int
+	// MinSpeed drops a trace whose mean step on the grid, after the point
+	// filters, is below it (video and robot: 1, settings.yaml's
+	// postive_speed_threshold).
+	MinSpeed float64
+}
+
+// ToMAnswer is Magma's ToM answer over the foreground marks (sorted by id)
+// and the horizon the question should ask for (the longest answer trace):
 //
 //	Mark a at [x,y], Mark b at [x,y] should be moved, and their future positions are:\n\n
 //	"Mark a": "[[x,y],[x,y],...]"\n\n"Mark b": "[[x,y],...]"\n\n
 //
-// with every coordinate on the 256 grid (som.GridCoord) and only the future
-// points (steps 1..) in the lists. As in Magma's data code every entry,
-// the last included, ends with a blank line. No foreground mark gives "".
-func ToMAnswer(marks []Mark, w, h int) string {
+// with every coordinate on the 256 grid (som.GridCoord) and only the
+// future points (steps 1..) in the lists; every entry, the last included,
+// ends with a blank line. No foreground mark left gives "" and 0.
+func ToMAnswer(marks []Mark, w, h int, rules AnswerRules) (string, int) {
 	ms := make([]Mark, 0, len(marks))
 	for _, m := range marks {
 		if m.Foreground && len(m.Points) > 0 {
 			ms = append(ms, m)
 		}
 	}
-	if len(ms) == 0 {
-		return ""
-	}
 	sort.SliceStable(ms, func(a, b int) bool { return ms[a].ID < ms[b].ID })
-	heads := make([]string, len(ms))
+	var heads []string
 	var body strings.Builder
-	for i, m := range ms {
-		x, y := som.GridPoint(m.Points[0][0], m.Points[0][1], w, h)
-		heads[i] = "Mark " + strconv.Itoa(m.ID) + " at " + som.FormatPoint(x, y)
-		fut := make([][2]int, 0, len(m.Points)-1)
-		for _, p := range m.Points[1:] {
-			qx, qy := som.GridPoint(p[0], p[1], w, h)
-			fut = append(fut, [2]int{qx, qy})
+	steps := 0
+	for _, m := range ms {
+		pts, speed := gridTrace(m.Points, w, h, rules.CloseDist)
+		if len(pts) == 0 || len(pts) < rules.MinPoints || speed < rules.MinSpeed {
+			continue
 		}
-		body.WriteString("\"Mark " + strconv.Itoa(m.ID) + "\": \"" + som.FormatTrace(fut) + "\"\n\n")
+		steps = max(steps, len(pts)-1)
+		heads = append(heads, "Mark "+strconv.Itoa(m.ID)+" at "+som.FormatPoint(pts[0][0], pts[0][1]))
+		body.WriteString("\"Mark " + strconv.Itoa(m.ID) + "\": \"" + som.FormatTrace(pts[1:]) + "\"\n\n")
 	}
-	return strings.Join(heads, ", ") + " should be moved, and their future positions are:\n\n" + body.String()
+	if len(heads) == 0 {
+		return "", 0
+	}
+	return strings.Join(heads, ", ") + " should be moved, and their future positions are:\n\n" + body.String(), steps
+}
+
+// gridTrace maps a pixel trace to grid floats 256*x/w, 256*y/h, drops
+// close points (closeDist > 0) and then non-positive ones as Magma's video
+// and robot code do, and quantises with som.GridCoord. speed is the mean
+// step of the kept float points (NaN-free; 0 for a single point).
+func gridTrace(p [][2]float64, w, h int, closeDist float64) ([][2]int, float64) {
+	g := make([][2]float64, len(p))
+	for i, q := range p {
+		g[i] = [2]float64{som.CoordGrid * q[0] / float64(w), som.CoordGrid * q[1] / float64(h)}
+	}
+	if closeDist > 0 {
+		kept := [][2]float64{g[0]}
+		for _, q := range g[1:] {
+			l := kept[len(kept)-1]
+			if math.Hypot(q[0]-l[0], q[1]-l[1]) >= closeDist {
+				kept = append(kept, q)
+			}
+		}
+		g = kept[:0:0]
+		for _, q := range kept {
+			if q[0] > 0 && q[1] > 0 {
+				g = append(g, q)
+			}
+		}
+	}
+	out := make([][2]int, len(g))
+	speed := 0.0
+	for i, q := range g {
+		out[i] = [2]int{gridQ(q[0]), gridQ(q[1])}
+		if i > 0 {
+			speed += math.Hypot(q[0]-g[i-1][0], q[1]-g[i-1][1])
+		}
+	}
+	if len(g) > 1 {
+		speed /= float64(len(g) - 1)
+	}
+	return out, speed
+}
+
+// gridQ is som.GridCoord on a value already on the grid: floor, clamped to 0..255.
+func gridQ(v float64) int {
+	if math.IsNaN(v) || v < 0 {
+		return 0
+	}
+	return int(math.Min(math.Floor(v), som.CoordGrid-1))
 }
 
 // DrawTraces draws every mark's trace over img (foreground in red-to-yellow

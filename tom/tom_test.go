@@ -59,10 +59,14 @@ func texture(w, h int, seed int64) vision.Image {
 // camera moving pan px/frame to the right, with a textured square object
 // of side objSide whose scene position is (ox+vx*t, oy+vy*t).
 func scene(T, S int, pan, vx, vy float64) []vision.Image {
+	return sceneAt(T, S, pan, vx, vy, 60, 80)
+}
+
+// sceneAt is scene with the object's frame-0 corner at (ox, oy).
+func sceneAt(T, S int, pan, vx, vy, ox, oy float64) []vision.Image {
 	bgW := S + int(math.Ceil(pan*float64(T))) + 8
 	bg := texture(bgW, S, 1)
 	obj := texture(objSide, objSide, 2)
-	ox, oy := 60.0, 80.0
 	frames := make([]vision.Image, T)
 	for t := 0; t < T; t++ {
 		f := vision.Image{W: S, H: S, Pix: make([]uint8, S*S*3)}
@@ -136,7 +140,7 @@ func inSwept(p som.Point) bool {
 
 func checkObject(t *testing.T, frames []vision.Image, res *Result) {
 	t.Helper()
-	ts, err := analyze(frames[:17], DefaultConfig().withDefaults())
+	ts, err := analyze(frames[:17], DefaultConfig().withDefaults(), rand.New(rand.NewSource(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,28 +300,213 @@ func TestGridQueries(t *testing.T) {
 	}
 }
 
+// Official format strings, quoted from microsoft/Magma (commit 0483f87):
+//
+// data/conversations.py, _construct_conv (video):
+//
+//	f"{self.image_placeholder}\nThe image is split into {self.spatial_quant_size}x{self.spatial_quant_size} grids, and labeled with numeric marks {mark_ids}.\n"
+//	f"The person is doing: {gpt_response_todo}. To finish the task, how to move the numerical marks in the image for the next {step_to_predict} steps?\n"
+//
+// data/openx_magma/data_utils.py, __call__ (robot):
+//
+//	f"{self.image_placeholder}\nThe image is split into {self.spatial_quant_size}x{self.spatial_quant_size} grids, and labeled with numeric marks: {mark_ids}.\n"
+//	f"The robot is doing: {gpt_response}. To finish the task, how to move the numerical marks in the image for the next {step_to_predict} steps?\n"
+//
+// both files, the answer:
+//
+//	formmated_val = ', '.join([f"Mark {key} at [{val[0][0].item()},{val[0][1].item()}]" for key, val in valid_marks.items()])
+//	val_str_future = '[' + ','.join([f'[{x[0]},{x[1]}]' for x in valid_marks[key][1:].tolist()]) + ']'
+//	mark_trace_future += f'\"Mark {key}\": \"{val_str_future}\"\n\n'
+//	conv_gpt = f"{formmated_val} should be moved, and their future positions are:\n\n{mark_trace_future}"
+//
+// with mark_ids = sorted([...]) printed by Python as "[1, 4, 7]" and the
+// image placeholder added by the data package.
 func TestToMStrings(t *testing.T) {
-	q := ToMQuestion("pick up the cup", 16, false)
-	want := "The image is split into 256x256 grids, and labeled with numeric marks.\nThe person is doing: pick up the cup. To finish the task, how to move the numerical marks in the image for the next 16 steps?\n"
+	q := ToMQuestion("pick up the cup", 16, []int{1, 4, 7}, false)
+	want := "The image is split into 256x256 grids, and labeled with numeric marks [1, 4, 7].\nThe person is doing: pick up the cup. To finish the task, how to move the numerical marks in the image for the next 16 steps?\n"
 	if q != want {
-		t.Errorf("%q", q)
+		t.Errorf("video question %q", q)
 	}
-	if !strings.Contains(ToMQuestion("x", 3, true), "The robot is doing: x.") {
-		t.Error("robot question")
+	q = ToMQuestion("put the bowl on the plate", 15, []int{2, 3}, true)
+	want = "The image is split into 256x256 grids, and labeled with numeric marks: [2, 3].\nThe robot is doing: put the bowl on the plate. To finish the task, how to move the numerical marks in the image for the next 15 steps?\n"
+	if q != want {
+		t.Errorf("robot question %q", q)
 	}
 	marks := []Mark{
 		{ID: 5, Foreground: true, Points: [][2]float64{{10, 20}, {12, 20}, {512, 256}}},
 		{ID: 2, Foreground: true, Points: [][2]float64{{0, 0}, {-3, 1}}},
 		{ID: 1, Foreground: false, Points: [][2]float64{{100, 100}, {100, 100}}},
 	}
-	got := ToMAnswer(marks, 512, 256)
+	got, steps := ToMAnswer(marks, 512, 256, AnswerRules{})
 	want = "Mark 2 at [0,0], Mark 5 at [5,20] should be moved, and their future positions are:\n\n" +
 		"\"Mark 2\": \"[[0,1]]\"\n\n\"Mark 5\": \"[[6,20],[255,255]]\"\n\n"
-	if got != want {
-		t.Errorf("got %q\nwant %q", got, want)
+	if got != want || steps != 2 {
+		t.Errorf("got %q (%d steps)\nwant %q", got, steps, want)
 	}
-	if ToMAnswer(marks[2:], 512, 256) != "" {
+	if a, n := ToMAnswer(marks[2:], 512, 256, AnswerRules{}); a != "" || n != 0 {
 		t.Error("no foreground should give empty answer")
+	}
+	// Video rules: points closer than 2 grid units to the last kept one go
+	// (remove_close_points_tensor), then points at <= 0 ("invisible"), and a
+	// trace left with too few points is dropped.
+	vm := []Mark{
+		{ID: 3, Foreground: true, Points: [][2]float64{{100, 100}, {101, 100}, {104, 100}, {104, 106}, {110, 110}}},
+		{ID: 4, Foreground: true, Points: [][2]float64{{50, 50}, {50, 50}, {50, 50}, {50, 50}, {50, 50}}},
+	}
+	got, steps = ToMAnswer(vm, 256, 256, AnswerRules{CloseDist: 2, MinPoints: 5/4 + 1, MinSpeed: 1})
+	want = "Mark 3 at [100,100] should be moved, and their future positions are:\n\n\"Mark 3\": \"[[104,100],[104,106],[110,110]]\"\n\n"
+	if got != want || steps != 3 {
+		t.Errorf("video answer %q (%d steps)", got, steps)
+	}
+}
+
+// panScene is a 256x256 clip whose camera pans pan px/frame to the right
+// over a textured scene, with a textured object moving straight down 3
+// px/frame in the scene.
+// The object starts at (150,80) so that it stays in view.
+func panScene(pan float64) []vision.Image { return sceneAt(17, 256, pan, 0, 3, 150, 80) }
+
+func TestCameraMotionPixels(t *testing.T) {
+	for _, pan := range []float64{1, 3, 6} {
+		frames := panScene(pan)
+		res, err := Run(frames, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.CameraMotion {
+			t.Errorf("pan %v px/frame: camera motion not detected", pan)
+			continue
+		}
+		// After removal the object's traces follow its scene motion: +y
+		// (3 px per step), little x.
+		ts, err := analyze(frames, DefaultConfig().withDefaults(), rand.New(rand.NewSource(1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, i := range ts.fg {
+			p0 := ts.pts[0][i]
+			if !(p0.X >= 160 && p0.X <= 204 && p0.Y >= 90 && p0.Y <= 134) {
+				continue
+			}
+			n++
+			dx := ts.pts[16][i].X - p0.X
+			dy := ts.pts[16][i].Y - p0.Y
+			if math.Abs(dy-48) > 4 || math.Abs(dx) > 4 {
+				t.Errorf("pan %v: object trace from %v moved (%.1f,%.1f) px, want (0,48)", pan, p0, dx, dy)
+				break
+			}
+		}
+		if n < 4 {
+			t.Errorf("pan %v: only %d object traces are foreground", pan, n)
+		}
+		for _, m := range res.Marks {
+			p0 := m.Points[0]
+			if m.Foreground && p0[0] >= 160 && p0[0] <= 204 && p0[1] >= 90 && p0[1] <= 134 {
+				if d := m.Points[16][1] - m.Points[0][1]; d < 30 {
+					t.Errorf("pan %v: foreground mark %d moves %.1f px down, want about 48", pan, m.ID, d)
+				}
+			}
+		}
+	}
+	res, err := Run(scene(17, 256, 0, 0, 0), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CameraMotion {
+		t.Error("static clip: camera motion detected")
+	}
+	if res.ToMText != "" || len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "static") {
+		t.Errorf("static clip: tom %q warnings %q", res.ToMText, res.Warnings)
+	}
+}
+
+func TestSourceRules(t *testing.T) {
+	frames := scene(33, 256, 0, vx, vy)
+	for seed := int64(1); seed <= 3; seed++ {
+		cfg := SourceConfig(SourceVideo)
+		cfg.Seed, cfg.Task = seed, "push the box"
+		res, err := Run(frames, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.FramesUsed != 33 || res.StartFrame < 0 || res.StartFrame >= 32 {
+			t.Errorf("video: %d frames, start %d", res.FramesUsed, res.StartFrame)
+		}
+		if len(res.Marks[0].Points) != 33-res.StartFrame {
+			t.Errorf("video: marks have %d points from start %d", len(res.Marks[0].Points), res.StartFrame)
+		}
+		if res.ToMText == "" || res.Steps < 1 || res.Steps > 32-res.StartFrame {
+			t.Errorf("video: steps %d answer %q", res.Steps, res.ToMText)
+		}
+		if !strings.HasPrefix(res.ToMQuestion, "The image is split into 256x256 grids, and labeled with numeric marks [") ||
+			!strings.Contains(res.ToMQuestion, "for the next "+fmt.Sprint(res.Steps)+" steps?") {
+			t.Errorf("video question %q", res.ToMQuestion)
+		}
+		nfg, nbg := 0, 0
+		for _, m := range res.Marks {
+			if m.Foreground {
+				nfg++
+			} else {
+				nbg++
+			}
+		}
+		if nfg < 1 || nfg > 5 || nbg < 6 || nbg > 14 {
+			t.Errorf("video: %d foreground and %d background marks, want [2,5] clusters and [6,14]", nfg, nbg)
+		}
+	}
+	cfg := SourceConfig(SourceRobot)
+	cfg.Task = "lift the cube"
+	res, err := Run(frames, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nfg, nbg := 0, 0
+	for _, m := range res.Marks {
+		if m.Foreground {
+			nfg++
+		} else {
+			nbg++
+		}
+	}
+	if res.FramesUsed != 17 || res.StartFrame != 0 || nfg > 4 || nbg < 4 || nbg > 9 {
+		t.Errorf("robot: %d frames from %d, %d fg %d bg", res.FramesUsed, res.StartFrame, nfg, nbg)
+	}
+	if !strings.Contains(res.ToMQuestion, "labeled with numeric marks: [") || !strings.Contains(res.ToMQuestion, "The robot is doing: lift the cube.") {
+		t.Errorf("robot question %q", res.ToMQuestion)
+	}
+}
+
+// A flat-colour object moving 3 px/frame over a flat background in a
+// 160x120 clip has no trackable points: the run must say so.
+func TestFlatObjectWarns(t *testing.T) {
+	frames := make([]vision.Image, 17)
+	for i := range frames {
+		f := vision.Image{W: 160, H: 120, Pix: make([]uint8, 160*120*3)}
+		for p := 0; p < len(f.Pix); p += 3 {
+			f.Pix[p], f.Pix[p+1], f.Pix[p+2] = 200, 200, 200
+		}
+		x0 := 20 + 3*i
+		for y := 40; y < 80; y++ {
+			for x := x0; x < x0+40; x++ {
+				o := (y*160 + x) * 3
+				f.Pix[o], f.Pix[o+1], f.Pix[o+2] = 200, 30, 30
+			}
+		}
+		frames[i] = f
+	}
+	res, err := Run(frames, DefaultConfig())
+	if err != nil {
+		if !errors.Is(err, ErrNoTraces) || !strings.Contains(err.Error(), "texture") {
+			t.Fatalf("flat object: %v", err)
+		}
+		return
+	}
+	if res.ToMText != "" {
+		t.Skipf("flat object traced: %q", res.ToMText)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "texture-less") {
+		t.Errorf("flat object: no warning saying why, got %q", res.Warnings)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // The tiny model (real Llama-3 + Magma vocabulary) memorises a handful of
 // real Set-of-Mark samples: synthetic UI screenshots from
 // data.GenerateSynthetic, marked and tokenised by data.UISource with the
-// magma tokenizer, text_2_point subtask ("<task>" -> "[x,y] Mark: k").
+// magma tokenizer, text_2_point subtask ("<task>" -> "(0.42,0.17) Mark: k").
 // Recipe: all samples in every batch, AdamW at a constant 3e-3 (5% warmup),
 // 120 steps (the loss is near 0.01 by step 100; about 35 s on 2 cores).
 // The loss goes below 0.1, and greedy generation through the reloaded

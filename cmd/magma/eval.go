@@ -10,13 +10,14 @@ import (
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
+	"github.com/magma-go/magma/vision"
 	"github.com/spf13/cobra"
 )
 
 // evalFlags are the flags shared by the eval subcommands.
 type evalFlags struct {
 	modelDir, tokPath, data, proposals, out, predictions, split, imageDir string
-	limit, maxNew, failures, every                                        int
+	limit, maxNew, failures, every, markBase                              int
 	boxScale                                                              float64
 	preferPoint                                                           bool
 }
@@ -37,6 +38,7 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 	fl.IntVar(&f.every, "progress-every", 50, "print a progress line every N records")
 	fl.Float64Var(&f.boxScale, "box-scale", 1000, "range of integer coordinates inside <box> tags (1000 or 256)")
 	fl.BoolVar(&f.preferPoint, "prefer-point", false, "click the answer's point even when it also names a mark")
+	fl.IntVar(&f.markBase, "mark-base", 1, "first mark id: 1 (paper's Algorithm 1) or 0 (Magma's UI agent draws str(idx) over OmniParser's 0-based boxes, agents/ui_agent/util/som.py)")
 }
 
 func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
@@ -47,6 +49,15 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	}
 	if f.failures == 0 {
 		opt.Failures = -1 // eval.Options treats 0 as the default
+	}
+	switch f.markBase {
+	case 1:
+	case 0:
+		opt.Marker = eval.MarkerFunc(func(img vision.Image, boxes []som.Box) (*som.Result, error) {
+			return som.DrawBoxes(img, boxes, som.Options{ZeroBased: true})
+		})
+	default:
+		return opt, fmt.Errorf("--mark-base %d: want 0 or 1", f.markBase)
 	}
 	if f.predictions != "" {
 		return opt, nil
@@ -125,15 +136,42 @@ func newEvalCmd() *cobra.Command {
 	ssCmd.Flags().StringVar(&format, "format", "auto", "data layout: auto, screenspot, v2 or pro")
 
 	var mw evalFlags
+	var m2wCands, m2wPrompt string
+	m2wProto := eval.OfficialMind2Web
 	mwCmd := &cobra.Command{
 		Use:   "mind2web",
-		Short: "Mind2Web web navigation, SeeClick protocol (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
-		Example: `  magma eval mind2web --model out/magma --data mind2web --proposals cands.json --out out/m2w
+		Short: "Mind2Web web navigation (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
+		Long: `mind2web scores web-navigation steps with SeeClick's metrics.
+
+With --candidates (Mind2Web's candidate ranks as JSON: {"img_filename":
+[{"bbox":[x1,y1,x2,y2],"rank":0}, ...]}) it runs Magma's protocol (paper,
+Sec. B.3): the screenshot is cropped to --max-height (1344) around the
+ground-truth box, the --top-k (30) best-ranked candidates in the window are
+marked, the model gets the Magma-Mind2Web-SoM prompt (--prompt official) and
+answers {"ACTION": ..., "MARK": ..., "VALUE": ...}. Points in
+predictions.jsonl are then in the window (crop_top gives its offset).
+Without it, --proposals/--proposer candidates and this project's prompt.`,
+		Example: `  magma eval mind2web --model out/magma --data mind2web --candidates ranks.json --out out/m2w
   magma eval mind2web --data mind2web --split website --predictions preds.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := eval.LoadMind2Web(mw.data, mw.split, mw.imageDir)
 			if err != nil {
 				return err
+			}
+			if m2wCands != "" {
+				if d.Candidates, err = eval.LoadRankedCandidates(m2wCands); err != nil {
+					return err
+				}
+				switch m2wPrompt {
+				case "official", "project":
+				default:
+					return fmt.Errorf("mind2web: --prompt %q (want official or project)", m2wPrompt)
+				}
+				if m2wProto.TopK < 0 || m2wProto.MaxHeight < 0 {
+					return fmt.Errorf("mind2web: --top-k and --max-height must be >= 0")
+				}
+				m2wProto.Project = m2wPrompt == "project"
+				d.Protocol = &m2wProto
 			}
 			opt, err := mw.options(cmd)
 			if err != nil {
@@ -154,6 +192,10 @@ func newEvalCmd() *cobra.Command {
 		},
 	}
 	mw.register(mwCmd, "only this split: task, website or domain (default: all present)")
+	mwCmd.Flags().StringVar(&m2wCands, "candidates", "", "Mind2Web candidate ranks (JSON, see --help): run Magma's candidate protocol")
+	mwCmd.Flags().IntVar(&m2wProto.TopK, "top-k", eval.OfficialMind2Web.TopK, "with --candidates: keep the K best-ranked candidates (paper: top 30)")
+	mwCmd.Flags().IntVar(&m2wProto.MaxHeight, "max-height", eval.OfficialMind2Web.MaxHeight, "with --candidates: crop taller screenshots to this height around the target (paper: 1344)")
+	mwCmd.Flags().StringVar(&m2wPrompt, "prompt", "official", "with --candidates: official (Magma-Mind2Web-SoM prompt) or project")
 	_ = mwCmd.MarkFlagRequired("data")
 
 	var syn eval.SyntheticOptions

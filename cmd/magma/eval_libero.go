@@ -18,8 +18,9 @@ func newEvalLiberoCmd() *cobra.Command {
 	var (
 		lf                       liberoFlags
 		modelDir, tokPath, split string
-		statsPath, out           string
+		statsPath, out, decoding string
 		limit                    int
+		sampleSeed               uint64
 		asJSON                   bool
 	)
 	cmd := &cobra.Command{
@@ -48,7 +49,7 @@ offline check; success rates need the LIBERO simulator driving
 				return err
 			}
 			defer l.Close()
-			if sp := eval.FindLiberoMeta(modelDir, data.LiberoSplitFile); sp != "" && !cmd.Flags().Changed("shots") {
+			if sp := eval.FindLiberoMeta(modelDir, data.LiberoSplitFile); sp != "" && !cmd.Flags().Changed("shots") && !cmd.Flags().Changed("shots-per") {
 				b, err := os.ReadFile(sp)
 				if err != nil {
 					return err
@@ -96,7 +97,11 @@ offline check; success rates need the LIBERO simulator driving
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			rep, err := eval.RunLibero(ctx, l, stats, split, limit, eval.PipelinePredictor(p), cmd.ErrOrStderr())
+			dec, ok := data.LiberoDecodings[decoding]
+			if !ok {
+				return fmt.Errorf("eval libero: --decoding %q (want greedy or official)", decoding)
+			}
+			rep, err := eval.RunLibero(ctx, l, stats, split, limit, eval.PipelinePredictor(p, dec, sampleSeed), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -129,6 +134,9 @@ offline check; success rates need the LIBERO simulator driving
 	fl.StringVar(&statsPath, "statistics", "", "dataset_statistics.json (default: the checkpoint's)")
 	fl.StringVar(&out, "out", "", "write results.json into this folder")
 	fl.IntVar(&limit, "limit", 0, "evaluate at most N steps per task (0 = all)")
+	fl.StringVar(&decoding, "decoding", "greedy", "greedy (argmax, the first 7 of 8 new tokens) or official (microsoft/Magma agents/libero: temperature 0.7 sampling, "+
+		"max_new_tokens 1000, action = output_ids[-8:-1], frame resized to 256x256)")
+	fl.Uint64Var(&sampleSeed, "sample-seed", 0, "seed of --decoding official's sampling")
 	fl.BoolVar(&asJSON, "json", false, "print the JSON report instead of the table")
 	return cmd
 }

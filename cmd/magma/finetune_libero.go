@@ -29,6 +29,7 @@ import (
 // liberoFlags are the suite-reading flags finetune and eval share.
 type liberoFlags struct {
 	dir, suite, camera string
+	shotsPer           string
 	shots              int
 	seed               uint64
 	noops              bool
@@ -38,7 +39,9 @@ func (f *liberoFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.dir, "data", "", "LIBERO suite folder of *_demo.hdf5 files (as downloaded)")
 	fl.StringVar(&f.suite, "suite", "", "suite name, the statistics key and /act unnorm_key (default: the folder's name)")
-	fl.IntVar(&f.shots, "shots", 10, "training demos per task, chosen by --data-seed (0 = all); the rest are held out")
+	fl.IntVar(&f.shots, "shots", 10, "training demos per --shots-per unit, chosen by --data-seed (0 = all); the rest are held out")
+	fl.StringVar(&f.shotsPer, "shots-per", data.ShotsPerSuite, "what --shots counts: suite (10 demos spread over the suite's tasks, 1 per task: the Magma maintainers' "+
+		"answer on how the released LIBERO numbers were finetuned, microsoft/Magma issue #51 \"select 1 traj per sub-task\") or task (the paper's Fig. 10 caption \"10 trajectories per task\")")
 	fl.Uint64Var(&f.seed, "data-seed", 0, "seed of the shot selection")
 	fl.BoolVar(&f.noops, "remove-noops", true, "drop no-op steps (arm action norm < 1e-4, gripper unchanged), as OpenVLA's regenerated sets")
 	fl.StringVar(&f.camera, "camera", "agentview_rgb", "image dataset under obs/")
@@ -49,7 +52,7 @@ func (f *liberoFlags) open() (*data.Libero, error) {
 	if f.suite != "" && !knownSuite(f.suite) {
 		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s\n", f.suite, strings.Join(data.LiberoSuites, ", "))
 	}
-	return data.OpenLibero(f.dir, data.LiberoOptions{Suite: f.suite, Shots: f.shots, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera})
+	return data.OpenLibero(f.dir, data.LiberoOptions{Suite: f.suite, Shots: f.shots, ShotsPer: f.shotsPer, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera})
 }
 
 func knownSuite(s string) bool {
@@ -62,13 +65,14 @@ func knownSuite(s string) bool {
 }
 
 // liberoEnv is the data environment of LIBERO samples; the chat options
-// must match model.Pipeline.PromptIDs (what /act and eval prompt with).
-func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig) (*data.Env, error) {
+// must match model.Pipeline.ChatOptions (what /act and eval prompt with):
+// images wrapped per the checkpoint's mm_use_image_start_end.
+func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, cfg *model.Config) (*data.Env, error) {
 	env, err := data.NewEnv(tok, train.ImageOptions(pp))
 	if err != nil {
 		return nil, err
 	}
-	env.Chat = tokenizer.ChatOptions{ImageStartEnd: true}
+	env.Chat = tokenizer.ChatOptions{ImageStartEnd: cfg.ImageStartEnd()}
 	return env, nil
 }
 
@@ -194,7 +198,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			// The data section only records what was read, so that --resume
 			// refuses another suite or split (the recipe hash covers it).
 			var node yaml.Node
-			if err := node.Encode(map[string]any{"libero": map[string]any{"data": lf.dir, "suite": l.Opt.Suite, "shots": lf.shots, "data_seed": lf.seed, "remove_noops": lf.noops, "camera": lf.camera}}); err != nil {
+			if err := node.Encode(map[string]any{"libero": map[string]any{"data": lf.dir, "suite": l.Opt.Suite, "shots": lf.shots, "shots_per": lf.shotsPer, "data_seed": lf.seed, "remove_noops": lf.noops, "camera": lf.camera}}); err != nil {
 				return err
 			}
 			c.Data = node
@@ -209,7 +213,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err != nil {
 				return err
 			}
-			env, err := liberoEnv(tok, pp)
+			env, err := liberoEnv(tok, pp, m.Config)
 			if err != nil {
 				return err
 			}

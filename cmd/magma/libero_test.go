@@ -54,7 +54,7 @@ func TestFinetuneLiberoTiny(t *testing.T) {
 	}
 	run := filepath.Join(root, "run")
 	out, err := runMagma(t, "finetune", "libero", "--data", suite, "--init", initDir, "--out", run,
-		"--shots", "1", "--steps", "80", "--batch-size", "8", "--lr", "3e-3", "--save-every", "0", "--seed", "0", "--lora-rank", "0")
+		"--shots", "1", "--shots-per", "task", "--steps", "80", "--batch-size", "8", "--lr", "3e-3", "--save-every", "0", "--seed", "0", "--lora-rank", "0")
 	if err != nil {
 		t.Fatalf("finetune libero: %v\n%s", err, out)
 	}
@@ -268,7 +268,7 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 	}
 	run := filepath.Join(root, "run")
 	out, err := runLibero(t, "finetune", "libero", "--data", suite, "--init", initDir, "--out", run,
-		"--shots", "1", "--steps", steps, "--batch-size", "8", "--lr", lr, "--save-every", "0", "--seed", "0", "--merge")
+		"--shots", "1", "--shots-per", "task", "--steps", steps, "--batch-size", "8", "--lr", lr, "--save-every", "0", "--seed", "0", "--merge")
 	if err != nil {
 		t.Fatalf("finetune libero --merge: %v\n%s", err, out)
 	}
@@ -343,7 +343,7 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	withAdapter, plain := eval.PipelinePredictor(pa), eval.PipelinePredictor(pm)
+	withAdapter, plain := eval.PipelinePredictor(pa, data.LiberoDecodings["greedy"], 0), eval.PipelinePredictor(pm, data.LiberoDecodings["greedy"], 0)
 	n := 0
 	for _, task := range l.Tasks {
 		d := task.Demos[task.Train[0]]
@@ -376,7 +376,7 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runLibero(t, "finetune", "libero", "--data", suite, "--init", initDir, "--out", run,
-		"--shots", "1", "--steps", steps, "--batch-size", "8", "--lr", lr, "--save-every", "0", "--seed", "0", "--merge", "--resume")
+		"--shots", "1", "--shots-per", "task", "--steps", steps, "--batch-size", "8", "--lr", lr, "--save-every", "0", "--seed", "0", "--merge", "--resume")
 	if err != nil || !strings.Contains(out, "nothing to do") {
 		t.Fatalf("--resume --merge: %v\n%s", err, out)
 	}

@@ -13,11 +13,25 @@ import (
 )
 
 func newTomCmd() *cobra.Command {
-	var video, out, viz string
-	var grid, future, start int
+	var video, out, viz, source, task string
+	var grid, future, start, height int
 	var seed int64
 	cmd := &cobra.Command{
-		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--grid 15] [--future 16] [--start 0] [--seed 1]",
+		Use: "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
+		Long: `Extract Trace-of-Mark traces with microsoft/Magma's rules for a source:
+
+  demo   tools/som_tom/demo.py: frames resized to height 512, camera motion when
+         more than 80% of traces move over 0.5 px per step, foreground over 2 px,
+         foreground clusters k in [2,5], background [6,14]; Future+1 frames.
+  video  data/conversations.py: camera over 1 px, foreground over 3 px, same k;
+         the whole clip from --start is tracked, the traces start at a random
+         frame and run to the clip's end, close points removed.
+  robot  data/openx_magma/data_utils.py: camera over 1 px, foreground over 1 px,
+         k in [2,4] and [4,9]; Future+1 frames.
+
+Lengths are mean per-step displacements in pixels of the frames as tracked
+(after --height). When no trace qualifies for the ToM answer, tom_text is
+empty and the reason is printed as a warning and written to "warnings".`,
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
 		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
   magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
@@ -32,16 +46,23 @@ func newTomCmd() *cobra.Command {
 				name string
 				v    int
 				min  int
-			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}} {
+			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}, {"height", height, 0}} {
 				if fl.v < fl.min {
 					return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
 				}
 			}
-			cfg := tom.DefaultConfig()
-			cfg.Grid, cfg.Future, cfg.Seed = grid, future, seed
+			src, err := tom.ParseSource(source)
+			if err != nil {
+				return err
+			}
+			cfg := tom.SourceConfig(src)
+			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task = grid, future, seed, height, task
 			res, err := tom.RunFile(video, start, cfg)
 			if err != nil {
 				return err
+			}
+			for _, w := range res.Warnings {
+				cmd.PrintErrln("tom: warning:", w)
 			}
 			data, err := json.MarshalIndent(res, "", "  ")
 			if err != nil {
@@ -69,7 +90,7 @@ func newTomCmd() *cobra.Command {
 			if viz != "" {
 				extra = ", drawing " + viz
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, cfg.Future+1, extra)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, res.FramesUsed, extra)
 			return nil
 		},
 	}
@@ -77,6 +98,9 @@ func newTomCmd() *cobra.Command {
 	f.StringVar(&video, "video", "", "video file (mp4/avi/webm) or folder of frames")
 	f.StringVar(&out, "out", "", "TRACES.json to write")
 	f.StringVar(&viz, "viz", "", "optional PNG with the traces drawn over the first frame")
+	f.StringVar(&source, "source", "demo", "official rules to follow: demo, video or robot")
+	f.IntVar(&height, "height", 512, "resize frames to this height before tracking, as the official demo does (0 keeps the size)")
+	f.StringVar(&task, "task", "", "task text for the ToM question")
 	f.IntVar(&grid, "grid", 15, "query grid size s (s x s points)")
 	f.IntVar(&future, "future", 16, "future steps (uses future+1 frames)")
 	f.IntVar(&start, "start", 0, "first frame")

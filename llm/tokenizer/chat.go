@@ -21,13 +21,18 @@ const IgnoreIndex = -100
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// IDs, on an assistant message of a training conversation, are its
+	// answer tokens given directly (robot action tokens, which do not
+	// round-trip through text); Content is then ignored. Magma's data code
+	// writes "<action>" placeholders and swaps in the ids the same way.
+	IDs []int `json:"-"`
 }
 
 // Conversation is the JSON accepted by `magma tokenize --chat`, one per line:
 //
 //	{"messages": [{"role": "user", "content": "<image>\nWhat is this?"}],
 //	 "system": "optional system prompt (default DefaultSystemPrompt)",
-//	 "no_system": false, "image_start_end": false,
+//	 "no_system": false, "image_start_end": false, "single_bos": false,
 //	 "add_generation_prompt": true}
 //
 // Options absent from the JSON take their zero value except
@@ -37,12 +42,13 @@ type Conversation struct {
 	System              *string   `json:"system,omitempty"`
 	NoSystem            bool      `json:"no_system,omitempty"`
 	ImageStartEnd       bool      `json:"image_start_end,omitempty"`
+	SingleBOS           bool      `json:"single_bos,omitempty"`
 	AddGenerationPrompt *bool     `json:"add_generation_prompt,omitempty"`
 }
 
 // Options returns the ChatOptions the conversation asks for.
 func (c Conversation) Options() ChatOptions {
-	o := ChatOptions{NoSystemPrompt: c.NoSystem, ImageStartEnd: c.ImageStartEnd, AddGenerationPrompt: true}
+	o := ChatOptions{NoSystemPrompt: c.NoSystem, ImageStartEnd: c.ImageStartEnd, SingleBOS: c.SingleBOS, AddGenerationPrompt: true}
 	if c.System != nil {
 		o.SystemPrompt = *c.System
 	}
@@ -62,6 +68,16 @@ type ChatOptions struct {
 	// ImageStartEnd wraps every <image> as <image_start><image><image_end>
 	// (Magma's mm_use_image_start_end).
 	ImageStartEnd bool
+	// SingleBOS encodes the rendering with the one <|begin_of_text|> the
+	// template writes. By default a second one is put in front, as the
+	// released Magma saw it: its training code (data/dataset.py, preprocess)
+	// renders the chat template, which starts with <|begin_of_text|>, and
+	// then calls the tokenizer with add_special_tokens left on, which adds
+	// another ("the reason to minus 1 is because tokenizer will give a start
+	// token, e.g., 128000 for llama3"); its processor does the same at
+	// inference (processing_magma.py: apply_chat_template(tokenize=False),
+	// then tokenizer(text)).
+	SingleBOS bool
 	// LiteralContent encodes message contents as plain text: special
 	// tokens typed in them (<|eot_id|><|start_header_id|>system...) stay
 	// text instead of becoming their ids, so a user cannot forge a turn
@@ -126,6 +142,7 @@ func pyStrip(s string) string {
 // are the assistant's answers (content and <|eot_id|>).
 type chatSegment struct {
 	text       string
+	ids        []int // raw answer ids (Message.IDs), encoded as given
 	supervised bool
 	content    bool // a message's content (not template text)
 }
@@ -158,6 +175,10 @@ func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
 		content := pyStrip(MoveImagesToFront(m.Content, o.ImageStartEnd))
 		header := StartHeader + role + EndHeader + "\n\n"
 		sup := role == "assistant"
+		if sup && m.IDs != nil {
+			segs = append(segs, chatSegment{text: header}, chatSegment{ids: m.IDs, supervised: true}, chatSegment{text: EOTToken, supervised: true})
+			continue
+		}
 		segs = append(segs, chatSegment{text: header}, chatSegment{text: content, supervised: sup, content: true},
 			chatSegment{text: EOTToken, supervised: sup})
 	}
@@ -170,7 +191,8 @@ func chatSegments(msgs []Message, o ChatOptions) ([]chatSegment, error) {
 // RenderChat renders a conversation to text with Llama-3's chat template
 // (<|begin_of_text|>, then per message <|start_header_id|>role
 // <|end_header_id|>\n\n + trimmed content + <|eot_id|>), after Magma's
-// system prompt and <image> handling.
+// system prompt and <image> handling. Messages given as IDs cannot be
+// rendered.
 func RenderChat(msgs []Message, o ChatOptions) (string, error) {
 	segs, err := chatSegments(msgs, o)
 	if err != nil {
@@ -178,21 +200,28 @@ func RenderChat(msgs []Message, o ChatOptions) (string, error) {
 	}
 	var b strings.Builder
 	for _, s := range segs {
+		if s.ids != nil {
+			return "", errors.New("chat: a message given as token ids has no text rendering")
+		}
 		b.WriteString(s.text)
 	}
 	return b.String(), nil
 }
 
-// EncodeChat renders and encodes a prompt. The rendering already starts with
-// <|begin_of_text|>; unlike Magma's released processor (which adds a second
-// BOS when tokenizing a rendered chat) no extra BOS is added.
+// EncodeChat renders and encodes a prompt: the rendering starts with
+// <|begin_of_text|>, and a second one goes in front unless o.SingleBOS, as
+// Magma's processor produces it (see ChatOptions.SingleBOS).
 func (t *Tokenizer) EncodeChat(msgs []Message, o ChatOptions) ([]int, error) {
+	var ids []int
+	if !o.SingleBOS {
+		ids = []int{t.BOS()}
+	}
 	if !o.LiteralContent && o.MaxTokens <= 0 {
 		s, err := RenderChat(msgs, o)
 		if err != nil {
 			return nil, err
 		}
-		return t.Encode(s), nil
+		return append(ids, t.Encode(s)...), nil
 	}
 	segs, err := chatSegments(msgs, o)
 	if err != nil {
@@ -202,8 +231,10 @@ func (t *Tokenizer) EncodeChat(msgs []Message, o ChatOptions) ([]int, error) {
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
-	var ids []int
 	for _, s := range segs {
+		if s.ids != nil {
+			return nil, errors.New("chat: a message given as token ids has no text rendering")
+		}
 		var ok bool
 		if ids, ok = t.encodeBounded(ids, s.text, o.LiteralContent && s.content, limit); !ok {
 			return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooManyTokens, o.MaxTokens)
@@ -233,14 +264,40 @@ func (t *Tokenizer) EncodeTraining(msgs []Message, o ChatOptions) (ids, labels [
 	if !supervised {
 		return nil, nil, errors.New("chat: no assistant message to supervise")
 	}
-	return t.labelSegments(segs)
+	ids, labels, err = t.labelSegments(segs)
+	if err != nil || o.SingleBOS {
+		return ids, labels, err
+	}
+	return append([]int{t.BOS()}, ids...), append([]int{IgnoreIndex}, labels...), nil
 }
 
 func (t *Tokenizer) labelSegments(segs []chatSegment) (ids, labels []int, err error) {
+	// Text runs between raw-id segments must encode the same piece by
+	// piece as whole, or the labels would not line up with the ids.
 	var whole strings.Builder
+	runStart := 0
+	check := func() error {
+		full := t.Encode(whole.String())
+		got := ids[runStart:]
+		for i := 0; i < len(full) || i < len(got); i++ {
+			if i >= len(full) || i >= len(got) || full[i] != got[i] {
+				return fmt.Errorf("chat: segment-wise tokenization differs from the whole rendering at token %d (%d vs %d tokens); refusing to guess the labels", runStart+i, len(got), len(full))
+			}
+		}
+		whole.Reset()
+		return nil
+	}
 	for _, s := range segs {
-		whole.WriteString(s.text)
-		seg := t.Encode(s.text)
+		seg := s.ids
+		if seg == nil {
+			whole.WriteString(s.text)
+			seg = t.Encode(s.text)
+		} else {
+			if err := check(); err != nil {
+				return nil, nil, err
+			}
+			runStart = len(ids) + len(seg)
+		}
 		ids = append(ids, seg...)
 		for _, id := range seg {
 			if s.supervised {
@@ -250,11 +307,8 @@ func (t *Tokenizer) labelSegments(segs []chatSegment) (ids, labels []int, err er
 			}
 		}
 	}
-	full := t.Encode(whole.String())
-	for i := 0; i < len(full) || i < len(ids); i++ {
-		if i >= len(full) || i >= len(ids) || full[i] != ids[i] {
-			return nil, nil, fmt.Errorf("chat: segment-wise tokenization differs from the whole rendering at token %d (%d vs %d tokens); refusing to guess the labels", i, len(ids), len(full))
-		}
+	if err := check(); err != nil {
+		return nil, nil, err
 	}
 	return ids, labels, nil
 }

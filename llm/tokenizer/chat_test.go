@@ -38,6 +38,8 @@ func TestChatAgainstReference(t *testing.T) {
 		if got != c.Rendered {
 			t.Errorf("startEnd=%v: rendered\n%q\nwant\n%q", c.ImageStartEnd, got, c.Rendered)
 		}
+		// The reference encodes the rendering as is (one BOS): SingleBOS.
+		o.SingleBOS = true
 		ids, err := tok.EncodeChat(c.Messages, o)
 		if err != nil {
 			t.Fatal(err)
@@ -45,15 +47,25 @@ func TestChatAgainstReference(t *testing.T) {
 		if !reflect.DeepEqual(ids, c.IDs) {
 			t.Errorf("startEnd=%v: ids\n%v\nwant\n%v", c.ImageStartEnd, ids, c.IDs)
 		}
-		// Training: same ids minus the trailing generation prompt; only the
-		// assistant answer and its <|eot_id|> are supervised.
+		// By default a second BOS goes in front, as Magma's processor and
+		// training code produce (tokenizer(rendered) with special tokens).
+		o.SingleBOS = false
+		ids2, err := tok.EncodeChat(c.Messages, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ids2, append([]int{128000}, c.IDs...)) {
+			t.Errorf("startEnd=%v: default ids %v, want 128000 then the reference", c.ImageStartEnd, ids2[:4])
+		}
+		// Training: same ids (double BOS) minus the trailing generation
+		// prompt; only the assistant answer and its <|eot_id|> are supervised.
 		o.AddGenerationPrompt = false
 		tids, labels, err := tok.EncodeTraining(c.Messages, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		genPrompt := tok.Encode(StartHeader + "assistant" + EndHeader + "\n\n")
-		wantIDs := c.IDs[:len(c.IDs)-len(genPrompt)]
+		wantIDs := append([]int{128000}, c.IDs[:len(c.IDs)-len(genPrompt)]...)
 		if !reflect.DeepEqual(tids, wantIDs) {
 			t.Fatalf("training ids\n%v\nwant\n%v", tids, wantIDs)
 		}
@@ -140,5 +152,41 @@ func TestTrainingRefusesMismatch(t *testing.T) {
 	want := append(append(tok.Encode("A1"), 128009), append(tok.Encode("A2 [12,34]"), 128009)...)
 	if !reflect.DeepEqual(sup, want) {
 		t.Errorf("supervised %v want %v", sup, want)
+	}
+}
+
+// Answers given as ids (robot actions) are spliced in supervised, with
+// their <|eot_id|>, between text turns.
+func TestTrainingWithIDs(t *testing.T) {
+	tok := realTokenizer(t, "magma")
+	msgs := []Message{
+		{Role: "user", Content: "<image>\nWhat action should the robot take to lift it?"},
+		{Role: "assistant", IDs: []int{127800, 127900, 127999}},
+		{Role: "user", Content: "<image>\nwhere next?"},
+		{Role: "assistant", Content: "there"},
+	}
+	ids, labels, err := tok.EncodeTraining(msgs, ChatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] != 128000 || ids[1] != 128000 || labels[0] != IgnoreIndex {
+		t.Errorf("start %v", ids[:3])
+	}
+	var sup []int
+	for i, l := range labels {
+		if l != IgnoreIndex {
+			if l != ids[i] {
+				t.Fatal("label differs from id")
+			}
+			sup = append(sup, l)
+		}
+	}
+	there := tok.Encode("there")
+	want := append(append([]int{127800, 127900, 127999, 128009}, there...), 128009)
+	if !reflect.DeepEqual(sup, want) {
+		t.Errorf("supervised %v, want %v", sup, want)
+	}
+	if _, err := RenderChat(msgs, ChatOptions{}); err == nil {
+		t.Error("rendered a message given as ids")
 	}
 }

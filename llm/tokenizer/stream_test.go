@@ -26,8 +26,12 @@ func TestRunJSONLines(t *testing.T) {
 		t.Errorf("decode: %q, %v", out, err)
 	}
 	out, err = run(StreamChat, StreamOptions{}, `{"messages":[{"role":"user","content":"hi"}],"no_system":true}`)
-	if err != nil || out != "{\"ids\":[128000,128006,882,128007,271,6151,128009,128006,78191,128007,271]}\n" {
+	if err != nil || out != "{\"ids\":[128000,128000,128006,882,128007,271,6151,128009,128006,78191,128007,271]}\n" {
 		t.Errorf("chat: %q, %v", out, err)
+	}
+	out, err = run(StreamChat, StreamOptions{}, `{"messages":[{"role":"user","content":"hi"}],"no_system":true,"single_bos":true}`)
+	if err != nil || out != "{\"ids\":[128000,128006,882,128007,271,6151,128009,128006,78191,128007,271]}\n" {
+		t.Errorf("chat single_bos: %q, %v", out, err)
 	}
 	for _, c := range []struct {
 		mode StreamMode
