@@ -50,6 +50,12 @@ import (
 //	rlds:  (path: an RLDS dataset or version directory) dataset (feature
 //	       mapping, default the directory name), split (train), image,
 //	       statistics, key, keep_unlabeled (RLDSSource)
+//	magma_tom: (path: .arrow/.parquet file, glob or folder) robot,
+//	       video_folder, image_folder, trace_size [w, h], tasks {tom, som,
+//	       caption, action}, columns {task, trace, visibility, video, frame,
+//	       image, action} (MagmaToMSource)
+//	magma_som: (path as magma_tom) image_folder, columns {image,
+//	       conversations} (MagmaSoMSource)
 //
 // With synthetic set and no sources, the four synthetic sources are used
 // (ui 0.3, video 0.2, robot 0.2, captions 0.3). Relative paths are

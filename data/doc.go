@@ -22,6 +22,15 @@
 //   - rlds: Open X-Embodiment / OpenVLA RLDS directories (TFRecord shards of
 //     tf.train.Example episodes, package data/rlds) → OpenVLA action samples
 //     with statistics computed in one streaming pass (RLDSSource).
+//   - magma_tom: MagmaAI/Magma-Video-ToM and Magma-OXE-ToM `.arrow` shards
+//     (package data/hf): pre-extracted CoTracker traces → ToM / SoM /
+//     caption / action samples via tom.RunTracks (MagmaToMSource).
+//   - magma_som: MagmaAI/Magma-Mind2Web-SoM and Magma-AITW-SoM (Arrow or
+//     Parquet): marked screenshot + conversation, passed through
+//     (MagmaSoMSource). Magma-820K is one LLaVA-style JSON file: type llava.
+//
+// Inspect (`magma data inspect`) opens any of these without a tokenizer
+// and renders one record with its marks and traces drawn.
 //
 // Sharded sources deal their shard files to ranks with AssignShards
 // (Env.Rank, Env.World) and open them lazily.

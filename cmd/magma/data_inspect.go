@@ -16,7 +16,7 @@ func newDataCmd() *cobra.Command {
 		Short: "Look into training data sources (released Magma sets, OXE RLDS, LLaVA JSON)",
 	}
 	var o data.InspectOptions
-	var out string
+	var out, statsOut string
 	var asJSON bool
 	inspect := &cobra.Command{
 		Use:   "inspect PATH [--type T] [--index N] [--out sample.png]",
@@ -56,6 +56,16 @@ OpenVLA statistics of the dataset are printed too (one streaming pass).`,
 			if err != nil {
 				return fmt.Errorf("sample %d: %w", o.Index, err)
 			}
+			if statsOut != "" {
+				if in.Statistics == nil {
+					return fmt.Errorf("--statistics-out: a %s source has no action statistics (rlds only)", in.Type)
+				}
+				name, _ := in.Item["dataset"].(string)
+				if err := data.WriteDatasetStatistics(statsOut, map[string]*data.DatasetStats{name: in.Statistics}); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", statsOut)
+			}
 			if out != "" {
 				if err := in.WritePNG(out); err != nil {
 					return err
@@ -71,6 +81,7 @@ OpenVLA statistics of the dataset are printed too (one streaming pass).`,
 	f.Uint64Var(&o.Seed, "seed", 0, "seed of the ToM mark selection")
 	f.StringVar(&out, "out", "", "PNG of the sample image with marks/traces drawn")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	f.StringVar(&statsOut, "statistics-out", "", "rlds: write OpenVLA's dataset_statistics.json for the dataset")
 	f.StringVar(&o.VideoFolder, "video-folder", "", "magma_tom: folder of the videos the rows name")
 	f.StringVar(&o.ImageFolder, "image-folder", "", "image folder for rows/records that name image files")
 	f.Float64SliceVar(&o.TraceSize, "trace-size", nil, "magma_tom: W,H pixel space of the traces (OXE-ToM: 256,256; default the frame size)")

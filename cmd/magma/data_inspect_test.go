@@ -37,6 +37,14 @@ func TestDataInspect(t *testing.T) {
 		}
 		os.Remove(png)
 	}
+	stats := filepath.Join(dir, "dataset_statistics.json")
+	if out, err := runMagma(t, "data", "inspect", "../../data/rlds/testdata/fractal20220817_data", "--statistics-out", stats); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	b, err := os.ReadFile(stats)
+	if err != nil || !strings.Contains(string(b), `"fractal20220817_data"`) || !strings.Contains(string(b), `"q99"`) {
+		t.Fatalf("statistics file: %v %s", err, b)
+	}
 	if _, err := runMagma(t, "data", "inspect", "../../data/hf/testdata/bad/missing_column"); err == nil {
 		t.Fatal("a shard without its trace column was inspected without error")
 	}

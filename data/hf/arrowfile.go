@@ -55,6 +55,12 @@ type File struct {
 	data []byte // mapping (nil until needed)
 	// fr reads IPC file-format files through their footer (set with data)
 	fr *ipc.FileReader
+
+	// the last decoded record batch (zero-copy over data), shared by
+	// readers of nearby rows
+	cmu      sync.Mutex
+	cacheIdx int
+	cacheRec arrow.RecordBatch
 }
 
 type msgRef struct{ off, metaLen, bodyLen int64 }
@@ -82,7 +88,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &File{Path: path, size: st.Size()}
+	h := &File{Path: path, size: st.Size(), cacheIdx: -1}
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("%s: empty file", path)
 	}
@@ -98,7 +104,7 @@ func Open(path string) (*File, error) {
 		}
 		// no readable footer (a truncated file?): walk the messages, which
 		// works when the writer put the schema in front (pyarrow does)
-		*h = File{Path: path, size: st.Size()}
+		*h = File{Path: path, size: st.Size(), cacheIdx: -1}
 		if err := h.indexArrow(data); err != nil {
 			return nil, fmt.Errorf("%s: Arrow file format without a readable footer (%v); reading it as messages: %w", path, ferr, err)
 		}
@@ -350,6 +356,27 @@ func (h *File) decodeBatch(data []byte, i int) (rec arrow.RecordBatch, err error
 	return rec, nil
 }
 
+// batch returns record batch i, from the one-batch cache or decoded now;
+// the caller releases it.
+func (h *File) batch(data []byte, i int) (arrow.RecordBatch, error) {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	if h.cacheRec != nil && h.cacheIdx == i {
+		h.cacheRec.Retain()
+		return h.cacheRec, nil
+	}
+	rec, err := h.decodeBatch(data, i)
+	if err != nil {
+		return nil, err
+	}
+	if h.cacheRec != nil {
+		h.cacheRec.Release()
+	}
+	h.cacheRec, h.cacheIdx = rec, i
+	rec.Retain()
+	return rec, nil
+}
+
 func (h *File) countRows(data []byte, i int) (int, error) {
 	rec, err := h.decodeBatch(data, i)
 	if err != nil {
@@ -389,6 +416,12 @@ func (h *File) mapped() ([]byte, error) {
 // Close unmaps the file (rows read before stay valid only if copied, as
 // Row does).
 func (h *File) Close() error {
+	h.cmu.Lock()
+	if h.cacheRec != nil {
+		h.cacheRec.Release()
+		h.cacheRec, h.cacheIdx = nil, -1
+	}
+	h.cmu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fr != nil {

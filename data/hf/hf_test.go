@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // Fixtures: scripts/data/make_hf_fixtures.mjs (npm apache-arrow and
@@ -165,5 +169,63 @@ func TestNotArrow(t *testing.T) {
 	}
 	if _, err := Open(p); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+// Workers read rows of one file concurrently (the mixture's worker
+// goroutines share sources); run under -race in development.
+func TestConcurrentRows(t *testing.T) {
+	for _, p := range []string{"testdata/video_tom/sthv2/shard_2.arrow", "testdata/oxe_tom/bridge_orig/shard_79.arrow", "testdata/aitw_som/data/train-00000-of-00001.parquet"} {
+		f, err := Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 4)
+		for w := 0; w < 4; w++ {
+			go func(w int) {
+				for k := 0; k < 50; k++ {
+					if _, err := f.Row((w+k)%f.NumRows, nil); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}(w)
+		}
+		for w := 0; w < 4; w++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.Close()
+	}
+}
+
+func TestTensorRaggedAndNested(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	b := array.NewListBuilder(mem, arrow.ListOf(arrow.PrimitiveTypes.Float32))
+	defer b.Release()
+	inner := b.ValueBuilder().(*array.ListBuilder)
+	vals := inner.ValueBuilder().(*array.Float32Builder)
+	// row 0: [[1,2],[3,4]] (rectangular), row 1: [[1],[2,3]] (ragged)
+	b.Append(true)
+	for _, p := range [][]float32{{1, 2}, {3, 4}} {
+		inner.Append(true)
+		vals.AppendValues(p, nil)
+	}
+	b.Append(true)
+	for _, p := range [][]float32{{1}, {2, 3}} {
+		inner.Append(true)
+		vals.AppendValues(p, nil)
+	}
+	arr := b.NewArray()
+	defer arr.Release()
+	v, err := Value(arr, 0)
+	if tt, ok := v.(*Tensor); err != nil || !ok || len(tt.Shape) != 2 || tt.Shape[0] != 2 || tt.Shape[1] != 2 || tt.Data[3] != 4 {
+		t.Fatalf("rectangular: %#v %v", v, err)
+	}
+	v, err = Value(arr, 1)
+	if _, ok := v.([]any); err != nil || !ok {
+		t.Fatalf("ragged cell should come back as nested lists, got %#v %v", v, err)
 	}
 }

@@ -48,7 +48,7 @@ func (h *File) Row(r int, cols []string) (Row, error) {
 		return nil, err
 	}
 	b := h.batchOf(r)
-	rec, err := h.decodeBatch(data, b)
+	rec, err := h.batch(data, b)
 	if err != nil {
 		return nil, fmt.Errorf("record batch %d: %w", b, err)
 	}
@@ -222,64 +222,97 @@ var errRagged = errors.New("ragged")
 
 // collect appends elements [lo,hi) of arr at nesting depth (the cell
 // itself is depth -1) to t, checking every list at a depth has one length.
+// The children of consecutive list elements are one contiguous range, so
+// each level is one pass over offsets and the leaves are copied in bulk.
 func collect(arr arrow.Array, lo, hi, depth int, t *Tensor) error {
-	switch a := arr.(type) {
-	case array.ListLike:
+	a, ok := arr.(array.ListLike)
+	if !ok {
+		return leaves(arr, lo, hi, t)
+	}
+	d := depth + 1
+	var clo, chi int64
+	for j := lo; j < hi; j++ {
+		if a.IsNull(j) {
+			return errRagged
+		}
+		s, e := a.ValueOffsets(j)
+		n := int(e - s)
+		if len(t.Shape) <= d {
+			t.Shape = append(t.Shape, n)
+		} else if t.Shape[d] != n {
+			return errRagged
+		}
+		if j == lo {
+			clo = s
+		} else if s != chi {
+			// not contiguous (a list view): element by element
+			for k := lo; k < hi; k++ {
+				s, e := a.ValueOffsets(k)
+				if err := collect(a.ListValues(), int(s), int(e), d, t); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		chi = e
+	}
+	if hi <= lo {
+		return nil
+	}
+	return collect(a.ListValues(), int(clo), int(chi), d, t)
+}
+
+// leaves appends the numbers [lo,hi) of a primitive array.
+func leaves(arr arrow.Array, lo, hi int, t *Tensor) error {
+	if arr.NullN() > 0 {
 		for j := lo; j < hi; j++ {
-			if a.IsNull(j) {
+			if arr.IsNull(j) {
 				return errRagged
-			}
-			s, e := a.ValueOffsets(j)
-			n := int(e - s)
-			d := depth + 1
-			if len(t.Shape) <= d {
-				t.Shape = append(t.Shape, n)
-			} else if t.Shape[d] != n {
-				return errRagged
-			}
-			if err := collect(a.ListValues(), int(s), int(e), d, t); err != nil {
-				return err
 			}
 		}
-		return nil
+	}
+	switch a := arr.(type) {
+	case *array.Float32:
+		t.Data = append(t.Data, a.Float32Values()[lo:hi]...)
 	case *array.Boolean:
 		for j := lo; j < hi; j++ {
 			t.Data = append(t.Data, b2f(a.Value(j)))
 		}
-		return nil
-	}
-	for j := lo; j < hi; j++ {
-		if arr.IsNull(j) {
-			return errRagged
+	case *array.Float64:
+		for _, v := range a.Float64Values()[lo:hi] {
+			t.Data = append(t.Data, float32(v))
 		}
-		switch a := arr.(type) {
-		case *array.Float32:
-			t.Data = append(t.Data, a.Value(j))
-		case *array.Float64:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Float16:
+	case *array.Float16:
+		for j := lo; j < hi; j++ {
 			t.Data = append(t.Data, a.Value(j).Float32())
-		case *array.Int8:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Int16:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Int32:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Int64:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Uint8:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Uint16:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Uint32:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		case *array.Uint64:
-			t.Data = append(t.Data, float32(a.Value(j)))
-		default:
-			return fmt.Errorf("type %s", arr.DataType())
 		}
+	case *array.Int8:
+		t.Data = appendConv(t.Data, a.Int8Values()[lo:hi])
+	case *array.Int16:
+		t.Data = appendConv(t.Data, a.Int16Values()[lo:hi])
+	case *array.Int32:
+		t.Data = appendConv(t.Data, a.Int32Values()[lo:hi])
+	case *array.Int64:
+		t.Data = appendConv(t.Data, a.Int64Values()[lo:hi])
+	case *array.Uint8:
+		t.Data = appendConv(t.Data, a.Uint8Values()[lo:hi])
+	case *array.Uint16:
+		t.Data = appendConv(t.Data, a.Uint16Values()[lo:hi])
+	case *array.Uint32:
+		t.Data = appendConv(t.Data, a.Uint32Values()[lo:hi])
+	case *array.Uint64:
+		t.Data = appendConv(t.Data, a.Uint64Values()[lo:hi])
+	default:
+		return fmt.Errorf("type %s", arr.DataType())
 	}
 	return nil
+}
+
+func appendConv[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64](dst []float32, src []T) []float32 {
+	for _, v := range src {
+		dst = append(dst, float32(v))
+	}
+	return dst
 }
 
 func b2f(b bool) float32 {

@@ -43,15 +43,17 @@ data:
 optimizer: {name: adamw, lr: 1.0e-3, weight_decay: 0.01, max_grad_norm: 1.0}
 schedule: {name: constant}
 steps: $STEPS
-batch_size: 4
-seq_bucket: 32
-max_seq_len: 1024
+batch_size: 2
+seq_bucket: 128
+max_seq_len: 768
 checkpoint: {every: 0, keep: 1}
 log_every: 1
 seed: 0
 YAML
 /usr/bin/time -v "$TMP/magma" pretrain --config "$TMP/recipe.yaml" --out "$TMP/run" > "$TMP/train.log" 2> "$TMP/train.time"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$OUT/data-raw"
+cp "$TMP/go.json" "$TMP/node.json" "$TMP/py.json" "$TMP/run/metrics.jsonl" "$TMP/data/counts.json" "$OUT/data-raw/"
 /usr/bin/python3 - "$TMP" "$SCALE" "$STEPS" "$LOAD_BEFORE" "$LOAD_AFTER" > "$OUT/data.md" <<'PY'
 import json, sys, subprocess, statistics
 tmp, scale, steps, lb, la = sys.argv[1:6]
@@ -78,7 +80,7 @@ row("Arrow IPC file, OXE-ToM (lang, action, image bytes, trace, visibility)", "a
 row("Parquet, Mind2Web-SoM (id, image bytes, conversations)", "parquet_mind2web_som", n, "Node parquet-wasm + apache-arrow")
 a, b = g["tfrecord"], p["tfrecord"]
 print("| TFRecord RLDS episodes (every feature; Go checks both CRC32Cs) | %.1f episodes/s (%.0f MB/s) | Python %s struct + pure-Python protobuf, no CRC | %.1f episodes/s (%.0f MB/s) | %.2fx | %.0f |" % (a["per_second"], a["mb"] / a["seconds"], p["python"], b["per_second"], b["mb"] / b["seconds"], a["per_second"] / b["per_second"], a["mb"]))
-print("\nPeak RSS: Go readers %.0f MB (the files are memory-mapped; batches are decoded zero-copy, one at a time); Node %.0f MB (each file read whole into memory, then tables); Python %.0f MB.\n" % (g["peak_rss_readers_mb"], n["peak_rss_mb"], p["peak_rss_mb"]))
+print("\nPeak RSS: Go readers %.0f MB, of which mapped file pages (page cache, reclaimable: the files are memory-mapped and batches decoded zero-copy, one at a time) %.0f MB and heap %.0f MB after the readers; Node %.0f MB (each file read whole into memory, then tables); Python %.0f MB (one record at a time).\n" % (g["peak_rss_readers_mb"], g["rss_file_after_readers_mb"], g["rss_anon_after_readers_mb"], n["peak_rss_mb"], p["peak_rss_mb"]))
 print("Sources (one goroutine; open = indexing pass, for RLDS including OpenVLA statistics; a sample = read + decode image/frame + ToM selection or SoM/action text + tokenise + preprocess at 512 px):\n")
 print("| source | records | open (s) | samples/s |")
 print("|---|---|---|---|")
@@ -86,6 +88,6 @@ for k, v in g["sources"].items():
     print("| %s | %d | %.2f | %.1f |" % (k, v["records"], v["open_s"], v["samples_per_s"]))
 if waits:
     ws = waits[1:] or waits
-    print("\nTrainer: `magma pretrain` (tiny preset, batch 4, 2 data workers) on a mixture of the four real-format sources (video-tom 0.3, oxe-tom 0.3, mind2web-som 0.2, libero-rlds 0.2), %d updates, log_every 1: data wait per update median %.2f ms, max %.2f ms (first update excluded: %.2f ms, the pipeline filling); peak RSS %.0f MB." % (len(waits), statistics.median(ws), max(ws), waits[0], rss))
+    print("\nTrainer: `magma pretrain` (tiny preset, batch 2, seq_bucket 128, 2 data workers) on a mixture of the four real-format sources (video-tom 0.3, oxe-tom 0.3, mind2web-som 0.2, libero-rlds 0.2), %d updates, log_every 1: data wait per update median %.2f ms, max %.2f ms (first update excluded: %.2f ms, the pipeline filling); peak RSS %.0f MB." % (len(waits), statistics.median(ws), max(ws), waits[0], rss))
 PY
 cat "$OUT/data.md"

@@ -67,8 +67,14 @@ function bench(files, cols, load) {
 }
 function version(mod) {
   let d = path.dirname(require.resolve(mod));
-  while (!fs.existsSync(path.join(d, "package.json"))) d = path.dirname(d);
-  return JSON.parse(fs.readFileSync(path.join(d, "package.json"))).version;
+  for (;;) {
+    const p = path.join(d, "package.json");
+    if (fs.existsSync(p)) {
+      const j = JSON.parse(fs.readFileSync(p));
+      if (j.version) return j.version;
+    }
+    d = path.dirname(d);
+  }
 }
 const out = { node: process.version, apache_arrow: version("apache-arrow"), parquet_wasm: version("parquet-wasm/node") };
 out.arrow_stream_video_tom = bench(ls(path.join(dir, "video_tom/ego4d"), /\.arrow$/), ["task_string", "frame_index", "trace", "trace_visibility"], (f) => A.tableFromIPC(fs.readFileSync(f)));

@@ -50,10 +50,14 @@ func sizeMB(files []string) float64 {
 	return float64(n) / 1e6
 }
 
-func peakRSSMB() float64 {
+func peakRSSMB() float64 { return statusMB("VmHWM:") }
+
+// statusMB reads a kB field of /proc/self/status (RssAnon: heap and
+// stacks; RssFile: mapped file pages, reclaimable page cache).
+func statusMB(field string) float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
+		if strings.HasPrefix(l, field) {
 			f := strings.Fields(l)
 			kb, _ := strconv.Atoi(f[1])
 			return float64(kb) / 1024
@@ -144,6 +148,8 @@ func main() {
 		out["parquet_mind2web_som"] = r
 	}
 	out["peak_rss_readers_mb"] = peakRSSMB()
+	out["rss_anon_after_readers_mb"] = statusMB("RssAnon:")
+	out["rss_file_after_readers_mb"] = statusMB("RssFile:")
 
 	// --- sources: index time and samples/s (one goroutine) ---
 	tokDir, err := tokenizer.Locate("magma")
