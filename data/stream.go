@@ -340,6 +340,12 @@ func (s *MixtureStream) Next(ctx context.Context) (Batch, error) {
 	if s.err != nil {
 		return Batch{}, s.err
 	}
+	// A cancelled stream fails at once, even when finished samples are
+	// buffered (select would otherwise pick between them and the
+	// cancellation at random).
+	if err := s.ctx.Err(); err != nil {
+		return Batch{}, err
+	}
 	for len(s.partial) < s.batch {
 		r, ok := s.pending[s.next]
 		if !ok {

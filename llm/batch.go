@@ -162,7 +162,7 @@ func (d *BatchDecoder) Join(embeds *tensor.Dense) (int, []float32, error) {
 		if d.exec == nil {
 			d.exec = kernels.NewExecutor()
 		}
-		g.exec = d.exec // the slots' prefills share the decoder's arena
+		g.exec, g.shared = d.exec, true // the slots' prefills share the decoder's arena
 		d.slots[slot] = g
 	}
 	g.Reset()

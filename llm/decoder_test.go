@@ -593,3 +593,32 @@ func TestFailedRunRollsBack(t *testing.T) {
 		t.Errorf("generator marked broken although the caches were rolled back: %v", g.broken)
 	}
 }
+
+// TestGeneratorRelease: Release hands the arena back at once, and the
+// generator still works afterwards (the next run maps it again) with the
+// same numbers.
+func TestGeneratorRelease(t *testing.T) {
+	m := newTestModel(t, testConfig(), 3)
+	prompt := []int{5, 17, 42, 8}
+	g := NewGenerator(m, 16)
+	want, err := g.PrefillIDs(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = slices.Clone(want)
+	if g.exec == nil || g.exec.ArenaBytes() == 0 {
+		t.Fatal("prefill mapped no arena")
+	}
+	g.Release()
+	if n := g.exec.ArenaBytes(); n != 0 {
+		t.Fatalf("arena of %d bytes kept after Release", n)
+	}
+	g.Reset()
+	got, err := g.PrefillIDs(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("logits changed after Release")
+	}
+}

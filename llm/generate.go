@@ -32,6 +32,7 @@ type Generator struct {
 	prefill map[int]*graphRun
 	decode  *graphRun
 	exec    *kernels.Executor // one arena for the prefill and decode programs
+	shared  bool              // exec belongs to a BatchDecoder
 }
 
 // graphRun is a compiled graph with its input nodes.
@@ -63,6 +64,17 @@ func (g *Generator) Len() int { return g.pos }
 
 // MaxLen is the capacity of the caches.
 func (g *Generator) MaxLen() int { return g.maxLen }
+
+// Release hands the generator's activation arena back now instead of when
+// the generator is garbage collected (the arena is mapped outside the Go
+// heap, so the collector does not hurry for it); a later run maps it again.
+// The KV caches stay. A generator of a BatchDecoder shares the decoder's
+// arena and keeps it.
+func (g *Generator) Release() {
+	if g.exec != nil && !g.shared {
+		g.exec.Release()
+	}
+}
 
 // Reset empties the caches so the next Prefill starts a new sequence; the
 // compiled graphs are kept.

@@ -191,6 +191,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	stop = append(stop, m.Config.Text.EOSTokenIDs()...)
 	gen := llm.NewGenerator(m.LM, n+req.MaxNewTokens)
+	defer gen.Release()
 	t0 = time.Now()
 	var tFirst time.Time
 	out, err := gen.Generate(ctx, llm.Prompt{Embeds: emb.Embeds}, llm.GenerateOptions{
