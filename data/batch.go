@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 )
 
 // Batches groups samples into batches of size b in order; the last batch
@@ -84,7 +85,7 @@ func RoundUp(n, m int) int {
 }
 
 // Padded is a batch laid out as a rectangle of Len tokens per row for a
-// padded forward pass: IDs are padded with Pad, Labels with IgnoreIndex,
+// padded forward pass: IDs are padded with Pad, Labels with tokenizer.IgnoreIndex,
 // Mask is 1 on real tokens and 0 on padding (right padding).
 type Padded struct {
 	Rows, Len int
@@ -111,7 +112,7 @@ func (b Batch) Pad(pad, bucket int) Padded {
 				p.IDs[row+j], p.Labels[row+j], p.Mask[row+j] = s.IDs[j], s.Labels[j], 1
 				real++
 			} else {
-				p.IDs[row+j], p.Labels[row+j] = pad, IgnoreIndex
+				p.IDs[row+j], p.Labels[row+j] = pad, tokenizer.IgnoreIndex
 			}
 		}
 	}

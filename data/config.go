@@ -177,10 +177,10 @@ func (c *MixtureConfig) abs(p string) string {
 	return filepath.Join(c.Base, p)
 }
 
-type sourceBuilder func(env *Env, sc SourceConfig, abs func(string) string) (Source, error)
+type sourceBuilder func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error)
 
 var sourceTypes = map[string]sourceBuilder{
-	"llava": func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	"llava": func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o struct {
 			ImageFolder string `yaml:"image_folder"`
 		}
@@ -203,7 +203,7 @@ func sourceTypeNames() []string {
 // Build opens every source (generating the synthetic data first when
 // configured; runDir is its default location) and returns the mixture.
 // env.OnError and env.MaxTokens are set from the config.
-func (c *MixtureConfig) Build(env *Env, runDir string, seed uint64) (*Mixture, error) {
+func (c *MixtureConfig) Build(env *SampleBuilder, runDir string, seed uint64) (*Mixture, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -267,7 +267,7 @@ func (c *MixtureConfig) Build(env *Env, runDir string, seed uint64) (*Mixture, e
 }
 
 func init() {
-	sourceTypes["ui"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["ui"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o UIOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

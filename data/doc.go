@@ -4,7 +4,7 @@
 //
 // # Contract with the trainer
 //
-// Sample (ids, labels with IgnoreIndex on everything but the answers, one
+// Sample (ids, labels with tokenizer.IgnoreIndex on everything but the answers, one
 // <image> token per preprocessed image), Batch and Stream (Next, State,
 // Close) are defined in sample.go. MixtureStream implements Stream.
 //
@@ -33,13 +33,13 @@
 // and renders one record with its marks and traces drawn.
 //
 // Sharded sources deal their shard files to ranks with AssignShards
-// (Env.Rank, Env.World) and open them lazily.
+// (SampleBuilder.Rank, SampleBuilder.World) and open them lazily.
 //
 // Each reader validates records while indexing (structure, roles, boxes,
 // action length, finite numbers) and while building samples (missing or
 // undecodable images/videos, boxes outside the decoded image, clips too
 // short); a bad record is a *RecordError{Path, Index, Reason}. With
-// on_error: skip (default) it is dropped, counted (Env.Skipped,
+// on_error: skip (default) it is dropped, counted (SampleBuilder.Skipped,
 // MixtureStream.Skipped) and logged; with on_error: stop the constructor
 // or Stream.Next returns it.
 //

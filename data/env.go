@@ -20,9 +20,9 @@ type ImageOptions struct {
 	MaxPixels int
 }
 
-// Env is what readers need to turn records into samples. It is shared by
+// SampleBuilder is what readers need to turn records into samples. It is shared by
 // all workers and must not be modified once a stream runs.
-type Env struct {
+type SampleBuilder struct {
 	Tokenizer *tokenizer.Tokenizer
 	Image     ImageOptions
 	// Actions tokenises robot actions (NewActionTokenizer(LlamaBaseVocab)
@@ -45,16 +45,16 @@ type Env struct {
 	skipped atomic.Int64
 }
 
-// NewEnv checks the settings and resolves the <image> token id.
-func NewEnv(tok *tokenizer.Tokenizer, img ImageOptions) (*Env, error) {
-	e := &Env{Tokenizer: tok, Image: img}
+// NewSampleBuilder checks the settings and resolves the <image> token id.
+func NewSampleBuilder(tok *tokenizer.Tokenizer, img ImageOptions) (*SampleBuilder, error) {
+	e := &SampleBuilder{Tokenizer: tok, Image: img}
 	if err := e.init(); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Env) init() error {
+func (e *SampleBuilder) init() error {
 	if e.Tokenizer == nil {
 		return errors.New("data: env has no tokenizer")
 	}
@@ -85,11 +85,11 @@ func (e *Env) init() error {
 }
 
 // Skipped is the number of records dropped under the skip policy so far.
-func (e *Env) Skipped() int64 { return e.skipped.Load() }
+func (e *SampleBuilder) Skipped() int64 { return e.skipped.Load() }
 
-func (e *Env) addSkipped(n int) { e.skipped.Add(int64(n)) }
+func (e *SampleBuilder) addSkipped(n int) { e.skipped.Add(int64(n)) }
 
-func (e *Env) logf(format string, args ...any) {
+func (e *SampleBuilder) logf(format string, args ...any) {
 	if e.Logf != nil {
 		e.Logf(format, args...)
 		return
@@ -98,16 +98,16 @@ func (e *Env) logf(format string, args ...any) {
 }
 
 // ImageTokenID is the id of <image>.
-func (e *Env) ImageTokenID() int { return e.imageID }
+func (e *SampleBuilder) ImageTokenID() int { return e.imageID }
 
-func (e *Env) decode(path string) (vision.Image, error) {
+func (e *SampleBuilder) decode(path string) (vision.Image, error) {
 	return vision.DecodeImage(path, vision.WithMaxPixels(e.Image.MaxPixels))
 }
 
 // ChatSample tokenises a conversation for training (only assistant turns
 // supervised) with its images: the number of <image> placeholders must
 // equal len(images); the images are preprocessed in order.
-func (e *Env) ChatSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) ChatSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
 	return e.chatSample(msgs, images, e.Image.MaxCrops)
 }
 
@@ -115,11 +115,11 @@ func (e *Env) ChatSample(msgs []tokenizer.Message, images []vision.Image) (Sampl
 // preprocessed with num_crops = 1, as Magma's video and Open-X data classes
 // set it ("for pretraining on video, we always set num_crops to 1").
 // Assistant messages may carry their answer as token ids (Message.IDs).
-func (e *Env) FrameSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) FrameSample(msgs []tokenizer.Message, images []vision.Image) (Sample, error) {
 	return e.chatSample(msgs, images, 1)
 }
 
-func (e *Env) chatSample(msgs []tokenizer.Message, images []vision.Image, crops int) (Sample, error) {
+func (e *SampleBuilder) chatSample(msgs []tokenizer.Message, images []vision.Image, crops int) (Sample, error) {
 	o := e.Chat
 	o.AddGenerationPrompt = false
 	ids, labels, err := e.Tokenizer.EncodeTraining(msgs, o)
@@ -133,7 +133,7 @@ func (e *Env) chatSample(msgs []tokenizer.Message, images []vision.Image, crops 
 // that the model continues from) followed by the action token ids and
 // <|eot_id|>, which alone are supervised. The ids are appended directly:
 // decoding action ids to text and re-encoding would not round-trip.
-func (e *Env) ActionSample(msgs []tokenizer.Message, images []vision.Image, actionIDs []int) (Sample, error) {
+func (e *SampleBuilder) ActionSample(msgs []tokenizer.Message, images []vision.Image, actionIDs []int) (Sample, error) {
 	o := e.Chat
 	o.AddGenerationPrompt = true
 	ids, err := e.Tokenizer.EncodeChat(msgs, o)
@@ -142,7 +142,7 @@ func (e *Env) ActionSample(msgs []tokenizer.Message, images []vision.Image, acti
 	}
 	labels := make([]int, len(ids), len(ids)+len(actionIDs)+1)
 	for i := range labels {
-		labels[i] = IgnoreIndex
+		labels[i] = tokenizer.IgnoreIndex
 	}
 	ans := append(append([]int(nil), actionIDs...), e.Tokenizer.EOS())
 	ids = append(ids, ans...)
@@ -150,11 +150,11 @@ func (e *Env) ActionSample(msgs []tokenizer.Message, images []vision.Image, acti
 	return e.finish(ids, labels, images)
 }
 
-func (e *Env) finish(ids, labels []int, images []vision.Image) (Sample, error) {
+func (e *SampleBuilder) finish(ids, labels []int, images []vision.Image) (Sample, error) {
 	return e.finishCrops(ids, labels, images, e.Image.MaxCrops)
 }
 
-func (e *Env) finishCrops(ids, labels []int, images []vision.Image, crops int) (Sample, error) {
+func (e *SampleBuilder) finishCrops(ids, labels []int, images []vision.Image, crops int) (Sample, error) {
 	n := 0
 	for _, id := range ids {
 		if id == e.imageID {

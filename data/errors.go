@@ -52,7 +52,7 @@ func (p ErrorPolicy) validate() error {
 // handleLoadErrors applies the policy to the records a reader rejected while
 // indexing its files: under stop the first is returned, under skip all are
 // logged and counted.
-func (e *Env) handleLoadErrors(errs []*RecordError) error {
+func (e *SampleBuilder) handleLoadErrors(errs []*RecordError) error {
 	if len(errs) == 0 {
 		return nil
 	}

@@ -35,9 +35,9 @@ func testTokenizer(t testing.TB) *tokenizer.Tokenizer {
 	return tokVal
 }
 
-func testEnv(t testing.TB) *Env {
+func testEnv(t testing.TB) *SampleBuilder {
 	t.Helper()
-	env, err := NewEnv(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
+	env, err := NewSampleBuilder(testTokenizer(t), ImageOptions{Base: 32, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func writeFile(t testing.TB, path, s string) {
 	}
 }
 
-// checkLabels asserts labels are IgnoreIndex or equal to the id, and that
+// checkLabels asserts labels are tokenizer.IgnoreIndex or equal to the id, and that
 // the supervised ids decode to want.
 func supervisedText(t testing.TB, tok *tokenizer.Tokenizer, s Sample) string {
 	t.Helper()
@@ -85,7 +85,7 @@ func supervisedText(t testing.TB, tok *tokenizer.Tokenizer, s Sample) string {
 	}
 	var sup []int
 	for i, l := range s.Labels {
-		if l == IgnoreIndex {
+		if l == tokenizer.IgnoreIndex {
 			continue
 		}
 		if l != s.IDs[i] {

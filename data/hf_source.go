@@ -37,14 +37,14 @@ type MagmaSoMOptions struct {
 // human turn when missing; only gpt turns supervised).
 type MagmaSoMSource struct {
 	name   string
-	env    *Env
+	env    *SampleBuilder
 	t      *hfTable
 	cols   map[string]string
 	folder string
 }
 
 // NewMagmaSoMSource indexes the shards under path.
-func NewMagmaSoMSource(env *Env, name, path string, o MagmaSoMOptions) (*MagmaSoMSource, error) {
+func NewMagmaSoMSource(env *SampleBuilder, name, path string, o MagmaSoMOptions) (*MagmaSoMSource, error) {
 	req := map[string][]string{"image": {"image"}, "conversations": {"conversations"}}
 	for role, c := range o.Columns {
 		if _, ok := req[role]; !ok {
@@ -176,7 +176,7 @@ var magmaToMTaskOrder = []string{TaskToM, TaskSoM, TaskCaption, TaskAction}
 // frame or a bad image is a *RecordError{shard, row}.
 type MagmaToMSource struct {
 	name string
-	env  *Env
+	env  *SampleBuilder
 	t    *hfTable
 	cols map[string]string
 	opt  MagmaToMOptions
@@ -184,7 +184,7 @@ type MagmaToMSource struct {
 }
 
 // NewMagmaToMSource indexes the shards under path.
-func NewMagmaToMSource(env *Env, name, path string, o MagmaToMOptions) (*MagmaToMSource, error) {
+func NewMagmaToMSource(env *SampleBuilder, name, path string, o MagmaToMOptions) (*MagmaToMSource, error) {
 	req := map[string][]string{
 		"task":       {"task_string", "lang", "language_instruction", "instruction", "task"},
 		"trace":      {"trace", "pred_tracks", "traces"},
@@ -422,7 +422,7 @@ func (s *MagmaToMSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 // tracesSample is marksSample for pre-extracted tracks.
-func (e *Env) tracesSample(first vision.Image, tr *tom.Tracks, kind, task string, robot bool, rng *rand.Rand) (Sample, error) {
+func (e *SampleBuilder) tracesSample(first vision.Image, tr *tom.Tracks, kind, task string, robot bool, rng *rand.Rand) (Sample, error) {
 	res, err := RunTraces(first, tr, task, robot, rng.Int64())
 	if err != nil {
 		return Sample{}, err
@@ -467,7 +467,7 @@ func readFileLimited(p string) ([]byte, error) {
 }
 
 func init() {
-	sourceTypes["magma_som"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["magma_som"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o MagmaSoMOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err
@@ -475,7 +475,7 @@ func init() {
 		o.ImageFolder = abs(o.ImageFolder)
 		return NewMagmaSoMSource(env, sc.Name, abs(sc.Path), o)
 	}
-	sourceTypes["magma_tom"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["magma_tom"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o MagmaToMOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

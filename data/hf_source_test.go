@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -29,11 +30,11 @@ func hfGolden(t *testing.T) map[string][]map[string]any {
 	return g
 }
 
-func supervised(t *testing.T, env *Env, s Sample) string {
+func supervised(t *testing.T, env *SampleBuilder, s Sample) string {
 	t.Helper()
 	var ids []int
 	for _, l := range s.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			ids = append(ids, l)
 		}
 	}
@@ -202,7 +203,7 @@ func TestMagmaToMRobot(t *testing.T) {
 	want, _ := env.Actions.Encode(it.Action)
 	var sup []int
 	for _, l := range smp.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			sup = append(sup, l)
 		}
 	}

@@ -28,7 +28,7 @@ var hfShardExts = []string{".arrow", ".parquet"}
 // wins); a shard without any candidate of a role, unreadable shards and the
 // truncated tails of shards are bad records under the env's policy. It
 // returns the resolved column name per role.
-func openHFTable(env *Env, name, path string, required map[string][]string, optional map[string][]string) (*hfTable, map[string]string, error) {
+func openHFTable(env *SampleBuilder, name, path string, required map[string][]string, optional map[string][]string) (*hfTable, map[string]string, error) {
 	all, err := globShards(path, hfShardExts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("data: source %q: %w", name, err)

@@ -103,7 +103,7 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 		o.Type = t
 	}
 	in := &Inspection{Type: o.Type, Path: path}
-	env := &Env{OnError: OnErrorSkip}
+	env := &SampleBuilder{OnError: OnErrorSkip}
 	env.Logf = func(format string, args ...any) { in.Bad = append(in.Bad, fmt.Sprintf(format, args...)) }
 	rng := rand.New(rand.NewPCG(o.Seed, uint64(o.Index)))
 	switch o.Type {
@@ -206,7 +206,7 @@ func describeTable(in *Inspection, t *hfTable) {
 	}
 }
 
-func inspectRLDS(in *Inspection, env *Env, path string, o InspectOptions) error {
+func inspectRLDS(in *Inspection, env *SampleBuilder, path string, o InspectOptions) error {
 	src, err := NewRLDSSource(env, "inspect", path, RLDSOptions{Dataset: o.Dataset, Split: o.Split})
 	if err != nil {
 		return err

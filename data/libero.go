@@ -721,14 +721,20 @@ func (s *Stats) Unnormalize(a []float64) ([]float64, error) {
 	return out, nil
 }
 
-// Validate checks the dimensions agree and the values are finite.
+// Validate checks the dimensions agree. q01 and q99 (and the mask, when
+// given) are what un-normalising an action needs and must be present;
+// mean, std, max and min are informative and may be absent (a hand-written
+// file for /act), but must agree when given.
 func (s *Stats) Validate() error {
 	d := len(s.Q01)
 	if d == 0 {
 		return errors.New("no dimensions")
 	}
-	for name, v := range map[string][]float64{"mean": s.Mean, "std": s.Std, "max": s.Max, "min": s.Min, "q99": s.Q99} {
-		if len(v) != d {
+	if len(s.Q99) != d {
+		return fmt.Errorf("q99 has %d dimensions, q01 %d", len(s.Q99), d)
+	}
+	for name, v := range map[string][]float64{"mean": s.Mean, "std": s.Std, "max": s.Max, "min": s.Min} {
+		if v != nil && len(v) != d {
 			return fmt.Errorf("%s has %d dimensions, q01 %d", name, len(v), d)
 		}
 	}
@@ -806,16 +812,16 @@ type liberoStep struct{ task, demo, k int }
 // LiberoSource is the training steps of a suite as a data.Source: one
 // action sample per (task, training demo, kept step).
 type LiberoSource struct {
-	env   *Env
+	env   *SampleBuilder
 	l     *Libero
 	name  string
 	steps []liberoStep
 }
 
 // NewLiberoSource makes the source over split ("train" normally) of l.
-func NewLiberoSource(env *Env, l *Libero, split string) (*LiberoSource, error) {
+func NewLiberoSource(env *SampleBuilder, l *Libero, split string) (*LiberoSource, error) {
 	if env == nil || env.Tokenizer == nil {
-		return nil, errors.New("libero: source needs an Env with a tokenizer")
+		return nil, errors.New("libero: source needs a SampleBuilder with a tokenizer")
 	}
 	s := &LiberoSource{env: env, l: l, name: l.Opt.Suite}
 	for ti, t := range l.Tasks {
@@ -864,7 +870,7 @@ func (s *LiberoSource) Step(i int) (*LiberoTask, *LiberoDemo, int) {
 }
 
 // ActionSample builds the training sample of step k of demo d.
-func (l *Libero) ActionSample(env *Env, t *LiberoTask, d *LiberoDemo, k int) (Sample, error) {
+func (l *Libero) ActionSample(env *SampleBuilder, t *LiberoTask, d *LiberoDemo, k int) (Sample, error) {
 	img, err := l.Frame(t, d, k)
 	if err != nil {
 		return Sample{}, err

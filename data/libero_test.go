@@ -315,7 +315,7 @@ func TestLiberoSamples(t *testing.T) {
 	task, d, k := src.Step(3)
 	sup := 0
 	for i, lab := range s.Labels {
-		if lab != IgnoreIndex {
+		if lab != tokenizer.IgnoreIndex {
 			sup++
 			if lab != s.IDs[i] {
 				t.Fatal("label differs from id")

@@ -37,7 +37,7 @@ type Source interface {
 // Only the gpt turns are supervised.
 type LLaVASource struct {
 	name, path, folder string
-	env                *Env
+	env                *SampleBuilder
 	recs               []llavaRecord
 }
 
@@ -60,7 +60,7 @@ type llavaJSON struct {
 
 // NewLLaVASource indexes and validates an annotation file. Bad records are
 // skipped (counted in env) or, under OnErrorStop, returned as the error.
-func NewLLaVASource(env *Env, name, path, imageFolder string) (*LLaVASource, error) {
+func NewLLaVASource(env *SampleBuilder, name, path, imageFolder string) (*LLaVASource, error) {
 	if imageFolder == "" {
 		imageFolder = filepath.Dir(path)
 	}

@@ -3,6 +3,7 @@ package data
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"image"
 	"image/color"
 	"math"
@@ -246,7 +247,7 @@ func TestRobotReader(t *testing.T) {
 	}
 	var sup []int
 	for i, l := range s.Labels {
-		if l != IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			sup = append(sup, s.IDs[i])
 		}
 	}
@@ -317,7 +318,7 @@ func TestRobotToMSamples(t *testing.T) {
 	}
 	nAct := 0
 	for i, l := range s.Labels {
-		if l != IgnoreIndex && env.Actions.IsActionID(s.IDs[i]) {
+		if l != tokenizer.IgnoreIndex && env.Actions.IsActionID(s.IDs[i]) {
 			nAct++
 		}
 	}

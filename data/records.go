@@ -61,7 +61,7 @@ func readRecords(path string) ([]rawRecord, []*RecordError, error) {
 // with parse, which gets the record's index; a record parse rejects becomes
 // a RecordError handled by the env's on_error policy. A file without one
 // usable record is an error.
-func loadRecords[T any](env *Env, path string, parse func(index int, data []byte) (T, error)) ([]T, error) {
+func loadRecords[T any](env *SampleBuilder, path string, parse func(index int, data []byte) (T, error)) ([]T, error) {
 	raws, bad, err := readRecords(path)
 	if err != nil {
 		return nil, err

@@ -48,7 +48,7 @@ type RLDSOptions struct {
 // value) is a *RecordError{shard, record index, reason} handled by on_error.
 type RLDSSource struct {
 	name string
-	env  *Env
+	env  *SampleBuilder
 	ds   *rlds.Dataset
 	cfg  rlds.Config
 	opt  RLDSOptions
@@ -80,7 +80,7 @@ func (e *rldsEpisode) instruction(k int) string {
 
 // NewRLDSSource opens the dataset at path (the dataset or version
 // directory), indexes the shards of env's rank and computes statistics.
-func NewRLDSSource(env *Env, name, path string, o RLDSOptions) (*RLDSSource, error) {
+func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSSource, error) {
 	ds, err := rlds.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: rlds source %q: %w", name, err)
@@ -279,7 +279,7 @@ func (s *RLDSSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 }
 
 func init() {
-	sourceTypes["rlds"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["rlds"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o RLDSOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package data
 
 import (
 	"encoding/json"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"math"
 	"os"
 	"path/filepath"
@@ -60,7 +61,7 @@ func TestRLDSSourceStatisticsMatchOpenVLA(t *testing.T) {
 			}
 			var sup []int
 			for _, l := range smp.Labels {
-				if l != IgnoreIndex {
+				if l != tokenizer.IgnoreIndex {
 					sup = append(sup, l)
 				}
 			}

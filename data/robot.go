@@ -70,7 +70,7 @@ type RobotOptions struct {
 // the SoM turn when nothing moves. Frames use num_crops = 1.
 type RobotSource struct {
 	name, path string
-	env        *Env
+	env        *SampleBuilder
 	opt        RobotOptions
 	eps        []episode
 	steps      []stepRef
@@ -95,7 +95,7 @@ type episodeJSON struct {
 
 // NewRobotSource indexes the episodes, validates them and computes the
 // action statistics.
-func NewRobotSource(env *Env, name, path string, o RobotOptions) (*RobotSource, error) {
+func NewRobotSource(env *SampleBuilder, name, path string, o RobotOptions) (*RobotSource, error) {
 	if o.Steps <= 0 {
 		o.Steps = 16
 	}
@@ -321,7 +321,7 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 func init() {
-	sourceTypes["robot"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["robot"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o RobotOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

@@ -6,16 +6,13 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-// IgnoreIndex marks label positions that are not supervised.
-const IgnoreIndex = -100
-
 // Sample is one training example after decoding, marking and tokenising:
 // the unit the data pipeline hands to the trainer.
 type Sample struct {
 	// IDs are prompt+answer token ids with one image token per image.
 	IDs []int
 	// Labels are aligned with IDs (Hugging Face convention, shifted inside
-	// the loss): the id where supervised, IgnoreIndex elsewhere.
+	// the loss): the id where supervised, tokenizer.IgnoreIndex elsewhere.
 	Labels []int
 	// Images are preprocessed (anyres crops), in the order of their image tokens.
 	Images []*vision.Pixels

@@ -15,7 +15,7 @@ import (
 
 // Mixture is a set of sources sampled by weight.
 type Mixture struct {
-	Env     *Env
+	Builder *SampleBuilder
 	Sources []Source
 	// Weights are relative (normalised when sampling); one per source.
 	Weights []float64
@@ -23,9 +23,9 @@ type Mixture struct {
 
 // NewMixture checks that every source has records and a positive, finite
 // weight.
-func NewMixture(env *Env, sources []Source, weights []float64) (*Mixture, error) {
+func NewMixture(env *SampleBuilder, sources []Source, weights []float64) (*Mixture, error) {
 	if env == nil {
-		return nil, errors.New("data: mixture needs an Env")
+		return nil, errors.New("data: mixture needs a SampleBuilder")
 	}
 	if len(sources) == 0 {
 		return nil, errors.New("data: mixture has no sources")
@@ -47,7 +47,7 @@ func NewMixture(env *Env, sources []Source, weights []float64) (*Mixture, error)
 		}
 		seen[s.Name()] = true
 	}
-	return &Mixture{Env: env, Sources: sources, Weights: append([]float64(nil), weights...)}, nil
+	return &Mixture{Builder: env, Sources: sources, Weights: append([]float64(nil), weights...)}, nil
 }
 
 // StreamOptions configure Mixture.Stream.
@@ -360,12 +360,12 @@ func (s *MixtureStream) Next(ctx context.Context) (Batch, error) {
 		s.next++
 		<-s.window
 		if r.err != nil {
-			if s.mix.Env.OnError == OnErrorStop {
+			if s.mix.Builder.OnError == OnErrorStop {
 				s.err = r.err
 				return Batch{}, r.err
 			}
 			s.skipped++
-			s.mix.Env.logf("data: skipping bad record: %v", r.err)
+			s.mix.Builder.logf("data: skipping bad record: %v", r.err)
 		} else {
 			s.partial = append(s.partial, r.sample)
 		}

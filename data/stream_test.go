@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -28,11 +29,11 @@ func (f *fakeSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	}
 	v := rng.IntN(1000)
 	time.Sleep(time.Duration(v%3) * 50 * time.Microsecond)
-	return Sample{IDs: []int{i, v}, Labels: []int{IgnoreIndex, v}, Source: f.name, Index: i}, nil
+	return Sample{IDs: []int{i, v}, Labels: []int{tokenizer.IgnoreIndex, v}, Source: f.name, Index: i}, nil
 }
 
 func fakeMixture(t testing.TB, policy ErrorPolicy, bad map[int]bool) *Mixture {
-	env := &Env{OnError: policy, Logf: func(string, ...any) {}}
+	env := &SampleBuilder{OnError: policy, Logf: func(string, ...any) {}}
 	m, err := NewMixture(env, []Source{
 		&fakeSource{name: "a", n: 7, bad: bad},
 		&fakeSource{name: "b", n: 50},

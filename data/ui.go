@@ -73,7 +73,7 @@ type UIOptions struct {
 // not asked (UI data has no SoM localisation turn). No augmentation.
 type UISource struct {
 	name, path, folder string
-	env                *Env
+	env                *SampleBuilder
 	opt                UIOptions
 	cum                []float64
 	recs               []uiRecord
@@ -106,7 +106,7 @@ type uiRecordJSON struct {
 }
 
 // NewUISource indexes a UI annotation file.
-func NewUISource(env *Env, name, path string, o UIOptions) (*UISource, error) {
+func NewUISource(env *SampleBuilder, name, path string, o UIOptions) (*UISource, error) {
 	if o.ImageFolder == "" {
 		o.ImageFolder = filepath.Dir(path)
 	}

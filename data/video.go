@@ -73,7 +73,7 @@ const framePlaceholder = tokenizer.ImageToken + "\n\n"
 // short (2 frames), unreadable, or cut by a shot boundary are bad records.
 type VideoSource struct {
 	name, path string
-	env        *Env
+	env        *SampleBuilder
 	opt        VideoOptions
 	recs       []videoRecord
 }
@@ -98,7 +98,7 @@ type videoJSON struct {
 }
 
 // NewVideoSource indexes a clip manifest.
-func NewVideoSource(env *Env, name, path string, o VideoOptions) (*VideoSource, error) {
+func NewVideoSource(env *SampleBuilder, name, path string, o VideoOptions) (*VideoSource, error) {
 	if o.VideoFolder == "" {
 		o.VideoFolder = filepath.Dir(path)
 	}
@@ -296,7 +296,7 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 }
 
 func init() {
-	sourceTypes["video"] = func(env *Env, sc SourceConfig, abs func(string) string) (Source, error) {
+	sourceTypes["video"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
 		var o VideoOptions
 		if err := sc.options(&o); err != nil {
 			return nil, err

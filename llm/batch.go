@@ -348,16 +348,16 @@ func (d *BatchDecoder) buildStep(slots []int) (*batchRun, error) {
 		}
 	}
 	x := m.Embed(b, r.ids)
-	for l := range m.Base.Layers {
+	for l := range m.Decoder.Layers {
 		caches := make([]*kernels.KVCache, B)
 		for i, s := range slots {
 			if caches[i] = d.slots[s].caches[l]; caches[i] == nil {
 				return nil, fmt.Errorf("llm: slot %d has no cache for layer %d", s, l)
 			}
 		}
-		x = m.Base.Layers[l].Forward(b.In("model", "layers", strconv.Itoa(l)), x, r.pos, cfg, perRow(cfg, caches, rowIdx))
+		x = m.Decoder.Layers[l].Forward(b.In("model", "layers", strconv.Itoa(l)), x, r.pos, cfg, perRow(cfg, caches, rowIdx))
 	}
-	r.logits = m.Logits(b, m.Base.Norm.Forward(b.In("model", "norm"), x, cfg.RMSNormEps))
+	r.logits = m.Logits(b, m.Decoder.Norm.Forward(b.In("model", "norm"), x, cfg.RMSNormEps))
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("llm: batched decode graph: %w", err)
 	}

@@ -31,9 +31,9 @@ import (
 // [KV*hd, D], [D, H*hd]), model.layers.{i}.mlp.{gate,up,down}_proj.weight
 // ([I, D], [I, D], [D, I]), model.norm.weight [D] and lm_head.weight [V, D].
 type Model struct {
-	Config Config    // resolved configuration
-	Base   Decoder   `weights:"model"`
-	LMHead nn.Linear `weights:"lm_head"` // [V, D]
+	Config  Config    // resolved configuration
+	Decoder Decoder   `weights:"model"`   // Hugging Face's LlamaModel: embeddings, layers, final norm
+	LMHead  nn.Linear `weights:"lm_head"` // [V, D]
 
 	dtype tensor.Dtype
 }
@@ -82,10 +82,10 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 		return tensor.New(tensor.WithShape(shape...), tensor.Of(dt))
 	}
 	m := &Model{Config: cfg, dtype: dt}
-	m.Base.EmbedTokens.Weight = alloc(v, d)
-	m.Base.Layers = make([]Layer, cfg.NumHiddenLayers)
-	for l := range m.Base.Layers {
-		L := &m.Base.Layers[l]
+	m.Decoder.EmbedTokens.Weight = alloc(v, d)
+	m.Decoder.Layers = make([]Layer, cfg.NumHiddenLayers)
+	for l := range m.Decoder.Layers {
+		L := &m.Decoder.Layers[l]
 		L.InputNorm.Weight = alloc(d)
 		L.SelfAttention.Query.Weight = alloc(qd, d)
 		L.SelfAttention.Key.Weight = alloc(kvd, d)
@@ -96,7 +96,7 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 		L.MLP.Up.Weight = alloc(i, d)
 		L.MLP.Down.Weight = alloc(d, i)
 	}
-	m.Base.Norm.Weight = alloc(d)
+	m.Decoder.Norm.Weight = alloc(d)
 	m.LMHead.Weight = alloc(v, d)
 	return m, nil
 }
@@ -105,7 +105,7 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 // It is read off the embedding table, so a model whose tensors were
 // replaced (e.g. converted to float64 for a gradient check) reports the truth.
 func (m *Model) Dtype() tensor.Dtype {
-	if w := m.Base.EmbedTokens.Weight; w != nil {
+	if w := m.Decoder.EmbedTokens.Weight; w != nil {
 		return w.Dtype()
 	}
 	if m.dtype == (tensor.Dtype{}) {
@@ -172,7 +172,7 @@ func (m *Model) Embed(b *kernels.Builder, ids *G.Node) *G.Node {
 	if ids != nil && ids.Shape().Dims() != 1 {
 		b.Failf("llm: Embed wants ids of shape [R], got %v", ids.Shape())
 	}
-	return m.Base.EmbedTokens.Forward(b.In("model", "embed_tokens"), ids)
+	return m.Decoder.EmbedTokens.Forward(b.In("model", "embed_tokens"), ids)
 }
 
 // Forward runs the decoder layers and the final norm on input embeddings
@@ -188,14 +188,14 @@ func (m *Model) Forward(b *kernels.Builder, x, positions *G.Node, opt ForwardOpt
 	}
 	cfg := &m.Config
 	h := x
-	for i := range m.Base.Layers {
+	for i := range m.Decoder.Layers {
 		var cache *kernels.KVCache
 		if len(opt.Caches) != 0 {
 			cache = opt.Caches[i]
 		}
-		h = m.Base.Layers[i].Forward(b.In("model", "layers", strconv.Itoa(i)), h, positions, cfg, Causal(cfg, opt.Batch, opt.Seq, cache))
+		h = m.Decoder.Layers[i].Forward(b.In("model", "layers", strconv.Itoa(i)), h, positions, cfg, Causal(cfg, opt.Batch, opt.Seq, cache))
 	}
-	return m.Base.Norm.Forward(b.In("model", "norm"), h, cfg.RMSNormEps)
+	return m.Decoder.Norm.Forward(b.In("model", "norm"), h, cfg.RMSNormEps)
 }
 
 // checkForward validates the inputs of Forward.
@@ -216,8 +216,8 @@ func (m *Model) checkForward(x, positions *G.Node, opt ForwardOptions) error {
 		return fmt.Errorf("llm: Forward input dtype %v and positions dtype %v must equal the model's %v",
 			x.Dtype(), positions.Dtype(), m.Dtype())
 	}
-	if len(opt.Caches) != 0 && len(opt.Caches) != len(m.Base.Layers) {
-		return fmt.Errorf("llm: Forward got %d KV caches for %d layers", len(opt.Caches), len(m.Base.Layers))
+	if len(opt.Caches) != 0 && len(opt.Caches) != len(m.Decoder.Layers) {
+		return fmt.Errorf("llm: Forward got %d KV caches for %d layers", len(opt.Caches), len(m.Decoder.Layers))
 	}
 	for i, c := range opt.Caches {
 		if c == nil {

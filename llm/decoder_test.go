@@ -141,7 +141,7 @@ func TestTensorNames(t *testing.T) {
 	if err := m.CheckShapes("language_model."); err != nil {
 		t.Error(err)
 	}
-	m.Base.Layers[1].MLP.Up.Weight = tensor.New(tensor.WithShape(48, 31), tensor.Of(tensor.Float32))
+	m.Decoder.Layers[1].MLP.Up.Weight = tensor.New(tensor.WithShape(48, 31), tensor.Of(tensor.Float32))
 	if err := m.CheckShapes("language_model."); err == nil || !strings.Contains(err.Error(), "layers.1.mlp.up_proj.weight") {
 		t.Errorf("CheckShapes on a wrong shape: %v", err)
 	}
@@ -451,9 +451,9 @@ func TestGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	L0, L1 := &m.Base.Layers[0], &m.Base.Layers[1]
+	L0, L1 := &m.Decoder.Layers[0], &m.Decoder.Layers[1]
 	check := map[string]*tensor.Dense{
-		"embed_tokens": m.Base.EmbedTokens.Weight,
+		"embed_tokens": m.Decoder.EmbedTokens.Weight,
 		"0.q_proj":     L0.SelfAttention.Query.Weight,
 		"0.k_proj":     L0.SelfAttention.Key.Weight,
 		"0.v_proj":     L0.SelfAttention.Value.Weight,
@@ -462,7 +462,7 @@ func TestGradient(t *testing.T) {
 		"1.gate_proj":  L1.MLP.Gate.Weight,
 		"0.down_proj":  L0.MLP.Down.Weight,
 		"1.post_norm":  L1.PostNorm.Weight,
-		"norm":         m.Base.Norm.Weight,
+		"norm":         m.Decoder.Norm.Weight,
 		"lm_head":      m.LMHead.Weight,
 	}
 	names := slices.Sorted(func(yield func(string) bool) {

@@ -279,7 +279,7 @@ func (g *Generator) buildDecode() (*graphRun, error) {
 
 // EmbedIDs looks token ids up in embed_tokens on the host: [len(ids), D].
 func (m *Model) EmbedIDs(ids []int) (*tensor.Dense, error) {
-	w := m.Base.EmbedTokens.Weight
+	w := m.Decoder.EmbedTokens.Weight
 	if w == nil {
 		return nil, errors.New("llm: embed_tokens not initialised")
 	}

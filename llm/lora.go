@@ -41,8 +41,8 @@ type LoRAModule struct {
 // linearModules lists the decoder blocks' linear layers by module name.
 func (m *Model) linearModules(prefix string) []LoRAModule {
 	var out []LoRAModule
-	for i := range m.Base.Layers {
-		L := &m.Base.Layers[i]
+	for i := range m.Decoder.Layers {
+		L := &m.Decoder.Layers[i]
 		p := fmt.Sprintf("%smodel.layers.%d.", prefix, i)
 		out = append(out,
 			LoRAModule{p + "self_attn.q_proj", &L.SelfAttention.Query},

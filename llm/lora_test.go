@@ -72,7 +72,7 @@ func TestLoRAInitAndNames(t *testing.T) {
 		t.Fatalf("zero-initialised adapter changed the loss: %v → %v", before, after)
 	}
 	// A ~ U(-1/√in, 1/√in) (kaiming_uniform_ with a = √5).
-	q := m.Base.Layers[0].SelfAttention.Query.LoRA
+	q := m.Decoder.Layers[0].SelfAttention.Query.LoRA
 	bound := 1 / math.Sqrt(float64(cfg.HiddenSize))
 	var maxAbs float64
 	for _, v := range q.A.Data().([]float64) {
@@ -117,7 +117,7 @@ func TestLoRAInitAndNames(t *testing.T) {
 	}
 	// Targets select layers; unknown ones are errors.
 	mods, err = m.AttachLoRA(LoRAConfig{Rank: 2, Targets: []string{"q_proj", "v_proj"}}, "", 1)
-	if err != nil || len(mods) != 4 || m.Base.Layers[0].MLP.Up.LoRA != nil {
+	if err != nil || len(mods) != 4 || m.Decoder.Layers[0].MLP.Up.LoRA != nil {
 		t.Fatalf("targets: %d %v", len(mods), err)
 	}
 	if _, err := m.AttachLoRA(LoRAConfig{Rank: 2, Targets: []string{"lm_head"}}, "", 1); err == nil {
@@ -140,7 +140,7 @@ func TestLoRAGradient(t *testing.T) {
 	for _, mod := range m.LoRAModules("") {
 		randomize(mod.Linear.LoRA.B, r, 0.3) // B = 0 would zero A's gradient
 	}
-	L0, L1 := &m.Base.Layers[0], &m.Base.Layers[1]
+	L0, L1 := &m.Decoder.Layers[0], &m.Decoder.Layers[1]
 	check := []struct {
 		name string
 		t    *tensor.Dense
@@ -213,7 +213,7 @@ func TestLoRAMerge(t *testing.T) {
 	for _, mod := range m.LoRAModules("") {
 		randomize(mod.Linear.LoRA.B, r, 0.2)
 	}
-	w0 := append([]float64(nil), m.Base.Layers[1].MLP.Down.Weight.Data().([]float64)...)
+	w0 := append([]float64(nil), m.Decoder.Layers[1].MLP.Down.Weight.Data().([]float64)...)
 	with := lossOf(t, m)
 	n, err := m.MergeLoRA()
 	if err != nil || n != 14 {
@@ -227,7 +227,7 @@ func TestLoRAMerge(t *testing.T) {
 		t.Fatalf("loss with adapters %v, merged %v", with, merged)
 	}
 	changed := false
-	for i, v := range m.Base.Layers[1].MLP.Down.Weight.Data().([]float64) {
+	for i, v := range m.Decoder.Layers[1].MLP.Down.Weight.Data().([]float64) {
 		changed = changed || v != w0[i]
 	}
 	if !changed {

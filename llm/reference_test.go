@@ -45,10 +45,10 @@ func refVector(t *tensor.Dense) []float64 {
 }
 
 func newRefLlama(m *Model) *refLlama {
-	r := &refLlama{cfg: m.Config, embed: refMatrix(m.Base.EmbedTokens.Weight),
-		norm: refVector(m.Base.Norm.Weight), head: refMatrix(m.LMHead.Weight)}
-	for i := range m.Base.Layers {
-		L := &m.Base.Layers[i]
+	r := &refLlama{cfg: m.Config, embed: refMatrix(m.Decoder.EmbedTokens.Weight),
+		norm: refVector(m.Decoder.Norm.Weight), head: refMatrix(m.LMHead.Weight)}
+	for i := range m.Decoder.Layers {
+		L := &m.Decoder.Layers[i]
 		r.layers = append(r.layers, refLayer{
 			inNorm: refVector(L.InputNorm.Weight), postNorm: refVector(L.PostNorm.Weight),
 			q: refMatrix(L.SelfAttention.Query.Weight), k: refMatrix(L.SelfAttention.Key.Weight),

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -13,7 +14,7 @@ import (
 // Sequence is one sample as the Magma graph sees it: token ids with one
 // image token per image, labels aligned with the ids (Hugging Face
 // convention: the shift to next-token targets happens in the loss;
-// IgnoreIndex where unsupervised; nil for inference), and the images,
+// tokenizer.IgnoreIndex where unsupervised; nil for inference), and the images,
 // preprocessed, in the order of their image tokens.
 type Sequence struct {
 	IDs    []int
@@ -110,12 +111,12 @@ func (m *Magma) checkSequence(s Sequence, maxLen int) (n, crops, supervised int,
 		if s.Labels == nil {
 			continue
 		}
-		if l := s.Labels[i]; l != IgnoreIndex && (l < 0 || l >= vocab) {
+		if l := s.Labels[i]; l != tokenizer.IgnoreIndex && (l < 0 || l >= vocab) {
 			return 0, 0, 0, fmt.Errorf("label %d at index %d is outside the vocabulary", l, i)
 		}
 	}
 	for i := 1; i < len(s.Labels); i++ {
-		if s.Labels[i] != IgnoreIndex {
+		if s.Labels[i] != tokenizer.IgnoreIndex {
 			supervised++
 		}
 	}
@@ -133,7 +134,7 @@ func (m *Magma) checkSequence(s Sequence, maxLen int) (n, crops, supervised int,
 // so neither where images sit nor their anyres grids are graph structure.
 // Positions restart at 0 for each sequence; causal attention keeps the
 // trailing pads invisible to real tokens. Only the S supervised rows (Rows)
-// reach lm_head, with their next-token Targets (pads: IgnoreIndex).
+// reach lm_head, with their next-token Targets (pads: tokenizer.IgnoreIndex).
 type Batch struct {
 	Shape                          BatchShape
 	IDs, Positions, Splice, Pixels *tensor.Dense
@@ -208,7 +209,7 @@ func (m *Magma) Fill(in *Batch, seqs []Sequence) int {
 				}
 				ids(r0+p, id)
 				splice(r0+p, src)
-				expanded = append(expanded, IgnoreIndex)
+				expanded = append(expanded, tokenizer.IgnoreIndex)
 				p++
 			}
 			copyPixels(in.Pixels, pxOff, px.Data)
@@ -224,7 +225,7 @@ func (m *Magma) Fill(in *Batch, seqs []Sequence) int {
 			pos(r0+t, t)
 		}
 		for t := 0; t+1 < len(expanded); t++ {
-			if tg := expanded[t+1]; tg != IgnoreIndex && supervised < in.Shape.S {
+			if tg := expanded[t+1]; tg != tokenizer.IgnoreIndex && supervised < in.Shape.S {
 				rowIdx(supervised, r0+t)
 				targets(supervised, tg)
 				supervised++
@@ -233,14 +234,14 @@ func (m *Magma) Fill(in *Batch, seqs []Sequence) int {
 	}
 	for j := supervised; j < in.Targets.Shape().TotalSize(); j++ {
 		rowIdx(j, 0)
-		targets(j, IgnoreIndex)
+		targets(j, tokenizer.IgnoreIndex)
 	}
 	return supervised
 }
 
 func labelAt(labels []int, j int) int {
 	if labels == nil {
-		return IgnoreIndex
+		return tokenizer.IgnoreIndex
 	}
 	return labels[j]
 }

@@ -32,7 +32,7 @@ func setupSmall(b *testing.B) benchSetup {
 	if dir := os.Getenv("MAGMA_BENCH_CONFIG_DIR"); dir != "" {
 		cfg, pp, err = LoadConfig(dir)
 	} else {
-		cfg, pp, err = FromPreset("small")
+		cfg, pp, err = PresetConfigs("small")
 	}
 	if err != nil {
 		b.Fatal(err)

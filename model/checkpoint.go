@@ -300,3 +300,29 @@ func removeOldCheckpoint(dir string) error {
 	}
 	return nil
 }
+
+// tokenizerFiles are the files of a Hugging Face tokenizer directory.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+
+// CopyTokenizer copies the tokenizer files present in src into a checkpoint
+// directory, so the directory is self-contained as on the Hub.
+func CopyTokenizer(src, dst string) error {
+	n := 0
+	for _, f := range tokenizerFiles {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("copy tokenizer: no tokenizer files in %s", src)
+	}
+	return nil
+}

@@ -108,8 +108,11 @@ func (p *PreprocessorConfig) Resolve(cfg *Config) error {
 	switch {
 	case p.AnyresStrategy != "crop" && p.AnyresStrategy != "global":
 		return fmt.Errorf("key \"anyres_strategy\": %q not supported (crop or global)", p.AnyresStrategy)
-	case p.BaseImgSize <= 0 || p.BaseImgSize%32 != 0:
-		return fmt.Errorf("key \"base_img_size\": %d must be a positive multiple of 32", p.BaseImgSize)
+	case p.BaseImgSize <= 0 || p.BaseImgSize%vision.FeatureStride != 0:
+		return fmt.Errorf("key \"base_img_size\": %d must be a positive multiple of %d", p.BaseImgSize, vision.FeatureStride)
+	case cfg != nil && cfg.Vision.ImageSize > 0 && p.BaseImgSize != cfg.Vision.ImageSize:
+		// Checked once here: every crop is then the trunk's input size.
+		return fmt.Errorf("key \"base_img_size\": %d differs from vision_config.img_size %d (the crops must be the vision tower's input size)", p.BaseImgSize, cfg.Vision.ImageSize)
 	case p.NumCrops < 1 || p.NumCrops > vision.MaxCrops:
 		return fmt.Errorf("key \"num_crops\": %d must be in [1, %d]", p.NumCrops, vision.MaxCrops)
 	case int64(p.NumCrops)*int64(p.BaseImgSize)*int64(p.BaseImgSize) > vision.MaxOutputPixels:
@@ -329,8 +332,9 @@ func LoadPreset(nameOrPath string) (*Preset, error) {
 	return &Preset{Name: raw.Name, Config: cfg, Preprocessor: pp, Tokenizer: raw.Tokenizer}, nil
 }
 
-// FromPreset returns the resolved model and preprocessor configs of a preset.
-func FromPreset(nameOrPath string) (*Config, *PreprocessorConfig, error) {
+// PresetConfigs returns only the resolved model and preprocessor configs of
+// a preset (LoadPreset also gives its name and tokenizer directory).
+func PresetConfigs(nameOrPath string) (*Config, *PreprocessorConfig, error) {
 	p, err := LoadPreset(nameOrPath)
 	if err != nil {
 		return nil, nil, err

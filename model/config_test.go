@@ -64,7 +64,7 @@ func TestLoadConfigMagma8BLayout(t *testing.T) {
 func TestConfigRoundTrip(t *testing.T) {
 	for _, name := range configs.Names() {
 		t.Run(name, func(t *testing.T) {
-			cfg, pp, err := FromPreset(name)
+			cfg, pp, err := PresetConfigs(name)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -36,7 +36,7 @@ func Describe(cfg *Config, pp *PreprocessorConfig, w, h int) (*Info, error) {
 		return nil, fmt.Errorf("image size %dx%d must be positive", w, h)
 	}
 	rows, cols := vision.SelectGrid(w, h, base, pp.NumCrops)
-	f := cfg.Vision.ImageSize / 32
+	f := cfg.Vision.ImageSize / vision.FeatureStride
 	return &Info{
 		Config:       cfg,
 		Preprocessor: pp,

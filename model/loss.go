@@ -9,9 +9,6 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-// IgnoreIndex marks unsupervised label positions (PyTorch's ignore_index).
-const IgnoreIndex = -100
-
 // LossGraph adds one sample's language-modelling loss to b's graph, a batch
 // of one (see Loss):
 //
@@ -19,7 +16,7 @@ const IgnoreIndex = -100
 //
 // where labels are aligned with ids as in Hugging Face (the shift happens
 // in the loss: position t predicts the label of t+1), image positions are
-// never supervised, and label IgnoreIndex skips a position.
+// never supervised, and label tokenizer.IgnoreIndex skips a position.
 func (m *Magma) LossGraph(b *kernels.Builder, ids, labels []int, images []*vision.Pixels) (*G.Node, error) {
 	if len(labels) != len(ids) {
 		return nil, fmt.Errorf("loss: %d labels for %d ids", len(labels), len(ids))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/vision"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -59,7 +60,7 @@ func TestWholeModelGradient(t *testing.T) {
 	ids := append(append([]int(nil), c.PromptIDs...), 40, 41, 2)
 	labels := make([]int, len(ids))
 	for i := range labels {
-		labels[i] = IgnoreIndex
+		labels[i] = tokenizer.IgnoreIndex
 		if i >= len(c.PromptIDs)-2 {
 			labels[i] = ids[i]
 		}

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
@@ -117,7 +118,7 @@ func (m *Magma) Forward(b *kernels.Builder, in *Batch) *G.Node {
 func (m *Magma) Loss(b *kernels.Builder, in *Batch) *G.Node {
 	hidden := m.Forward(b, in)
 	picked := b.In("supervised_rows").Gather(hidden, in.input(b, "supervised_rows", in.Rows))
-	return b.CrossEntropy(m.LM.Logits(b.In(lmPrefix), picked), in.input(b, "targets", in.Targets), IgnoreIndex)
+	return b.CrossEntropy(m.LM.Logits(b.In(lmPrefix), picked), in.input(b, "targets", in.Targets), tokenizer.IgnoreIndex)
 }
 
 // input adds t as a named input of b's graph and remembers it (Inputs).

@@ -8,7 +8,7 @@ import (
 func TestCheckMemory(t *testing.T) {
 	defer func(f func() (int64, bool)) { memAvailable = f }(memAvailable)
 	memAvailable = func() (int64, bool) { return 20e9, true }
-	cfg, _, err := FromPreset("magma-8b")
+	cfg, _, err := PresetConfigs("magma-8b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func TestCheckMemory(t *testing.T) {
 	if err := CheckMemory(cfg, 4, "training"); err == nil || !strings.Contains(err.Error(), "142.5 GB") {
 		t.Fatalf("training check: %v", err)
 	}
-	tiny, _, err := FromPreset("tiny")
+	tiny, _, err := PresetConfigs("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,15 @@ type TensorSource interface {
 	Has(name string) bool
 }
 
-// paramList lists every tagged tensor under root.
-func paramList(root any, prefix string) ([]nn.Param, error) { return nn.Parameters(root, prefix) }
+// Parameters lists every tagged tensor under root with its name and the
+// properties its layer declares (nn.Param: optional, norm, no decay).
+func Parameters(root any, prefix string) ([]nn.Param, error) { return nn.Parameters(root, prefix) }
 
 // Walk calls fn for every tagged tensor under root, in field order, with
 // its full checkpoint name (prefix + "." + path). Nil optional tensors are
 // skipped; a nil required tensor is an error.
 func Walk(root any, prefix string, fn func(name string, t *tensor.Dense) error) error {
-	ps, err := paramList(root, prefix)
+	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ const maxReportedErrors = 10
 // naming the tensor (all problems are collected, the first few listed).
 // Optional tensors missing from src are left as constructed.
 func Bind(root any, prefix string, src TensorSource) error {
-	ps, err := paramList(root, prefix)
+	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func Bind(root any, prefix string, src TensorSource) error {
 // Collect returns every tagged tensor under root with its name, for Save.
 // Data slices alias the tensors (no copy).
 func Collect(root any, prefix string) ([]NamedTensor, error) {
-	ps, err := paramList(root, prefix)
+	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +170,7 @@ type Binding struct {
 func Unused(available []string, bindings ...Binding) ([]string, error) {
 	used := map[string]bool{}
 	for _, b := range bindings {
-		ps, err := paramList(b.Root, b.Prefix)
+		ps, err := Parameters(b.Root, b.Prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +195,7 @@ func ParamCount(root any) (int64, error) { return nn.ParamCount(root) }
 // prefix) by the first depth dot-separated segments of each name, e.g.
 // depth 1 on a full model gives {"language_model": ..., "vision_tower": ...}.
 func ParamCountByPrefix(root any, prefix string, depth int) (map[string]int64, error) {
-	ps, err := paramList(root, prefix)
+	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -21,41 +21,16 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-// DatasetStatisticsFile is OpenVLA's action statistics file, read from the
-// model directory at load time (never from a request).
-const DatasetStatisticsFile = "dataset_statistics.json"
-
-// datasetStats is the part of one dataset's entry /act uses.
-type datasetStats struct {
-	Action struct {
-		Q01  []float64 `json:"q01"`
-		Q99  []float64 `json:"q99"`
-		Mask []bool    `json:"mask"`
-	} `json:"action"`
-}
-
-// loadDatasetStats reads dir/dataset_statistics.json; a missing file is
-// reported as an error value (the server still starts; /act then refuses).
-func loadDatasetStats(dir string) (map[string]datasetStats, error) {
-	b, err := os.ReadFile(filepath.Join(dir, DatasetStatisticsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no %s in the model directory", DatasetStatisticsFile)
+// loadDatasetStats reads the model directory's action statistics
+// (data.DatasetStatisticsFile, OpenVLA's file, never from a request); a
+// missing file is reported as an error value (the server still starts;
+// /act then refuses).
+func loadDatasetStats(dir string) (map[string]*data.DatasetStats, error) {
+	path := filepath.Join(dir, data.DatasetStatisticsFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no %s in the model directory", data.DatasetStatisticsFile)
 	}
-	if err != nil {
-		return nil, err
-	}
-	var st map[string]datasetStats
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %v", DatasetStatisticsFile, err)
-	}
-	for k, v := range st {
-		a := v.Action
-		if len(a.Q01) == 0 || len(a.Q01) != len(a.Q99) || (a.Mask != nil && len(a.Mask) != len(a.Q01)) {
-			return nil, fmt.Errorf("%s: dataset %q: action q01/q99/mask lengths %d/%d/%d differ or are empty",
-				DatasetStatisticsFile, k, len(a.Q01), len(a.Q99), len(a.Mask))
-		}
-	}
-	return st, nil
+	return data.ReadDatasetStatistics(path)
 }
 
 // actRequest is OpenVLA's deploy.py request: image HxWx3 uint8 (nested
@@ -126,7 +101,7 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 		})
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: strPtr("unnorm_key"),
 			Code: strPtr("unknown_unnorm_key"), Message: fmt.Sprintf("unnorm_key %q is not in %s; available: %s",
-				key, DatasetStatisticsFile, strings.Join(names, ", "))}
+				key, data.DatasetStatisticsFile, strings.Join(names, ", "))}
 	}
 	dim := len(st.Action.Q01)
 	if dim > maxActionDim {

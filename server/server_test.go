@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 )
@@ -41,7 +42,7 @@ func tinyPipeline(t testing.TB) *model.Pipeline {
 			tinyErr = fmt.Errorf("skip: %v", err)
 			return
 		}
-		cfg, pp, err := model.FromPreset("tiny")
+		cfg, pp, err := model.PresetConfigs("tiny")
 		if err != nil {
 			tinyErr = err
 			return
@@ -90,7 +91,7 @@ func startServerPipeline(t *testing.T, cfg Config, hook func(), statsJSON string
 	t.Helper()
 	dir := t.TempDir()
 	if statsJSON != "" {
-		if err := os.WriteFile(filepath.Join(dir, DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, data.DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,7 +52,7 @@ func ImageOptions(pp *model.PreprocessorConfig) data.ImageOptions {
 // data.MixtureStream with the trainer's batch size, restored from a
 // checkpoint's state when given one.
 func OpenMixture(c *Config, mc *data.MixtureConfig, tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, runDir string) (StreamOpener, error) {
-	env := &data.Env{Tokenizer: tok, Image: ImageOptions(pp)}
+	env := &data.SampleBuilder{Tokenizer: tok, Image: ImageOptions(pp)}
 	mix, err := mc.Build(env, runDir, c.Seed)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -63,7 +64,7 @@ func checkLabels(batch data.Batch, allowed []bool) error {
 	}
 	for j, s := range batch.Samples {
 		for i, l := range s.Labels {
-			if l != data.IgnoreIndex && (l < 0 || l >= len(allowed) || !allowed[l]) {
+			if l != tokenizer.IgnoreIndex && (l < 0 || l >= len(allowed) || !allowed[l]) {
 				return fmt.Errorf("sample %d: label %d at index %d has no token in the tokenizer (generation masks such ids)", j, l, i)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -29,7 +30,7 @@ func singleLoss(t *testing.T, m *model.Magma, s data.Sample) float64 {
 func supervised(s data.Sample) int {
 	n := 0
 	for _, l := range s.Labels[1:] {
-		if l != data.IgnoreIndex {
+		if l != tokenizer.IgnoreIndex {
 			n++
 		}
 	}
@@ -132,7 +133,7 @@ func TestFillMasksLabels(t *testing.T) {
 		t.Errorf("S = %d, want 8 supervised rounded up to 16", lay.Shape.S)
 	}
 	for j := 8; j < lay.Shape.S; j++ {
-		if targets[j] != data.IgnoreIndex {
+		if targets[j] != tokenizer.IgnoreIndex {
 			t.Errorf("padding slot %d has target %v", j, targets[j])
 		}
 	}

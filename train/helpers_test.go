@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/magma-go/magma/llm/tokenizer"
 	"io"
 	"testing"
 
@@ -95,7 +96,7 @@ func testSamples(t testing.TB, m *model.Magma, pp *model.PreprocessorConfig, n i
 		ids := append(append([]int(nil), prompt...), answer...)
 		labels := make([]int, len(ids))
 		for j := range labels {
-			labels[j] = data.IgnoreIndex
+			labels[j] = tokenizer.IgnoreIndex
 			if j >= len(prompt) {
 				labels[j] = ids[j]
 			}

@@ -57,7 +57,7 @@ func TestMemoriseSoM(t *testing.T) {
 	if err := data.GenerateSynthetic(sc, 11); err != nil {
 		t.Fatal(err)
 	}
-	env, err := data.NewEnv(tok, ImageOptions(pp))
+	env, err := data.NewSampleBuilder(tok, ImageOptions(pp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestMemoriseSoM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := slices.IndexFunc(s.Labels, func(l int) bool { return l != data.IgnoreIndex })
+		k := slices.IndexFunc(s.Labels, func(l int) bool { return l != tokenizer.IgnoreIndex })
 		if k < 0 || len(s.Images) != 1 {
 			t.Fatalf("sample %d: first supervised position %d, %d images", i, k, len(s.Images))
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"strings"
 	"sync"
 )
 
@@ -43,23 +42,8 @@ func (s Schedule) LR(step int) float64 {
 type Param struct {
 	Name  string
 	Data  []float32 // the host tensor's backing array (updated in place)
-	Decay bool      // weight decay applies
+	Decay bool      // weight decay applies (not to what its layer declares exempt: nn.Param.NoDecay)
 	M, V  []float32 // AdamW moments (float32, as PyTorch keeps them for fp32 params)
-}
-
-// NoDecay reports whether a parameter is exempt from weight decay: biases,
-// RMSNorm/LayerNorm scales, ConvNeXt layer scales (gamma) and the
-// projector's row separator — every parameter with at most one non-unit
-// dimension (the rule of timm, and a superset of Hugging Face's "bias and
-// LayerNorm weights"). Embeddings and lm_head are decayed (as in HF).
-func NoDecay(name string, shape []int) bool {
-	big := 0
-	for _, d := range shape {
-		if d > 1 {
-			big++
-		}
-	}
-	return big <= 1 || strings.HasSuffix(name, ".bias") || strings.Contains(name, "norm")
 }
 
 // AdamW is PyTorch's torch.optim.AdamW (amsgrad=False, maximize=False) on

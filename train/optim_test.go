@@ -1,6 +1,7 @@
 package train
 
 import (
+	"github.com/magma-go/magma/model"
 	"math"
 	"testing"
 )
@@ -120,26 +121,54 @@ func TestClipping(t *testing.T) {
 	}
 }
 
+// Weight decay exemptions are declared by the layers (nn tags "norm" and
+// "nodecay") and reported by the tag walker: biases, norm scales, layer
+// scales and the row separator — on the whole model exactly the tensors
+// with at most one non-unit dimension (timm's rule, a superset of Hugging
+// Face's "bias and LayerNorm weights"); embeddings and lm_head decay.
 func TestNoDecay(t *testing.T) {
-	cases := map[string]struct {
-		shape []int
-		want  bool
-	}{
-		"language_model.model.layers.0.input_layernorm.weight":                  {[]int{64}, true},
-		"language_model.model.norm.weight":                                      {[]int{64}, true},
-		"vision_tower.clip_vision_model.trunk.stages.0.blocks.0.gamma":          {[]int{16}, true},
-		"vision_tower.clip_vision_model.trunk.stem.0.bias":                      {[]int{16}, true},
-		"vision_tower.clip_vision_model.trunk.stem.1.weight":                    {[]int{16}, true},
-		"multi_modal_projector.row_seperator":                                   {[]int{1, 1, 64}, true},
-		"multi_modal_projector.proj.0.weight":                                   {[]int{64, 64}, false},
-		"language_model.model.embed_tokens.weight":                              {[]int{96, 64}, false},
-		"language_model.lm_head.weight":                                         {[]int{96, 64}, false},
-		"vision_tower.clip_vision_model.trunk.stages.0.blocks.0.conv_dw.weight": {[]int{16, 1, 7, 7}, false},
-		"vision_tower.clip_vision_model.trunk.stages.1.downsample.0.weight":     {[]int{16}, true},
+	cfg, _, err := model.PresetConfigs("tiny")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, c := range cases {
-		if got := NoDecay(name, c.shape); got != c.want {
-			t.Errorf("NoDecay(%s) = %v, want %v", name, got, c.want)
+	m, err := model.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, _, err := trainableParams(m, TrainAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := model.Parameters(m, "")
+	noDecay := map[string]bool{}
+	for i, p := range ps {
+		noDecay[p.Name] = !p.Decay
+		big := 0
+		for _, d := range all[i].T.Shape() {
+			if d > 1 {
+				big++
+			}
+		}
+		if want := big <= 1; !p.Decay != want {
+			t.Errorf("%s %v: no decay %v, want %v", p.Name, all[i].T.Shape(), !p.Decay, want)
+		}
+	}
+	cases := map[string]bool{
+		"language_model.model.layers.0.input_layernorm.weight":                  true,
+		"language_model.model.norm.weight":                                      true,
+		"vision_tower.clip_vision_model.trunk.stages.0.blocks.0.gamma":          true,
+		"vision_tower.clip_vision_model.trunk.stem.0.bias":                      true,
+		"vision_tower.clip_vision_model.trunk.stem.1.weight":                    true,
+		"multi_modal_projector.row_seperator":                                   true,
+		"multi_modal_projector.proj.0.weight":                                   false,
+		"language_model.model.embed_tokens.weight":                              false,
+		"language_model.lm_head.weight":                                         false,
+		"vision_tower.clip_vision_model.trunk.stages.0.blocks.0.conv_dw.weight": false,
+		"vision_tower.clip_vision_model.trunk.stages.1.downsample.0.weight":     true,
+	}
+	for name, want := range cases {
+		if got, ok := noDecay[name]; !ok || got != want {
+			t.Errorf("no decay of %s = %v (present %v), want %v", name, got, ok, want)
 		}
 	}
 }

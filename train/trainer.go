@@ -125,26 +125,31 @@ var ErrNonFinite = errors.New("non-finite loss or gradient")
 func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dense]bool, error) {
 	var ps []*Param
 	set := map[*tensor.Dense]bool{}
-	err := model.Walk(m, "", func(name string, t *tensor.Dense) error {
+	all, err := model.Parameters(m, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range all {
 		train := true
 		switch setting {
 		case TrainVisionFrozen:
-			train = !strings.HasPrefix(name, "vision_tower.")
+			train = !strings.HasPrefix(p.Name, "vision_tower.")
 		case TrainProjector:
-			train = strings.HasPrefix(name, "multi_modal_projector.")
+			train = strings.HasPrefix(p.Name, "multi_modal_projector.")
 		}
 		if !train {
-			return nil
+			continue
 		}
-		d, ok := t.Data().([]float32)
+		d, ok := p.T.Data().([]float32)
 		if !ok {
-			return fmt.Errorf("parameter %s is %v; training needs float32", name, t.Dtype())
+			return nil, nil, fmt.Errorf("parameter %s is %v; training needs float32", p.Name, p.T.Dtype())
 		}
-		ps = append(ps, &Param{Name: name, Data: d, Decay: !NoDecay(name, t.Shape())})
-		set[t] = true
-		return nil
-	})
-	return ps, set, err
+		// Biases, norm scales, layer scales and the row separator declare
+		// themselves exempt from weight decay (nn tags "norm", "nodecay").
+		ps = append(ps, &Param{Name: p.Name, Data: d, Decay: !p.NoDecay})
+		set[p.T] = true
+	}
+	return ps, set, nil
 }
 
 // selectParams lists the parameters to train and their tensors (aligned):

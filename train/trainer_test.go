@@ -82,7 +82,7 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Log: quiet(), NoPlot: true}
 	o.Hooks.OnStep = func(si StepInfo) error {
 		if si.Step == 9 {
-			m.LM.Base.Norm.Weight.Data().([]float32)[0] = float32(nan())
+			m.LM.Decoder.Norm.Weight.Data().([]float32)[0] = float32(nan())
 		}
 		return nil
 	}
@@ -102,7 +102,7 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := ld.Model.LM.Base.Norm.Weight.Data().([]float32)[0]; v != v {
+	if v := ld.Model.LM.Decoder.Norm.Weight.Data().([]float32)[0]; v != v {
 		t.Error("checkpoint holds NaN")
 	}
 	steps, _ := listSteps(filepath.Join(out, checkpointsDir))

@@ -89,8 +89,8 @@ func (c *Config) Resolve() error {
 			return fmt.Errorf("vision config: stage %d has depth %d dim %d; both must be positive", i, c.Depths[i], c.Dims[i])
 		}
 	}
-	if c.ImageSize <= 0 || c.ImageSize%32 != 0 {
-		return fmt.Errorf("vision config: img_size %d must be a positive multiple of 32", c.ImageSize)
+	if c.ImageSize <= 0 || c.ImageSize%FeatureStride != 0 {
+		return fmt.Errorf("vision config: img_size %d must be a positive multiple of %d", c.ImageSize, FeatureStride)
 	}
 	if c.MaxNumCrops <= 0 {
 		c.MaxNumCrops = 1

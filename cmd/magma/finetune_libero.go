@@ -67,8 +67,8 @@ func knownSuite(s string) bool {
 // liberoEnv is the data environment of LIBERO samples; the chat options
 // must match model.Pipeline.ChatOptions (what /act and eval prompt with):
 // images wrapped per the checkpoint's mm_use_image_start_end.
-func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, cfg *model.Config) (*data.Env, error) {
-	env, err := data.NewEnv(tok, train.ImageOptions(pp))
+func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, cfg *model.Config) (*data.SampleBuilder, error) {
+	env, err := data.NewSampleBuilder(tok, train.ImageOptions(pp))
 	if err != nil {
 		return nil, err
 	}

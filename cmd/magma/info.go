@@ -24,7 +24,7 @@ func newInfoCmd() *cobra.Command {
 			case modelDir != "":
 				cfg, pp, err = model.LoadConfig(modelDir)
 			case preset != "":
-				cfg, pp, err = model.FromPreset(preset)
+				cfg, pp, err = model.PresetConfigs(preset)
 			default:
 				return fmt.Errorf("give --model DIR or --preset NAME")
 			}

@@ -29,7 +29,7 @@ func newInitCmd() *cobra.Command {
 					}
 				}
 			}
-			cfg, pp, err := model.FromPreset(preset)
+			cfg, pp, err := model.PresetConfigs(preset)
 			if err != nil {
 				return err
 			}

@@ -173,7 +173,7 @@ func actOverLoopback(t *testing.T, ck, suite string) {
 
 // LoRA adapters saved in PEFT's layout load back bit for bit.
 func TestLoRAAdapterRoundTrip(t *testing.T) {
-	cfg, _, err := model.FromPreset("tiny")
+	cfg, _, err := model.PresetConfigs("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func main() {
 	must(err)
 	tok, err := tokenizer.Load(tokDir)
 	must(err)
-	env, err := data.NewEnv(tok, data.ImageOptions{Base: 512, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
+	env, err := data.NewSampleBuilder(tok, data.ImageOptions{Base: 512, MaxCrops: 1, Mean: vision.CLIPMean, Std: vision.CLIPStd})
 	must(err)
 	env.Logf = func(string, ...any) {}
 	type src interface {

@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/train"
 	"go.yaml.in/yaml/v3"
@@ -117,7 +116,7 @@ func main() {
 			if id != m.Config.ImageTokenIndex {
 				n++
 			}
-			if i > 0 && s.Labels[i] != data.IgnoreIndex {
+			if i > 0 && s.Labels[i] != tokenizer.IgnoreIndex {
 				k++
 			}
 		}
