@@ -44,7 +44,7 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-serve bench-libero bench-data
+BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data
 bench: $(BENCHES)
 
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
@@ -57,6 +57,8 @@ bench-train: setup-ref      ## training tokens/s vs a PyTorch training step
 	sh scripts/bench/train.sh 2 4
 bench-eval:                 ## ScreenSpot eval records/s and time shares
 	bash scripts/bench/eval.sh 12 16
+bench-eval-qa:              ## VQAv2/TextVQA/POPE/NextQA/VideoMME/AITW eval records/s and time shares
+	bash scripts/bench/eval_qa.sh 3 8 4
 bench-serve:                ## load test of magma serve at 1/8/32 clients
 	$(GO) run ./scripts/bench/serve_load -duration 15s -out scripts/bench/results/serve.md
 bench-libero:               ## LIBERO finetune samples/s and /act latency

@@ -1,6 +1,10 @@
-// Package eval runs Magma's UI benchmarks: ScreenSpot grounding (the
+// Package eval runs Magma's benchmarks: ScreenSpot grounding (the
 // paper's Table 2: SS-Mobile / SS-Desktop / SS-Web, text/icon) in the three
-// published layouts, and Mind2Web with SeeClick's protocol (Table 4).
+// published layouts, Mind2Web with SeeClick's protocol (Table 4), offline
+// LIBERO, and the question-answering benchmarks - VQAv2, TextVQA, POPE
+// (Table 2), NextQA and VideoMME (video QA), AITW (mobile navigation) -
+// through RunQA with the official metrics (vqa.go, pope.go, videoqa.go,
+// aitw.go, each documenting its rules; readers in qa_bench.go).
 //
 // # ScreenSpot family
 //

@@ -71,6 +71,9 @@ type Options struct {
 	// Progress receives a line every ProgressEvery records (default 50).
 	Progress      io.Writer
 	ProgressEvery int
+	// Frames is the number of frames sampled from a video item (QA
+	// benchmarks; default QAFrames).
+	Frames int
 }
 
 func (o *Options) defaults() {

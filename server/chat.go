@@ -44,6 +44,13 @@ type contentPart struct {
 	ImageURL *struct {
 		URL string `json:"url"`
 	} `json:"image_url"`
+	// VideoURL is a clip as a data: URI (data:video/mp4;base64,...);
+	// Frames (default DefaultVideoFrames) are sampled from it uniformly
+	// and passed as that many images, as Magma's video inference does.
+	VideoURL *struct {
+		URL    string `json:"url"`
+		Frames int    `json:"frames"`
+	} `json:"video_url"`
 }
 
 // contentField is a message content: a string or an array of parts.
@@ -193,8 +200,32 @@ func (s *Server) parseChat(ctx context.Context, req *chatRequest) (genRequest, e
 				gr.images = append(gr.images, img)
 				nImg++
 				text.WriteString(tokenizer.ImageToken + "\n")
+			case "video_url":
+				if role != "user" {
+					return gr, badRequest(pp, "invalid_value", "%s: videos are only accepted in user messages", pp)
+				}
+				if part.VideoURL == nil || part.VideoURL.URL == "" {
+					return gr, badRequest(pp+".video_url", "invalid_value", "%s: video_url.url is missing", pp)
+				}
+				n := part.VideoURL.Frames
+				if n == 0 {
+					n = DefaultVideoFrames
+				}
+				if n < 0 || len(gr.images)+n > s.cfg.MaxImages {
+					return gr, badRequest(pp+".video_url.frames", "too_many_images",
+						"%d frames with %d images already: at most %d images (frames) per request", n, len(gr.images), s.cfg.MaxImages)
+				}
+				frames, err := s.decodeVideoURL(part.VideoURL.URL, n, pp+".video_url.url")
+				if err != nil {
+					return gr, err
+				}
+				gr.images = append(gr.images, frames...)
+				nImg += len(frames)
+				for range frames {
+					text.WriteString(tokenizer.ImageToken + "\n")
+				}
 			default:
-				return gr, badRequest(pp+".type", "invalid_value", "%s: content part type %q is not supported (text, image_url)", pp, part.Type)
+				return gr, badRequest(pp+".type", "invalid_value", "%s: content part type %q is not supported (text, image_url, video_url)", pp, part.Type)
 			}
 		}
 		content := text.String()

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
+	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision"
 )
 
@@ -59,6 +61,50 @@ func (s *Server) decodeImageBytes(data []byte, param string) (vision.Image, erro
 		return vision.Image{}, badRequest(param, "invalid_image", "%s", strings.TrimPrefix(err.Error(), "vision: "))
 	}
 	return img, nil
+}
+
+// DefaultVideoFrames is the number of frames sampled from a video_url part
+// that does not say.
+const DefaultVideoFrames = 8
+
+// decodeVideoURL samples n frames uniformly from a data:video/...;base64
+// clip. OpenCV reads videos from files only, so the bytes go to a private
+// temporary file, removed at once; each frame is held to MaxImagePixels.
+func (s *Server) decodeVideoURL(raw string, n int, param string) ([]vision.Image, error) {
+	if !strings.HasPrefix(raw, "data:") {
+		return nil, badRequest(param, "invalid_video_url", "video_url must be a data: URI with base64 video bytes (data:video/mp4;base64,...)")
+	}
+	meta, payload, ok := strings.Cut(strings.TrimPrefix(raw, "data:"), ",")
+	parts := strings.Split(meta, ";")
+	if mime := strings.ToLower(strings.TrimSpace(parts[0])); !ok || (mime != "" && !strings.HasPrefix(mime, "video/")) || parts[len(parts)-1] != "base64" {
+		return nil, badRequest(param, "invalid_video_url", "video_url must be data:video/<type>;base64,<bytes>")
+	}
+	data, err := decodeBase64(payload)
+	if err != nil || len(data) == 0 {
+		return nil, badRequest(param, "invalid_video", "video bytes: %v", err)
+	}
+	f, err := os.CreateTemp("", "magma-video-*")
+	if err != nil {
+		return nil, fmt.Errorf("video: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("video: %w", werr)
+	}
+	frames, err := tom.SampleFrames(f.Name(), n)
+	if err != nil {
+		return nil, badRequest(param, "invalid_video", "the video could not be decoded: %s", strings.ReplaceAll(err.Error(), f.Name(), "<video>"))
+	}
+	for i, fr := range frames {
+		if px, ok := vision.PixelCount(fr.W, fr.H); !ok || px > int64(s.cfg.MaxImagePixels) {
+			return nil, badRequest(param, "invalid_video", "frame %d is %dx%d, over the limit of %d pixels", i, fr.W, fr.H, s.cfg.MaxImagePixels)
+		}
+	}
+	return frames, nil
 }
 
 // decodeDataURI returns the payload of data:[<mime>][;base64],<data>. Only

@@ -227,5 +227,7 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 	_ = synCmd.MarkFlagRequired("out")
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
+	evalCmd.AddCommand(qaCommands()...)
+	evalCmd.AddCommand(syntheticQACmd())
 	return evalCmd
 }

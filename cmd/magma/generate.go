@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision"
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,8 @@ func newGenerateCmd() *cobra.Command {
 	var (
 		modelDir, tokPath, prompt, system, promptIDs, logitsOut string
 		images                                                  []string
+		video                                                   string
+		frames                                                  int
 		maxNew, topK                                            int
 		temperature, topP                                       float64
 		seed                                                    uint64
@@ -25,8 +28,9 @@ func newGenerateCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
-		Short: "Answer a prompt about an image with a Magma checkpoint",
+		Short: "Answer a prompt about images or a video clip with a Magma checkpoint",
 		Example: `  magma generate --model out/tiny --image photo.png --prompt "What is in the image?"
+  magma generate --model out/tiny --video clip.mp4 --frames 8 --prompt "What happens in the video?"
   magma generate --model DIR --image a.png --prompt-ids 128000,128006,... --json --logits-out logits.safetensors`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := model.LoadPipeline(modelDir, tokPath)
@@ -50,6 +54,13 @@ func newGenerateCmd() *cobra.Command {
 					return err
 				}
 				req.Images = append(req.Images, img)
+			}
+			if video != "" {
+				fr, err := tom.SampleFrames(video, frames)
+				if err != nil {
+					return fmt.Errorf("--video: %w", err)
+				}
+				req.Images = append(req.Images, fr...)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
@@ -83,6 +94,8 @@ func newGenerateCmd() *cobra.Command {
 	f.StringVar(&modelDir, "model", "", "checkpoint directory (Hugging Face layout)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory or tokenizer.json (default: the model directory)")
 	f.StringSliceVar(&images, "image", nil, "image file (PNG, JPEG, WebP); repeat for several")
+	f.StringVar(&video, "video", "", "video file (anything OpenCV reads) or folder of frames; --frames frames sampled uniformly are passed as images")
+	f.IntVar(&frames, "frames", 8, "frames sampled from --video")
 	f.StringVar(&prompt, "prompt", "", "user prompt")
 	f.StringVar(&system, "system", "", `system prompt (default "You are agent that can see, talk and act.")`)
 	f.StringVar(&promptIDs, "prompt-ids", "", "comma-separated prompt token ids, used as they are instead of --prompt")
