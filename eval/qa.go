@@ -106,8 +106,8 @@ type QAPrediction struct {
 const QAFrames = 8
 
 // RunQA runs (or, with opt.Predictions, re-scores) a QA benchmark.
-// Options used: Model, Predictions, Limit, OutDir, MaxNewTokens, Progress,
-// ProgressEvery, Frames.
+// Options used: Model, Predictions, Resume, Limit, OutDir, MaxNewTokens,
+// Progress, ProgressEvery, Frames.
 func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	opt.defaults()
 	items := b.Items
@@ -116,7 +116,29 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	}
 	var preds map[string][]*QAPrediction
 	var predErrs []RecordError
-	if opt.Predictions != "" {
+	if opt.Resume {
+		if opt.OutDir == "" || opt.Model == nil || opt.Predictions != "" {
+			return nil, fmt.Errorf("%s: --resume needs --out and a model, and no --predictions", b.Name)
+		}
+		// answers already in OutDir/predictions.jsonl are reused; a line
+		// cut short by the interruption (malformed) and items that failed
+		// are run again, so nothing is lost.
+		path := filepath.Join(opt.OutDir, "predictions.jsonl")
+		if _, err := os.Stat(path); err == nil {
+			old, _, err := readQAPredictions(path)
+			if err != nil {
+				return nil, err
+			}
+			preds = map[string][]*QAPrediction{}
+			for id, q := range old {
+				for _, p := range q {
+					if p.Error == "" {
+						preds[id] = append(preds[id], p)
+					}
+				}
+			}
+		}
+	} else if opt.Predictions != "" {
 		var err error
 		if preds, predErrs, err = readQAPredictions(opt.Predictions); err != nil {
 			return nil, err
@@ -216,15 +238,17 @@ func qaAnswer(ctx context.Context, it *QAItem, preds map[string][]*QAPrediction,
 	}
 	if preds != nil {
 		q := preds[it.ID]
-		if len(q) == 0 {
+		if len(q) > 0 {
+			p := q[0]
+			preds[it.ID] = q[1:]
+			if p.Error != "" {
+				return p.Answer, errors.New(p.Error)
+			}
+			return p.Answer, nil
+		}
+		if !opt.Resume {
 			return "", errors.New("no prediction for this item in the predictions file")
 		}
-		p := q[0]
-		preds[it.ID] = q[1:]
-		if p.Error != "" {
-			return p.Answer, errors.New(p.Error)
-		}
-		return p.Answer, nil
 	}
 	t0 := time.Now()
 	var imgs []vision.Image

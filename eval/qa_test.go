@@ -182,3 +182,52 @@ func TestQABenchmarks(t *testing.T) {
 		})
 	}
 }
+
+// countingGen answers with scriptedQA and counts the calls.
+type countingGen struct{ n int }
+
+func (c *countingGen) Generate(ctx context.Context, req model.Request) (*model.Result, error) {
+	c.n++
+	return scriptedQA.Generate(ctx, req)
+}
+
+// --resume after an interrupted run (here: --limit 4, and its last line cut
+// short) asks the model only for the missing items and writes the same
+// results.json as an uninterrupted run.
+func TestQAResume(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteSyntheticQA(dir, SyntheticQAOptions{Items: 6, Bad: true}); err != nil {
+		t.Fatal(err)
+	}
+	full := filepath.Join(t.TempDir(), "full")
+	if _, err := RunQA(context.Background(), loadQA(t, dir, "pope"), Options{Model: scriptedQA, OutDir: full}); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(t.TempDir(), "part")
+	if _, err := RunQA(context.Background(), loadQA(t, dir, "pope"), Options{Model: scriptedQA, OutDir: part, Limit: 4}); err != nil {
+		t.Fatal(err)
+	}
+	pp := filepath.Join(part, "predictions.jsonl")
+	data, _ := os.ReadFile(pp)
+	data = data[:len(data)-10] // the interruption cut the last line
+	os.WriteFile(pp, data, 0o644)
+	gen := &countingGen{}
+	b := loadQA(t, dir, "pope")
+	if _, err := RunQA(context.Background(), b, Options{Model: gen, OutDir: part, Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	// 19 items; the partial run wrote 4 lines: 2 answers (reused), the
+	// malformed-line error (not reused; a reader error needs no model) and
+	// a 4th line cut short (asked again): 19 - 2 - 1 model calls
+	if gen.n != 16 {
+		t.Errorf("model called %d times", gen.n)
+	}
+	j1, _ := os.ReadFile(filepath.Join(full, "results.json"))
+	j2, _ := os.ReadFile(filepath.Join(part, "results.json"))
+	if !bytes.Equal(j1, j2) {
+		t.Errorf("resumed results.json differs:\n%s\n---\n%s", j1, j2)
+	}
+	if _, err := RunQA(context.Background(), b, Options{Resume: true, OutDir: part}); err == nil {
+		t.Error("resume without a model accepted")
+	}
+}

@@ -74,6 +74,9 @@ type Options struct {
 	// Frames is the number of frames sampled from a video item (QA
 	// benchmarks; default QAFrames).
 	Frames int
+	// Resume (QA benchmarks) reuses the answers of OutDir/predictions.jsonl
+	// written by an interrupted run and runs Model only for the rest.
+	Resume bool
 }
 
 func (o *Options) defaults() {

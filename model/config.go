@@ -87,6 +87,22 @@ func DefaultPreprocessor(cfg *Config) *PreprocessorConfig {
 	return p
 }
 
+// Normalization is image_mean and image_std as the float32 values the
+// pixel loop uses.
+func (p *PreprocessorConfig) Normalization() (mean, std [3]float32) {
+	for i := range 3 {
+		mean[i], std[i] = float32(p.ImageMean[i]), float32(p.ImageStd[i])
+	}
+	return mean, std
+}
+
+// Preprocess turns a decoded image into the model's input: anyres crops of
+// base_img_size (at most num_crops), normalised with image_mean/image_std.
+func (p *PreprocessorConfig) Preprocess(img vision.Image) (*vision.Pixels, error) {
+	mean, std := p.Normalization()
+	return vision.Preprocess(img, p.BaseImgSize, p.NumCrops, mean, std)
+}
+
 // Resolve fills unset fields from cfg's defaults and validates.
 func (p *PreprocessorConfig) Resolve(cfg *Config) error {
 	d := DefaultPreprocessor(cfg)

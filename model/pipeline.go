@@ -163,13 +163,8 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{PromptIDs: ids}
 	t0 := time.Now()
 	pixels := make([]*vision.Pixels, len(req.Images))
-	pp := p.Preprocessor
-	var mean, std [3]float32
-	for i := range 3 {
-		mean[i], std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
-	}
 	for i, img := range req.Images {
-		if pixels[i], err = vision.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std); err != nil {
+		if pixels[i], err = p.Preprocessor.Preprocess(img); err != nil {
 			return nil, fmt.Errorf("image %d: %w", i, err)
 		}
 	}

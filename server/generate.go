@@ -140,14 +140,9 @@ func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images
 	case <-ctx.Done():
 		return nil, 0, ctxError(ctx)
 	}
-	pp := p.Preprocessor
-	var mean, std [3]float32
-	for i := range 3 {
-		mean[i], std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
-	}
 	pixels := make([]*vision.Pixels, len(images))
 	for i, img := range images {
-		px, err := vision.Preprocess(img, pp.BaseImgSize, pp.NumCrops, mean, std)
+		px, err := p.Preprocessor.Preprocess(img)
 		if err != nil {
 			return nil, 0, badRequest("messages", "invalid_image", "image %d: %v", i, err)
 		}

@@ -41,9 +41,7 @@ func (c *Config) MixtureConfig() (*data.MixtureConfig, error) {
 // preprocessor.
 func ImageOptions(pp *model.PreprocessorConfig) data.ImageOptions {
 	o := data.ImageOptions{Base: pp.BaseImgSize, MaxCrops: pp.NumCrops}
-	for i := range 3 {
-		o.Mean[i], o.Std[i] = float32(pp.ImageMean[i]), float32(pp.ImageStd[i])
-	}
+	o.Mean, o.Std = pp.Normalization()
 	return o
 }
 

@@ -15,6 +15,7 @@ import (
 type qaFlags struct {
 	modelDir, tokPath, data, media, out, predictions, split string
 	limit, maxNew, every, frames                            int
+	resume                                                  bool
 }
 
 // qaBenchmark describes one QA subcommand.
@@ -63,7 +64,7 @@ func (b qaBenchmark) command() *cobra.Command {
 				return err
 			}
 			opt := eval.Options{Predictions: f.predictions, Limit: f.limit, OutDir: f.out, MaxNewTokens: f.maxNew,
-				Progress: cmd.ErrOrStderr(), ProgressEvery: f.every, Frames: f.frames}
+				Progress: cmd.ErrOrStderr(), ProgressEvery: f.every, Frames: f.frames, Resume: f.resume}
 			if f.predictions == "" {
 				if f.modelDir == "" {
 					return fmt.Errorf("give --model (or --predictions to score a predictions file)")
@@ -108,6 +109,7 @@ func (b qaBenchmark) command() *cobra.Command {
 	fl.StringVar(&f.out, "out", "", "report directory: results.json, timing.json, predictions.jsonl")
 	fl.StringVar(&f.predictions, "predictions", "", "score this predictions JSONL ({\"id\", \"answer\"} lines) instead of running a model")
 	fl.StringVar(&f.split, "split", "", b.splitHelp)
+	fl.BoolVar(&f.resume, "resume", false, "reuse the answers in --out's predictions.jsonl (an interrupted run) and run the model for the rest")
 	fl.IntVar(&f.limit, "limit", 0, "evaluate only the first N items (0 = all)")
 	fl.IntVar(&f.maxNew, "max-new-tokens", 32, "generated tokens per answer")
 	fl.IntVar(&f.every, "progress-every", 50, "print a progress line every N items")
