@@ -48,10 +48,11 @@ func Attention(q, k, v *G.Node, cfg AttentionConfig) (*G.Node, error) {
 		}
 		return in[0].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return attnForward[float32](cfg, in) },
-			func() (G.Value, error) { return attnForward[float64](cfg, in) })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return attnForward[float32](cfg, in, o) },
+			func() (G.Value, error) { return attnForward[float64](cfg, in, o) })
 	}
+	op.sideEffects = cfg.Cache != nil // appends to the cache
 	if cfg.Cache == nil {
 		op.wrt = []bool{true, true, true}
 		op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) { return attnGrads(cfg, in, dy) }
@@ -97,7 +98,7 @@ type attnArgs[T float] struct {
 	scale           float64
 }
 
-func attnForward[T float](cfg AttentionConfig, in []*tensor.Dense) (G.Value, error) {
+func attnForward[T float](cfg AttentionConfig, in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 	q, k, v := data[T](in[0]), data[T](in[1]), data[T](in[2])
 	a := attnArgs[T]{q: q, k: k, v: v, b: cfg.Batch, tq: cfg.Seq, h: cfg.Heads, kv: cfg.KVHeads,
 		d: cfg.HeadDim, causal: cfg.Causal, scale: 1 / math.Sqrt(float64(cfg.HeadDim))}
@@ -112,7 +113,7 @@ func attnForward[T float](cfg AttentionConfig, in []*tensor.Dense) (G.Value, err
 		a.k, a.v, a.qOff = kb, vb, start
 		a.kvBatch, a.l = c.maxLen*c.kvHeads*c.headDim, start+cfg.Seq
 	}
-	t, out := newDense[T](cfg.Batch*cfg.Seq, cfg.Heads*cfg.HeadDim)
+	t, out := newOut[T](o, cfg.Batch*cfg.Seq, cfg.Heads*cfg.HeadDim)
 	a.out = out
 	attnCore(a)
 	return t, nil
@@ -227,9 +228,9 @@ func attnGrads(cfg AttentionConfig, in G.Nodes, dy *G.Node) (G.Nodes, error) {
 		}
 		return tensor.Shape{s[0][0], hd + 2*kvd}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return attnBackward[float32](cfg, in), nil },
-			func() (G.Value, error) { return attnBackward[float64](cfg, in), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return attnBackward[float32](cfg, in, o), nil },
+			func() (G.Value, error) { return attnBackward[float64](cfg, in, o), nil })
 	}
 	packed, err := apply(op, in[0], in[1], in[2], dy)
 	if err != nil {
@@ -246,12 +247,12 @@ func attnGrads(cfg AttentionConfig, in G.Nodes, dy *G.Node) (G.Nodes, error) {
 	return r, nil
 }
 
-func attnBackward[T float](cfg AttentionConfig, in []*tensor.Dense) *tensor.Dense {
+func attnBackward[T float](cfg AttentionConfig, in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	q, k, v, dy := data[T](in[0]), data[T](in[1]), data[T](in[2]), data[T](in[3])
 	B, tq, H, KV, D := cfg.Batch, cfg.Seq, cfg.Heads, cfg.KVHeads, cfg.HeadDim
 	hd, kvd := H*D, KV*D
 	ld := hd + 2*kvd
-	t, out := newDense[T](B*tq, ld)
+	t, out := newOut[T](o, B*tq, ld)
 	a := attnArgs[T]{q: q, k: k, v: v, b: B, tq: tq, h: H, kv: KV, d: D, kvBatch: tq * kvd,
 		l: tq, causal: cfg.Causal, scale: 1 / math.Sqrt(float64(D))}
 	group := H / KV
@@ -308,17 +309,17 @@ func colSlice(x *G.Node, off, width int) (*G.Node, error) {
 		}
 		return tensor.Shape{s[0][0], width}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return colSliceDo[float32](in[0], off, width), nil },
-			func() (G.Value, error) { return colSliceDo[float64](in[0], off, width), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return colSliceDo[float32](in[0], off, width, o), nil },
+			func() (G.Value, error) { return colSliceDo[float64](in[0], off, width, o), nil })
 	}
 	return apply(op, x)
 }
 
-func colSliceDo[T float](x *tensor.Dense, off, width int) *tensor.Dense {
+func colSliceDo[T float](x *tensor.Dense, off, width int, o *tensor.Dense) *tensor.Dense {
 	src := data[T](x)
 	rows, cols := x.Shape()[0], x.Shape()[1]
-	t, dst := newDense[T](rows, width)
+	t, dst := newOut[T](o, rows, width)
 	for r := 0; r < rows; r++ {
 		copy(dst[r*width:(r+1)*width], src[r*cols+off:])
 	}

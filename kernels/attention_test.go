@@ -141,8 +141,12 @@ func TestAttentionKVCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
+	prog, err := Compile(g, CompileOptions{Name: "decode", Outputs: G.Nodes{on}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := NewExecutor()
+	exec.PoisonFreed(true)
 	for pos := prefill; pos < T; pos++ {
 		for _, p := range []struct {
 			n *G.Node
@@ -152,18 +156,20 @@ func TestAttentionKVCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
+		if err := exec.Run(prog, nil); err != nil {
 			t.Fatalf("decode %d: %v", pos, err)
 		}
-		collect(f64s(on.Value()), pos, pos+1)
+		v, err := prog.Value(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		collect(f64s(v), pos, pos+1)
 	}
 	if d := maxAbsDiff(got, want); d > 1e-5 {
 		t.Errorf("cached decode differs from full pass by %g", d)
 	}
 	// The cache is full: one more step must fail with an error, not a panic.
-	vm.Reset()
-	if err := vm.RunAll(); err == nil {
+	if err := exec.Run(prog, nil); err == nil {
 		t.Error("append past maxLen: want error")
 	}
 	if err := cache.Truncate(T + 1); err == nil {
@@ -185,21 +191,21 @@ func BenchmarkAttention(b *testing.B) {
 	q, k, v := toF32(randF64(rng, T, H*D)), toF32(randF64(rng, T, KV*D)), toF32(randF64(rng, T, KV*D))
 	b.Run("forward_T512_H8_D64", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if _, err := attnForward[float32](cfg, []*tensor.Dense{q, k, v}); err != nil {
+			if _, err := attnForward[float32](cfg, []*tensor.Dense{q, k, v}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("backward_T512_H8_D64", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			attnBackward[float32](cfg, []*tensor.Dense{q, k, v, q})
+			attnBackward[float32](cfg, []*tensor.Dense{q, k, v, q}, nil)
 		}
 	})
 	b.Run("decode_T1_cache512_H32_KV8_D128", func(b *testing.B) {
 		cache := NewKVCache(1, 8, 128, 513)
 		kk, vv := toF32(randF64(rng, 512, 8*128)), toF32(randF64(rng, 512, 8*128))
 		pre := AttentionConfig{Batch: 1, Seq: 512, Heads: 32, KVHeads: 8, HeadDim: 128, Causal: true, Cache: cache}
-		if _, err := attnForward[float32](pre, []*tensor.Dense{toF32(randF64(rng, 512, 32*128)), kk, vv}); err != nil {
+		if _, err := attnForward[float32](pre, []*tensor.Dense{toF32(randF64(rng, 512, 32*128)), kk, vv}, nil); err != nil {
 			b.Fatal(err)
 		}
 		dec := pre
@@ -210,7 +216,7 @@ func BenchmarkAttention(b *testing.B) {
 			if err := cache.Truncate(512); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := attnForward[float32](dec, []*tensor.Dense{q1, k1, k1}); err != nil {
+			if _, err := attnForward[float32](dec, []*tensor.Dense{q1, k1, k1}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -237,7 +243,7 @@ func TestAttentionBlocks(t *testing.T) {
 		checkForward(t, build, ref(q.Data().([]float64), k.Data().([]float64), v.Data().([]float64)), q, k, v)
 
 		r := randF64(rng, rows, c.Heads*c.HeadDim)
-		packed := attnBackward[float64](c, []*tensor.Dense{q, k, v, r}).Data().([]float64)
+		packed := attnBackward[float64](c, []*tensor.Dense{q, k, v, r}, nil).Data().([]float64)
 		hd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 		ld := hd + 2*kvd
 		cost := func(q, k, v []float64) float64 {

@@ -19,10 +19,11 @@ func ChannelScale(x, gamma *G.Node) (*G.Node, error) {
 		}
 		return in[0].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return channelScaleDo[float32](in), nil },
-			func() (G.Value, error) { return channelScaleDo[float64](in), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return channelScaleDo[float32](in, o), nil },
+			func() (G.Value, error) { return channelScaleDo[float64](in, o), nil })
 	}
+	op.inplace, op.fullWrite = 1, true
 	op.wrt = []bool{true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := ChannelScale(dy, in[1])
@@ -39,9 +40,9 @@ func ChannelScale(x, gamma *G.Node) (*G.Node, error) {
 			}
 			return tensor.Shape{s[0][1]}, nil
 		}
-		g.do = func(in []*tensor.Dense) (G.Value, error) {
-			return dispatch(in[0], func() (G.Value, error) { return channelScaleGradGamma[float32](in), nil },
-				func() (G.Value, error) { return channelScaleGradGamma[float64](in), nil })
+		g.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+			return dispatch(in[0], func() (G.Value, error) { return channelScaleGradGamma[float32](in, o), nil },
+				func() (G.Value, error) { return channelScaleGradGamma[float64](in, o), nil })
 		}
 		dg, err := apply(g, in[0], dy)
 		if err != nil {
@@ -52,10 +53,10 @@ func ChannelScale(x, gamma *G.Node) (*G.Node, error) {
 	return apply(op, x, gamma)
 }
 
-func channelScaleDo[T float](in []*tensor.Dense) *tensor.Dense {
+func channelScaleDo[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	x, gamma := data[T](in[0]), data[T](in[1])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
-	t, y := newDense[T](rows, cols)
+	t, y := newOut[T](o, rows, cols)
 	if x32, ok := any(x).([]float32); ok {
 		scaleRows32(x32, any(gamma).([]float32), any(y).([]float32), rows, cols)
 		return t
@@ -71,7 +72,7 @@ func channelScaleDo[T float](in []*tensor.Dense) *tensor.Dense {
 	return t
 }
 
-func channelScaleGradGamma[T float](in []*tensor.Dense) *tensor.Dense {
+func channelScaleGradGamma[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	x, dy := data[T](in[0]), data[T](in[1])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
 	acc := make([]float64, cols)
@@ -81,5 +82,5 @@ func channelScaleGradGamma[T float](in []*tensor.Dense) *tensor.Dense {
 			acc[c] += float64(v) * float64(gr[c])
 		}
 	}
-	return fromF64[T](acc, cols)
+	return fromF64[T](o, acc, cols)
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // TestSymbolicGradWithoutADOp: the kernels implement only Op + SDOp; Grad
-// (symbolic) followed by a TapeMachine run needs no ADOp. A composite graph
+// (symbolic) followed by a run needs no ADOp. A composite graph
 // exercises gradient accumulation across ops.
 func TestSymbolicGradWithoutADOp(t *testing.T) {
 	if _, ok := any(&kernelOp{}).(G.ADOp); ok {

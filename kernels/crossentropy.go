@@ -30,7 +30,7 @@ func CrossEntropy(logits, labels *G.Node, ignoreIndex int) (*G.Node, error) {
 		}
 		return tensor.ScalarShape(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		return dispatch(in[0], func() (G.Value, error) { return ceForward[float32](in, ignoreIndex) },
 			func() (G.Value, error) { return ceForward[float64](in, ignoreIndex) })
 	}
@@ -49,10 +49,11 @@ func CrossEntropy(logits, labels *G.Node, ignoreIndex int) (*G.Node, error) {
 			}
 			return s[0].Clone(), nil
 		}
-		g.do = func(in []*tensor.Dense) (G.Value, error) {
-			return dispatch(in[0], func() (G.Value, error) { return ceBackward[float32](in, ignoreIndex) },
-				func() (G.Value, error) { return ceBackward[float64](in, ignoreIndex) })
+		g.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+			return dispatch(in[0], func() (G.Value, error) { return ceBackward[float32](in, ignoreIndex, o) },
+				func() (G.Value, error) { return ceBackward[float64](in, ignoreIndex, o) })
 		}
+		g.inplace, g.fullWrite = 1, true // over the logits
 		dl, err := apply(g, in[0], in[1], grad)
 		if err != nil {
 			return nil, err
@@ -123,7 +124,7 @@ func ceForward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
 	return scalarValue[T](loss), nil
 }
 
-func ceBackward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
+func ceBackward[T float](in []*tensor.Dense, ignore int, o *tensor.Dense) (G.Value, error) {
 	logits, labels := data[T](in[0]), data[T](in[1])
 	up, err := scalarOf(in[2])
 	if err != nil {
@@ -143,23 +144,29 @@ func ceBackward[T float](in []*tensor.Dense, ignore int) (G.Value, error) {
 			n++
 		}
 	}
-	t, d := newDense[T](rows, v)
+	// d may be the logits' own buffer (the executor runs this op in place
+	// when the logits die here): every element is written, each row only
+	// after it has been read.
+	t, d := newOut[T](o, rows, v)
 	if n == 0 {
+		clear(d)
 		return t, nil
 	}
 	scale := up / float64(n)
 	parallelFor(rows, 8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
+			row, dr := logits[r*v:(r+1)*v], d[r*v:(r+1)*v]
 			if idx[r] < 0 {
+				clear(dr)
 				continue
 			}
-			row, dr := logits[r*v:(r+1)*v], d[r*v:(r+1)*v]
 			if r32, ok := any(row).([]float32); ok && len(r32) > 0 {
 				// p = e^(x-max)/Σe^(x-max), vectorised (vec.c).
+				li := idx[r]
+				xl := float64(row[li])
 				m, s := maxSumExp32(r32)
 				scaledExp32(r32, any(dr).([]float32), m, float32(scale/s))
-				li := idx[r]
-				dr[li] = T((math.Exp(float64(row[li])-float64(m))/s - 1) * scale)
+				dr[li] = T((math.Exp(xl-float64(m))/s - 1) * scale)
 				continue
 			}
 			lse := logSumExp(row)

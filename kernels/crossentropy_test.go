@@ -73,13 +73,12 @@ func TestCrossEntropyFloat32Cost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	vs, err := runGraph(g, loss, grads[0])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := loss.Value().(*G.F32); !ok {
-		t.Errorf("loss value is %T", loss.Value())
+	if _, ok := vs[0].(*G.F32); !ok {
+		t.Errorf("loss value is %T", vs[0])
 	}
 	if gs := grads[0].Shape(); !gs.Eq(tensor.Shape{6, 4}) {
 		t.Errorf("grad shape %v", gs)
@@ -91,12 +90,11 @@ func TestCrossEntropyErrors(t *testing.T) {
 		g := G.NewGraph()
 		logits := G.NodeFromAny(g, randF64(rand.New(rand.NewSource(1)), 2, 5), G.WithName("logits"))
 		labels := G.NodeFromAny(g, denseF64([]float64{0, bad}, 2), G.WithName("labels"))
-		if _, err := CrossEntropy(logits, labels, -100); err != nil {
+		loss, err := CrossEntropy(logits, labels, -100)
+		if err != nil {
 			t.Fatal(err)
 		}
-		vm := G.NewTapeMachine(g)
-		err := vm.RunAll()
-		vm.Close()
+		_, err = runGraph(g, loss)
 		if err == nil || !strings.Contains(err.Error(), "out of range") {
 			t.Errorf("label %v: want out-of-range error, got %v", bad, err)
 		}

@@ -57,9 +57,9 @@ func DepthwiseConv2d(x, weight, bias *G.Node, g Grid, pad int) (*G.Node, error) 
 		return nil, err
 	}
 	geo := dwGeom{Grid: g, C: shapes[0][1], K: shapes[1][2], Pad: pad}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return dwFwd[float32](geo, in), nil },
-			func() (G.Value, error) { return dwFwd[float64](geo, in), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return dwFwd[float32](geo, in, o), nil },
+			func() (G.Value, error) { return dwFwd[float64](geo, in, o), nil })
 	}
 	op.wrt = []bool{true, true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -108,7 +108,7 @@ func taps[T float](w []T, c, k int) []T {
 	return t
 }
 
-func dwFwd[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
+func dwFwd[T float](d dwGeom, in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	x := data[T](in[0])
 	wt := taps(data[T](in[1]), d.C, d.K)
 	var bias []T
@@ -116,7 +116,7 @@ func dwFwd[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
 		bias = data[T](in[2])
 	}
 	ho, wo, c, k := d.outH(), d.outW(), d.C, d.K
-	t, y := newDense[T](d.N*ho*wo, c)
+	t, y := newOut[T](o, d.N*ho*wo, c)
 	if x32, ok := any(x).([]float32); ok {
 		dwFwd32(d, x32, any(wt).([]float32), any(bias).([]float32), any(y).([]float32))
 		return t
@@ -209,23 +209,23 @@ func dwGrad(name string, d dwGeom, other, dy *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{d.C, 1, d.K, d.K}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		if gradX {
-			return dispatch(in[0], func() (G.Value, error) { return dwBwdX[float32](d, in), nil },
-				func() (G.Value, error) { return dwBwdX[float64](d, in), nil })
+			return dispatch(in[0], func() (G.Value, error) { return dwBwdX[float32](d, in, o), nil },
+				func() (G.Value, error) { return dwBwdX[float64](d, in, o), nil })
 		}
-		return dispatch(in[0], func() (G.Value, error) { return dwBwdW[float32](d, in), nil },
-			func() (G.Value, error) { return dwBwdW[float64](d, in), nil })
+		return dispatch(in[0], func() (G.Value, error) { return dwBwdW[float32](d, in, o), nil },
+			func() (G.Value, error) { return dwBwdW[float64](d, in, o), nil })
 	}
 	return apply(op, other, dy)
 }
 
 // dwBwdX: dx[n, iy, ix, c] = Σ_{ky, kx} w[c, ky, kx]·dy[n, iy-ky+pad, ix-kx+pad, c].
-func dwBwdX[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
+func dwBwdX[T float](d dwGeom, in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	wt := taps(data[T](in[0]), d.C, d.K)
 	dy := data[T](in[1])
 	ho, wo, c, k := d.outH(), d.outW(), d.C, d.K
-	t, dx := newDense[T](d.N*d.H*d.W, c)
+	t, dx := newOut[T](o, d.N*d.H*d.W, c)
 	if dy32, ok := any(dy).([]float32); ok {
 		// dx is the forward convolution of dy (grid ho×wo) with the taps
 		// flipped and padding k-1-pad, whose output grid is H×W.
@@ -267,7 +267,7 @@ func dwBwdX[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
 // dwBwdW: dw[c, ky, kx] = Σ_{n, oy, ox} dy[n, oy, ox, c]·x[n, oy+ky-pad, ox+kx-pad, c].
 // Sums within one output row use the element type; rows are accumulated in
 // float64 per worker and the workers' partial sums are reduced.
-func dwBwdW[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
+func dwBwdW[T float](d dwGeom, in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	x, dy := data[T](in[0]), data[T](in[1])
 	ho, c, k := d.outH(), d.C, d.K
 	var parts [][]float64
@@ -287,7 +287,7 @@ func dwBwdW[T float](d dwGeom, in []*tensor.Dense) *tensor.Dense {
 	// Chunks finish in any order: reduce them in row order so that results
 	// do not depend on scheduling.
 	sort.Slice(parts, func(i, j int) bool { return parts[i][k*k*c] < parts[j][k*k*c] })
-	t, dw := newDense[T](c, 1, k, k)
+	t, dw := newOut[T](o, c, 1, k, k)
 	for ch := 0; ch < c; ch++ {
 		for i := 0; i < k*k; i++ {
 			var s float64

@@ -107,18 +107,18 @@ func BenchmarkDepthwiseConv2d(b *testing.B) {
 	in := []*tensor.Dense{x, w, bias}
 	b.Run("forward", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			dwFwd[float32](d, in)
+			dwFwd[float32](d, in, nil)
 		}
 		b.ReportMetric(float64(2*256*256*128*49)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	})
 	b.Run("gradX", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			dwBwdX[float32](d, []*tensor.Dense{w, x})
+			dwBwdX[float32](d, []*tensor.Dense{w, x}, nil)
 		}
 	})
 	b.Run("gradW", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			dwBwdW[float32](d, []*tensor.Dense{x, x})
+			dwBwdW[float32](d, []*tensor.Dense{x, x}, nil)
 		}
 	})
 }

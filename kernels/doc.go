@@ -4,6 +4,11 @@
 // cross-entropy with an ignore index, BLAS-backed linear layers, row gathers),
 // each with a CPU implementation for float32 and float64 and a backward pass.
 //
+// Graphs built from these ops (with Gorgonia's own ops in gradient graphs)
+// run on the package's execution engine (exec.go): Compile makes a Program
+// with a static buffer plan over one arena, an Executor runs it. No Gorgonia
+// VM (TapeMachine, LispMachine) runs anywhere in the project.
+//
 // Layout convention: activations are 2-D row-major matrices. Sequences are
 // [batch*seq, features]; images are channels-last [n*h*w, channels], so every
 // dense layer is one GEMM and no op needs Gorgonia's broadcasting.

@@ -30,9 +30,9 @@ func Gather(src, idx *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{in[1][0], in[0][1]}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return gatherDo[float32](in) },
-			func() (G.Value, error) { return gatherDo[float64](in) })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return gatherDo[float32](in, o) },
+			func() (G.Value, error) { return gatherDo[float64](in, o) })
 	}
 	op.wrt = []bool{true, false}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -47,9 +47,9 @@ func Gather(src, idx *G.Node) (*G.Node, error) {
 			}
 			return tensor.Shape{rows, s[1][1]}, nil
 		}
-		g.do = func(in []*tensor.Dense) (G.Value, error) {
-			return dispatch(in[0], func() (G.Value, error) { return scatterAdd[float32](in, rows) },
-				func() (G.Value, error) { return scatterAdd[float64](in, rows) })
+		g.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+			return dispatch(in[0], func() (G.Value, error) { return scatterAdd[float32](in, rows, o) },
+				func() (G.Value, error) { return scatterAdd[float64](in, rows, o) })
 		}
 		ds, err := apply(g, in[1], dy)
 		if err != nil {
@@ -69,10 +69,10 @@ func rowIndex[T float](v T, n int) (int, error) {
 	return int(f), nil
 }
 
-func gatherDo[T float](in []*tensor.Dense) (G.Value, error) {
+func gatherDo[T float](in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 	src, idx := data[T](in[0]), data[T](in[1])
 	s, d := in[0].Shape()[0], in[0].Shape()[1]
-	t, out := newDense[T](len(idx), d)
+	t, out := newOut[T](o, len(idx), d)
 	for r, v := range idx {
 		i, err := rowIndex(v, s)
 		if err != nil {
@@ -83,10 +83,10 @@ func gatherDo[T float](in []*tensor.Dense) (G.Value, error) {
 	return t, nil
 }
 
-func scatterAdd[T float](in []*tensor.Dense, rows int) (G.Value, error) {
+func scatterAdd[T float](in []*tensor.Dense, rows int, o *tensor.Dense) (G.Value, error) {
 	idx, dy := data[T](in[0]), data[T](in[1])
 	d := in[1].Shape()[1]
-	t, out := newDense[T](rows, d)
+	t, out := newOut[T](o, rows, d)
 	for r, v := range idx {
 		i, err := rowIndex(v, rows)
 		if err != nil {

@@ -43,10 +43,7 @@ func TestGatherErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = out
-		vm := G.NewTapeMachine(g)
-		err = vm.RunAll()
-		vm.Close()
+		_, err = runGraph(g, out)
 		if err == nil || !strings.Contains(err.Error(), "out of range") {
 			t.Errorf("index %v: want out-of-range error, got %v", bad, err)
 		}

@@ -24,10 +24,11 @@ func GELU(x *G.Node) (*G.Node, error) {
 		return nil, err
 	}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) { return in[0].Clone(), nil }
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, false), nil },
-			func() (G.Value, error) { return geluDo[float64](in, false), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, false, o), nil },
+			func() (G.Value, error) { return geluDo[float64](in, false, o), nil })
 	}
+	op.inplace, op.fullWrite = 1, true
 	op.wrt = []bool{true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		g, err := newOp("GELUGrad", "", in[0].Dims(), in[0], dy)
@@ -40,19 +41,20 @@ func GELU(x *G.Node) (*G.Node, error) {
 			}
 			return s[0].Clone(), nil
 		}
-		g.do = func(in []*tensor.Dense) (G.Value, error) {
-			return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, true), nil },
-				func() (G.Value, error) { return geluDo[float64](in, true), nil })
+		g.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+			return dispatch(in[0], func() (G.Value, error) { return geluDo[float32](in, true, o), nil },
+				func() (G.Value, error) { return geluDo[float64](in, true, o), nil })
 		}
+		g.inplace, g.fullWrite = 2, true // y = dy·GELU'(x), over dy
 		dx, err := apply(g, in[0], dy)
 		return G.Nodes{dx}, err
 	}
 	return apply(op, x)
 }
 
-func geluDo[T float](in []*tensor.Dense, grad bool) *tensor.Dense {
+func geluDo[T float](in []*tensor.Dense, grad bool, o *tensor.Dense) *tensor.Dense {
 	x := data[T](in[0])
-	t, y := newDense[T](in[0].Shape()...)
+	t, y := newOut[T](o, in[0].Shape()...)
 	var dy []T
 	if grad {
 		dy = data[T](in[1])

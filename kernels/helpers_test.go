@@ -70,7 +70,28 @@ func inputNodes(g *G.ExprGraph, ins []*tensor.Dense) []*G.Node {
 	return nodes
 }
 
-// forward runs build on the inputs in a TapeMachine and returns the output.
+// runGraph compiles g for outputs and runs it once on a fresh executor in
+// NaN-poison mode.
+func runGraph(g *G.ExprGraph, outputs ...*G.Node) ([]G.Value, error) {
+	p, err := Compile(g, CompileOptions{Name: "test", Outputs: outputs})
+	if err != nil {
+		return nil, err
+	}
+	e := NewExecutor()
+	e.PoisonFreed(true)
+	if err := e.Run(p, nil); err != nil {
+		return nil, err
+	}
+	r := make([]G.Value, len(outputs))
+	for i, n := range outputs {
+		if r[i], err = p.Value(n); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// forward runs build on the inputs with the executor and returns the output.
 func forward(t testing.TB, build buildFn, ins ...*tensor.Dense) ([]float64, tensor.Shape) {
 	t.Helper()
 	g := G.NewGraph()
@@ -78,12 +99,11 @@ func forward(t testing.TB, build buildFn, ins ...*tensor.Dense) ([]float64, tens
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	v, err := runGraph(g, out)
+	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	return f64s(out.Value()), out.Shape()
+	return f64s(v[0]), out.Shape()
 }
 
 func maxAbsDiff(a, b []float64) float64 {
@@ -126,7 +146,7 @@ func checkForward(t *testing.T, build buildFn, ref []float64, ins ...*tensor.Den
 	checkClose(t, "float32", got32, ref, f32Tol)
 }
 
-// gradCheck compares gorgonia.Grad (through a TapeMachine) of
+// gradCheck compares gorgonia.Grad (run by the executor, NaN-poison mode) of
 // cost = Sum(build(ins) ⊙ R) with central finite differences for every input
 // listed in wrt. If the op returns a scalar, cost = that scalar.
 func gradCheck(t *testing.T, build buildFn, wrt []int, ins ...*tensor.Dense) {
@@ -157,23 +177,34 @@ func gradCheck(t *testing.T, build buildFn, wrt []int, ins ...*tensor.Dense) {
 	if err != nil {
 		t.Fatalf("Grad: %v", err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	prog, err := Compile(g, CompileOptions{Name: "gradcheck", Outputs: append(G.Nodes{cost}, grads...)})
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	exec := NewExecutor()
+	exec.PoisonFreed(true)
+	if err := exec.Run(prog, nil); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	analytic := make([][]float64, len(wrt))
 	for i := range wrt {
-		analytic[i] = f64s(grads[i].Value())
+		v, err := prog.Value(grads[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		analytic[i] = f64s(v)
 	}
 
-	// Numerical: perturb the input tensors in place and re-run the graph.
+	// Numerical: perturb the input tensors in place and re-run the program.
 	eval := func() float64 {
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
+		if err := exec.Run(prog, nil); err != nil {
 			t.Fatalf("run: %v", err)
 		}
-		return f64s(cost.Value())[0]
+		v, err := prog.Value(cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f64s(v)[0]
 	}
 	const eps = 1e-6
 	for i, w := range wrt {

@@ -45,12 +45,11 @@ func TestKVCacheDtypeMismatch(t *testing.T) {
 	forward(t, build, toF32(x), toF32(x), toF32(x))
 	g := G.NewGraph()
 	in := inputNodes(g, []*tensor.Dense{x, x.Clone().(*tensor.Dense), x.Clone().(*tensor.Dense)})
-	if _, err := build(in); err != nil {
+	out, err := build(in)
+	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err == nil {
+	if _, err := runGraph(g, out); err == nil {
 		t.Error("float64 into a float32 cache: want error")
 	}
 }

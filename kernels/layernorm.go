@@ -29,9 +29,9 @@ func LayerNorm(x, weight, bias *G.Node, eps float64) (*G.Node, error) {
 		}
 		return in[0].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return layerNormFwd[float32](in, eps), nil },
-			func() (G.Value, error) { return layerNormFwd[float64](in, eps), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return layerNormFwd[float32](in, eps, o), nil },
+			func() (G.Value, error) { return layerNormFwd[float64](in, eps, o), nil })
 	}
 	op.wrt = []bool{true, true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -80,10 +80,10 @@ func rowStats[T float](row []T, eps float64) (mean, rstd float64) {
 	return mean, 1 / math.Sqrt(ss/float64(len(row))+eps)
 }
 
-func layerNormFwd[T float](in []*tensor.Dense, eps float64) *tensor.Dense {
+func layerNormFwd[T float](in []*tensor.Dense, eps float64, o *tensor.Dense) *tensor.Dense {
 	x, w, b := data[T](in[0]), data[T](in[1]), data[T](in[2])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
-	t, y := newDense[T](rows, cols)
+	t, y := newOut[T](o, rows, cols)
 	if x32, ok := any(x).([]float32); ok {
 		layerNorm32(x32, any(w).([]float32), any(b).([]float32), any(y).([]float32), rows, cols, eps)
 		return t
@@ -124,14 +124,14 @@ func layerNormGrad(name string, eps float64, x, w, dy *G.Node) (*G.Node, error) 
 		}
 		return in[1].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return layerNormBwd[float32](in, eps, gradX), nil },
-			func() (G.Value, error) { return layerNormBwd[float64](in, eps, gradX), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return layerNormBwd[float32](in, eps, gradX, o), nil },
+			func() (G.Value, error) { return layerNormBwd[float64](in, eps, gradX, o), nil })
 	}
 	return apply(op, x, w, dy)
 }
 
-func layerNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool) *tensor.Dense {
+func layerNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool, o *tensor.Dense) *tensor.Dense {
 	x, w, dy := data[T](in[0]), data[T](in[1]), data[T](in[2])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
 	if !gradX {
@@ -143,9 +143,9 @@ func layerNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool) *tensor.
 				acc[c] += float64(gr[c]) * (float64(v) - mean) * rstd
 			}
 		}
-		return fromF64[T](acc, cols)
+		return fromF64[T](o, acc, cols)
 	}
-	t, dx := newDense[T](rows, cols)
+	t, dx := newOut[T](o, rows, cols)
 	parallelFor(rows, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, gr, dr := x[r*cols:(r+1)*cols], dy[r*cols:(r+1)*cols], dx[r*cols:(r+1)*cols]

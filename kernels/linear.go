@@ -40,9 +40,9 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{xs[0], ws[0]}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in), nil },
-			func() (G.Value, error) { return linearFwd[float64](in), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in, o), nil },
+			func() (G.Value, error) { return linearFwd[float64](in, o), nil })
 	}
 	op.wrt = []bool{true, true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -67,11 +67,11 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 	return apply(op, children...)
 }
 
-func linearFwd[T float](in []*tensor.Dense) *tensor.Dense {
+func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	x, w := data[T](in[0]), data[T](in[1])
 	rows, k := in[0].Shape()[0], in[0].Shape()[1]
 	out := in[1].Shape()[0]
-	t, y := newDense[T](rows, out)
+	t, y := newOut[T](o, rows, out)
 	gemm(false, true, rows, out, k, 1, x, k, w, k, 0, y, out)
 	if len(in) == 3 {
 		b := data[T](in[2])
@@ -101,18 +101,18 @@ func linearGradX(dy, w *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{in[0][0], prod(in[1][1:])}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return linearGradXDo[float32](in), nil },
-			func() (G.Value, error) { return linearGradXDo[float64](in), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return linearGradXDo[float32](in, o), nil },
+			func() (G.Value, error) { return linearGradXDo[float64](in, o), nil })
 	}
 	return apply(op, dy, w)
 }
 
-func linearGradXDo[T float](in []*tensor.Dense) *tensor.Dense {
+func linearGradXDo[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	dy, w := data[T](in[0]), data[T](in[1])
 	rows, out := in[0].Shape()[0], in[0].Shape()[1]
 	k := prod(in[1].Shape()[1:])
-	t, dx := newDense[T](rows, k)
+	t, dx := newOut[T](o, rows, k)
 	gemm(false, false, rows, k, out, 1, dy, out, w, k, 0, dx, k)
 	return t
 }
@@ -131,18 +131,18 @@ func linearGradW(dy, x *G.Node, wShape tensor.Shape) (*G.Node, error) {
 		}
 		return wShape.Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return linearGradWDo[float32](in, wShape), nil },
-			func() (G.Value, error) { return linearGradWDo[float64](in, wShape), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return linearGradWDo[float32](in, wShape, o), nil },
+			func() (G.Value, error) { return linearGradWDo[float64](in, wShape, o), nil })
 	}
 	return apply(op, dy, x)
 }
 
-func linearGradWDo[T float](in []*tensor.Dense, wShape tensor.Shape) *tensor.Dense {
+func linearGradWDo[T float](in []*tensor.Dense, wShape tensor.Shape, o *tensor.Dense) *tensor.Dense {
 	dy, x := data[T](in[0]), data[T](in[1])
 	rows, out := in[0].Shape()[0], in[0].Shape()[1]
 	k := in[1].Shape()[1]
-	t, dw := newDense[T](wShape...)
+	t, dw := newOut[T](o, wShape...)
 	gemm(true, false, out, k, rows, 1, dy, out, x, k, 0, dw, k)
 	return t
 }

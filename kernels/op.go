@@ -29,9 +29,22 @@ type kernelOp struct {
 	types  []hm.Type // type of each child, as built
 	out    hm.Type   // type of the result
 	shape  func(in []tensor.Shape) (tensor.Shape, error)
-	do     func(in []*tensor.Dense) (G.Value, error)
-	wrt    []bool // which inputs SymDiff differentiates (nil: none)
-	diff   func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	// do computes the result. o, when not nil, is where it goes: a
+	// contiguous tensor of the result's shape and dtype (an arena slice of
+	// the executor, see exec.go) that do must fill; with o nil do allocates.
+	do func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error)
+	// inplace is 1 + the index of an input do may write its result over
+	// (elementwise kernels reading element i before writing element i), 0
+	// for none; the executor uses it when that input dies at this op.
+	inplace int
+	// fullWrite: do writes every element of its result, so the executor
+	// need not zero the buffer first.
+	fullWrite bool
+	// sideEffects: running the op twice is not the same as once (attention
+	// appending to a KV cache); activation checkpointing never recomputes it.
+	sideEffects bool
+	wrt         []bool // which inputs SymDiff differentiates (nil: none)
+	diff        func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
@@ -64,6 +77,11 @@ func (op *kernelOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *kernelOp) Do(vs ...G.Value) (v G.Value, err error) {
+	return op.doInto(nil, vs)
+}
+
+// doInto is Do writing the result into o (nil: allocate).
+func (op *kernelOp) doInto(o *tensor.Dense, vs []G.Value) (v G.Value, err error) {
 	if len(vs) != len(op.types) {
 		return nil, fmt.Errorf("kernels: %s expects %d inputs, got %d", op.name, len(op.types), len(vs))
 	}
@@ -93,7 +111,7 @@ func (op *kernelOp) Do(vs ...G.Value) (v G.Value, err error) {
 			v, err = nil, fmt.Errorf("kernels: %s: internal error: %v", op.name, r)
 		}
 	}()
-	return op.do(ts)
+	return op.do(ts, o)
 }
 
 func (op *kernelOp) ReturnsPtr() bool     { return false }
@@ -234,12 +252,12 @@ func colSum(x *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{in[0][1]}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		r, c := in[0].Shape()[0], in[0].Shape()[1]
 		return dispatch(in[0], func() (G.Value, error) {
-			return fromF64[float32](colSums(data[float32](in[0]), r, c), c), nil
+			return fromF64[float32](o, colSums(data[float32](in[0]), r, c), c), nil
 		}, func() (G.Value, error) {
-			return fromF64[float64](colSums(data[float64](in[0]), r, c), c), nil
+			return fromF64[float64](o, colSums(data[float64](in[0]), r, c), c), nil
 		})
 	}
 	return apply(op, x)

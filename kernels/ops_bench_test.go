@@ -17,12 +17,12 @@ func BenchmarkGELU(b *testing.B) {
 	x := toF32(randF64(rng, 128*128, 384))
 	b.Run("forward_16384x384", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			geluDo[float32]([]*tensor.Dense{x}, false)
+			geluDo[float32]([]*tensor.Dense{x}, false, nil)
 		}
 	})
 	b.Run("grad_16384x384", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			geluDo[float32]([]*tensor.Dense{x, x}, true)
+			geluDo[float32]([]*tensor.Dense{x, x}, true, nil)
 		}
 	})
 }
@@ -33,17 +33,17 @@ func BenchmarkNorms(b *testing.B) {
 		x, w, bias := toF32(randF64(rng, sz.r, sz.c)), toF32(randF64(rng, sz.c)), toF32(randF64(rng, sz.c))
 		b.Run(fmt.Sprintf("LayerNorm_%dx%d", sz.r, sz.c), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				layerNormFwd[float32]([]*tensor.Dense{x, w, bias}, 1e-5)
+				layerNormFwd[float32]([]*tensor.Dense{x, w, bias}, 1e-5, nil)
 			}
 		})
 		b.Run(fmt.Sprintf("RMSNorm_%dx%d", sz.r, sz.c), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				rmsNormFwd[float32]([]*tensor.Dense{x, w}, 1e-5)
+				rmsNormFwd[float32]([]*tensor.Dense{x, w}, 1e-5, nil)
 			}
 		})
 		b.Run(fmt.Sprintf("ChannelScale_%dx%d", sz.r, sz.c), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				channelScaleDo[float32]([]*tensor.Dense{x, w})
+				channelScaleDo[float32]([]*tensor.Dense{x, w}, nil)
 			}
 		})
 	}
@@ -54,7 +54,7 @@ func BenchmarkSwiGLU(b *testing.B) {
 	g, u := toF32(randF64(rng, 335, 1024)), toF32(randF64(rng, 335, 1024))
 	b.Run("forward_335x1024", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			swigluDo[float32]([]*tensor.Dense{g, u}, 0)
+			swigluDo[float32]([]*tensor.Dense{g, u}, 0, nil)
 		}
 	})
 }
@@ -78,7 +78,7 @@ func BenchmarkCrossEntropy(b *testing.B) {
 	b.Run("backward_64x128320", func(b *testing.B) {
 		up := tensor.New(tensor.FromScalar(float32(1)))
 		for i := 0; i < b.N; i++ {
-			if _, err := ceBackward[float32]([]*tensor.Dense{logits, labels, up}, -100); err != nil {
+			if _, err := ceBackward[float32]([]*tensor.Dense{logits, labels, up}, -100, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -93,7 +93,7 @@ func BenchmarkLinearConvNeXt(b *testing.B) {
 			x, w, bias := toF32(randF64(rng, sz.r, sz.in)), toF32(randF64(rng, sz.out, sz.in)), toF32(randF64(rng, sz.out))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				linearFwd[float32]([]*tensor.Dense{x, w, bias})
+				linearFwd[float32]([]*tensor.Dense{x, w, bias}, nil)
 			}
 			b.ReportMetric(float64(2*sz.r*sz.in*sz.out)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})

@@ -43,9 +43,9 @@ func patchOp(name string, x *G.Node, g Grid, k int, inverse bool) (*G.Node, erro
 		}
 		return tensor.Shape{rows, xs[1] / (k * k)}, nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return patchDo[float32](in[0], g, k, inverse), nil },
-			func() (G.Value, error) { return patchDo[float64](in[0], g, k, inverse), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return patchDo[float32](in[0], g, k, inverse, o), nil },
+			func() (G.Value, error) { return patchDo[float64](in[0], g, k, inverse, o), nil })
 	}
 	if !inverse {
 		op.wrt = []bool{true}
@@ -57,7 +57,7 @@ func patchOp(name string, x *G.Node, g Grid, k int, inverse bool) (*G.Node, erro
 	return apply(op, x)
 }
 
-func patchDo[T float](t *tensor.Dense, g Grid, k int, inverse bool) *tensor.Dense {
+func patchDo[T float](t *tensor.Dense, g Grid, k int, inverse bool, o *tensor.Dense) *tensor.Dense {
 	src := data[T](t)
 	var c int
 	if inverse {
@@ -69,9 +69,9 @@ func patchDo[T float](t *tensor.Dense, g Grid, k int, inverse bool) *tensor.Dens
 	var out *tensor.Dense
 	var dst []T
 	if inverse {
-		out, dst = newDense[T](g.N*g.H*g.W, c)
+		out, dst = newOut[T](o, g.N*g.H*g.W, c)
 	} else {
-		out, dst = newDense[T](g.N*ph*pw, c*k*k)
+		out, dst = newOut[T](o, g.N*ph*pw, c*k*k)
 	}
 	f := c * k * k
 	parallelFor(g.N*ph, 1, func(lo, hi int) {

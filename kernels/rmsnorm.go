@@ -27,9 +27,9 @@ func RMSNorm(x, weight *G.Node, eps float64) (*G.Node, error) {
 		}
 		return in[0].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return rmsNormFwd[float32](in, eps), nil },
-			func() (G.Value, error) { return rmsNormFwd[float64](in, eps), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return rmsNormFwd[float32](in, eps, o), nil },
+			func() (G.Value, error) { return rmsNormFwd[float64](in, eps, o), nil })
 	}
 	op.wrt = []bool{true, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -54,10 +54,10 @@ func rmsScale[T float](row []T, eps float64) float64 {
 	return 1 / math.Sqrt(ss/float64(len(row))+eps)
 }
 
-func rmsNormFwd[T float](in []*tensor.Dense, eps float64) *tensor.Dense {
+func rmsNormFwd[T float](in []*tensor.Dense, eps float64, o *tensor.Dense) *tensor.Dense {
 	x, w := data[T](in[0]), data[T](in[1])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
-	t, y := newDense[T](rows, cols)
+	t, y := newOut[T](o, rows, cols)
 	if x32, ok := any(x).([]float32); ok {
 		rmsNorm32(x32, any(w).([]float32), any(y).([]float32), rows, cols, eps)
 		return t
@@ -96,14 +96,14 @@ func rmsNormGrad(name string, eps float64, x, w, dy *G.Node) (*G.Node, error) {
 		}
 		return in[1].Clone(), nil
 	}
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return rmsNormBwd[float32](in, eps, gradX), nil },
-			func() (G.Value, error) { return rmsNormBwd[float64](in, eps, gradX), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return rmsNormBwd[float32](in, eps, gradX, o), nil },
+			func() (G.Value, error) { return rmsNormBwd[float64](in, eps, gradX, o), nil })
 	}
 	return apply(op, x, w, dy)
 }
 
-func rmsNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool) *tensor.Dense {
+func rmsNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool, o *tensor.Dense) *tensor.Dense {
 	x, w, dy := data[T](in[0]), data[T](in[1]), data[T](in[2])
 	rows, cols := in[0].Shape()[0], in[0].Shape()[1]
 	if !gradX {
@@ -115,9 +115,9 @@ func rmsNormBwd[T float](in []*tensor.Dense, eps float64, gradX bool) *tensor.De
 				acc[c] += float64(gr[c]) * float64(v) * rho
 			}
 		}
-		return fromF64[T](acc, cols)
+		return fromF64[T](o, acc, cols)
 	}
-	t, dx := newDense[T](rows, cols)
+	t, dx := newOut[T](o, rows, cols)
 	parallelFor(rows, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, gr, dr := x[r*cols:(r+1)*cols], dy[r*cols:(r+1)*cols], dx[r*cols:(r+1)*cols]

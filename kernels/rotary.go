@@ -49,9 +49,9 @@ func rotaryOp(x, positions *G.Node, heads, headDim int, theta float64, inverse b
 		return in[0].Clone(), nil
 	}
 	invFreq := rotaryInvFreq(headDim, theta)
-	op.do = func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return rotaryDo[float32](in, invFreq, heads, inverse), nil },
-			func() (G.Value, error) { return rotaryDo[float64](in, invFreq, heads, inverse), nil })
+	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return rotaryDo[float32](in, invFreq, heads, inverse, o), nil },
+			func() (G.Value, error) { return rotaryDo[float64](in, invFreq, heads, inverse, o), nil })
 	}
 	op.wrt = []bool{true, false}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
@@ -76,12 +76,12 @@ func rotaryInvFreq(headDim int, theta float64) []float32 {
 	return inv
 }
 
-func rotaryDo[T float](in []*tensor.Dense, invFreq []float32, heads int, inverse bool) *tensor.Dense {
+func rotaryDo[T float](in []*tensor.Dense, invFreq []float32, heads int, inverse bool, o *tensor.Dense) *tensor.Dense {
 	x, pos := data[T](in[0]), data[T](in[1])
 	rows, width := in[0].Shape()[0], in[0].Shape()[1]
 	half := len(invFreq)
 	d := 2 * half
-	t, y := newDense[T](rows, width)
+	t, y := newOut[T](o, rows, width)
 	parallelFor(rows, 16, func(lo, hi int) {
 		cs, sn := make([]T, half), make([]T, half)
 		for r := lo; r < hi; r++ {

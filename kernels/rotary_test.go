@@ -74,12 +74,11 @@ func TestRotaryHFTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	vs, err := runGraph(g, y)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := y.Value().Data().([]float32)
+	got := vs[0].Data().([]float32)
 	if got[0] != float32(math.Cos(8000)) || got[1] != float32(math.Sin(8000)) {
 		t.Errorf("got %v", got)
 	}

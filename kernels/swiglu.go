@@ -53,20 +53,20 @@ func SwiGLU(gate, up *G.Node) (*G.Node, error) {
 }
 
 // swigluKernel: mode 0 forward, 1 d/dgate, 2 d/dup.
-func swigluKernel(mode int) func(in []*tensor.Dense) (G.Value, error) {
-	return func(in []*tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return swigluDo[float32](in, mode), nil },
-			func() (G.Value, error) { return swigluDo[float64](in, mode), nil })
+func swigluKernel(mode int) func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+	return func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return swigluDo[float32](in, mode, o), nil },
+			func() (G.Value, error) { return swigluDo[float64](in, mode, o), nil })
 	}
 }
 
-func swigluDo[T float](in []*tensor.Dense, mode int) *tensor.Dense {
+func swigluDo[T float](in []*tensor.Dense, mode int, o *tensor.Dense) *tensor.Dense {
 	gate, up := data[T](in[0]), data[T](in[1])
 	var dy []T
 	if mode > 0 {
 		dy = data[T](in[2])
 	}
-	t, y := newDense[T](in[0].Shape()...)
+	t, y := newOut[T](o, in[0].Shape()...)
 	if g32, ok := any(gate).([]float32); ok {
 		swiglu32(mode, g32, any(up).([]float32), any(dy).([]float32), any(y).([]float32))
 		return t

@@ -38,6 +38,25 @@ func scalarOf(t *tensor.Dense) (float64, error) {
 	return 0, fmt.Errorf("kernels: unsupported dtype %v", t.Dtype())
 }
 
+// newOut returns the output tensor of an op: o itself when the caller (the
+// executor) provided one of the right size and element type — zeroed by the
+// executor unless the op is marked fullWrite, possibly sharing its buffer
+// with an input when the op is marked inplace — a new zeroed tensor
+// otherwise.
+func newOut[T float](o *tensor.Dense, shape ...int) (*tensor.Dense, []T) {
+	if o != nil {
+		if buf, ok := o.Data().([]T); ok && len(buf) == prod(shape) && !o.Shape().IsScalar() {
+			if !o.Shape().Eq(tensor.Shape(shape)) {
+				if err := o.Reshape(shape...); err != nil {
+					return newDense[T](shape...)
+				}
+			}
+			return o, buf
+		}
+	}
+	return newDense[T](shape...)
+}
+
 // newDense allocates a zeroed tensor of element type T.
 func newDense[T float](shape ...int) (*tensor.Dense, []T) {
 	n := 1
@@ -92,9 +111,9 @@ func prod(s []int) int {
 
 func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-// fromF64 converts a float64 accumulator into a new tensor of element type T.
-func fromF64[T float](acc []float64, shape ...int) *tensor.Dense {
-	t, buf := newDense[T](shape...)
+// fromF64 converts a float64 accumulator into an output tensor of element type T.
+func fromF64[T float](o *tensor.Dense, acc []float64, shape ...int) *tensor.Dense {
+	t, buf := newOut[T](o, shape...)
 	for i, v := range acc {
 		buf[i] = T(v)
 	}

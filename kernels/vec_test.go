@@ -131,37 +131,37 @@ func TestVecPathsMatchFloat64(t *testing.T) {
 		b := randF64(rng, c.c)
 		dy := randF64(rng, c.g.N*d.outH()*d.outW(), c.c)
 		f32vs64(t, name+"/fwd", f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return dwFwd[float32](d, in) }, func() *tensor.Dense { return dwFwd[float64](d, in) })
+			return dispatchT(in[0], func() *tensor.Dense { return dwFwd[float32](d, in, nil) }, func() *tensor.Dense { return dwFwd[float64](d, in, nil) })
 		}, x, w, b)
 		f32vs64(t, name+"/gradX", f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return dwBwdX[float32](d, in) }, func() *tensor.Dense { return dwBwdX[float64](d, in) })
+			return dispatchT(in[0], func() *tensor.Dense { return dwBwdX[float32](d, in, nil) }, func() *tensor.Dense { return dwBwdX[float64](d, in, nil) })
 		}, w, dy)
 		f32vs64(t, name+"/gradW", f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return dwBwdW[float32](d, in) }, func() *tensor.Dense { return dwBwdW[float64](d, in) })
+			return dispatchT(in[0], func() *tensor.Dense { return dwBwdW[float32](d, in, nil) }, func() *tensor.Dense { return dwBwdW[float64](d, in, nil) })
 		}, x, dy)
 	}
 	for _, cols := range []int{5, 16, 53, 96} {
 		x, w, b, dy := randF64(rng, 37, cols), randF64(rng, cols), randF64(rng, cols), randF64(rng, 37, cols)
 		f32vs64(t, fmt.Sprintf("layernorm_%d", cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return layerNormFwd[float32](in, 1e-5) }, func() *tensor.Dense { return layerNormFwd[float64](in, 1e-5) })
+			return dispatchT(in[0], func() *tensor.Dense { return layerNormFwd[float32](in, 1e-5, nil) }, func() *tensor.Dense { return layerNormFwd[float64](in, 1e-5, nil) })
 		}, x, w, b)
 		f32vs64(t, fmt.Sprintf("rmsnorm_%d", cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return rmsNormFwd[float32](in, 1e-5) }, func() *tensor.Dense { return rmsNormFwd[float64](in, 1e-5) })
+			return dispatchT(in[0], func() *tensor.Dense { return rmsNormFwd[float32](in, 1e-5, nil) }, func() *tensor.Dense { return rmsNormFwd[float64](in, 1e-5, nil) })
 		}, x, w)
 		f32vs64(t, fmt.Sprintf("channelscale_%d", cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return channelScaleDo[float32](in) }, func() *tensor.Dense { return channelScaleDo[float64](in) })
+			return dispatchT(in[0], func() *tensor.Dense { return channelScaleDo[float32](in, nil) }, func() *tensor.Dense { return channelScaleDo[float64](in, nil) })
 		}, x, w)
 		f32vs64(t, fmt.Sprintf("linear_bias_%d", cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return linearFwd[float32](in) }, func() *tensor.Dense { return linearFwd[float64](in) })
+			return dispatchT(in[0], func() *tensor.Dense { return linearFwd[float32](in, nil) }, func() *tensor.Dense { return linearFwd[float64](in, nil) })
 		}, x, randF64(rng, 19, cols), randF64(rng, 19))
 		for mode := 0; mode < 3; mode++ {
 			f32vs64(t, fmt.Sprintf("swiglu%d_%d", mode, cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-				return dispatchT(in[0], func() *tensor.Dense { return swigluDo[float32](in, mode) }, func() *tensor.Dense { return swigluDo[float64](in, mode) })
+				return dispatchT(in[0], func() *tensor.Dense { return swigluDo[float32](in, mode, nil) }, func() *tensor.Dense { return swigluDo[float64](in, mode, nil) })
 			}, x, dy, dy)
 		}
 		for _, grad := range []bool{false, true} {
 			f32vs64(t, fmt.Sprintf("gelu%v_%d", grad, cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-				return dispatchT(in[0], func() *tensor.Dense { return geluDo[float32](in, grad) }, func() *tensor.Dense { return geluDo[float64](in, grad) })
+				return dispatchT(in[0], func() *tensor.Dense { return geluDo[float32](in, grad, nil) }, func() *tensor.Dense { return geluDo[float64](in, grad, nil) })
 			}, x, dy)
 		}
 		labels := make([]float64, 37)
@@ -175,12 +175,12 @@ func TestVecPathsMatchFloat64(t *testing.T) {
 			var err error
 			if in[0].Dtype() == tensor.Float32 {
 				if grad {
-					v, err = ceBackward[float32]([]*tensor.Dense{in[0], in[1], tensor.New(tensor.FromScalar(float32(0.7)))}, -100)
+					v, err = ceBackward[float32]([]*tensor.Dense{in[0], in[1], tensor.New(tensor.FromScalar(float32(0.7)))}, -100, nil)
 				} else {
 					v, err = ceForward[float32](in, -100)
 				}
 			} else if grad {
-				v, err = ceBackward[float64]([]*tensor.Dense{in[0], in[1], tensor.New(tensor.FromScalar(0.7))}, -100)
+				v, err = ceBackward[float64]([]*tensor.Dense{in[0], in[1], tensor.New(tensor.FromScalar(0.7))}, -100, nil)
 			} else {
 				v, err = ceForward[float64](in, -100)
 			}

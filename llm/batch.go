@@ -53,6 +53,8 @@ type BatchDecoder struct {
 	lru       []uint64 // signatures, least recently used first
 	maxGraphs int
 
+	exec *kernels.Executor // one arena for the batched steps and every slot's prefill
+
 	statsMu sync.Mutex
 	stats   BatchStats
 }
@@ -71,7 +73,7 @@ type BatchStats struct {
 // batchRun is a compiled decode graph for one set of slots.
 type batchRun struct {
 	slots   []int // ascending slot indices; row i belongs to slots[i]
-	vm      G.VM
+	prog    *kernels.Program
 	ids     *G.Node
 	pos     *G.Node
 	logits  *G.Node // [B, V]
@@ -157,6 +159,10 @@ func (d *BatchDecoder) Join(embeds *tensor.Dense) (int, []float32, error) {
 	g := d.slots[slot]
 	if g == nil {
 		g = NewGenerator(d.m, d.maxLen)
+		if d.exec == nil {
+			d.exec = kernels.NewExecutor()
+		}
+		g.exec = d.exec // the slots' prefills share the decoder's arena
 		d.slots[slot] = g
 	}
 	g.Reset()
@@ -245,20 +251,22 @@ func (d *BatchDecoder) Step(slots, ids []int) ([][]float32, error) {
 		return nil, err
 	}
 	t0 := time.Now()
-	run.vm.Reset()
-	if err := run.vm.RunAll(); err != nil {
+	if d.exec == nil {
+		d.exec = kernels.NewExecutor()
+	}
+	if err := d.exec.Run(run.prog, nil); err != nil {
 		for _, s := range run.slots {
 			d.slots[s].rollback(err)
 		}
-		run.vm.Reset()
 		return nil, fmt.Errorf("llm: batched decode step: %w", err)
 	}
 	for _, s := range run.slots {
 		d.slots[s].pos++
 	}
-	v, ok := run.logits.Value().(*tensor.Dense)
-	if !ok || v == nil {
-		return nil, fmt.Errorf("llm: batched logits have no value (%T)", run.logits.Value())
+	lv, err := run.prog.Value(run.logits)
+	v, ok := lv.(*tensor.Dense)
+	if err != nil || !ok || v == nil {
+		return nil, fmt.Errorf("llm: batched logits have no value (%T, %v)", lv, err)
 	}
 	out := make([][]float32, len(slots))
 	for i, s := range slots {
@@ -276,7 +284,6 @@ func (d *BatchDecoder) Step(slots, ids []int) ([][]float32, error) {
 		}
 		out[i] = o
 	}
-	run.vm.Reset()
 	d.statsMu.Lock()
 	d.stats.Steps++
 	d.stats.Rows += len(slots)
@@ -310,9 +317,6 @@ func (d *BatchDecoder) graph(sig uint64) (*batchRun, error) {
 	if len(d.lru) >= d.maxGraphs {
 		old := d.lru[0]
 		d.lru = d.lru[1:]
-		if or := d.graphs[old]; or != nil {
-			or.vm.Close()
-		}
 		delete(d.graphs, old)
 	}
 	d.graphs[sig] = r
@@ -361,7 +365,10 @@ func (d *BatchDecoder) buildStep(slots []int) (*batchRun, error) {
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("llm: batched decode graph: %w", err)
 	}
-	r.vm = G.NewTapeMachine(b.G)
+	var err error
+	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: fmt.Sprintf("batched decode B=%d", B), Outputs: G.Nodes{r.logits}}); err != nil {
+		return nil, fmt.Errorf("llm: %w", err)
+	}
 	return r, nil
 }
 

@@ -69,12 +69,11 @@ func fullLogits(t testing.TB, m *Model, seqs ...[]int) []float32 {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	vals, err := kernels.RunGraph(b.G, "logits", logits)
+	if err != nil {
 		t.Fatal(err)
 	}
-	v := logits.Value().(*tensor.Dense)
+	v := vals[0].(*tensor.Dense)
 	if !v.Shape().Eq(tensor.Shape{B * T, m.Config.VocabSize}) {
 		t.Fatalf("logits shape %v", v.Shape())
 	}
@@ -480,14 +479,23 @@ func TestGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	run := func() float64 {
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
+	prog, err := kernels.Compile(b.G, kernels.CompileOptions{Name: "decoder gradient", Outputs: append(G.Nodes{cost}, grads...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := kernels.NewExecutor()
+	value := func(n *G.Node) G.Value {
+		v, err := prog.Value(n)
+		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := scalarValue(cost.Value())
+		return v
+	}
+	run := func() float64 {
+		if err := exec.Run(prog, nil); err != nil {
+			t.Fatal(err)
+		}
+		v, err := scalarValue(value(cost))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,7 +504,7 @@ func TestGradient(t *testing.T) {
 	run()
 	analytic := make([][]float64, len(names))
 	for i := range names {
-		v, err := floatsOf(grads[i].Value().(*tensor.Dense))
+		v, err := floatsOf(value(grads[i]).(*tensor.Dense))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,11 +31,12 @@ type Generator struct {
 	broken  error // set when a failed run could not be rolled back
 	prefill map[int]*graphRun
 	decode  *graphRun
+	exec    *kernels.Executor // one arena for the prefill and decode programs
 }
 
 // graphRun is a compiled graph with its input nodes.
 type graphRun struct {
-	vm      G.VM
+	prog    *kernels.Program
 	x       *G.Node // prefill: embeddings [T, D]; decode: ids [1]
 	pos     *G.Node // positions [T]
 	logits  *G.Node // [1, V]
@@ -201,15 +202,18 @@ func (g *Generator) run(r *graphRun, n int) ([]float32, error) {
 	if err := G.Let(r.pos, r.posVals); err != nil {
 		return nil, fmt.Errorf("llm: positions input: %w", err)
 	}
-	r.vm.Reset()
-	if err := r.vm.RunAll(); err != nil {
+	if g.exec == nil {
+		g.exec = kernels.NewExecutor()
+	}
+	if err := g.exec.Run(r.prog, nil); err != nil {
 		g.rollback(err)
 		return nil, fmt.Errorf("llm: running the decoder at position %d: %w", g.pos, err)
 	}
 	g.pos += n
-	v, ok := r.logits.Value().(*tensor.Dense)
-	if !ok || v == nil {
-		g.broken = fmt.Errorf("logits have no value (%T)", r.logits.Value())
+	lv, err := r.prog.Value(r.logits)
+	v, ok := lv.(*tensor.Dense)
+	if err != nil || !ok || v == nil {
+		g.broken = fmt.Errorf("logits have no value (%T, %v)", lv, err)
 		return nil, fmt.Errorf("llm: %w", g.broken)
 	}
 	out := make([]float32, g.m.Config.VocabSize)
@@ -223,7 +227,6 @@ func (g *Generator) run(r *graphRun, n int) ([]float32, error) {
 	default:
 		return nil, fmt.Errorf("llm: logits of unexpected type %T", d)
 	}
-	r.vm.Reset() // release intermediates between calls
 	return out, nil
 }
 
@@ -255,7 +258,10 @@ func (g *Generator) buildPrefill(T int) (*graphRun, error) {
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("llm: prefill graph: %w", err)
 	}
-	r.vm = G.NewTapeMachine(b.G)
+	var err error
+	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: fmt.Sprintf("prefill T=%d", T), Outputs: G.Nodes{r.logits}}); err != nil {
+		return nil, fmt.Errorf("llm: %w", err)
+	}
 	return r, nil
 }
 
@@ -273,7 +279,10 @@ func (g *Generator) buildDecode() (*graphRun, error) {
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("llm: decode graph: %w", err)
 	}
-	r.vm = G.NewTapeMachine(b.G)
+	var err error
+	if r.prog, err = kernels.Compile(b.G, kernels.CompileOptions{Name: "decode T=1", Outputs: G.Nodes{r.logits}}); err != nil {
+		return nil, fmt.Errorf("llm: %w", err)
+	}
 	return r, nil
 }
 

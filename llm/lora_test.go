@@ -41,12 +41,11 @@ func loraLoss(t *testing.T, m *Model) (*kernels.Builder, *G.Node) {
 func lossOf(t *testing.T, m *Model) float64 {
 	t.Helper()
 	b, cost := loraLoss(t, m)
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	vals, err := kernels.RunGraph(b.G, "lora loss", cost)
+	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := scalarValue(cost.Value())
+	v, err := scalarValue(vals[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,20 +157,29 @@ func TestLoRAGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	run := func() float64 {
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
+	prog, err := kernels.Compile(b.G, kernels.CompileOptions{Name: "lora gradient", Outputs: append(G.Nodes{cost}, grads...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := kernels.NewExecutor()
+	value := func(n *G.Node) G.Value {
+		v, err := prog.Value(n)
+		if err != nil {
 			t.Fatal(err)
 		}
-		v, _ := scalarValue(cost.Value())
+		return v
+	}
+	run := func() float64 {
+		if err := exec.Run(prog, nil); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := scalarValue(value(cost))
 		return v
 	}
 	run()
 	analytic := make([][]float64, len(check))
 	for i := range check {
-		analytic[i], _ = floatsOf(grads[i].Value().(*tensor.Dense))
+		analytic[i], _ = floatsOf(value(grads[i]).(*tensor.Dense))
 	}
 	const eps = 1e-6
 	var worst float64

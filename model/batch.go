@@ -236,6 +236,9 @@ func (m *Magma) Fill(in *Batch, seqs []Sequence) int {
 		rowIdx(j, 0)
 		targets(j, tokenizer.IgnoreIndex)
 	}
+	if in.Pixels != nil {
+		clearFrom(in.Pixels, pxOff) // crops padding a bucketed crop count: never spliced
+	}
 	return supervised
 }
 
@@ -258,6 +261,16 @@ func writer(t *tensor.Dense) func(i, v int) {
 		return func(i, v int) { d[i] = float64(v) }
 	}
 	return func(int, int) {} // NewBatch allocates only float32 and float64
+}
+
+// clearFrom zeroes t's elements from off on.
+func clearFrom(t *tensor.Dense, off int) {
+	switch d := t.Data().(type) {
+	case []float32:
+		clear(d[off:])
+	case []float64:
+		clear(d[off:])
+	}
 }
 
 // copyPixels copies float32 pixels into the pixel input at offset off.

@@ -131,13 +131,16 @@ func BenchmarkSmallTrainStep(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := G.Grad(loss, bld.Params()...); err != nil {
+		grads, err := G.Grad(loss, bld.Params()...)
+		if err != nil {
 			b.Fatal(err)
 		}
-		vm := G.NewTapeMachine(bld.G)
-		if err := vm.RunAll(); err != nil {
+		prog, err := kernels.Compile(bld.G, kernels.CompileOptions{Name: "small training step", Outputs: append(G.Nodes{loss}, grads...)})
+		if err != nil {
 			b.Fatal(err)
 		}
-		vm.Close()
+		if err := kernels.NewExecutor().Run(prog, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -37,12 +37,11 @@ func lossValue(t *testing.T, m *Magma, ids, labels []int, px []*vision.Pixels) f
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	v, err := kernels.RunGraph(b.G, "loss", loss)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return loss.Value().Data().(float64)
+	return v[0].Data().(float64)
 }
 
 // A whole tiny Magma step (ConvNeXt → projector → stitch → splice → Llama →
@@ -93,15 +92,14 @@ func TestWholeModelGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	if err := vm.RunAll(); err != nil {
+	vals, err := kernels.RunGraph(b.G, "whole-model gradient", grads...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	analytic := make([][]float64, len(grads))
-	for i, g := range grads {
-		analytic[i] = append([]float64(nil), g.Value().Data().([]float64)...)
+	for i, v := range vals {
+		analytic[i] = v.Data().([]float64)
 	}
-	vm.Close()
 
 	const eps = 1e-6
 	for i, name := range checked {

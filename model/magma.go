@@ -164,12 +164,20 @@ func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, er
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	outs := G.Nodes{embeds}
+	if features != nil {
+		outs = append(outs, features)
+	}
+	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
+	if err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
-	out := &Embedded{Embeds: denseOf(embeds), Length: plan.Shape.T}
+	embedsV := vals[0].(*tensor.Dense)
+	var featuresV *tensor.Dense
+	if features != nil {
+		featuresV = vals[1].(*tensor.Dense)
+	}
+	out := &Embedded{Embeds: embedsV, Length: plan.Shape.T}
 	// Per image: its crops' trunk features, and its stitched rows of the sequence.
 	h := m.featureGrid()
 	feat, pos, k := 0, 0, 0
@@ -180,21 +188,15 @@ func (m *Magma) EmbedSequence(ids []int, images []*vision.Pixels) (*Embedded, er
 		}
 		px := images[k]
 		n, f := ImageTokens(px.Rows, px.Cols, h, h), px.NumCrops()*h*h
-		out.VisionFeatures = append(out.VisionFeatures, rowSlice(features, feat, feat+f))
-		out.ImageFeatures = append(out.ImageFeatures, rowSlice(embeds, pos, pos+n))
+		out.VisionFeatures = append(out.VisionFeatures, rowSlice(featuresV, feat, feat+f))
+		out.ImageFeatures = append(out.ImageFeatures, rowSlice(embedsV, pos, pos+n))
 		feat, pos, k = feat+f, pos+n, k+1
 	}
 	return out, nil
 }
 
-// denseOf copies a node's value out of the graph (the machine may reuse it).
-func denseOf(n *G.Node) *tensor.Dense {
-	return n.Value().(*tensor.Dense).Clone().(*tensor.Dense)
-}
-
-// rowSlice copies rows [lo, hi) of a 2-D node's value.
-func rowSlice(n *G.Node, lo, hi int) *tensor.Dense {
-	v := n.Value().(*tensor.Dense)
+// rowSlice copies rows [lo, hi) of a 2-D tensor.
+func rowSlice(v *tensor.Dense, lo, hi int) *tensor.Dense {
 	cols := v.Shape()[1]
 	switch d := v.Data().(type) {
 	case []float64:

@@ -1,11 +1,9 @@
 package model
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // CheckMemory refuses, with a message that says why, a model whose float32
@@ -60,30 +58,4 @@ func copiesMeaning(n int) string {
 }
 
 // memAvailable is availableMemory; tests replace it.
-var memAvailable = availableMemory
-
-// availableMemory reads MemAvailable from /proc/meminfo.
-func availableMemory() (int64, bool) {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			return 0, false
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return 0, false
-		}
-		return kb * 1024, true
-	}
-	return 0, false
-}
+var memAvailable = kernels.AvailableMemory

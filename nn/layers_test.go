@@ -20,12 +20,11 @@ func run(t *testing.T, b *kernels.Builder, out *G.Node) []float64 {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	v, err := kernels.RunGraph(b.G, "layer", out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out.Value().Data().([]float64)
+	return v[0].Data().([]float64)
 }
 
 func near(t *testing.T, what string, got, want []float64) {

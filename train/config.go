@@ -21,20 +21,25 @@ import (
 // section belongs to the data pipeline (data.MixtureConfig) and is kept here
 // as a raw YAML node; everything else configures the engine.
 type Config struct {
-	Model      ModelConfig      `yaml:"model"`
-	Data       yaml.Node        `yaml:"data"`
-	Optimizer  OptimizerConfig  `yaml:"optimizer"`
-	Schedule   ScheduleConfig   `yaml:"schedule"`
-	Steps      int              `yaml:"steps"`          // optimizer updates in the run (schedule length)
-	BatchSize  int              `yaml:"batch_size"`     // samples per micro-batch
-	GradAccum  int              `yaml:"grad_accum"`     // micro-batches per update
-	Trainable  string           `yaml:"trainable"`      // all | vision_frozen | projector_only | lora
-	LoRA       llm.LoRAConfig   `yaml:"lora,omitempty"` // adapters of trainable: lora
-	SeqBucket  int              `yaml:"seq_bucket"`     // padded lengths are multiples of this
-	MaxSeqLen  int              `yaml:"max_seq_len"`    // 0: the model's max_position_embeddings
-	Checkpoint CheckpointConfig `yaml:"checkpoint"`
-	LogEvery   int              `yaml:"log_every"`
-	Seed       uint64           `yaml:"seed"`
+	Model     ModelConfig     `yaml:"model"`
+	Data      yaml.Node       `yaml:"data"`
+	Optimizer OptimizerConfig `yaml:"optimizer"`
+	Schedule  ScheduleConfig  `yaml:"schedule"`
+	Steps     int             `yaml:"steps"`          // optimizer updates in the run (schedule length)
+	BatchSize int             `yaml:"batch_size"`     // samples per micro-batch
+	GradAccum int             `yaml:"grad_accum"`     // micro-batches per update
+	Trainable string          `yaml:"trainable"`      // all | vision_frozen | projector_only | lora
+	LoRA      llm.LoRAConfig  `yaml:"lora,omitempty"` // adapters of trainable: lora
+	SeqBucket int             `yaml:"seq_bucket"`     // padded lengths are multiples of this
+	MaxSeqLen int             `yaml:"max_seq_len"`    // 0: the model's max_position_embeddings
+	// ActivationCheckpointing keeps only the residual stream (the input of
+	// every ConvNeXt block and decoder layer) from the forward pass and
+	// recomputes the rest inside backward: less memory, about one more
+	// forward pass of time, bit-identical gradients.
+	ActivationCheckpointing bool             `yaml:"activation_checkpointing,omitempty"`
+	Checkpoint              CheckpointConfig `yaml:"checkpoint"`
+	LogEvery                int              `yaml:"log_every"`
+	Seed                    uint64           `yaml:"seed"`
 
 	// Source names the file (or embedded recipe) for error messages.
 	Source string `yaml:"-"`
@@ -228,7 +233,9 @@ func (c *Config) HasData() bool { return c.Data.Kind != 0 }
 // logging are left out so a run can be extended or checkpointed differently.
 func (c *Config) Hash() string {
 	cc := *c
-	cc.Steps, cc.Checkpoint, cc.LogEvery, cc.Source = 0, CheckpointConfig{}, 0, ""
+	// Activation checkpointing changes memory and time, not the numbers: a
+	// run may resume with it switched.
+	cc.Steps, cc.Checkpoint, cc.LogEvery, cc.Source, cc.ActivationCheckpointing = 0, CheckpointConfig{}, 0, "", false
 	data, err := yaml.Marshal(&cc)
 	if err != nil {
 		data = []byte(fmt.Sprintf("%+v", cc))

@@ -8,7 +8,6 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -19,12 +18,11 @@ func singleLoss(t *testing.T, m *model.Magma, s data.Sample) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	v, err := kernels.RunGraph(b.G, "loss", loss)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return float64(loss.Value().Data().(float32))
+	return float64(v[0].Data().(float32))
 }
 
 func supervised(s data.Sample) int {
@@ -53,6 +51,7 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 	}
 	cache := &graphCache{max: 4}
 	defer cache.close()
+	keys := map[model.BatchShape]bool{}
 	for _, idx := range [][]int{{0, 1, 2}, {4, 3, 0}, {2, 4, 5}} {
 		var batch data.Batch
 		var want, n float64
@@ -67,28 +66,28 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable) })
+		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable, false) })
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := sg.fill(m, batch); float64(got) != n {
 			t.Errorf("supervised positions %d, want %v", got, n)
 		}
-		got, err := sg.run()
+		got, err := sg.run(cache.executor())
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg.vm.Reset()
 		t.Logf("batch %v: key %v loss %.7f (per-sample weighted %.7f)", idx, lay.Shape, got, want)
 		if math.Abs(got-want) > 2e-5*math.Max(1, want) {
 			t.Errorf("batch %v: batched loss %.7f, per-sample %.7f", idx, got, want)
 		}
-		if lay.Shape.T%c.SeqBucket != 0 {
-			t.Errorf("T %d not a multiple of the bucket", lay.Shape.T)
+		if k := lay.Shape; k.T != bucketUp(k.T, c.SeqBucket) || k.S != bucketUp(k.S, max(c.SeqBucket, k.T/2)) || k.Crops != bucketUp(k.Crops, 1) {
+			t.Errorf("shape %v: T and S are not the bucket times a power of two, or crops not a power of two", k)
 		}
+		keys[lay.Shape] = true
 	}
-	if cache.builds != 2 {
-		t.Errorf("built %d graphs for 2 distinct shapes", cache.builds)
+	if cache.builds != len(keys) {
+		t.Errorf("built %d graphs for %d distinct shapes", cache.builds, len(keys))
 	}
 }
 
@@ -104,11 +103,10 @@ func TestFillMasksLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, trainable, _ := trainableParams(m, TrainAll)
-	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable)
+	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sg.vm.Close()
 	sg.fill(m, batch)
 	rowsIdx, targets, splice := sg.Batch.Rows.Data().([]float32), sg.Batch.Targets.Data().([]float32), sg.Batch.Splice.Data().([]float32)
 	h := 2

@@ -114,6 +114,11 @@ type Result struct {
 	Checkpoint  string // newest checkpoint written
 	GraphBuilds int    // compiled graphs built (shape buckets seen)
 	Resumed     int    // step resumed from (0: fresh start)
+	// Largest is the program with the largest activation arena (its shape
+	// and plan), CompileTime the time spent building and compiling graphs.
+	Largest     string
+	ArenaBytes  int64
+	CompileTime time.Duration
 }
 
 // ErrNonFinite is wrapped by the error Run returns when the loss or the
@@ -494,16 +499,13 @@ func (r *run) step(ctx context.Context, step int) error {
 		}
 		return err
 	}
-	loss, graphs, err := r.gradients(ctx, step)
+	loss, _, err := r.gradients(ctx, step)
 	if err != nil {
 		return err
 	}
 	scale := 1 / float64(cfg.GradAccum)
 	norm := GradNorm(r.grads) * scale
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-		for _, g := range graphs {
-			g.vm.Reset()
-		}
 		where := "no checkpoint was written yet"
 		if r.lastCheckpoint != "" {
 			where = "the last good checkpoint is " + r.lastCheckpoint
@@ -514,9 +516,6 @@ func (r *run) step(ctx context.Context, step int) error {
 	lr := r.sched.LR(step)
 	if err := r.opt.Update(r.grads, lr, scale*ClipCoef(norm, cfg.Optimizer.MaxGradNorm)); err != nil {
 		return fmt.Errorf("train: step %d: %w", step+1, err)
-	}
-	for _, g := range graphs {
-		g.vm.Reset()
 	}
 	r.res.Losses = append(r.res.Losses, loss)
 	r.res.FinalLoss = loss
@@ -531,8 +530,8 @@ func (r *run) step(ctx context.Context, step int) error {
 }
 
 // gradients runs the micro-batches of an update and leaves the (summed)
-// gradients in r.grads. Without accumulation the gradients are the graph's
-// own buffers, valid until the returned graphs are reset.
+// gradients in r.grads. Without accumulation the gradients are the
+// program's outputs in the executor's arena, valid until it runs again.
 func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, error) {
 	cfg := r.cfg
 	for i := range r.acc {
@@ -557,12 +556,14 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 		if err != nil {
 			return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
 		}
-		sg, err := r.cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(r.m, r.names, lay.Shape, r.trainable) })
+		sg, err := r.cache.get(lay.Shape, func() (*stepGraph, error) {
+			return buildGraph(r.m, r.names, lay.Shape, r.trainable, cfg.ActivationCheckpointing)
+		})
 		if err != nil {
 			return 0, nil, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
 		}
 		sg.fill(r.m, batch)
-		loss, err := sg.run()
+		loss, err := sg.run(r.cache.executor())
 		if err != nil {
 			return 0, nil, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
 		}
@@ -578,7 +579,7 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 					return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
 				}
 			}
-			graphs = append(graphs, sg) // reset after the update
+			graphs = append(graphs, sg)
 			continue
 		}
 		for i, t := range sg.Params {
@@ -591,7 +592,6 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 				dst[j] += v
 			}
 		}
-		sg.vm.Reset()
 	}
 	if r.acc != nil {
 		copy(r.grads, r.acc)
@@ -633,6 +633,7 @@ func (r *run) record(done int, loss, lr, norm float64) error {
 func (r *run) finish() *Result {
 	r.prog.done()
 	r.res.GraphBuilds = r.cache.builds
+	r.res.Largest, r.res.ArenaBytes, r.res.CompileTime = r.cache.largest, r.cache.arena, r.cache.compile
 	if r.res.Steps == 0 {
 		r.res.Steps = r.start
 	}

@@ -112,3 +112,30 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 }
 
 func nan() float64 { var z float64; return z / z }
+
+// activation_checkpointing recomputes forward values in backward: the loss
+// curve is bit-identical to the run that keeps them, and the largest plan
+// needs less memory.
+func TestActivationCheckpointingSameNumbers(t *testing.T) {
+	var losses [2][]float64
+	var arena [2]int64
+	for i, ac := range []bool{false, true} {
+		c := testConfig(4)
+		c.Checkpoint = CheckpointConfig{Every: 0, Keep: 1}
+		c.ActivationCheckpointing = ac
+		m, pp := testModel(t, c)
+		samples := testSamples(t, m, pp, 6)
+		res, err := Run(context.Background(), Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: t.TempDir(), Log: quiet(), NoPlot: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses[i], arena[i] = res.Losses, res.ArenaBytes
+		t.Logf("activation_checkpointing=%v: largest plan %s", ac, res.Largest)
+	}
+	if !slices.Equal(losses[0], losses[1]) {
+		t.Errorf("losses differ: %v without, %v with recomputation", losses[0], losses[1])
+	}
+	if arena[1] >= arena[0] {
+		t.Errorf("arena %d bytes with recomputation, %d without", arena[1], arena[0])
+	}
+}

@@ -57,21 +57,21 @@ func BenchmarkConvNeXtSmallForward(b *testing.B) {
 	if err := bld.Err(); err != nil {
 		b.Fatal(err)
 	}
-	vm := G.NewTapeMachine(bld.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil { // warm-up
+	prog, err := kernels.Compile(bld.G, kernels.CompileOptions{Name: "vision forward", Outputs: G.Nodes{out}})
+	if err != nil {
 		b.Fatal(err)
 	}
-	vm.Reset()
+	exec := kernels.NewExecutor()
+	if err := exec.Run(prog, nil); err != nil { // warm-up
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := vm.RunAll(); err != nil {
+		if err := exec.Run(prog, nil); err != nil {
 			b.Fatal(err)
 		}
-		vm.Reset()
 	}
-	_ = out
 }
 
 // BenchmarkConvNeXtSmallEncode includes graph construction (Encode).

@@ -253,14 +253,13 @@ func (m *ConvNeXt) Encode(px *Pixels) (*tensor.Dense, kernels.Grid, error) {
 	if err := b.Err(); err != nil {
 		return nil, g, fmt.Errorf("vision: encode: %w", err)
 	}
-	vm := G.NewTapeMachine(b.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
+	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("vision encode crops=%d size=%d", px.NumCrops(), px.Base), out)
+	if err != nil {
 		return nil, g, fmt.Errorf("vision: encode: %w", err)
 	}
-	v, ok := out.Value().(*tensor.Dense)
+	v, ok := vals[0].(*tensor.Dense)
 	if !ok {
-		return nil, g, fmt.Errorf("vision: encode: output value is %T, want *tensor.Dense", out.Value())
+		return nil, g, fmt.Errorf("vision: encode: output value is %T, want *tensor.Dense", vals[0])
 	}
-	return v.Clone().(*tensor.Dense), g, nil
+	return v, g, nil
 }

@@ -27,10 +27,14 @@ func newEvalLiberoCmd() *cobra.Command {
 		Use:   "libero --model CKPT --data SUITE_DIR [--split heldout]",
 		Short: "Offline LIBERO evaluation: action-token accuracy, L1 and gripper accuracy per task",
 		Long: `libero replays the demo steps of a suite folder through a checkpoint
-fine-tuned by ` + "`magma finetune libero`" + ` and compares its 7 greedy action tokens
+fine-tuned by ` + "`magma finetune libero`" + ` and compares its 7 action tokens
 with the demos': action-token accuracy, L1 error of the un-normalised action
 (simulator convention, all 7 dimensions and the 6 arm dimensions) and
-gripper open/close accuracy, per task and overall.
+gripper open/close accuracy, per task and overall. --decoding greedy takes
+the argmax tokens; --decoding official decodes as microsoft/Magma's LIBERO
+agent (agents/libero/libero_magma_utils.py): temperature 0.7 sampling,
+max_new_tokens 1000, the action = output_ids[-8:-1], the frame resized to
+256x256 (eval_magma_libero.py resolution 256).
 
 The statistics come from the checkpoint's dataset_statistics.json (key
 --suite) and the held-out demos from its libero_split.json, so --split

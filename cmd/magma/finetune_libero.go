@@ -18,7 +18,7 @@ import (
 )
 
 // LIBERO finetuning: `magma finetune libero` reads a suite folder of
-// *_demo.hdf5 files, keeps --shots demos per task (the paper's 10), and
+// *_demo.hdf5 files, keeps --shots demos per suite or task (--shots-per), and
 // trains the checkpoint to answer "What action should the robot take to
 // {instruction}?" about the upright agent-view frame with 7 OpenVLA action
 // tokens, on the pretraining engine. Every checkpoint it writes carries the
@@ -116,11 +116,15 @@ func newFinetuneLiberoCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "libero --data SUITE_DIR --init CKPT --out DIR",
-		Short: "Fine-tune on LIBERO demo files (OpenVLA action tokens, few-shot demos per task)",
+		Short: "Fine-tune on LIBERO demo files (OpenVLA action tokens, few-shot demos)",
 		Long: `libero fine-tunes a checkpoint on one LIBERO suite folder of *_demo.hdf5
 files (libero_spatial, libero_object, libero_goal, libero_10, libero_90):
---shots demos per task (the paper's 10, chosen by --data-seed; the rest are
-held out for ` + "`magma eval libero --split heldout`" + `), the agent-view frame
+--shots demos (10) per --shots-per unit, chosen by --data-seed; the rest are
+held out for ` + "`magma eval libero --split heldout`" + `. The default, 10 per
+suite spread as 1 per task, is how the Magma maintainers say the released
+LIBERO numbers were finetuned (microsoft/Magma issue #51: "select 1 traj per
+sub-task"); the paper's Fig. 10 caption says "10 trajectories per task"
+(--shots-per task). Each step gives the agent-view frame
 rotated upright, the prompt "What action should the robot take to
 {instruction}?" and the 7 action tokens + <|eot_id|> as the supervised
 answer (OpenVLA's BOUNDS_Q99 normalisation with the training demos'

@@ -147,7 +147,8 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 		return err
 	}
 	if len(res.Losses) > 0 {
-		fmt.Fprintf(w, "done: %d updates, loss %.4f -> %.4f, %d graph shapes compiled\n", res.Steps, res.Losses[0], res.FinalLoss, res.GraphBuilds)
+		fmt.Fprintf(w, "done: %d updates, loss %.4f -> %.4f, %d graph shapes compiled (%.1f s)\n", res.Steps, res.Losses[0], res.FinalLoss, res.GraphBuilds, res.CompileTime.Seconds())
+		fmt.Fprintf(w, "largest plan: %s\n", res.Largest)
 	} else {
 		fmt.Fprintf(w, "done: nothing to do (already at step %d)\n", res.Steps)
 	}

@@ -33,6 +33,7 @@ func main() {
 	batch := flag.Int("batch", 2, "samples per step")
 	steps := flag.Int("steps", 4, "steps (the first is warm-up and not counted)")
 	words := flag.Int("words", 40, "answer words per sample")
+	recompute := flag.Bool("recompute", false, "activation checkpointing (recompute forward values in backward)")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -78,6 +79,7 @@ func main() {
 	cfg.Optimizer.LR, cfg.Optimizer.WeightDecay = 1e-4, 0.01
 	cfg.Steps, cfg.BatchSize, cfg.LogEvery, cfg.MaxSeqLen = *steps, *batch, 1, 2048
 	cfg.Source = "bench"
+	cfg.ActivationCheckpointing = *recompute
 	var node yaml.Node
 	_ = node.Encode(map[string]any{"workers": 2, "sources": []any{map[string]any{"type": "llava", "path": filepath.Join(dir, "llava.json"), "weight": 1.0}}})
 	cfg.Data = node
