@@ -37,10 +37,10 @@ type Config struct {
 func (c Config) ImageKey() string { return "steps/observation/" + c.Image }
 
 // Configs are the datasets with a known mapping, by OpenVLA dataset name:
-// the OXE "magic soup" mixture except kuka's compressed-state variant
-// details (kuka's action and instruction are mapped; its state is not
-// used), furniture_bench, iamlab_cmu_pickup_insert and berkeley_fanuc
-// (quaternion actions), plus OpenVLA's modified LIBERO suites.
+// the OXE "magic soup" mixture except furniture_bench and
+// iamlab_cmu_pickup_insert (quaternion actions converted with
+// tensorflow_graphics), with kuka's action and instruction mapped but not
+// its zlib-compressed state, plus OpenVLA's modified LIBERO suites.
 var Configs = map[string]Config{}
 
 // Lookup finds a dataset's config by its name (the RLDS directory name).
@@ -394,6 +394,21 @@ func init() {
 	add("nyu_franka_play_dataset_converted_externally_to_rlds", "image", "", vec, actionVector(0, func(a [][]float64) [][]float64 {
 		return concat(cols(a, -8, -2), mapCol(cols(a, -2, -1), clip01))
 	}))
+	// berkeley_fanuc_manipulation stores no gripper action: the gripper
+	// state (observation/state[6]) inverted stands in for it.
+	add("berkeley_fanuc_manipulation", "image", "wrist_image", []string{stepAct, "steps/observation/state", stepLang}, func(ep *Episode) (*Trajectory, error) {
+		r := &reader{ep: ep}
+		a := r.f(stepAct, 6)
+		st := r.f("steps/observation/state", 0)
+		lang := r.s(stepLang)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if len(st[0]) < 7 {
+			return nil, fmt.Errorf("observation/state has %d values per step, want at least 7", len(st[0]))
+		}
+		return finish(r, concat(a, mapCol(cols(st, 6, 7), invert)), lang)
+	})
 	add("ucsd_kitchen_dataset_converted_externally_to_rlds", "image", "", vec, actionVector(0, func(a [][]float64) [][]float64 { return cols(a, 0, -1) }))
 	add("cmu_stretch", "image", "", vec, actionVector(0, func(a [][]float64) [][]float64 { return cols(a, 0, -1) }))
 	// OpenVLA's modified LIBERO (libero_dataset_transform): gripper -1 open

@@ -272,3 +272,49 @@ func TestRel2AbsAndBinarize(t *testing.T) {
 		}
 	}
 }
+
+// Transforms without a file fixture, on episodes encoded here.
+func TestTransformsLanguageTableAndFanuc(t *testing.T) {
+	enc := func(ex Example) *Episode {
+		var keys []string
+		for k := range ex {
+			keys = append(keys, k)
+		}
+		ep, err := DecodeEpisode("mem", 0, 0, EncodeExample(keys, ex), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	// language_table: 2-D actions, instruction as 0-padded int32 code points
+	instr := make([]int64, 2*8)
+	for i, r := range []rune("push ✓") {
+		instr[i], instr[8+i] = int64(r), int64(r)
+	}
+	ep := enc(Example{
+		"steps/is_first":                {Kind: KindInt64, Ints: []int64{1, 0}},
+		"steps/action":                  {Kind: KindFloat, Floats: []float32{0.1, -0.2, 0.3, 0.4}},
+		"steps/observation/instruction": {Kind: KindInt64, Ints: instr},
+	})
+	tr, err := Configs["language_table"].Transform(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Instruction[1] != "push ✓" || len(tr.Action[1]) != 7 || math.Abs(tr.Action[1][1]-0.4) > 1e-6 || tr.Action[1][6] != 1 || tr.Action[1][2] != 0 {
+		t.Fatalf("language_table: %q %v", tr.Instruction[1], tr.Action)
+	}
+	// berkeley_fanuc_manipulation: gripper = 1 - state[6]
+	ep = enc(Example{
+		"steps/is_first":             {Kind: KindInt64, Ints: []int64{1, 0}},
+		"steps/action":               {Kind: KindFloat, Floats: []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+		"steps/observation/state":    {Kind: KindFloat, Floats: []float32{0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0.25, 0}},
+		"steps/language_instruction": {Kind: KindBytes, Bytes: [][]byte{[]byte("open the drawer")}},
+	})
+	tr, err = Configs["berkeley_fanuc_manipulation"].Transform(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Action[0][6] != 0 || tr.Action[1][6] != 0.75 || tr.Action[1][0] != 7 || tr.Instruction[1] != "open the drawer" {
+		t.Fatalf("fanuc: %v %q", tr.Action, tr.Instruction)
+	}
+}
