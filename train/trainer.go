@@ -56,7 +56,10 @@ type Options struct {
 	NoPlot bool
 	// NoCheckpoint writes no checkpoints at all (benchmarks).
 	NoCheckpoint bool
-	// MaxGraphs bounds the compiled-graph cache (0: 8).
+	// MaxGraphs bounds the compiled-graph cache (0: 16). Cached programs hold
+	// no buffers (they share the trainer's one arena), so a cache larger than
+	// the shapes a run meets costs only their graphs; the default pretrain
+	// meets 11.
 	MaxGraphs int
 	// Adapters are the tensors trained with trainable: lora. Nil: Run
 	// attaches fresh LoRA adapters from the recipe's lora: section (seeded
@@ -431,7 +434,7 @@ func (r *run) open() error {
 	}
 	r.cache = &graphCache{max: o.MaxGraphs}
 	if r.cache.max <= 0 {
-		r.cache.max = 8
+		r.cache.max = 16
 	}
 	if cfg.GradAccum > 1 {
 		r.acc = make([][]float32, len(r.params))
