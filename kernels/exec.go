@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"runtime"
@@ -603,6 +604,16 @@ var poisonDefault bool
 // SetPoisonFreed makes executors created afterwards fill every freed
 // buffer with NaN (debug mode; see NewExecutor).
 func SetPoisonFreed(on bool) { poisonDefault = on }
+
+// PoisonFreedInTests is what a package's TestMain calls after flag.Parse:
+// every test of the package (parity goldens, gradient checks, resume) then
+// runs in NaN-poison mode, so a value read after its buffer was reused
+// turns the results into NaN; benchmarks (-test.bench set) run without it.
+func PoisonFreedInTests() {
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		SetPoisonFreed(true)
+	}
+}
 
 // PoisonFreed switches the NaN-poison debug mode of this executor.
 func (e *Executor) PoisonFreed(on bool) { e.mu.Lock(); e.poison = on; e.mu.Unlock() }
