@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 func makeTensors(n, size int) []NamedTensor {
@@ -84,7 +86,7 @@ func TestSaveOpenSingleAndSharded(t *testing.T) {
 				for i := range got {
 					exp := want.Data[i]
 					if c.opts.DType == "BF16" {
-						exp = BF16ToFloat32(Float32ToBF16(exp))
+						exp = kernels.BF16ToFloat32(kernels.Float32ToBF16(exp))
 					}
 					if got[i] != exp {
 						t.Fatalf("%s[%d]=%g want %g", want.Name, i, got[i], exp)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // Safetensors dtype names (as written in the JSON header).
@@ -347,13 +349,13 @@ func float32Converter(dtype string) (func(dst []float32, b []byte), error) {
 	case DTypeBF16:
 		return func(dst []float32, b []byte) {
 			for i := 0; i+2 <= len(b); i += 2 {
-				dst[i/2] = BF16ToFloat32(binary.LittleEndian.Uint16(b[i:]))
+				dst[i/2] = kernels.BF16ToFloat32(binary.LittleEndian.Uint16(b[i:]))
 			}
 		}, nil
 	case DTypeF16:
 		return func(dst []float32, b []byte) {
 			for i := 0; i+2 <= len(b); i += 2 {
-				dst[i/2] = F16ToFloat32(binary.LittleEndian.Uint16(b[i:]))
+				dst[i/2] = kernels.F16ToFloat32(binary.LittleEndian.Uint16(b[i:]))
 			}
 		}, nil
 	case DTypeF64:
@@ -412,83 +414,6 @@ func float32Converter(dtype string) (func(dst []float32, b []byte), error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("dtype %s cannot be converted to float32", dtype)
-}
-
-// BF16ToFloat32 widens a bfloat16 bit pattern; exact for every value
-// (zeros, subnormals, infinities and NaN payloads).
-func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
-
-// Float32ToBF16 rounds to the nearest bfloat16, ties to even. NaN stays NaN
-// (quiet bit set so truncation cannot turn it into an infinity).
-func Float32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 { // NaN
-		return uint16(b>>16) | 0x0040
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
-
-// F16ToFloat32 widens an IEEE half-precision bit pattern; exact for every
-// value including subnormals, infinities and NaN payloads.
-func F16ToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: value = mant * 2^-24; normalise
-		e := int32(-14)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		mant &= 0x3ff
-		return math.Float32frombits(sign | uint32(e+127)<<23 | mant<<13)
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp-15+127)<<23 | mant<<13)
-}
-
-// Float32ToF16 rounds to the nearest IEEE half, ties to even (overflow to
-// infinity, underflow through subnormals to zero, NaN kept).
-func Float32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint32(14 - e)
-		half := uint32(1) << (shift - 1)
-		r := mant >> shift
-		rem := mant & (1<<shift - 1)
-		if rem > half || (rem == half && r&1 == 1) {
-			r++
-		}
-		return sign | uint16(r)
-	}
-	r := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
-		r++ // may carry into the exponent, up to infinity: correct
-	}
-	return sign | uint16(r)
 }
 
 // NamedTensor is a float32 tensor with its checkpoint name, for writing.
@@ -604,10 +529,10 @@ func WriteSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 				binary.LittleEndian.PutUint32(eb[:], math.Float32bits(v))
 				w.Write(eb[:4])
 			case DTypeBF16:
-				binary.LittleEndian.PutUint16(eb[:], Float32ToBF16(v))
+				binary.LittleEndian.PutUint16(eb[:], kernels.Float32ToBF16(v))
 				w.Write(eb[:2])
 			case DTypeF16:
-				binary.LittleEndian.PutUint16(eb[:], Float32ToF16(v))
+				binary.LittleEndian.PutUint16(eb[:], kernels.Float32ToF16(v))
 				w.Write(eb[:2])
 			}
 		}

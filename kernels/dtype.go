@@ -1,0 +1,198 @@
+package kernels
+
+// Storage dtypes: weights may stay in a checkpoint's 16-bit formats in
+// memory (bfloat16, IEEE half) and be widened to float32 inside the kernels
+// that read them; activations and accumulation stay float32.
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"unsafe"
+
+	"gorgonia.org/tensor"
+)
+
+// BF16 is a bfloat16 bit pattern: the upper 16 bits of a float32.
+type BF16 uint16
+
+// F16 is an IEEE 754 half-precision bit pattern.
+type F16 uint16
+
+// BFloat16 and Float16 are the tensor dtypes of []BF16 and []F16 backing
+// slices (gorgonia/tensor has none of its own).
+var (
+	BFloat16 = tensor.Dtype{Type: reflect.TypeOf(BF16(0))}
+	Float16  = tensor.Dtype{Type: reflect.TypeOf(F16(0))}
+)
+
+// IsHalf reports whether dt is one of the 16-bit storage dtypes.
+func IsHalf(dt tensor.Dtype) bool { return dt == BFloat16 || dt == Float16 }
+
+// DtypeName returns the safetensors name of dt ("BF16", "F16", "F32", "F64").
+func DtypeName(dt tensor.Dtype) string {
+	switch dt {
+	case BFloat16:
+		return "BF16"
+	case Float16:
+		return "F16"
+	case tensor.Float32:
+		return "F32"
+	case tensor.Float64:
+		return "F64"
+	}
+	return dt.String()
+}
+
+// ParseDtype maps a safetensors dtype name or a command-line spelling
+// (bf16, f16, fp16, f32, fp32, float32, f64) to a tensor dtype.
+func ParseDtype(s string) (tensor.Dtype, error) {
+	switch s {
+	case "BF16", "bf16", "bfloat16":
+		return BFloat16, nil
+	case "F16", "f16", "fp16", "float16", "half":
+		return Float16, nil
+	case "F32", "f32", "fp32", "float32":
+		return tensor.Float32, nil
+	case "F64", "f64", "fp64", "float64":
+		return tensor.Float64, nil
+	}
+	return tensor.Dtype{}, fmt.Errorf("unknown dtype %q (want bf16, f16 or f32)", s)
+}
+
+// ElemSize returns the size in bytes of one element of dt.
+func ElemSize(dt tensor.Dtype) int { return int(dt.Size()) }
+
+// View returns a tensor of dtype dt and shape over raw (little-endian
+// elements, e.g. a memory-mapped safetensors range) without copying: the
+// tensor aliases raw, which must outlive it and stay unmodified if it is
+// read-only memory. raw must hold exactly the shape's elements and be
+// aligned to the element size.
+func View(dt tensor.Dtype, shape []int, raw []byte) (*tensor.Dense, error) {
+	n := prod(shape)
+	es := ElemSize(dt)
+	if len(raw) != n*es {
+		return nil, fmt.Errorf("kernels: view of %v %v needs %d bytes, got %d", dt, shape, n*es, len(raw))
+	}
+	if n > 0 && uintptr(unsafe.Pointer(&raw[0]))%uintptr(es) != 0 {
+		return nil, fmt.Errorf("kernels: view of %v %v: data not aligned to %d bytes", dt, shape, es)
+	}
+	var p unsafe.Pointer
+	if n > 0 {
+		p = unsafe.Pointer(&raw[0])
+	}
+	var backing any
+	switch dt {
+	case BFloat16:
+		backing = unsafe.Slice((*BF16)(p), n)
+	case Float16:
+		backing = unsafe.Slice((*F16)(p), n)
+	case tensor.Float32:
+		backing = unsafe.Slice((*float32)(p), n)
+	case tensor.Float64:
+		backing = unsafe.Slice((*float64)(p), n)
+	default:
+		return nil, fmt.Errorf("kernels: no view for dtype %v", dt)
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(backing)), nil
+}
+
+// Widen32 writes the float32 value of t's elements [off, off+len(dst)) to
+// dst; t is BF16, F16, F32 or F64. Exact for the 16-bit formats.
+func Widen32(dst []float32, t *tensor.Dense, off int) {
+	switch s := t.Data().(type) {
+	case []BF16:
+		for i, h := range s[off : off+len(dst)] {
+			dst[i] = BF16ToFloat32(uint16(h))
+		}
+	case []F16:
+		for i, h := range s[off : off+len(dst)] {
+			dst[i] = F16ToFloat32(uint16(h))
+		}
+	case []float32:
+		copy(dst, s[off:off+len(dst)])
+	case []float64:
+		for i, v := range s[off : off+len(dst)] {
+			dst[i] = float32(v)
+		}
+	default:
+		panic(fmt.Sprintf("kernels: Widen32 of dtype %v", t.Dtype()))
+	}
+}
+
+// BF16ToFloat32 widens a bfloat16 bit pattern; exact for every value
+// (zeros, subnormals, infinities and NaN payloads).
+func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// Float32ToBF16 rounds to the nearest bfloat16, ties to even. NaN stays NaN
+// (quiet bit set so truncation cannot turn it into an infinity).
+func Float32ToBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 { // NaN
+		return uint16(b>>16) | 0x0040
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}
+
+// F16ToFloat32 widens an IEEE half-precision bit pattern; exact for every
+// value including subnormals, infinities and NaN payloads.
+func F16ToFloat32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: value = mant * 2^-24; normalise
+		e := int32(-14)
+		for mant&0x400 == 0 {
+			mant <<= 1
+			e--
+		}
+		mant &= 0x3ff
+		return math.Float32frombits(sign | uint32(e+127)<<23 | mant<<13)
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp-15+127)<<23 | mant<<13)
+}
+
+// Float32ToF16 rounds to the nearest IEEE half, ties to even (overflow to
+// infinity, underflow through subnormals to zero, NaN kept).
+func Float32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00 | uint16(mant>>13)
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint32(14 - e)
+		half := uint32(1) << (shift - 1)
+		r := mant >> shift
+		rem := mant & (1<<shift - 1)
+		if rem > half || (rem == half && r&1 == 1) {
+			r++
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
+		r++ // may carry into the exponent, up to infinity: correct
+	}
+	return sign | uint16(r)
+}
