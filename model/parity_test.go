@@ -187,7 +187,7 @@ func TestParityWithPyTorch(t *testing.T) {
 // The same weights stored as BF16 in two shards with an index must load and
 // reproduce PyTorch's logits computed from the bf16-rounded weights.
 func TestParityBF16Shards(t *testing.T) {
-	ld, err := Load(filepath.Join(parityDir, "model_bf16"))
+	ld, err := LoadWith(filepath.Join(parityDir, "model_bf16"), LoadOptions{Dtype: tensor.Float32})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/vision/imaging"
@@ -27,17 +30,34 @@ type Pipeline struct {
 }
 
 // LoadPipeline loads the checkpoint in dir and its tokenizer (dir itself, or
-// tokenizerPath when not empty).
+// tokenizerPath when not empty), keeping the stored dtypes.
 func LoadPipeline(dir, tokenizerPath string) (*Pipeline, error) {
-	ld, err := Load(dir)
+	return LoadPipelineWith(dir, tokenizerPath, LoadOptions{})
+}
+
+// LoadPipelineWith is LoadPipeline with load options (dtype, memory check).
+func LoadPipelineWith(dir, tokenizerPath string, opts LoadOptions) (_ *Pipeline, err error) {
+	ld, err := LoadWith(dir, opts)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			ld.Close()
+		}
+	}()
 	p := &Pipeline{Loaded: ld}
 	if p.LoRA, err = LoadLoRA(dir, ld.Model); err != nil {
 		return nil, err
 	}
 	if p.LoRA {
+		// Merging writes into the adapted weights: float32 copies of those
+		// (the rest stays in place).
+		for _, mod := range ld.Model.LM.LoRAModules("") {
+			if w := mod.Linear.Weight; kernels.IsReadOnly(w) || w.Dtype() != tensor.Float32 && w.Dtype() != tensor.Float64 {
+				mod.Linear.Weight = widenCopy(w)
+			}
+		}
 		if _, err := ld.Model.LM.MergeLoRA(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
@@ -219,4 +239,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// widenCopy is a float32 copy of t (any storage dtype) in process memory.
+func widenCopy(t *tensor.Dense) *tensor.Dense {
+	out := make([]float32, t.Shape().TotalSize())
+	kernels.Widen32(out, t, 0)
+	return tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(out))
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/magma-go/magma/kernels"
 )
@@ -62,6 +63,8 @@ type SafetensorsFile struct {
 	Metadata map[string]string
 
 	f         *os.File
+	mu        sync.Mutex // guards mapping
+	mapping   []byte     // the whole file, mapped read-only on first in-place use
 	dataStart int64
 	dataLen   int64
 	tensors   map[string]TensorInfo
@@ -205,12 +208,13 @@ func (s *SafetensorsFile) checkEntry(name string, e headerEntry) (TensorInfo, er
 	return TensorInfo{Name: name, DType: e.DType, Shape: append([]int(nil), e.Shape...), Begin: b, End: en}, nil
 }
 
-// Close releases the file.
+// Close releases the file and its mapping: tensors used in place (Dense
+// views) must no longer be read.
 func (s *SafetensorsFile) Close() error {
 	if s == nil || s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	err := errors.Join(s.unmap(), s.f.Close())
 	s.f = nil
 	return err
 }

@@ -8,6 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -116,6 +117,10 @@ func Bind(root any, prefix string, src TensorSource) error {
 		dst, err := denseFloat32(p.Name, p.T)
 		if err != nil {
 			report(err)
+			continue
+		}
+		if kernels.IsReadOnly(p.T) {
+			report(fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name))
 			continue
 		}
 		data, shape, err := src.Tensor(p.Name)

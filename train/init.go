@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"gorgonia.org/tensor"
+
 	"github.com/magma-go/magma/model"
 )
 
@@ -21,7 +23,9 @@ func InitModel(c *Config) (m *model.Magma, pp *model.PreprocessorConfig, tokeniz
 		if err := model.CheckMemory(cfg, c.memoryCopies(), "training "+c.Model.InitFrom); err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: %w", c.Source, err)
 		}
-		ld, err := model.Load(c.Model.InitFrom)
+		// Training updates weights in place: float32 copies in process
+		// memory, never the read-only mapped shards.
+		ld, err := model.LoadWith(c.Model.InitFrom, model.LoadOptions{Dtype: tensor.Float32, Writable: true})
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: model.init_from: %w", c.Source, err)
 		}
