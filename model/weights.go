@@ -145,7 +145,9 @@ func Bind(root any, prefix string, src TensorSource) error {
 }
 
 // Collect returns every tagged tensor under root with its name, for Save.
-// Data slices alias the tensors (no copy).
+// Float32 tensors are returned as Data slices that alias them (no copy);
+// tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
+// chunk by chunk when written.
 func Collect(root any, prefix string) ([]NamedTensor, error) {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
@@ -153,11 +155,17 @@ func Collect(root any, prefix string) ([]NamedTensor, error) {
 	}
 	out := make([]NamedTensor, 0, len(ps))
 	for _, p := range ps {
-		data, err := denseFloat32(p.Name, p.T)
-		if err != nil {
-			return nil, err
+		nt := NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
+		if p.T.Dtype() == tensor.Float32 {
+			if nt.Data, err = denseFloat32(p.Name, p.T); err != nil {
+				return nil, err
+			}
+		} else if p.T.IsScalar() || p.T.DataSize() != p.T.Shape().TotalSize() {
+			return nil, fmt.Errorf("weights: tensor %q: scalar, view or non-contiguous tensor (shape %v)", p.Name, p.T.Shape())
+		} else {
+			nt.Src = p.T
 		}
-		out = append(out, NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Data: data})
+		out = append(out, nt)
 	}
 	return out, nil
 }
