@@ -198,3 +198,39 @@ func attach(root any, prefix string, ck *Checkpoint, want tensor.Dtype, writable
 	}
 	return stats, errors.Join(errs...)
 }
+
+// CheckpointWeights is what `magma info --model DIR` reports about a
+// checkpoint's tensors, from the headers alone.
+type CheckpointWeights struct {
+	// Stored bytes by dtype as written in the shards (every tensor,
+	// including unused ones such as the ConvNeXt head).
+	Stored map[string]int64 `json:"stored_bytes_by_dtype"`
+	Shards int              `json:"shards"`
+	// InMemory is what loading with Dtype would hold: bytes by dtype, how
+	// much is used in place (mapped) and how much copied.
+	InMemory WeightStats `json:"in_memory"`
+	Dtype    string      `json:"load_dtype"` // "stored" or the --dtype asked
+}
+
+// DescribeWeights reads the headers of the checkpoint in dir and predicts
+// the model's weight memory when loaded with dtype (zero: stored dtypes).
+func DescribeWeights(dir string, cfg *Config, dtype tensor.Dtype) (*CheckpointWeights, error) {
+	ck, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	m, err := newForLoad(cfg)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planWeights(m, ck, dtype, false)
+	if err != nil {
+		return nil, err
+	}
+	name := "stored"
+	if dtype != (tensor.Dtype{}) {
+		name = kernels.DtypeName(dtype)
+	}
+	return &CheckpointWeights{Stored: ck.StoredBytes(), Shards: len(ck.files), InMemory: plan, Dtype: name}, nil
+}

@@ -27,6 +27,10 @@ type Pipeline struct {
 	// LoRA tells that the directory held a PEFT adapter (a LoRA finetune's
 	// checkpoint), which was applied by folding it into the weights.
 	LoRA bool
+	// MaxContext caps a request's positions (prompt with images expanded
+	// plus new tokens); 0 means max_position_embeddings. The KV cache of a
+	// request holds exactly its prompt and new tokens, never more.
+	MaxContext int
 }
 
 // LoadPipeline loads the checkpoint in dir and its tokenizer (dir itself, or
@@ -136,6 +140,15 @@ func (t Timing) DecodeTokensPerSecond() float64 {
 	return float64(t.Steps) / t.Decode.Seconds()
 }
 
+// PrefillTokensPerSecond is the prefill throughput over the prompt's n
+// positions (images expanded; the vision tower's time is Embed's).
+func (t Timing) PrefillTokensPerSecond(n int) float64 {
+	if t.Prefill <= 0 {
+		return 0
+	}
+	return float64(n) / t.Prefill.Seconds()
+}
+
 // Result is what Generate returns.
 type Result struct {
 	Text      string
@@ -194,9 +207,15 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	res.SequenceLength = n
-	limit := m.Config.Text.MaxPositionEmbeddings
+	limit, what := m.Config.Text.MaxPositionEmbeddings, "max_position_embeddings"
+	if p.MaxContext > 0 && p.MaxContext < limit {
+		limit, what = p.MaxContext, "--max-context"
+	}
 	if n+req.MaxNewTokens > limit {
-		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (max_position_embeddings)", n, req.MaxNewTokens, limit)
+		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (%s)", n, req.MaxNewTokens, limit, what)
+	}
+	if err := CheckKVCache(m.Config, 1, n+req.MaxNewTokens); err != nil {
+		return nil, err
 	}
 	t0 = time.Now()
 	emb, err := m.EmbedSequence(ids, pixels)
