@@ -38,7 +38,7 @@ func (w *WeightStats) add(dt tensor.Dtype, n int64, inPlace bool) {
 // Total is the weights' bytes in memory.
 func (w WeightStats) Total() int64 { return w.InPlace + w.Copied }
 
-// String is e.g. "17.8 GB (BF16 17.8 GB, F32 0.0 GB; 17.8 GB in place, mapped)".
+// String is e.g. "16.58 GiB: BF16 16.58 GiB; 16.58 GiB of it mapped in place".
 func (w WeightStats) String() string {
 	names := make([]string, 0, len(w.Bytes))
 	for k := range w.Bytes {
@@ -49,7 +49,7 @@ func (w WeightStats) String() string {
 	for i, k := range names {
 		parts[i] = fmt.Sprintf("%s %s", k, kernels.FormatBytes(w.Bytes[k]))
 	}
-	return fmt.Sprintf("%s (%s; %s in place, mapped)", kernels.FormatBytes(w.Total()), strings.Join(parts, ", "), kernels.FormatBytes(w.InPlace))
+	return fmt.Sprintf("%s: %s; %s of it mapped in place", kernels.FormatBytes(w.Total()), strings.Join(parts, ", "), kernels.FormatBytes(w.InPlace))
 }
 
 // resolveDtype is the in-memory dtype of a tensor stored as have when the

@@ -161,7 +161,13 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if err := checkMemoryBytes(plan.Total()+opts.Extra, fmt.Sprintf("model %s", dir), weightsDetail(plan, opts)); err != nil {
+	detail := weightsDetail(plan, opts)
+	if opts.Dtype != (tensor.Dtype{}) {
+		if stored, err := planWeights(m, ck, tensor.Dtype{}, false); err == nil && stored.Total() < plan.Total() {
+			detail += fmt.Sprintf("; in its stored dtypes, without --dtype %s, the weights take %s", strings.ToLower(kernels.DtypeName(opts.Dtype)), kernels.FormatBytes(stored.Total()))
+		}
+	}
+	if err := checkMemoryBytes(plan.Total()+opts.Extra, fmt.Sprintf("model %s", dir), detail); err != nil {
 		return nil, err
 	}
 	stats, err := attach(m, "", ck, opts.Dtype, opts.Writable)

@@ -34,9 +34,16 @@ func checkMemoryBytes(need int64, what, detail string) error {
 	if !ok || need <= avail {
 		return nil
 	}
-	return fmt.Errorf("%s needs about %s (%s), but only %s of memory is available: %w",
-		what, kernels.FormatBytes(need), detail, kernels.FormatBytes(avail), kernels.ErrNoMemory)
+	return noMemoryError(fmt.Sprintf("%s needs about %s (%s), but only %s of memory is available",
+		what, kernels.FormatBytes(need), detail, kernels.FormatBytes(avail)))
 }
+
+// noMemoryError is a refusal for lack of memory; errors.Is(err,
+// kernels.ErrNoMemory) reports it.
+type noMemoryError string
+
+func (e noMemoryError) Error() string        { return string(e) }
+func (e noMemoryError) Is(target error) bool { return target == kernels.ErrNoMemory }
 
 // KVCacheBytes is the float32 KV cache of slots sequences of maxLen
 // positions: layers × 2 (keys, values) × kv heads × head dim × 4 bytes per
