@@ -98,15 +98,15 @@ func TestHalfLinearMatchesUpcast(t *testing.T) {
 		rows, out, in int
 		bias          bool
 	}{
-		{1, 9, 5, true},         // tails everywhere
-		{1, 37, 67, false},      // 4-row blocks + remainder
-		{1, 1100, 2048, true},   // parallel GEMV (out·in ≥ parGemmMin)
-		{3, 130, 96, true},      // a few rows through the GEMV
-		{4, 64, 1000, false},    // gemvMaxRows
-		{5, 70, 33, true},       // first tiled size
-		{37, 300, 256, true},    // several tiles
-		{64, 5000, 512, false},  // tile boundaries inside the goroutine split
-		{200, 96, 4100, true},   // k larger than a tile's row budget
+		{1, 9, 5, true},        // tails everywhere
+		{1, 37, 67, false},     // 4-row blocks + remainder
+		{1, 1100, 2048, true},  // parallel GEMV (out·in ≥ parGemmMin)
+		{3, 130, 96, true},     // a few rows through the GEMV
+		{4, 64, 1000, false},   // gemvMaxRows
+		{5, 70, 33, true},      // first tiled size
+		{37, 300, 256, true},   // several tiles
+		{64, 5000, 512, false}, // tile boundaries inside the goroutine split
+		{200, 96, 4100, true},  // k larger than a tile's row budget
 	}
 	for _, dt := range halfDtypes() {
 		for _, p := range halfPaths() {

@@ -48,7 +48,7 @@ type kernelOp struct {
 	// (read in place, widened inside do); every other input has the op's
 	// float dtype, which is also the dtype of the result.
 	half uint32
-	diff        func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	diff func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
