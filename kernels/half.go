@@ -240,10 +240,15 @@ func ReadBandwidth(buf []byte, n int) uint64 {
 func CheckTrainable(wrt G.Nodes) error {
 	for _, n := range wrt {
 		if n != nil && IsHalf(n.Dtype()) {
-			return fmt.Errorf("parameter %s is %s and frozen; use trainable: lora or --dtype f32", n.Name(), halfName(n.Dtype()))
+			return FrozenHalfError(n.Name(), n.Dtype())
 		}
 	}
 	return nil
+}
+
+// FrozenHalfError is the error for training a half parameter (name, dtype).
+func FrozenHalfError(name string, dt tensor.Dtype) error {
+	return fmt.Errorf("parameter %s is %s and frozen; use trainable: lora or --dtype f32", name, halfName(dt))
 }
 
 // halfName is the lower-case dtype name used in messages (bf16, f16).
