@@ -156,7 +156,7 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 			rgb := gocv.NewMat()
 			defer rgb.Close()
 			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
-				frames[i], errs[i] = decodeFrame(filepath.Join(dir, names[i]), &rgb)
+				frames[i], errs[i] = decodeFrameSafe(filepath.Join(dir, names[i]), &rgb)
 			}
 		}()
 	}
@@ -170,6 +170,17 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 		}
 	}
 	return &Clip{Frames: frames}, nil
+}
+
+// decodeFrameSafe is decodeFrame for a worker goroutine: a panic inside
+// the decoder becomes an error naming the file instead of ending the process.
+func decodeFrameSafe(p string, rgb *gocv.Mat) (img imaging.Image, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			img, err = imaging.Image{}, fmt.Errorf("%w: decoding %s failed: %v", ErrUnreadable, p, v)
+		}
+	}()
+	return decodeFrame(p, rgb)
 }
 
 // decodeFrame reads one image file as RGB (rgb is a scratch Mat).
