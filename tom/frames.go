@@ -63,7 +63,9 @@ func ReadFrames(path string, start, n int) (*Clip, error) {
 	return readVideo(path, start, n)
 }
 
-func readVideo(path string, start, n int) (*Clip, error) {
+// OpenVideo opens a video file for decoding; the error wraps ErrUnreadable
+// and names the file. The caller closes the capture.
+func OpenVideo(path string) (*gocv.VideoCapture, error) {
 	vc, err := gocv.VideoCaptureFile(path)
 	if err != nil {
 		if vc != nil {
@@ -71,10 +73,19 @@ func readVideo(path string, start, n int) (*Clip, error) {
 		}
 		return nil, fmt.Errorf("%w %s: %v", ErrUnreadable, path, err)
 	}
-	defer vc.Close()
 	if !vc.IsOpened() {
+		vc.Close()
 		return nil, fmt.Errorf("%w %s: not opened", ErrUnreadable, path)
 	}
+	return vc, nil
+}
+
+func readVideo(path string, start, n int) (*Clip, error) {
+	vc, err := OpenVideo(path)
+	if err != nil {
+		return nil, err
+	}
+	defer vc.Close()
 	fps := vc.Get(gocv.VideoCaptureFPS)
 	if math.IsNaN(fps) || fps < 0 {
 		fps = 0
