@@ -130,6 +130,9 @@ type Timing struct {
 	Prefill    time.Duration // decoder over the prompt, logits of the last position
 	Decode     time.Duration // all decode steps after the first token
 	Steps      int           // decode steps run (generated tokens - 1)
+	// StepTimes are the decode steps one by one (the first also builds and
+	// compiles the decode graph).
+	StepTimes []time.Duration
 }
 
 // DecodeTokensPerSecond is the decode throughput with the KV cache.
@@ -232,14 +235,18 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	gen := llm.NewGenerator(m.LM, n+req.MaxNewTokens)
 	defer gen.Release()
 	t0 = time.Now()
-	var tFirst time.Time
+	var tFirst, tPrev time.Time
 	out, err := gen.Generate(ctx, llm.Prompt{Embeds: emb.Embeds}, llm.GenerateOptions{
 		MaxNewTokens: req.MaxNewTokens, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK,
 		Seed: req.Seed, StopIDs: stop, Allowed: p.AllowedIDs(),
 	}, func(step, id int, logits []float32) error {
+		now := time.Now()
 		if step == 0 {
-			tFirst = time.Now()
+			tFirst = now
+		} else {
+			res.Timing.StepTimes = append(res.Timing.StepTimes, now.Sub(tPrev))
 		}
+		tPrev = now
 		if req.KeepLogits {
 			res.Logits = append(res.Logits, logits)
 		}

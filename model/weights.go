@@ -94,6 +94,19 @@ const maxReportedErrors = 10
 // naming the tensor (all problems are collected, the first few listed).
 // Optional tensors missing from src are left as constructed.
 func Bind(root any, prefix string, src TensorSource) error {
+	return bind(root, prefix, src, false)
+}
+
+// BindWritable is Bind for resuming training on a model whose frozen part
+// is a read-only view of a mapped checkpoint (trainable: lora on a bf16
+// base used in place): the writable tensors are filled, the read-only ones
+// are only checked (present in src, same shape) and left as they are:
+// training never changes them, so a checkpoint's copy holds their values.
+func BindWritable(root any, prefix string, src TensorSource) error {
+	return bind(root, prefix, src, true)
+}
+
+func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return err
@@ -114,14 +127,26 @@ func Bind(root any, prefix string, src TensorSource) error {
 			}
 			continue
 		}
-		dst, err := denseFloat32(p.Name, p.T)
-		if err != nil {
-			report(err)
-			continue
-		}
-		if kernels.IsReadOnly(p.T) {
+		readOnly := kernels.IsReadOnly(p.T)
+		if readOnly && !keepReadOnly {
 			report(fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name))
 			continue
+		}
+		if readOnly {
+			if ck, ok := src.(*Checkpoint); ok {
+				if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
+					report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape))
+				}
+			}
+			continue
+		}
+		half := kernels.IsHalf(p.T.Dtype())
+		var dst []float32
+		if !half {
+			if dst, err = denseFloat32(p.Name, p.T); err != nil {
+				report(err)
+				continue
+			}
 		}
 		data, shape, err := src.Tensor(p.Name)
 		if err != nil {
@@ -132,11 +157,22 @@ func Bind(root any, prefix string, src TensorSource) error {
 			report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), shape))
 			continue
 		}
-		if len(data) != len(dst) {
+		if n := p.T.Shape().TotalSize(); len(data) != n {
 			report(fmt.Errorf("weights: tensor %q: got %d values for shape %v", p.Name, len(data), shape))
 			continue
 		}
-		copy(dst, data)
+		switch d := p.T.Data().(type) {
+		case []kernels.BF16: // rounded to nearest even: exact for bf16 sources
+			for i, v := range data {
+				d[i] = kernels.BF16(kernels.Float32ToBF16(v))
+			}
+		case []kernels.F16:
+			for i, v := range data {
+				d[i] = kernels.F16(kernels.Float32ToF16(v))
+			}
+		default:
+			copy(dst, data)
+		}
 	}
 	if more > 0 {
 		errs = append(errs, fmt.Errorf("... and %d more problems", more))

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/tom"
@@ -93,6 +94,7 @@ func newGenerateCmd() *cobra.Command {
 				"prefill_tokens_per_s": res.Timing.PrefillTokensPerSecond(res.SequenceLength),
 				"decode_ms":            ms(res.Timing.Decode),
 				"decode_steps":         res.Timing.Steps,
+				"decode_step_ms":       stepsMS(res.Timing.StepTimes),
 				"decode_tokens_per_s":  res.Timing.DecodeTokensPerSecond(),
 				"weights":              p.Weights,
 			})
@@ -129,4 +131,12 @@ func parseIDs(s string) ([]int, error) {
 		ids = append(ids, v)
 	}
 	return ids, nil
+}
+
+func stepsMS(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
 }
