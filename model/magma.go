@@ -34,7 +34,14 @@ func New(cfg *Config) (*Magma, error) {
 
 // newForLoad builds the model with placeholders for its parameters (shape
 // only, no memory): a checkpoint binding replaces every one (Attach).
-func newForLoad(cfg *Config) (*Magma, error) { return newWith(cfg, kernels.Placeholder) }
+func newForLoad(cfg *Config) (m *Magma, err error) {
+	defer func() {
+		if r := recover(); r != nil { // kernels.Placeholder: address space exhausted
+			m, err = nil, fmt.Errorf("model placeholders: %v", r)
+		}
+	}()
+	return newWith(cfg, kernels.Placeholder)
+}
 
 func newWith(cfg *Config, alloc nn.Alloc) (*Magma, error) {
 	v, err := vision.NewConvNeXtWith(cfg.Vision, alloc)
