@@ -56,18 +56,36 @@ func BenchmarkGEMVDecode(b *testing.B) {
 		y := make([]float32, s.out)
 		for _, dt := range []tensor.Dtype{BFloat16, tensor.Float32} {
 			ms := benchMatrices(b, dt, s.out, s.in)
-			paths := []HalfPath{BestHalfPath}
-			if dt == BFloat16 {
-				paths = halfPathsBench()
+			type variant struct {
+				path HalfPath
+				dot  bool // --compute bf16
 			}
-			for _, p := range paths {
+			vs := []variant{{BestHalfPath, false}}
+			if dt == BFloat16 {
+				vs = nil
+				for _, p := range halfPathsBench() {
+					vs = append(vs, variant{p, false})
+				}
+				if HasBF16Dot {
+					vs = append(vs, variant{BestHalfPath, true})
+				}
+			}
+			for _, v := range vs {
+				p, dot := v.path, v.dot
 				name := fmt.Sprintf("%s/%s", DtypeName(dt), s.name)
-				if dt == BFloat16 {
+				switch {
+				case dot:
+					name += "/compute-bf16"
+				case dt == BFloat16:
 					name += "/" + p.String()
 				}
 				b.Run(name, func(b *testing.B) {
 					old, _ := SetHalfPath(p)
 					defer SetHalfPath(old)
+					if dot {
+						_ = SetComputeBF16(true)
+						defer SetComputeBF16(false)
+					}
 					b.SetBytes(int64(s.out * s.in * ElemSize(dt)))
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
