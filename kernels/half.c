@@ -279,3 +279,59 @@ uint64_t mg_read_sum(int path, const uint8_t *p, long n) {
 	}
 	return r;
 }
+
+// ---- --compute bf16: bf16 activations, vdpbf16ps (AVX512_BF16) ----
+//
+// mg_has_bf16dot: the CPU has the bf16 dot-product instructions.
+int mg_has_bf16dot(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+// mg_round_bf16 rounds n floats to bfloat16, nearest even (NaN kept quiet).
+void mg_round_bf16(const float *x, uint16_t *d, long n) {
+	for (long i = 0; i < n; i++) {
+		uint32_t b;
+		memcpy(&b, &x[i], 4);
+		if ((b & 0x7fffffffu) > 0x7f800000u) {
+			d[i] = (uint16_t)(b >> 16) | 0x40;
+			continue;
+		}
+		b += 0x7fffu + ((b >> 16) & 1);
+		d[i] = (uint16_t)(b >> 16);
+	}
+}
+
+#define BF16DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+BF16DOT static inline __m512 dp(__m512 acc, const uint16_t *w, const uint16_t *x) {
+	return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(w), (__m512bh)_mm512_loadu_si512(x));
+}
+
+// mg_gemv_bf16dot: y[r, o] = Σ_i xb[r, i]·w[o, i] with xb the bf16-rounded
+// activations, products of bf16 pairs accumulated in float32 by vdpbf16ps
+// (32 pairs per instruction), weight rows [o0, o1) in blocks of four.
+BF16DOT void mg_gemv_bf16dot(const uint16_t *xb, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1) {
+	long o = o0;
+	for (; o < o1; o += 4) {
+		int nr = o1 - o < 4 ? (int)(o1 - o) : 4;
+		const uint16_t *wr[4];
+		for (int j = 0; j < 4; j++) wr[j] = w + (o + (j < nr ? j : 0)) * k;
+		for (long r = 0; r < rows; r++) {
+			const uint16_t *xr = xb + r * k;
+			__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+			long i = 0;
+			for (; i + 32 <= k; i += 32) {
+				a0 = dp(a0, wr[0] + i, xr + i);
+				a1 = dp(a1, wr[1] + i, xr + i);
+				a2 = dp(a2, wr[2] + i, xr + i);
+				a3 = dp(a3, wr[3] + i, xr + i);
+			}
+			float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2), _mm512_reduce_add_ps(a3)};
+			for (; i < k; i++) {
+				float xv = bf16_f32(xr[i]);
+				for (int j = 0; j < 4; j++) s[j] += xv * bf16_f32(wr[j][i]);
+			}
+			for (int j = 0; j < nr; j++) y[r * ldy + o + j] = s[j];
+		}
+	}
+}

@@ -28,6 +28,9 @@ int mg_half_best_path(void);
 void mg_widen(int path, int kind, const uint16_t *s, long lds, float *d, long ldd, long rows, long cols);
 void mg_gemv_half(int path, int kind, const float *x, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1);
 uint64_t mg_read_sum(int path, const uint8_t *p, long n);
+int mg_has_bf16dot(void);
+void mg_round_bf16(const float *x, uint16_t *d, long n);
+void mg_gemv_bf16dot(const uint16_t *xb, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1);
 */
 import "C"
 
@@ -180,9 +183,35 @@ func linearHalf(x []float32, rows, k int, w *tensor.Dense, out int, y []float32)
 	})
 }
 
+// HasBF16Dot reports whether the CPU has the AVX512_BF16 dot-product
+// instructions (/proc/cpuinfo: avx512_bf16) that --compute bf16 uses.
+var HasBF16Dot = C.mg_has_bf16dot() != 0
+
+// computeBF16 is the --compute bf16 mode (SetComputeBF16).
+var computeBF16 bool
+
+// SetComputeBF16 switches decode products with bf16 weights to bf16
+// activations: each input row is rounded to bfloat16 and multiplied with
+// the weights by vdpbf16ps (pairs of bf16 products accumulated in float32).
+// Faster where the GEMV is compute-bound, less exact: the error against
+// float32 activations is measured in TestComputeBF16Error (about 2^-9
+// relative per product). Prefill products keep float32 activations
+// (Debian's OpenBLAS has no bf16 GEMM). Refused without avx512_bf16.
+func SetComputeBF16(on bool) error {
+	if on && !HasBF16Dot {
+		return fmt.Errorf("kernels: --compute bf16 needs the avx512_bf16 instructions, which this CPU lacks (see /proc/cpuinfo); use --compute f32")
+	}
+	computeBF16 = on
+	return nil
+}
+
 // gemvHalf: y [rows, out] = x [rows, k]·wᵀ, w the half bits [out, k], over
 // both cores (each reads its own weight rows once).
 func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []float32) {
+	if computeBF16 && kind == 0 {
+		gemvBF16Dot(x, rows, k, w, out, y)
+		return
+	}
 	if out*k < parGemmMin {
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), 0, C.long(out))
 		return
@@ -190,6 +219,20 @@ func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []flo
 	splitRange(out, 64, func(lo, hi int) {
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 	})
+}
+
+// gemvBF16Dot is gemvHalf in --compute bf16 mode (bf16 weights only).
+func gemvBF16Dot(x []float32, rows, k int, w []uint16, out int, y []float32) {
+	xb := make([]uint16, rows*k)
+	C.mg_round_bf16(fp(x), hp(xb), C.long(rows*k))
+	run := func(lo, hi int) {
+		C.mg_gemv_bf16dot(hp(xb), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
+	}
+	if out*k < parGemmMin {
+		run(0, out)
+		return
+	}
+	splitRange(out, 64, run)
 }
 
 // linearGradXHalf computes dx = dy·W for dy [rows, out] and a half w

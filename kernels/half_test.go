@@ -300,3 +300,52 @@ func TestConvert(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeBF16Error: --compute bf16 (bf16 activations, vdpbf16ps) equals
+// the float64 dot product of the bf16-rounded activations with the weights
+// up to float32 accumulation (2e-6·Σ|x·w|); against float32 activations its
+// error stays within 2^-8·Σ|x·w| (the rounding of x to 8 mantissa bits).
+func TestComputeBF16Error(t *testing.T) {
+	if !HasBF16Dot {
+		if err := SetComputeBF16(true); err == nil {
+			t.Fatal("SetComputeBF16 accepted a CPU without avx512_bf16")
+		}
+		t.Skip("no avx512_bf16 on this CPU")
+	}
+	if err := SetComputeBF16(true); err != nil {
+		t.Fatal(err)
+	}
+	defer SetComputeBF16(false)
+	rng := rand.New(rand.NewSource(11))
+	for _, c := range []struct{ rows, out, in int }{{1, 9, 5}, {1, 37, 67}, {2, 1100, 2048}, {1, 4096, 4096}} {
+		w, wUp := halfPair(t, rng, BFloat16, c.out, c.in)
+		x := randF32(rng, c.rows, c.in)
+		y := make([]float32, c.rows*c.out)
+		linearHalf(x.Data().([]float32), c.rows, c.in, w, c.out, y)
+		xs, ws := x.Data().([]float32), wUp.Data().([]float32)
+		var worst float64
+		for r := 0; r < c.rows; r++ {
+			for o := 0; o < c.out; o++ {
+				var exact, rounded, mag float64
+				for i := 0; i < c.in; i++ {
+					xv := float64(xs[r*c.in+i])
+					xr := float64(BF16ToFloat32(Float32ToBF16(xs[r*c.in+i])))
+					wv := float64(ws[o*c.in+i])
+					exact += xv * wv
+					rounded += xr * wv
+					mag += math.Abs(xv * wv)
+				}
+				g := float64(y[r*c.out+o])
+				if math.Abs(g-rounded) > 2e-6*mag {
+					t.Fatalf("%v: y[%d,%d] = %v, bf16-rounded x gives %v (Σ|x·w| %v)", c, r, o, g, rounded, mag)
+				}
+				if e := math.Abs(g-exact) / mag; e > 1.0/256 {
+					t.Fatalf("%v: y[%d,%d] = %v, float32 activations give %v: error %.3g of Σ|x·w|", c, r, o, g, exact, e)
+				} else {
+					worst = math.Max(worst, e)
+				}
+			}
+		}
+		t.Logf("%dx%dx%d: --compute bf16 error against float32 activations up to %.3g of Σ|x·w|", c.rows, c.out, c.in, worst)
+	}
+}
