@@ -16,6 +16,7 @@ import (
 // bytes a parameter); --dtype converts on load.
 type loadFlags struct {
 	dtype      string
+	compute    string
 	maxContext int
 }
 
@@ -24,6 +25,7 @@ const dtypeUsage = "weights in memory: stored (the checkpoint's dtypes, mapped i
 // add registers --dtype and, when withContext, --max-context.
 func (l *loadFlags) add(f *pflag.FlagSet, withContext bool) {
 	f.StringVar(&l.dtype, "dtype", "stored", dtypeUsage)
+	f.StringVar(&l.compute, "compute", "f32", "activations of decode products with bf16 weights: f32 (exact), or bf16 (vdpbf16ps; needs avx512_bf16 in /proc/cpuinfo, about 1e-3 relative error)")
 	if withContext {
 		f.IntVar(&l.maxContext, "max-context", 0, "positions at most per request (prompt with images expanded + new tokens; the KV cache holds exactly those); 0 = max_position_embeddings")
 	}
@@ -50,6 +52,15 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 	dt, err := loadDtype(l.dtype)
 	if err != nil {
 		return nil, err
+	}
+	switch l.compute {
+	case "f32", "fp32", "float32", "":
+	case "bf16":
+		if err := kernels.SetComputeBF16(true); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--compute %q: want f32 or bf16", l.compute)
 	}
 	opts := model.LoadOptions{Dtype: dt}
 	if l.maxContext > 0 {
