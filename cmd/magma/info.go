@@ -41,8 +41,10 @@ func newInfoCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// A directory with configs only (no weights yet) still
+				// gets its config report.
 				if info.Weights, err = model.DescribeWeights(modelDir, cfg, dt); err != nil {
-					return err
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: no weight report: %v\n", err)
 				}
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
