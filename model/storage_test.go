@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -484,5 +485,36 @@ func TestLoadRefusesWithoutMemory(t *testing.T) {
 	_, err = LoadWith(parityDir, LoadOptions{Dtype: kernels.BFloat16, Extra: st.Size(), ExtraWhat: "KV cache"})
 	if !errors.Is(err, kernels.ErrNoMemory) || !strings.Contains(err.Error(), "KV cache") {
 		t.Fatalf("bf16 + KV cache: got %v", err)
+	}
+}
+
+// A model built for loading holds placeholders, not memory: Magma-8B's
+// 8.9e9 parameters (35.6 GB in float32) cost the Go heap a few MB and no
+// resident pages until a checkpoint replaces them.
+func TestModelForLoadAllocatesNothing(t *testing.T) {
+	cfg, _, err := PresetConfigs("magma-8b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := newForLoad(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("building the 8B model for loading allocated %d MB", grew>>20)
+	}
+	n := int64(0)
+	for _, p := range must(Parameters(m, "")) {
+		if !kernels.IsReadOnly(p.T) {
+			t.Fatalf("%s is not a placeholder", p.Name)
+		}
+		n += int64(p.T.Shape().TotalSize())
+	}
+	if n != 8_903_549_824 {
+		t.Errorf("%d parameters", n)
 	}
 }
