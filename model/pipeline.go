@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"gorgonia.org/tensor"
-
-	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/vision/imaging"
@@ -55,13 +52,9 @@ func LoadPipelineWith(dir, tokenizerPath string, opts LoadOptions) (_ *Pipeline,
 		return nil, err
 	}
 	if p.LoRA {
-		// Merging writes into the adapted weights: float32 copies of those
-		// (the rest stays in place).
-		for _, mod := range ld.Model.LM.LoRAModules("") {
-			if w := mod.Linear.Weight; kernels.IsReadOnly(w) || w.Dtype() != tensor.Float32 && w.Dtype() != tensor.Float64 {
-				mod.Linear.Weight = widenCopy(w)
-			}
-		}
+		// MergeLoRA never writes into a base used in place: an adapted
+		// weight becomes a merged copy in its own dtype (as PEFT's
+		// merge_and_unload), the rest stays mapped.
 		if _, err := ld.Model.LM.MergeLoRA(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
@@ -265,11 +258,4 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 	return res, nil
-}
-
-// widenCopy is a float32 copy of t (any storage dtype) in process memory.
-func widenCopy(t *tensor.Dense) *tensor.Dense {
-	out := make([]float32, t.Shape().TotalSize())
-	kernels.Widen32(out, t, 0)
-	return tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(out))
 }
