@@ -159,7 +159,7 @@ func getScratch(n int) *[]float32 {
 const gemvMaxRows = 4
 
 // halfTileFloats is the size of one goroutine's widened weight tile.
-const halfTileFloats = 1 << 22
+var halfTileFloats = 1 << 22
 
 // linearHalf computes y = x·Wᵀ for x [rows, k] float32 and a half w [out, k]
 // into y [rows, out].

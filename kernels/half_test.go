@@ -108,12 +108,25 @@ func TestHalfLinearMatchesUpcast(t *testing.T) {
 		{64, 5000, 512, false}, // tile boundaries inside the goroutine split
 		{200, 96, 4100, true},  // k larger than a tile's row budget
 	}
+	type variant struct {
+		path HalfPath
+		tile int // halfTileFloats: small tiles put tile boundaries inside every goroutine's range
+	}
+	var vs []variant
+	for _, p := range halfPaths() {
+		vs = append(vs, variant{p, halfTileFloats})
+	}
+	vs = append(vs, variant{BestHalfPath, 1 << 12})
 	for _, dt := range halfDtypes() {
-		for _, p := range halfPaths() {
+		for _, v := range vs {
+			p := v.path
 			for _, c := range cases {
-				name := fmt.Sprintf("%s/%v/%dx%dx%d", DtypeName(dt), p, c.rows, c.out, c.in)
+				name := fmt.Sprintf("%s/%v/tile%d/%dx%dx%d", DtypeName(dt), p, v.tile, c.rows, c.out, c.in)
 				t.Run(name, func(t *testing.T) {
 					withHalfPath(t, p)
+					old := halfTileFloats
+					halfTileFloats = v.tile
+					defer func() { halfTileFloats = old }()
 					w, wUp := halfPair(t, rng, dt, c.out, c.in)
 					x := randF32(rng, c.rows, c.in)
 					var bias *tensor.Dense
@@ -170,8 +183,13 @@ func TestHalfLinearMatchesUpcast(t *testing.T) {
 func TestHalfLinearGradX(t *testing.T) {
 	rng := rand.New(rand.NewSource(8))
 	for _, dt := range halfDtypes() {
-		for _, c := range []struct{ rows, out, in int }{{1, 7, 5}, {6, 33, 70}, {40, 3000, 700}, {9, 200, 5000}} {
-			t.Run(fmt.Sprintf("%s/%dx%dx%d", DtypeName(dt), c.rows, c.out, c.in), func(t *testing.T) {
+		for _, c := range []struct{ rows, out, in, tile int }{{1, 7, 5, 0}, {6, 33, 70, 0}, {40, 3000, 700, 0}, {9, 200, 5000, 0}, {9, 200, 5000, 1 << 12}} {
+			t.Run(fmt.Sprintf("%s/%dx%dx%d/tile%d", DtypeName(dt), c.rows, c.out, c.in, c.tile), func(t *testing.T) {
+				if c.tile > 0 {
+					old := halfTileFloats
+					halfTileFloats = c.tile
+					defer func() { halfTileFloats = old }()
+				}
 				w, wUp := halfPair(t, rng, dt, c.out, c.in)
 				dy := randF32(rng, c.rows, c.out)
 				gx := func(b *Builder, in []*G.Node) *G.Node {
