@@ -177,9 +177,11 @@ func TestHalfLinearMatchesUpcast(t *testing.T) {
 	}
 }
 
-// TestHalfLinearGradX: dx = dy·W through a frozen half weight is
-// bit-identical to the float32 op on the upcast weight, and a gradient
-// graph through it runs (the weight itself gets none).
+// TestHalfLinearGradX: dx = dy·W through a frozen half weight equals the
+// float32 op on the upcast weight within 4e-6·Σ|dy·w| per element (mostly
+// bit-identical: as in the forward, only OpenBLAS's kernel choice for other
+// block shapes differs), and a gradient graph through it runs (the weight
+// itself gets none).
 func TestHalfLinearGradX(t *testing.T) {
 	rng := rand.New(rand.NewSource(8))
 	for _, dt := range halfDtypes() {
@@ -197,7 +199,25 @@ func TestHalfLinearGradX(t *testing.T) {
 					b.Fail(err)
 					return n
 				}
-				sameBits(t, "dx", runOne(t, gx, dy, w), runOne(t, gx, dy, wUp))
+				got, want := runOne(t, gx, dy, w), runOne(t, gx, dy, wUp)
+				dys, ws := dy.Data().([]float32), wUp.Data().([]float32)
+				same := 0
+				for r := 0; r < c.rows; r++ {
+					for i := 0; i < c.in; i++ {
+						var mag float64
+						for o := 0; o < c.out; o++ {
+							mag += math.Abs(float64(dys[r*c.out+o]) * float64(ws[o*c.in+i]))
+						}
+						g, f := got[r*c.in+i], want[r*c.in+i]
+						if g == f {
+							same++
+						}
+						if math.Abs(float64(g)-float64(f)) > 4e-6*mag {
+							t.Fatalf("dx[%d,%d] = %v, float32 op %v (Σ|dy·w| %v)", r, i, g, f, mag)
+						}
+					}
+				}
+				t.Logf("%d of %d elements bit-identical to the float32 op", same, c.rows*c.in)
 			})
 		}
 	}
