@@ -30,6 +30,8 @@ void mg_widen(int path, int kind, const uint16_t *s, long lds, float *d, long ld
 void mg_gemv_half(int path, int kind, const float *x, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1);
 uint64_t mg_read_sum(int path, const uint8_t *p, long n);
 int mg_has_bf16dot(void);
+void mg_split_pairs(const float *x, float *xp, long rows, long k, long B);
+void mg_gemv_bf16_pairs(int path, const float *xp, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1);
 void mg_round_bf16(const float *x, uint16_t *d, long n);
 void mg_gemv_bf16dot(const uint16_t *xb, long rows, const uint16_t *w, long k, float *y, long ldy, long o0, long o1);
 */
@@ -213,6 +215,10 @@ func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []flo
 		gemvBF16Dot(x, rows, k, w, out, y)
 		return
 	}
+	if kind == 0 && halfPath >= HalfAVX2 {
+		gemvBF16Pairs(x, rows, k, w, out, y)
+		return
+	}
 	if out*k < parGemmMin {
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), 0, C.long(out))
 		return
@@ -220,6 +226,28 @@ func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []flo
 	splitRange(out, 64, func(lo, hi int) {
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 	})
+}
+
+// gemvBF16Pairs is gemvHalf for bf16 weights on the vector paths: x is
+// split into even and odd elements per block once, then every weight lane
+// widens with one shift or one and.
+func gemvBF16Pairs(x []float32, rows, k int, w []uint16, out int, y []float32) {
+	block := 16
+	if halfPath == HalfAVX512 {
+		block = 32
+	}
+	sp := getScratch(rows * k)
+	defer scratch32.Put(sp)
+	xp := *sp
+	C.mg_split_pairs(fp(x), fp(xp), C.long(rows), C.long(k), C.long(block))
+	run := func(lo, hi int) {
+		C.mg_gemv_bf16_pairs(C.int(halfPath), fp(xp), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
+	}
+	if out*k < parGemmMin {
+		run(0, out)
+		return
+	}
+	splitRange(out, 64, run)
 }
 
 // gemvBF16Dot is gemvHalf in --compute bf16 mode (bf16 weights only).
