@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/magma
 PYTHON  ?= /usr/bin/python3
 # Node.js and npm come with the machine image (used only by `make tokenizer`).
-APT_PKGS = libopencv-dev libopenblas-dev libhdf5-dev pkg-config gcc g++
+APT_PKGS = libopencv-dev libopenblas-dev libhdf5-dev pkg-config gcc g++ libopenmpi-dev openmpi-bin
 REF_PKGS = python3-torch python3-numpy python3-opencv python3-yaml python3-h5py
 
 export GOFLAGS ?= -mod=mod
