@@ -63,7 +63,11 @@ Every command has --help with examples. Start with: magma pretrain`,
 }
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
+	err := newRootCmd().Execute()
+	if comm != nil {
+		exitJob(comm, err) // an MPI job (pretrain/finetune under mpirun)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "magma:", err)
 		os.Exit(1)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -121,12 +122,18 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if v := tok.VocabSize(); v > m.Config.Text.VocabSize {
 		return fmt.Errorf("tokenizer %s has %d tokens, the model's vocab_size is %d", tokDir, v, m.Config.Text.VocabSize)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)
-	open, err := train.OpenMixture(cfg, mc, tok, pp, f.out)
+	comm, err := jobComm()
 	if err != nil {
 		return err
 	}
-	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume})
+	if rankZero(comm) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)
+	}
+	open, err := train.OpenMixtureComm(cfg, mc, tok, pp, f.out, comm)
+	if err != nil {
+		return err
+	}
+	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Comm: comm})
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
@@ -135,11 +142,25 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
+	if o.Comm == nil {
+		// An opener of global batches (finetune libero): each rank keeps its slice.
+		comm, err := jobComm()
+		if err != nil {
+			return err
+		}
+		o.Comm, o.Data = comm, train.SliceStreams(o.Data, comm)
+	}
+	if !rankZero(o.Comm) {
+		w = io.Discard
+	}
 	o.Hooks.OnStart = func(si train.StartInfo) {
 		fmt.Fprintf(w, "training %d of %d parameters (%s), lr %g (%s), for %d updates of %d×%d samples into %s\n",
 			si.Trainable, si.Total, o.Config.Trainable, si.LR, si.Schedule, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
 	}
 	res, err := train.Run(ctx, o)
+	if err == nil && res.Dist != nil {
+		printDist(w, o, res.Dist)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted; continue with --resume --out %s", o.OutDir)
