@@ -267,16 +267,24 @@ func (d *dataParallel) optimizerBytes() ([]int64, error) {
 	return out, nil
 }
 
-// fingerprint is what must be equal on every rank: the recipe (after
-// command-line overrides), the model config and the binary.
+// fingerprint is what must be equal on every rank: the whole recipe after
+// command-line overrides (steps, checkpoint cadence and logging included:
+// the ranks' collectives must match to the last step), the run folder and
+// --resume, the model config and the binary.
 func fingerprint(r *run) (map[string]string, error) {
-	out := map[string]string{"recipe": r.cfg.Hash()}
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+	cc := *r.cfg
+	cc.Source = "" // the recipe file may sit at another path on another node
+	recipe, err := cc.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{"recipe": sum(recipe), "run folder or --resume": sum([]byte(fmt.Sprintf("%s\x00%v", r.o.OutDir, r.o.Resume)))}
 	mc, err := json.Marshal(r.m.Config)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(mc)
-	out["model config"] = hex.EncodeToString(h[:])
+	out["model config"] = sum(mc)
 	exe, err := os.Executable()
 	if err == nil {
 		var f *os.File
@@ -314,7 +322,7 @@ func (d *dataParallel) checkSame(r *run) error {
 		if err := json.Unmarshal(all[rk], &got); err != nil {
 			return &AgreedError{Err: fmt.Errorf("rank %d's fingerprint: %w", rk, err)}
 		}
-		for _, k := range []string{"recipe", "model config", "binary"} {
+		for _, k := range []string{"recipe", "run folder or --resume", "model config", "binary"} {
 			if got[k] != ref[k] {
 				diffs = append(diffs, fmt.Sprintf("rank %d runs a different %s (sha256 %.12s…, rank 0: %.12s…)", rk, k, got[k], ref[k]))
 			}

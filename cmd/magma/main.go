@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/magma-go/magma/train/dist"
 	"github.com/magma-go/magma/vision"
 )
 
@@ -68,6 +69,11 @@ func main() {
 		exitJob(comm, err) // an MPI job (pretrain/finetune under mpirun)
 	}
 	if err != nil {
+		if ok, _ := dist.Launched(); ok {
+			// Under a launcher, before or without joining the job.
+			fmt.Fprintf(os.Stderr, "magma: rank %s: %v\n", dist.LauncherRank(), err)
+			os.Exit(1)
+		}
 		fmt.Fprintln(os.Stderr, "magma:", err)
 		os.Exit(1)
 	}

@@ -104,6 +104,10 @@ func resolveTokenizer(flag, candidate string) (string, *tokenizer.Tokenizer, err
 // applied, model initialised, tokenizer resolved and checked against the
 // model's vocabulary, data stream opened, training run.
 func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
+	comm, err := jobComm()
+	if err != nil {
+		return err
+	}
 	if err := f.apply(cmd, cfg); err != nil {
 		return err
 	}
@@ -121,10 +125,6 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	}
 	if v := tok.VocabSize(); v > m.Config.Text.VocabSize {
 		return fmt.Errorf("tokenizer %s has %d tokens, the model's vocab_size is %d", tokDir, v, m.Config.Text.VocabSize)
-	}
-	comm, err := jobComm()
-	if err != nil {
-		return err
 	}
 	if rankZero(comm) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)

@@ -28,6 +28,17 @@ func Launched() (bool, string) {
 	return false, ""
 }
 
+// LauncherRank is the rank the launcher gave this process ("" when none
+// is known): for messages before (or without) Init.
+func LauncherRank() string {
+	for _, v := range []string{"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"} {
+		if r, ok := os.LookupEnv(v); ok {
+			return r
+		}
+	}
+	return ""
+}
+
 // DefaultTimeout bounds how long one collective may wait for the other
 // ranks before the job is aborted (MAGMA_DIST_TIMEOUT, in seconds,
 // overrides it). It is generous: rank 0 writing a large checkpoint or
