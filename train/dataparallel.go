@@ -98,6 +98,9 @@ type DistTimes struct {
 	// the same for the weight all-gathers.
 	ReduceTime, GatherTime   time.Duration
 	ReduceBytes, GatherBytes int64
+	// ReduceOverlap is the part of ReduceTime spent while this rank's
+	// backward pass was still running.
+	ReduceOverlap time.Duration
 	// OptimizerBytes is each rank's AdamW moment memory (index = rank).
 	OptimizerBytes []int64
 	Buckets        int
@@ -130,6 +133,7 @@ type dataParallel struct {
 	shardV  []float32
 	times   DistTimes
 	cancel  []float64
+	spans   [][2]time.Time // this step's bucket reductions (start, end)
 }
 
 // newDataParallel lays out the buckets and this rank's shard.
@@ -279,7 +283,7 @@ func fingerprint(r *run) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]string{"recipe": sum(recipe), "run folder or --resume": sum([]byte(fmt.Sprintf("%s\x00%v", r.o.OutDir, r.o.Resume)))}
+	out := map[string]string{"recipe": sum(recipe), "run folder, --resume or bucket size": sum([]byte(fmt.Sprintf("%s\x00%v\x00%d", r.o.OutDir, r.o.Resume, r.o.BucketBytes)))}
 	mc, err := json.Marshal(r.m.Config)
 	if err != nil {
 		return nil, err
@@ -322,7 +326,7 @@ func (d *dataParallel) checkSame(r *run) error {
 		if err := json.Unmarshal(all[rk], &got); err != nil {
 			return &AgreedError{Err: fmt.Errorf("rank %d's fingerprint: %w", rk, err)}
 		}
-		for _, k := range []string{"recipe", "run folder or --resume", "model config", "binary"} {
+		for _, k := range []string{"recipe", "run folder, --resume or bucket size", "model config", "binary"} {
 			if got[k] != ref[k] {
 				diffs = append(diffs, fmt.Sprintf("rank %d runs a different %s (sha256 %.12s…, rank 0: %.12s…)", rk, k, got[k], ref[k]))
 			}
@@ -460,6 +464,11 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 	if err := <-comm; err != nil {
 		return 0, 0, err
 	}
+	for _, sp := range d.spans {
+		if sp[0].Before(tc) {
+			d.times.ReduceOverlap += minTime(sp[1], tc).Sub(sp[0])
+		}
+	}
 	var sq float64
 	for _, g := range d.shardG {
 		for _, x := range g {
@@ -492,6 +501,7 @@ func (d *dataParallel) eachBucket(pi int, params []*Param, fn func(k int)) {
 func (d *dataParallel) reduce(ready <-chan int, done chan<- error) {
 	got := make([]bool, len(d.buckets))
 	shard := 0
+	d.spans = d.spans[:0]
 	for k := range d.buckets {
 		for !got[k] {
 			got[<-ready] = true
@@ -503,7 +513,9 @@ func (d *dataParallel) reduce(ready <-chan int, done chan<- error) {
 			done <- err
 			return
 		}
-		d.times.ReduceTime += time.Since(t)
+		te := time.Now()
+		d.spans = append(d.spans, [2]time.Time{t, te})
+		d.times.ReduceTime += te.Sub(t)
 		d.times.ReduceBytes += int64(4 * (b[1] - b[0]))
 		shard += n
 	}
@@ -557,6 +569,13 @@ func (d *dataParallel) globalState(own []byte) ([]byte, error) {
 		}
 	}
 	return best, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // finite reports whether x is a finite number.

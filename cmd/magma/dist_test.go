@@ -75,7 +75,7 @@ var (
 	synthDir  string
 )
 
-func distRecipe(t *testing.T, steps, ckEvery int) string {
+func distRecipe(t *testing.T, steps, ckEvery int, more ...string) string {
 	t.Helper()
 	synthOnce.Do(func() {
 		var err error
@@ -101,6 +101,12 @@ func distRecipe(t *testing.T, steps, ckEvery int) string {
 			t.Fatalf("tiny.yaml lacks %q", old)
 		}
 		s = strings.Replace(s, old, new, 1)
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		if !strings.Contains(s, more[i]) {
+			t.Fatalf("tiny.yaml lacks %q", more[i])
+		}
+		s = strings.Replace(s, more[i], more[i+1], 1)
 	}
 	path := filepath.Join(t.TempDir(), "tiny-dist.yaml")
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
@@ -197,6 +203,42 @@ func TestDistSameCurveAndResume(t *testing.T) {
 		t.Fatalf("resume at N=1: %v\n%s", err, out)
 	}
 	sameCurve(t, "N=2 step 8 resumed at N=1", want, losses(t, res), 9, 15)
+}
+
+// Gradient accumulation (each micro-batch weighted by its global token
+// count) and small buckets (parameters split across buckets) give the
+// one-process curve too; a one-process checkpoint resumes at N=2.
+func TestDistGradAccumBuckets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains under mpirun")
+	}
+	bin := os.Args[0]
+	recipe := distRecipe(t, 6, 3, "batch_size: 4", "batch_size: 2", "grad_accum: 1", "grad_accum: 2")
+	root := t.TempDir()
+	one, two, res := filepath.Join(root, "one"), filepath.Join(root, "two"), filepath.Join(root, "res")
+	if out, err := runCmd(t, 5*time.Minute, bin, "pretrain", "--config", recipe, "--out", one); err != nil {
+		t.Fatalf("one process: %v\n%s", err, out)
+	}
+	out, err := runCmd(t, 5*time.Minute, append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", two, "--bucket-mb", "0.5")...)...)
+	if err != nil {
+		t.Fatalf("mpirun -np 2: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`global batch 2 \(1 per rank\), (\d{3}) gradient bucket`).MatchString(out) {
+		t.Errorf("want hundreds of 0.5 MiB buckets:\n%s", out)
+	}
+	want := losses(t, one)
+	sameCurve(t, "N=2, grad_accum 2, 0.5 MiB buckets", want, losses(t, two), 1, 6)
+	if err := os.MkdirAll(filepath.Join(res, "checkpoints"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCmd(t, time.Minute, "cp", "-r", filepath.Join(one, "checkpoints", "step-000003"), filepath.Join(res, "checkpoints")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, err = runCmd(t, 5*time.Minute, append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", res, "--resume")...)...)
+	if err != nil || !strings.Contains(out, "step 3 of 6") {
+		t.Fatalf("resume at N=2: %v\n%s", err, out)
+	}
+	sameCurve(t, "N=1 step 3 resumed at N=2", want, losses(t, res), 4, 6)
 }
 
 // Issue 15: killing one rank (kill -9) ends the job within 60 s with an

@@ -22,6 +22,7 @@ type runFlags struct {
 	resume   bool
 	seed     uint64
 	tokPath  string
+	bucketMB float64
 }
 
 func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
@@ -31,12 +32,16 @@ func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
 	fl.BoolVar(&f.resume, "resume", false, "continue from the newest complete checkpoint in --out")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for initialisation and data order (overrides the recipe)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the model's, else assets/tokenizer/magma)")
+	fl.Float64Var(&f.bucketMB, "bucket-mb", float64(train.DefaultBucketBytes)/(1<<20), "under mpirun: size of the gradient buckets reduced while backward runs (MiB)")
 }
 
 // apply puts the command-line overrides into the recipe.
 func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	if f.maxSteps < 0 {
 		return fmt.Errorf("--max-steps %d must be positive", f.maxSteps)
+	}
+	if !(f.bucketMB > 0) || f.bucketMB > 1024 {
+		return fmt.Errorf("--bucket-mb %g must be in (0, 1024]", f.bucketMB)
 	}
 	if f.maxSteps > 0 {
 		cfg.Steps = f.maxSteps
@@ -57,6 +62,9 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	}
 	return cfg.Validate()
 }
+
+// bucketBytes is --bucket-mb in bytes.
+func (f *runFlags) bucketBytes() int { return int(f.bucketMB * (1 << 20)) }
 
 // nextFreeRunDir returns dir when it holds no checkpoints, else the first
 // dir-N (N = 2, 3, ...) that holds none.
@@ -133,7 +141,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
-	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Comm: comm})
+	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Comm: comm, BucketBytes: f.bucketBytes()})
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
