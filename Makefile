@@ -44,7 +44,7 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data
+BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
 bench: $(BENCHES)
 
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
@@ -65,6 +65,8 @@ bench-libero:               ## LIBERO finetune samples/s and /act latency
 	bash scripts/bench/libero.sh
 bench-data:                 ## Arrow/Parquet/TFRecord readers vs Node apache-arrow / Python; trainer data wait
 	sh scripts/bench/data.sh 1 30
+bench-mpi:                  ## mpirun -np 2 pretrain on small: compute / comm wait / optimizer; collectives vs memcpy
+	sh scripts/bench/mpi.sh 4
 
 .PHONY: $(BENCHES)
 

@@ -85,7 +85,7 @@ func agree(c *dist.Comm, err error) error {
 func multi(c *dist.Comm) bool { return c != nil && c.Size() > 1 }
 
 // DistTimes is where a data-parallel step spends its time, summed over the
-// run (rank 0's view).
+// run's steps after the first (rank 0's view).
 type DistTimes struct {
 	Steps int
 	// Compute is data, forward and backward (the bucket reductions overlap
@@ -134,6 +134,7 @@ type dataParallel struct {
 	times   DistTimes
 	cancel  []float64
 	spans   [][2]time.Time // this step's bucket reductions (start, end)
+	warm    bool           // the first step is done (times restart after it)
 }
 
 // newDataParallel lays out the buckets and this rank's shard.
@@ -551,6 +552,12 @@ func (d *dataParallel) update(params []*Param, lr, scale float64) error {
 	d.times.GatherTime += el
 	d.times.CommWait += el
 	d.times.Steps++
+	if !d.warm {
+		// The first step compiles graphs and touches fresh memory: the
+		// times report the steps after it.
+		d.warm = true
+		d.times = DistTimes{OptimizerBytes: d.times.OptimizerBytes, Buckets: d.times.Buckets}
+	}
 	return nil
 }
 
