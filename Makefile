@@ -44,11 +44,13 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-model bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
+BENCHES = bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
 bench: $(BENCHES)
 
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
+bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth
+	sh scripts/bench/bf16.sh
 bench-tokenizer:            ## encode MB/s vs the two JS tokenizers
 	bash scripts/tokenizer/bench.sh 10 3
 bench-som-tom: setup-ref    ## SoM marks/s and ToM frames/s vs Python OpenCV

@@ -189,14 +189,11 @@ func videoInfo(path string, folderFPS float64) (int, float64, error) {
 		}
 		return n, folderFPS, nil
 	}
-	vc, err := gocv.VideoCaptureFile(path)
+	vc, err := tom.OpenVideo(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer vc.Close()
-	if !vc.IsOpened() {
-		return 0, 0, errors.New("cannot open video")
-	}
 	return int(vc.Get(gocv.VideoCaptureFrameCount)), vc.Get(gocv.VideoCaptureFPS), nil
 }
 

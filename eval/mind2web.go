@@ -517,10 +517,7 @@ type StepPrediction struct {
 // report), or scores opt.Predictions keyed by (annotation_id, action_uid).
 func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResults, error) {
 	opt.defaults()
-	steps := d.Steps
-	if opt.Limit > 0 && opt.Limit < len(steps) {
-		steps = steps[:opt.Limit]
-	}
+	steps := limited(d.Steps, opt.Limit)
 	var preds map[string][]*StepPrediction
 	var predErrs []StepOutcome
 	if opt.Predictions != "" {

@@ -110,10 +110,7 @@ const QAFrames = 8
 // Progress, ProgressEvery, Frames.
 func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	opt.defaults()
-	items := b.Items
-	if opt.Limit > 0 && opt.Limit < len(items) {
-		items = items[:opt.Limit]
-	}
+	items := limited(b.Items, opt.Limit)
 	var preds map[string][]*QAPrediction
 	var predErrs []RecordError
 	if opt.Resume {

@@ -97,6 +97,14 @@ func (o *Options) defaults() {
 	}
 }
 
+// limited returns the first opt.Limit items (all when Limit is 0).
+func limited[T any](items []T, limit int) []T {
+	if limit > 0 && limit < len(items) {
+		return items[:limit]
+	}
+	return items
+}
+
 // Proposals are candidate boxes per img_filename.
 type Proposals map[string][]som.Box
 
@@ -206,10 +214,7 @@ func loadImage(path string, rec *Record) (imaging.Image, error) {
 // context stop it.
 func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, error) {
 	opt.defaults()
-	recs := ds.Records
-	if opt.Limit > 0 && opt.Limit < len(recs) {
-		recs = recs[:opt.Limit]
-	}
+	recs := limited(ds.Records, opt.Limit)
 	var preds *predictionIndex
 	if opt.Predictions != "" {
 		var err error

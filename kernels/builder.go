@@ -39,6 +39,7 @@ type graph struct {
 	G      *G.ExprGraph
 	names  map[*tensor.Dense]string
 	params map[*tensor.Dense]*G.Node
+	wide   map[*G.Node]*G.Node // Widen of half parameter nodes
 	order  []*G.Node
 	err    error
 }
@@ -46,7 +47,7 @@ type graph struct {
 // NewBuilder starts a graph. names gives each parameter tensor its checkpoint
 // name (used as the node name); tensors not in names get a generated name.
 func NewBuilder(names map[*tensor.Dense]string) *Builder {
-	return &Builder{graph: &graph{G: G.NewGraph(), names: names, params: map[*tensor.Dense]*G.Node{}}}
+	return &Builder{graph: &graph{G: G.NewGraph(), names: names, params: map[*tensor.Dense]*G.Node{}, wide: map[*G.Node]*G.Node{}}}
 }
 
 // In returns a view of the same graph whose errors are reported under
@@ -117,6 +118,25 @@ func (b *Builder) Param(t *tensor.Dense) *G.Node {
 	b.params[t] = n
 	b.order = append(b.order, n)
 	return n
+}
+
+// Widen returns a BF16/F16 node as float32 (one Widen op per node and
+// graph); float nodes and nil are returned as they are. The ops below that
+// read small parameters (norms, biases, layer scales, depthwise kernels,
+// Gorgonia's arithmetic) widen their half inputs themselves; Linear and
+// Gather read half weights in place.
+func (b *Builder) Widen(x *G.Node) *G.Node {
+	if x == nil || b.err != nil || !IsHalf(x.Dtype()) {
+		return x
+	}
+	if w, ok := b.wide[x]; ok {
+		return w
+	}
+	w := b.do("Widen", false, func() (*G.Node, error) { return Widen(x) }, x)
+	if w != nil {
+		b.wide[x] = w
+	}
+	return w
 }
 
 // errMissingParam is the one error for a parameter tensor that was never

@@ -28,4 +28,15 @@
 //     tensors keep the plain Go loops (reference and gradient-check runs).
 //   - Causal attention works on 64-query blocks and skips the keys after
 //     each block (the upper triangle), forward and backward.
+//
+// Storage dtypes (dtype.go, half.go, half.c): parameters may stay bfloat16
+// or IEEE half in memory (memory-mapped checkpoint shards, read-only);
+// activations and accumulation stay float32. Linear reads a half weight in
+// place (a decode GEMV at the machine's read bandwidth, or widened tiles
+// and sgemm for prefill, and dx through a frozen weight for LoRA); Gather
+// widens the embedding rows it copies; small parameters are widened by a
+// Widen op. The vector paths of half.c (AVX-512, AVX2+FMA+F16C, scalar)
+// are chosen at run time and each is tested. Results equal the float32 ops
+// on the upcast weights up to float32 summation order (half_test.go); no
+// kernel writes into a half parameter or differentiates one.
 package kernels

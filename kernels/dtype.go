@@ -196,3 +196,65 @@ func Float32ToF16(f float32) uint16 {
 	}
 	return sign | uint16(r)
 }
+
+// Convert returns a new contiguous tensor with t's values in dtype dt
+// (BF16, F16, F32 or F64): round to nearest even when narrowing, exact when
+// widening. t is returned as is when it already has dt.
+func Convert(t *tensor.Dense, dt tensor.Dtype) (*tensor.Dense, error) {
+	if t.Dtype() == dt {
+		return t, nil
+	}
+	n := t.Shape().TotalSize()
+	src := make([]float32, n)
+	if t.IsView() {
+		m, ok := t.Materialize().(*tensor.Dense)
+		if !ok {
+			return nil, fmt.Errorf("kernels: convert: cannot materialise a %v view", t.Dtype())
+		}
+		t = m
+	}
+	switch t.Dtype() {
+	case BFloat16, Float16, tensor.Float32:
+		Widen32(src, t, 0)
+	case tensor.Float64:
+		if dt == tensor.Float32 {
+			Widen32(src, t, 0)
+			break
+		}
+		if IsHalf(dt) {
+			// Round once, from float64 through float32 (exact for values that
+			// are float32 already, which is what models hold).
+			Widen32(src, t, 0)
+			break
+		}
+		fallthrough
+	default:
+		return nil, fmt.Errorf("kernels: convert %v to %v is not supported", t.Dtype(), dt)
+	}
+	var backing any
+	switch dt {
+	case BFloat16:
+		d := make([]BF16, n)
+		for i, v := range src {
+			d[i] = BF16(Float32ToBF16(v))
+		}
+		backing = d
+	case Float16:
+		d := make([]F16, n)
+		for i, v := range src {
+			d[i] = F16(Float32ToF16(v))
+		}
+		backing = d
+	case tensor.Float32:
+		backing = src
+	case tensor.Float64:
+		d := make([]float64, n)
+		for i, v := range src {
+			d[i] = float64(v)
+		}
+		backing = d
+	default:
+		return nil, fmt.Errorf("kernels: convert to %v is not supported", dt)
+	}
+	return tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(backing)), nil
+}

@@ -668,6 +668,10 @@ func (e *Executor) view(v *valInfo) (*tensor.Dense, error) {
 		backing = unsafe.Slice((*float32)(ptr), n)
 	case tensor.Float64:
 		backing = unsafe.Slice((*float64)(ptr), n)
+	case BFloat16:
+		backing = unsafe.Slice((*BF16)(ptr), n)
+	case Float16:
+		backing = unsafe.Slice((*F16)(ptr), n)
 	case tensor.Int:
 		backing = unsafe.Slice((*int)(ptr), n)
 	case tensor.Int32:
@@ -855,6 +859,10 @@ func copyInto(out *tensor.Dense, v G.Value) error {
 		copy(out.Data().([]float32), src)
 	case []float64:
 		copy(out.Data().([]float64), src)
+	case []BF16:
+		copy(out.Data().([]BF16), src)
+	case []F16:
+		copy(out.Data().([]F16), src)
 	case []int:
 		copy(out.Data().([]int), src)
 	case []int32:
@@ -872,6 +880,10 @@ func clearTensor(t *tensor.Dense) {
 	case []float32:
 		clear(d)
 	case []float64:
+		clear(d)
+	case []BF16:
+		clear(d)
+	case []F16:
 		clear(d)
 	case []int:
 		clear(d)
@@ -897,6 +909,14 @@ func poisonValue(t *tensor.Dense) {
 		nan := math.NaN()
 		for i := range d {
 			d[i] = nan
+		}
+	case []BF16:
+		for i := range d {
+			d[i] = 0x7fc0 // quiet NaN
+		}
+	case []F16:
+		for i := range d {
+			d[i] = 0x7e00 // quiet NaN
 		}
 	case []int:
 		for i := range d {

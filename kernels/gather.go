@@ -15,11 +15,17 @@ import (
 //	out[r, :] = src[int(idx[r]), :], dsrc[s, :] = Σ_{r: idx[r]=s} dy[r, :]
 //
 // An index outside [0, S) (or not a finite number) makes Do return an error.
-// idx is not differentiable.
+// idx is not differentiable. src may be a BF16/F16 table (a frozen
+// embedding; idx float32): the rows are widened exactly, and src gets no
+// gradient.
 func Gather(src, idx *G.Node) (*G.Node, error) {
-	op, err := newOp("Gather", "", 2, src, idx)
+	op, err := newHalfOp("Gather", "", 2, 1, src, idx)
 	if err != nil {
 		return nil, err
+	}
+	halfSrc := IsHalf(src.Dtype())
+	if halfSrc && idx.Dtype() != tensor.Float32 {
+		return nil, fmt.Errorf("kernels: Gather: a %s table (%s) needs float32 indices, got %v", halfName(src.Dtype()), src.Name(), idx.Dtype())
 	}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if in[0].Dims() != 2 {
@@ -31,11 +37,14 @@ func Gather(src, idx *G.Node) (*G.Node, error) {
 		return tensor.Shape{in[1][0], in[0][1]}, nil
 	}
 	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return gatherDo[float32](in, o) },
+		return dispatch(in[1], func() (G.Value, error) { return gatherDo[float32](in, o) },
 			func() (G.Value, error) { return gatherDo[float64](in, o) })
 	}
-	op.wrt = []bool{true, false}
+	op.wrt = []bool{!halfSrc, false}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
+		if halfSrc {
+			return G.Nodes{nil, nil}, nil // a frozen table: nothing to differentiate
+		}
 		rows := in[0].Shape()[0]
 		g, err := newOp("GatherGrad", fmt.Sprintf("S=%d", rows), 2, in[1], dy)
 		if err != nil {
@@ -70,9 +79,21 @@ func rowIndex[T float](v T, n int) (int, error) {
 }
 
 func gatherDo[T float](in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
-	src, idx := data[T](in[0]), data[T](in[1])
+	idx := data[T](in[1])
 	s, d := in[0].Shape()[0], in[0].Shape()[1]
 	t, out := newOut[T](o, len(idx), d)
+	if bits, kind, ok := halfBits(in[0]); ok {
+		out32 := any(out).([]float32)
+		for r, v := range idx {
+			i, err := rowIndex(v, s)
+			if err != nil {
+				return nil, err
+			}
+			widenRows(kind, bits[i*d:], d, out32[r*d:], d, 1, d)
+		}
+		return t, nil
+	}
+	src := data[T](in[0])
 	for r, v := range idx {
 		i, err := rowIndex(v, s)
 		if err != nil {

@@ -14,14 +14,21 @@ import (
 //	y[r, o] = Σ_i x[r, i]·W[o, i] + b[o]
 //
 // Gradients: dx = dy·W, dW = dyᵀ·x (reshaped to w's shape), db = Σ_r dy[r, :].
+//
+// w may be a BF16/F16 parameter (x and b float32): it is read in place
+// (see half.go), the result is the float32 product on the upcast weight,
+// and w is frozen (dx still flows through it).
 func Linear(x, w, b *G.Node) (*G.Node, error) {
 	children := []*G.Node{x, w}
 	if b != nil {
 		children = append(children, b)
 	}
-	op, err := newOp("Linear", "", 2, children...)
+	op, err := newHalfOp("Linear", "", 2, 1<<1, children...)
 	if err != nil {
 		return nil, err
+	}
+	if IsHalf(w.Dtype()) && x.Dtype() != tensor.Float32 {
+		return nil, fmt.Errorf("kernels: Linear: a %s weight (%s) needs float32 x, got %v", halfName(w.Dtype()), w.Name(), x.Dtype())
 	}
 	hasBias := b != nil
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
@@ -44,13 +51,17 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in, o), nil },
 			func() (G.Value, error) { return linearFwd[float64](in, o), nil })
 	}
-	op.wrt = []bool{true, true, true}
+	halfW := IsHalf(w.Dtype())
+	op.wrt = []bool{true, !halfW, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := linearGradX(dy, in[1])
 		if err != nil {
 			return nil, err
 		}
-		dw, err := linearGradW(dy, in[0], in[1].Shape())
+		var dw *G.Node
+		if !halfW {
+			dw, err = linearGradW(dy, in[0], in[1].Shape())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -68,11 +79,16 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 }
 
 func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
-	x, w := data[T](in[0]), data[T](in[1])
+	x := data[T](in[0])
 	rows, k := in[0].Shape()[0], in[0].Shape()[1]
 	out := in[1].Shape()[0]
 	t, y := newOut[T](o, rows, out)
-	gemm(false, true, rows, out, k, 1, x, k, w, k, 0, y, out)
+	if IsHalf(in[1].Dtype()) {
+		linearHalf(any(x).([]float32), rows, k, in[1], out, any(y).([]float32))
+	} else {
+		w := data[T](in[1])
+		gemm(false, true, rows, out, k, 1, x, k, w, k, 0, y, out)
+	}
 	if len(in) == 3 {
 		b := data[T](in[2])
 		if y32, ok := any(y).([]float32); ok {
@@ -91,7 +107,7 @@ func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 
 // linearGradX computes dx = dy·W: dy [R, out], w [out, ...] → [R, in].
 func linearGradX(dy, w *G.Node) (*G.Node, error) {
-	op, err := newOp("LinearGradX", "", 2, dy, w)
+	op, err := newHalfOp("LinearGradX", "", 2, 1<<1, dy, w)
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +125,15 @@ func linearGradX(dy, w *G.Node) (*G.Node, error) {
 }
 
 func linearGradXDo[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
-	dy, w := data[T](in[0]), data[T](in[1])
+	dy := data[T](in[0])
 	rows, out := in[0].Shape()[0], in[0].Shape()[1]
 	k := prod(in[1].Shape()[1:])
 	t, dx := newOut[T](o, rows, k)
+	if IsHalf(in[1].Dtype()) {
+		linearGradXHalf(any(dy).([]float32), rows, out, in[1], k, any(dx).([]float32))
+		return t
+	}
+	w := data[T](in[1])
 	gemm(false, false, rows, k, out, 1, dy, out, w, k, 0, dx, k)
 	return t
 }

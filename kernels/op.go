@@ -44,7 +44,11 @@ type kernelOp struct {
 	// appending to a KV cache); activation checkpointing never recomputes it.
 	sideEffects bool
 	wrt         []bool // which inputs SymDiff differentiates (nil: none)
-	diff        func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	// half is a bit mask of the inputs that may be BF16/F16 parameters
+	// (read in place, widened inside do); every other input has the op's
+	// float dtype, which is also the dtype of the result.
+	half uint32
+	diff func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
 }
 
 var (
@@ -90,11 +94,12 @@ func (op *kernelOp) doInto(o *tensor.Dense, vs []G.Value) (v G.Value, err error)
 		if ts[i], err = asDense(x); err != nil {
 			return nil, fmt.Errorf("kernels: %s input %d: %w", op.name, i, err)
 		}
-		if ts[i].Dtype() != ts[0].Dtype() {
-			return nil, fmt.Errorf("kernels: %s: input %d has dtype %v, input 0 has %v", op.name, i, ts[i].Dtype(), ts[0].Dtype())
-		}
 	}
-	if dt := ts[0].Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
+	dt, err := op.floatDtype(len(ts), func(i int) tensor.Dtype { return ts[i].Dtype() })
+	if err != nil {
+		return nil, err
+	}
+	if dt != tensor.Float32 && dt != tensor.Float64 {
 		return nil, fmt.Errorf("kernels: %s: unsupported dtype %v (want Float32 or Float64)", op.name, dt)
 	}
 	shapes := make([]tensor.Shape, len(ts))
@@ -161,28 +166,74 @@ func (op *kernelOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 // newOp prepares a kernelOp for the given children, checking that none is nil and
 // that all share one float dtype. outRank is the rank of the result (0: scalar).
 func newOp(name, params string, outRank int, children ...*G.Node) (*kernelOp, error) {
-	var dt tensor.Dtype
+	return newHalfOp(name, params, outRank, 0, children...)
+}
+
+// newHalfOp is newOp for an op whose inputs in the bit mask half may be
+// BF16/F16 parameters (see kernelOp.half); the op's float dtype is that of
+// the other inputs.
+func newHalfOp(name, params string, outRank int, half uint32, children ...*G.Node) (*kernelOp, error) {
 	types := make([]hm.Type, len(children))
 	for i, c := range children {
 		if c == nil {
 			return nil, fmt.Errorf("kernels: %s: input %d is nil", name, i)
 		}
-		d := c.Dtype()
-		if i == 0 {
-			dt = d
-		} else if d != dt {
-			return nil, fmt.Errorf("kernels: %s: input %d (%s) has dtype %v, input 0 has %v", name, i, c.Name(), d, dt)
-		}
 		types[i] = c.Type()
+		if IsHalf(c.Dtype()) && half&(1<<i) == 0 {
+			return nil, fmt.Errorf("kernels: %s: input %d (%s) is %s, and this op reads only float inputs there (Widen it first)", name, i, c.Name(), DtypeName(c.Dtype()))
+		}
+	}
+	op := &kernelOp{name: name, params: params, types: types, half: half}
+	dt, err := op.floatDtype(len(children), func(i int) tensor.Dtype { return children[i].Dtype() })
+	if err != nil {
+		return nil, err
 	}
 	if dt != tensor.Float32 && dt != tensor.Float64 {
 		return nil, fmt.Errorf("kernels: %s: unsupported dtype %v (want Float32 or Float64)", name, dt)
 	}
-	var out hm.Type = dt
+	op.out = dt
 	if outRank > 0 {
-		out = G.TensorType{Dims: outRank, Of: dt}
+		op.out = G.TensorType{Dims: outRank, Of: dt}
 	}
-	return &kernelOp{name: name, params: params, types: types, out: out}, nil
+	return op, nil
+}
+
+// floatDtype is the op's float dtype for n inputs of dtypes dtype(i): the
+// common dtype of the inputs outside the half mask; inputs inside it have
+// that dtype or a 16-bit storage dtype.
+func (op *kernelOp) floatDtype(n int, dtype func(i int) tensor.Dtype) (tensor.Dtype, error) {
+	var dt tensor.Dtype
+	first := -1
+	for i := 0; i < n; i++ {
+		if op.half&(1<<i) != 0 {
+			continue
+		}
+		if d := dtype(i); first < 0 {
+			dt, first = d, i
+		} else if d != dt {
+			return dt, fmt.Errorf("kernels: %s: input %d has dtype %v, input %d has %v", op.name, i, d, first, dt)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if op.half&(1<<i) == 0 {
+			continue
+		}
+		if d := dtype(i); first < 0 {
+			dt, first = d, i
+		} else if d != dt && !IsHalf(d) {
+			return dt, fmt.Errorf("kernels: %s: input %d has dtype %v, input %d has %v", op.name, i, d, first, dt)
+		}
+	}
+	if IsHalf(dt) {
+		// Only half inputs (Widen): the op computes in float32.
+		for i := 0; i < n; i++ {
+			if d := dtype(i); !IsHalf(d) {
+				return dt, fmt.Errorf("kernels: %s: input %d has dtype %v, input %d has %v", op.name, i, d, first, dt)
+			}
+		}
+		return tensor.Float32, nil
+	}
+	return dt, nil
 }
 
 // apply checks shapes eagerly (so mistakes surface at graph-build time with

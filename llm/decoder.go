@@ -55,7 +55,8 @@ type ForwardOptions struct {
 
 // New resolves cfg and allocates every parameter tensor with its Hugging Face
 // shape, filled with zeros. The element type is float32 unless dtype names
-// another (tensor.Float64 is used by gradient checks).
+// another (tensor.Float64 is used by gradient checks; kernels.BFloat16 or
+// Float16 keep the weights 16-bit, the graphs computing in float32).
 func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
@@ -67,8 +68,8 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 	if len(dtype) == 1 {
 		dt = dtype[0]
 	}
-	if dt != tensor.Float32 && dt != tensor.Float64 {
-		return nil, fmt.Errorf("llm.New: unsupported dtype %v (want Float32 or Float64)", dt)
+	if dt != tensor.Float32 && dt != tensor.Float64 && !kernels.IsHalf(dt) {
+		return nil, fmt.Errorf("llm.New: unsupported dtype %v (want Float32, Float64, BF16 or F16)", dt)
 	}
 	const maxElems = 1 << 40
 	d, v, i := cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize
@@ -101,17 +102,18 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 	return m, nil
 }
 
-// Dtype is the element type of the parameters.
-// It is read off the embedding table, so a model whose tensors were
-// replaced (e.g. converted to float64 for a gradient check) reports the truth.
+// Dtype is the float type the model's graphs compute in: the element type
+// of the parameters, float32 for 16-bit (BF16/F16) parameters. It is read
+// off the embedding table, so a model whose tensors were replaced (e.g.
+// converted to float64 for a gradient check, or to bf16) reports the truth.
 func (m *Model) Dtype() tensor.Dtype {
 	if w := m.Decoder.EmbedTokens.Weight; w != nil {
-		return w.Dtype()
+		return kernels.ComputeDtype(w.Dtype())
 	}
 	if m.dtype == (tensor.Dtype{}) {
 		return tensor.Float32
 	}
-	return m.dtype
+	return kernels.ComputeDtype(m.dtype)
 }
 
 // Tensors lists every parameter tensor under its checkpoint name, prefix
@@ -253,8 +255,8 @@ func (m *Model) CheckShapes(prefix string) error {
 		if !g.Shape().Eq(want[k].Shape()) {
 			return fmt.Errorf("llm: tensor %s has shape %v, config wants %v", k, g.Shape(), want[k].Shape())
 		}
-		if g.Dtype() != m.Dtype() {
-			return fmt.Errorf("llm: tensor %s has dtype %v, model is %v", k, g.Dtype(), m.Dtype())
+		if kernels.ComputeDtype(g.Dtype()) != m.Dtype() {
+			return fmt.Errorf("llm: tensor %s has dtype %v, model computes in %v", k, g.Dtype(), m.Dtype())
 		}
 	}
 	return nil
@@ -271,8 +273,17 @@ func shapeOf(n *G.Node) any {
 	return n.Shape()
 }
 
-// floatsOf copies a float32 or float64 tensor's data into float64.
+// floatsOf copies a float32, float64, BF16 or F16 tensor's data into float64.
 func floatsOf(t *tensor.Dense) ([]float64, error) {
+	if kernels.IsHalf(t.Dtype()) {
+		w := make([]float32, t.Shape().TotalSize())
+		kernels.Widen32(w, t, 0)
+		out := make([]float64, len(w))
+		for i, v := range w {
+			out[i] = float64(v)
+		}
+		return out, nil
+	}
 	switch d := t.Data().(type) {
 	case []float32:
 		out := make([]float64, len(d))

@@ -313,7 +313,14 @@ func (m *Model) EmbedIDs(ids []int) (*tensor.Dense, error) {
 			return nil, fmt.Errorf("llm: token %d of the prompt has id %d outside the vocabulary [0, %d)", i, id, V)
 		}
 	}
-	out := tensor.New(tensor.WithShape(len(ids), D), tensor.Of(w.Dtype()))
+	out := tensor.New(tensor.WithShape(len(ids), D), tensor.Of(m.Dtype()))
+	if kernels.IsHalf(w.Dtype()) {
+		dst := out.Data().([]float32)
+		for i, id := range ids {
+			kernels.Widen32(dst[i*D:(i+1)*D], w, id*D)
+		}
+		return out, nil
+	}
 	switch src := w.Data().(type) {
 	case []float32:
 		dst := out.Data().([]float32)

@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -254,6 +255,20 @@ func (m *Model) MergeLoRA() (int, error) {
 			for i := range wd {
 				wd[i] += delta[i]
 			}
+		case []kernels.BF16, []kernels.F16:
+			// A 16-bit base may be read-only mapped: the merged weight is a
+			// new tensor of the same dtype, round(W + ΔW) to nearest even.
+			wf := make([]float32, len(delta))
+			kernels.Widen32(wf, w, 0)
+			merged := make([]float32, len(wf))
+			for i := range wf {
+				merged[i] = float32(float64(wf[i]) + delta[i])
+			}
+			nw, err := kernels.Convert(tensor.New(tensor.WithShape(w.Shape().Clone()...), tensor.WithBacking(merged)), w.Dtype())
+			if err != nil {
+				return n, fmt.Errorf("lora: %s: %w", mod.Name, err)
+			}
+			mod.Linear.Weight = nw
 		default:
 			return n, fmt.Errorf("lora: %s weight has dtype %v", mod.Name, w.Dtype())
 		}

@@ -316,6 +316,9 @@ func (m *Magma) BuildGradients(s BatchShape, names map[*tensor.Dense]string, tra
 	if len(wrt) == 0 {
 		return nil, fmt.Errorf("no trainable parameter takes part in a batch of shape %v", s)
 	}
+	if err := kernels.CheckTrainable(wrt); err != nil {
+		return nil, err
+	}
 	var err error
 	if g.Grads, err = G.Grad(g.Loss, wrt...); err != nil {
 		return nil, fmt.Errorf("gradient graph: %w", err)

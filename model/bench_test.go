@@ -3,10 +3,15 @@ package model
 import (
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
 )
@@ -44,6 +49,19 @@ func setupSmall(b *testing.B) benchSetup {
 	if err := m.InitRandom(1); err != nil {
 		b.Fatal(err)
 	}
+	// MAGMA_BENCH_DTYPE=bf16 (or f16) keeps the weights 16-bit in memory
+	// (scripts/bench/bf16.sh); peak RSS is counted from here on (the
+	// float32 weights the random init wrote are gone).
+	if s := os.Getenv("MAGMA_BENCH_DTYPE"); s != "" {
+		dt, err := kernels.ParseDtype(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := nn.ConvertParams(m, dt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	resetPeakRSS()
 	rng := rand.New(rand.NewPCG(7, 7))
 	img := imaging.Image{W: 512, H: 512, Pix: make([]uint8, 512*512*3)}
 	for i := range img.Pix {
@@ -88,6 +106,7 @@ func BenchmarkSmallForward(b *testing.B) {
 	for range b.N {
 		forward()
 	}
+	b.ReportMetric(peakRSSMB(), "peakRSS-MB")
 }
 
 // BenchmarkSmallDecode: one greedy decode step with the KV cache after the
@@ -114,6 +133,30 @@ func BenchmarkSmallDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(peakRSSMB(), "peakRSS-MB")
+}
+
+// resetPeakRSS restarts the kernel's peak-RSS count (VmHWM) after a
+// collection handed freed memory back.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// peakRSSMB is VmHWM in MiB (0 when /proc is not there).
+func peakRSSMB() float64 {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // BenchmarkSmallTrainStep: one training step's forward and backward (loss

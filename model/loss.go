@@ -26,7 +26,7 @@ func (m *Magma) LossGraph(b *kernels.Builder, ids, labels []int, images []*imagi
 	if err != nil {
 		return nil, fmt.Errorf("loss: %w", err)
 	}
-	in := NewBatch(plan.Shape, m.Projector.RowSeparator.Dtype())
+	in := NewBatch(plan.Shape, kernels.ComputeDtype(m.Projector.RowSeparator.Dtype()))
 	m.Fill(in, seq)
 	loss := m.Loss(b, in)
 	return loss, b.Err()

@@ -158,7 +158,7 @@ func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, e
 	if err != nil {
 		return nil, fmt.Errorf("prompt: %w", errors.Unwrap(err))
 	}
-	in := NewBatch(plan.Shape, m.Projector.RowSeparator.Dtype())
+	in := NewBatch(plan.Shape, kernels.ComputeDtype(m.Projector.RowSeparator.Dtype()))
 	m.Fill(in, seq)
 	b := kernels.NewBuilder(Names(m))
 	embeds, features := m.Embed(b, in)

@@ -8,6 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -140,7 +141,8 @@ func Bind(root any, prefix string, src TensorSource) error {
 }
 
 // Collect returns every tagged tensor under root with its name, for Save.
-// Data slices alias the tensors (no copy).
+// Data slices alias float32 tensors (no copy); BF16/F16 tensors are
+// widened into copies.
 func Collect(root any, prefix string) ([]NamedTensor, error) {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
@@ -148,6 +150,13 @@ func Collect(root any, prefix string) ([]NamedTensor, error) {
 	}
 	out := make([]NamedTensor, 0, len(ps))
 	for _, p := range ps {
+		if kernels.IsHalf(p.T.Dtype()) {
+			// A 16-bit parameter is widened (exactly) into a float32 copy.
+			data := make([]float32, p.T.Shape().TotalSize())
+			kernels.Widen32(data, p.T, 0)
+			out = append(out, NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Data: data})
+			continue
+		}
 		data, err := denseFloat32(p.Name, p.T)
 		if err != nil {
 			return nil, err

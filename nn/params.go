@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // Tags:
@@ -84,12 +86,47 @@ func Parameters(root any, prefix string) ([]Param, error) {
 		return nil, errors.New("weights: nil root")
 	}
 	var out []Param
-	seen := map[string]bool{}
-	err := walkValue(reflect.ValueOf(root), strings.TrimSuffix(prefix, "."), tagOpts{}, 0, seen, &out, "root")
+	err := walk(root, prefix, func(p Param, _ reflect.Value) error {
+		out = append(out, p)
+		return nil
+	})
 	return out, err
 }
 
-func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[string]bool, out *[]Param, where string) error {
+// ConvertParams replaces every parameter tensor under root (a pointer to a
+// model or layer) with a copy in dtype dt (kernels.BFloat16, Float16,
+// Float32; see kernels.Convert: round to nearest even when narrowing),
+// leaving tensors that already have dt alone. The old tensors are not
+// modified. Adapters (LoRA) are not parameters of the checkpoint and stay
+// as they are.
+func ConvertParams(root any, dt tensor.Dtype) error {
+	if v := reflect.ValueOf(root); v.Kind() != reflect.Pointer || v.IsNil() {
+		return fmt.Errorf("weights: ConvertParams needs a non-nil pointer, got %T", root)
+	}
+	return walk(root, "", func(p Param, field reflect.Value) error {
+		if p.T.Dtype() == dt {
+			return nil
+		}
+		if !field.CanSet() {
+			return fmt.Errorf("weights: tensor %q cannot be replaced (not reached through a pointer)", p.Name)
+		}
+		c, err := kernels.Convert(p.T, dt)
+		if err != nil {
+			return fmt.Errorf("weights: tensor %q: %w", p.Name, err)
+		}
+		field.Set(reflect.ValueOf(c))
+		return nil
+	})
+}
+
+// walk calls visit for every tagged tensor under root with its field (the
+// *tensor.Dense value, settable when reached through a pointer).
+func walk(root any, prefix string, visit func(p Param, field reflect.Value) error) error {
+	seen := map[string]bool{}
+	return walkValue(reflect.ValueOf(root), strings.TrimSuffix(prefix, "."), tagOpts{}, 0, seen, visit, "root")
+}
+
+func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[string]bool, visit func(Param, reflect.Value) error, where string) error {
 	if depth > maxWalkDepth {
 		return fmt.Errorf("weights: %s: nesting deeper than %d (cycle?)", where, maxWalkDepth)
 	}
@@ -107,16 +144,15 @@ func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[st
 			return fmt.Errorf("weights: two fields map to the same tensor name %q (%s)", name, where)
 		}
 		seen[name] = true
-		*out = append(*out, Param{Name: name, T: v.Interface().(*tensor.Dense), Optional: opt.optional,
-			Norm: opt.norm, NoDecay: opt.norm || opt.nodecay})
-		return nil
+		return visit(Param{Name: name, T: v.Interface().(*tensor.Dense), Optional: opt.optional,
+			Norm: opt.norm, NoDecay: opt.norm || opt.nodecay}, v)
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
 			return nil // an absent sub-module has no tensors
 		}
-		return walkValue(v.Elem(), name, opt, depth+1, seen, out, where)
+		return walkValue(v.Elem(), name, opt, depth+1, seen, visit, where)
 	case reflect.Struct:
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
@@ -151,14 +187,14 @@ func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[st
 			if !f.IsExported() {
 				return fmt.Errorf("weights: %s.%s: tagged field must be exported", t.Name(), f.Name)
 			}
-			if err := walkValue(v.Field(i), joinName(name, seg), fopt, depth+1, seen, out, t.Name()+"."+f.Name); err != nil {
+			if err := walkValue(v.Field(i), joinName(name, seg), fopt, depth+1, seen, visit, t.Name()+"."+f.Name); err != nil {
 				return err
 			}
 		}
 		return nil
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			if err := walkValue(v.Index(i), joinName(name, strconv.Itoa(i)), opt, depth+1, seen, out, fmt.Sprintf("%s[%d]", where, i)); err != nil {
+			if err := walkValue(v.Index(i), joinName(name, strconv.Itoa(i)), opt, depth+1, seen, visit, fmt.Sprintf("%s[%d]", where, i)); err != nil {
 				return err
 			}
 		}

@@ -63,7 +63,9 @@ func ReadFrames(path string, start, n int) (*Clip, error) {
 	return readVideo(path, start, n)
 }
 
-func readVideo(path string, start, n int) (*Clip, error) {
+// OpenVideo opens a video file for decoding; the error wraps ErrUnreadable
+// and names the file. The caller closes the capture.
+func OpenVideo(path string) (*gocv.VideoCapture, error) {
 	vc, err := gocv.VideoCaptureFile(path)
 	if err != nil {
 		if vc != nil {
@@ -71,10 +73,19 @@ func readVideo(path string, start, n int) (*Clip, error) {
 		}
 		return nil, fmt.Errorf("%w %s: %v", ErrUnreadable, path, err)
 	}
-	defer vc.Close()
 	if !vc.IsOpened() {
+		vc.Close()
 		return nil, fmt.Errorf("%w %s: not opened", ErrUnreadable, path)
 	}
+	return vc, nil
+}
+
+func readVideo(path string, start, n int) (*Clip, error) {
+	vc, err := OpenVideo(path)
+	if err != nil {
+		return nil, err
+	}
+	defer vc.Close()
 	fps := vc.Get(gocv.VideoCaptureFPS)
 	if math.IsNaN(fps) || fps < 0 {
 		fps = 0
@@ -156,7 +167,7 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 			rgb := gocv.NewMat()
 			defer rgb.Close()
 			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
-				frames[i], errs[i] = decodeFrame(filepath.Join(dir, names[i]), &rgb)
+				frames[i], errs[i] = decodeFrameSafe(filepath.Join(dir, names[i]), &rgb)
 			}
 		}()
 	}
@@ -170,6 +181,17 @@ func readFolder(dir string, start, n int) (*Clip, error) {
 		}
 	}
 	return &Clip{Frames: frames}, nil
+}
+
+// decodeFrameSafe is decodeFrame for a worker goroutine: a panic inside
+// the decoder becomes an error naming the file instead of ending the process.
+func decodeFrameSafe(p string, rgb *gocv.Mat) (img imaging.Image, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			img, err = imaging.Image{}, fmt.Errorf("%w: decoding %s failed: %v", ErrUnreadable, p, v)
+		}
+	}()
+	return decodeFrame(p, rgb)
 }
 
 // decodeFrame reads one image file as RGB (rgb is a scratch Mat).

@@ -64,17 +64,11 @@ func SampleFrames(path string, n int) ([]imaging.Image, error) {
 		}
 		return out, nil
 	}
-	vc, err := gocv.VideoCaptureFile(path)
+	vc, err := OpenVideo(path)
 	if err != nil {
-		if vc != nil {
-			vc.Close()
-		}
-		return nil, fmt.Errorf("%w %s: %v", ErrUnreadable, path, err)
+		return nil, err
 	}
 	defer vc.Close()
-	if !vc.IsOpened() {
-		return nil, fmt.Errorf("%w %s: not opened", ErrUnreadable, path)
-	}
 	total := vc.Get(gocv.VideoCaptureFrameCount)
 	if math.IsNaN(total) || total < 1 || total > 1e8 {
 		// unknown length: decode up to MaxFrames and sample from them

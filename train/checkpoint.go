@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 )
 
@@ -160,7 +161,13 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("checkpoint %s: %w", final, err)
 	}
-	if err := w.model.Save(tmp, w.pp, model.SaveOptions{DType: "F32"}); err != nil {
+	// A 16-bit base (trainable: lora on a bf16 checkpoint) is saved in its
+	// own dtype: exact for its values, half the bytes.
+	dtype := "F32"
+	if w := w.model.LM.Decoder.EmbedTokens.Weight; w != nil && kernels.IsHalf(w.Dtype()) {
+		dtype = kernels.DtypeName(w.Dtype())
+	}
+	if err := w.model.Save(tmp, w.pp, model.SaveOptions{DType: dtype}); err != nil {
 		return fail(err)
 	}
 	if w.adapters != nil {

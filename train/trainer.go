@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/train/dist"
 	"gorgonia.org/tensor"
@@ -163,6 +164,9 @@ func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dens
 			continue
 		}
 		d, ok := p.T.Data().([]float32)
+		if !ok && kernels.IsHalf(p.T.Dtype()) {
+			return nil, nil, kernels.FrozenHalfError(p.Name, p.T.Dtype())
+		}
 		if !ok {
 			return nil, nil, fmt.Errorf("parameter %s is %v; training needs float32", p.Name, p.T.Dtype())
 		}

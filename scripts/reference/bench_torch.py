@@ -10,6 +10,7 @@
 """
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -23,6 +24,22 @@ import magma_ref as M  # noqa: E402
 
 DEFAULT_TINY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "..", "..", "model", "testdata", "parity", "config.json")
+
+
+def reset_peak_rss():
+    """Start peak-RSS accounting afresh (VmHWM), after the weights are built."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def make_prompt(cfg, n_tokens, seed=7):
@@ -47,13 +64,20 @@ def cmd_bench(a):
     t0 = time.perf_counter()
     W = M.init_weights(cfg, a.seed)
     n_params = sum(v.numel() for k, v in W.items() if ".head.norm." not in k)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
+    if dtype != torch.float32:
+        # model.to(torch.bfloat16): every weight (and the pixels) in bf16.
+        W = {k: v.to(dtype) for k, v in W.items()}
     t_init = time.perf_counter() - t0
+    gc.collect()
+    reset_peak_rss()
     img = M.synth_image(a.image_size, a.image_size, 0)
     tok_emb = W[M.LM + "model.embed_tokens.weight"]
 
     with torch.inference_mode():
         tp = time.perf_counter()
         pv, grid = M.preprocess(img, cfg.img_size, cfg.max_num_crops)
+        pv = pv.to(dtype)
         pre_ms = (time.perf_counter() - tp) * 1e3
         ids = make_prompt(cfg, a.prompt_tokens)
 
@@ -91,7 +115,7 @@ def cmd_bench(a):
            "image_size": a.image_size, "prompt_tokens": a.prompt_tokens,
            "preprocess_ms": round(pre_ms, 3), "threads": a.threads, "repeat": a.repeat,
            "params": n_params, "config": os.path.abspath(a.config),
-           "torch_version": torch.__version__}
+           "torch_version": torch.__version__, "dtype": a.dtype, "peak_rss_mb": peak_rss_mb()}
     print("torch %s threads=%d config=%s params=%.1fM (init %.1fs) | image %dx%d grid %dx%d -> %d prefill "
           "tokens | forward %.1f ms (median of %d, min %.1f) | decode %.2f tok/s (%d tokens, best %.2f) | "
           "preprocess %.1f ms | loadavg %.2f"
@@ -133,6 +157,8 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="weight dtype: bf16 = every weight converted with .to(torch.bfloat16)")
     a = ap.parse_args()
     if a.cmd == "check-cache":
         a.config = a.config or DEFAULT_TINY

@@ -404,7 +404,7 @@ def llama_forward(W, cfg, x, cache=None, start=0, last_only=False):
         raise ValueError("cache length %d != start %d" % (cache.len, start))
     pos = torch.arange(start, start + T)
     cos, sin = rope_cos_sin(cfg, pos)
-    cos, sin = cos[None], sin[None]
+    cos, sin = cos.to(x.dtype)[None], sin.to(x.dtype)[None]  # HF: cos.to(dtype=x.dtype)
     S = start + T
     qpos = torch.arange(start, start + T)[:, None]
     kpos = torch.arange(0, S)[None, :]
