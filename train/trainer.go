@@ -580,10 +580,14 @@ func (r *run) step(ctx context.Context, step int) error {
 			}
 			fmt.Fprintf(r.logw, "interrupted: checkpoint %s written\n", r.lastCheckpoint)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		err := ctx.Err()
+		if err == nil {
+			err = context.Canceled // another rank saw the signal
 		}
-		return context.Canceled
+		if r.dp != nil {
+			return &AgreedError{Err: err}
+		}
+		return err
 	}
 	scale := 1 / float64(cfg.GradAccum)
 	var loss, norm float64

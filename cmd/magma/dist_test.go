@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,7 +255,7 @@ func TestDistKillRank(t *testing.T) {
 	argv := append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), distEnv...)
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -302,6 +303,70 @@ func TestDistKillRank(t *testing.T) {
 	if err != nil || !strings.Contains(out2, "resuming from") || !strings.Contains(out2, "done: 30 updates") {
 		t.Fatalf("--resume after the kill: %v\n%s", err, out2)
 	}
+}
+
+// SIGUSR1 to mpirun (which forwards it to every rank) stops all ranks at
+// the same step with a checkpoint, reported once.
+func TestDistStopWithCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains under mpirun")
+	}
+	bin := os.Args[0]
+	recipe := distRecipe(t, 30, 50)
+	run := filepath.Join(t.TempDir(), "run")
+	argv := append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), distEnv...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(out.String(), "step 3/30") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no progress after 3 minutes:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("job still running 60 s after SIGUSR1:\n%s", out.String())
+	}
+	s := out.String()
+	m := regexp.MustCompile(`interrupted: checkpoint (\S+) written`).FindAllStringSubmatch(s, -1)
+	if len(m) != 1 || strings.Count(s, "interrupted; continue with --resume") != 1 {
+		t.Fatalf("want one checkpoint and one message:\n%s", s)
+	}
+	if _, err := os.Stat(filepath.Join(m[0][1], "optimizer.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writers and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // rankPID finds the process of rank under mpirun's process tree.

@@ -145,7 +145,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer stop()
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
@@ -171,7 +171,10 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted; continue with --resume --out %s", o.OutDir)
+			err = fmt.Errorf("interrupted; continue with --resume --out %s", o.OutDir)
+			if o.Comm != nil && o.Comm.Size() > 1 {
+				err = &train.AgreedError{Err: err} // every rank stopped at the same step
+			}
 		}
 		return err
 	}
