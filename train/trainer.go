@@ -3,7 +3,9 @@
 // AdamW with decoupled weight decay, constant and cosine schedules with
 // warmup, global-norm clipping, gradient accumulation, trainable-part
 // selection, NaN/Inf detection, atomic checkpoints that resume exactly,
-// metrics.jsonl, a progress display and loss/lr plots.
+// metrics.jsonl, a progress display and loss/lr plots; under an MPI
+// launcher, data parallelism with exact one-process semantics and a ZeRO-1
+// sharded optimizer (dataparallel.go, over the binding in train/dist).
 package train
 
 import (
