@@ -69,9 +69,9 @@ func main() {
 		exitJob(comm, err) // an MPI job (pretrain/finetune under mpirun)
 	}
 	if err != nil {
-		if ok, _ := dist.Launched(); ok {
+		if r := dist.LauncherRank(); r != "" {
 			// Under a launcher, before or without joining the job.
-			fmt.Fprintf(os.Stderr, "magma: rank %s: %v\n", dist.LauncherRank(), err)
+			fmt.Fprintf(os.Stderr, "magma: rank %s: %v\n", r, err)
 			os.Exit(1)
 		}
 		fmt.Fprintln(os.Stderr, "magma:", err)

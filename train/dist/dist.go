@@ -31,6 +31,9 @@ func Launched() (bool, string) {
 // LauncherRank is the rank the launcher gave this process ("" when none
 // is known): for messages before (or without) Init.
 func LauncherRank() string {
+	if ok, _ := Launched(); !ok {
+		return ""
+	}
 	for _, v := range []string{"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"} {
 		if r, ok := os.LookupEnv(v); ok {
 			return r
