@@ -44,9 +44,11 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
+BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
 bench: $(BENCHES)
 
+bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
+	sh scripts/bench/8b.sh
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
 bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth

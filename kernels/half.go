@@ -9,8 +9,9 @@ package kernels
 //     most gemvMaxRows rows) run half.c's GEMV, which reads the weight in
 //     place once (half the bytes of float32: decode is memory-bound);
 //     larger inputs widen the weight a tile of output rows at a time into a
-//     float32 scratch and run OpenBLAS's sgemm on the tile, so every output
-//     element is the same sgemm dot product as in the float32 model.
+//     float32 scratch and run OpenBLAS's sgemm on the tile: almost every
+//     output is bit-identical to the float32 model's (OpenBLAS picks other
+//     kernels for other block shapes, which moves the last bits of a few).
 //   - dx = dy·W through a frozen half weight (LoRA on a bf16 base): the
 //     weight is widened a strip of input columns at a time.
 //   - Gather from a half table (token embeddings) widens the rows it copies.
@@ -159,7 +160,7 @@ func getScratch(n int) *[]float32 {
 const gemvMaxRows = 4
 
 // halfTileFloats is the size of one goroutine's widened weight tile.
-const halfTileFloats = 1 << 20
+var halfTileFloats = 1 << 22
 
 // linearHalf computes y = x·Wᵀ for x [rows, k] float32 and a half w [out, k]
 // into y [rows, out].
@@ -236,8 +237,8 @@ func gemvBF16Dot(x []float32, rows, k int, w []uint16, out int, y []float32) {
 }
 
 // linearGradXHalf computes dx = dy·W for dy [rows, out] and a half w
-// [out, k] into dx [rows, k], widening strips of w's columns so that every
-// element of dx is one sgemm dot product over all of out.
+// [out, k] into dx [rows, k], widening strips of w's columns (each element
+// of dx is one sgemm dot product over all of out).
 func linearGradXHalf(dy []float32, rows, out int, w *tensor.Dense, k int, dx []float32) {
 	bits, kind, _ := halfBits(w)
 	strip := max(64, halfTileFloats/max(out, 1)/64*64)

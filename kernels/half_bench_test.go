@@ -127,3 +127,24 @@ func BenchmarkReadBandwidth(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLinearPrefill: a prefill product (335 rows, the small preset's
+// prompt) with bf16 weights (widened tiles + sgemm) against float32 weights.
+func BenchmarkLinearPrefill(b *testing.B) {
+	rng := rand.New(rand.NewSource(2))
+	for _, s := range []struct{ rows, out, in int }{{335, 1024, 256}, {335, 4096, 4096}} {
+		x := toF32(randF64(rng, s.rows, s.in))
+		w := toF32(randF64(rng, s.out, s.in))
+		wb, err := Convert(w, BFloat16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, wt := range []*tensor.Dense{w, wb} {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", DtypeName(wt.Dtype()), s.rows, s.out, s.in), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					linearFwd[float32]([]*tensor.Dense{x, wt}, nil)
+				}
+			})
+		}
+	}
+}

@@ -58,15 +58,21 @@ type ForwardOptions struct {
 // another (tensor.Float64 is used by gradient checks; kernels.BFloat16 or
 // Float16 keep the weights 16-bit, the graphs computing in float32).
 func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
-	if err := cfg.Resolve(); err != nil {
-		return nil, err
-	}
 	dt := tensor.Float32
 	if len(dtype) > 1 {
 		return nil, fmt.Errorf("llm.New: at most one dtype, got %d", len(dtype))
 	}
 	if len(dtype) == 1 {
 		dt = dtype[0]
+	}
+	return NewWith(cfg, dt, nn.Zeros)
+}
+
+// NewWith is New with the parameter tensors of dtype dt made by alloc
+// (kernels.Placeholder for a model about to be bound to a checkpoint).
+func NewWith(cfg Config, dt tensor.Dtype, alloc nn.Alloc) (*Model, error) {
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
 	}
 	if dt != tensor.Float32 && dt != tensor.Float64 && !kernels.IsHalf(dt) {
 		return nil, fmt.Errorf("llm.New: unsupported dtype %v (want Float32, Float64, BF16 or F16)", dt)
@@ -79,26 +85,23 @@ func New(cfg Config, dtype ...tensor.Dtype) (*Model, error) {
 			return nil, fmt.Errorf("llm.New: config sizes too large (hidden %d × %d elements)", d, n)
 		}
 	}
-	alloc := func(shape ...int) *tensor.Dense {
-		return tensor.New(tensor.WithShape(shape...), tensor.Of(dt))
-	}
 	m := &Model{Config: cfg, dtype: dt}
-	m.Decoder.EmbedTokens.Weight = alloc(v, d)
+	m.Decoder.EmbedTokens.Weight = alloc(dt, v, d)
 	m.Decoder.Layers = make([]Layer, cfg.NumHiddenLayers)
 	for l := range m.Decoder.Layers {
 		L := &m.Decoder.Layers[l]
-		L.InputNorm.Weight = alloc(d)
-		L.SelfAttention.Query.Weight = alloc(qd, d)
-		L.SelfAttention.Key.Weight = alloc(kvd, d)
-		L.SelfAttention.Value.Weight = alloc(kvd, d)
-		L.SelfAttention.Output.Weight = alloc(d, qd)
-		L.PostNorm.Weight = alloc(d)
-		L.MLP.Gate.Weight = alloc(i, d)
-		L.MLP.Up.Weight = alloc(i, d)
-		L.MLP.Down.Weight = alloc(d, i)
+		L.InputNorm.Weight = alloc(dt, d)
+		L.SelfAttention.Query.Weight = alloc(dt, qd, d)
+		L.SelfAttention.Key.Weight = alloc(dt, kvd, d)
+		L.SelfAttention.Value.Weight = alloc(dt, kvd, d)
+		L.SelfAttention.Output.Weight = alloc(dt, d, qd)
+		L.PostNorm.Weight = alloc(dt, d)
+		L.MLP.Gate.Weight = alloc(dt, i, d)
+		L.MLP.Up.Weight = alloc(dt, i, d)
+		L.MLP.Down.Weight = alloc(dt, d, i)
 	}
-	m.Decoder.Norm.Weight = alloc(d)
-	m.LMHead.Weight = alloc(v, d)
+	m.Decoder.Norm.Weight = alloc(dt, d)
+	m.LMHead.Weight = alloc(dt, v, d)
 	return m, nil
 }
 

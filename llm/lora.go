@@ -246,6 +246,12 @@ func (m *Model) MergeLoRA() (int, error) {
 				}
 			}
 		}
+		if kernels.IsReadOnly(w) && !kernels.IsHalf(w.Dtype()) {
+			// A base used in place (a mapped checkpoint) is read-only: the
+			// merge goes into a copy.
+			w = w.Clone().(*tensor.Dense)
+			mod.Linear.Weight = w
+		}
 		switch wd := w.Data().(type) {
 		case []float32:
 			for i := range wd {

@@ -229,6 +229,16 @@ func ParseSize(s string) (int64, error) {
 // exactly as given. Existing model*.safetensors files and index in dir are
 // removed first so a stale layout cannot shadow the new one.
 func Save(dir string, tensors []NamedTensor, opts SaveOptions) error {
+	return save(dir, tensors, opts, true)
+}
+
+// saveOrdered is Save with each shard's data in the order given (not sorted
+// by name): WriteRandom's values are drawn in parameter order.
+func saveOrdered(dir string, tensors []NamedTensor, opts SaveOptions) error {
+	return save(dir, tensors, opts, false)
+}
+
+func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) error {
 	dtype, _, err := normDType(opts.DType)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
@@ -266,28 +276,25 @@ func Save(dir string, tensors []NamedTensor, opts SaveOptions) error {
 	if len(cur) > 0 || len(shards) == 0 {
 		shards = append(shards, cur)
 	}
+	write := writeSafetensors
+	if sorted {
+		write = WriteSafetensors
+	}
 	wopts := WriteOptions{DType: dtype, Metadata: opts.Metadata}
 	if len(shards) == 1 {
-		return WriteSafetensors(filepath.Join(dir, SingleFileName), shards[0], wopts)
+		return write(filepath.Join(dir, SingleFileName), shards[0], wopts)
 	}
 	idx := indexFile{Metadata: map[string]any{"total_size": total}, WeightMap: map[string]string{}}
 	for i, sh := range shards {
 		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
-		if err := WriteSafetensors(filepath.Join(dir, name), sh, wopts); err != nil {
+		if err := write(filepath.Join(dir, name), sh, wopts); err != nil {
 			return err
 		}
 		for _, t := range sh {
 			idx.WeightMap[t.Name] = name
 		}
 	}
-	data, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", dir, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, IndexFileName), append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", dir, err)
-	}
-	return nil
+	return writeIndex(dir, idx)
 }
 
 func removeOldCheckpoint(dir string) error {

@@ -13,6 +13,8 @@ type Info struct {
 	Preprocessor *PreprocessorConfig `json:"preprocessor"`
 	Parameters   map[string]int64    `json:"parameters"`
 	Image        ImageInfo           `json:"image"`
+	// Weights is set for a checkpoint directory (not a preset).
+	Weights *CheckpointWeights `json:"weights,omitempty"`
 }
 
 // ImageInfo tells how an image of a given size enters the sequence.

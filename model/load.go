@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // decoderLayerName matches a decoder layer's tensor name and its index.
@@ -34,6 +36,24 @@ func checkLoaded(m *Magma, unused []string) error {
 		}
 		bad, first := 0, -1
 		switch d := t.Data().(type) {
+		case []kernels.BF16:
+			for i, v := range d {
+				if v&0x7f80 == 0x7f80 {
+					bad++
+					if first < 0 {
+						first = i
+					}
+				}
+			}
+		case []kernels.F16:
+			for i, v := range d {
+				if v&0x7c00 == 0x7c00 {
+					bad++
+					if first < 0 {
+						first = i
+					}
+				}
+			}
 		case []float32:
 			for i, v := range d {
 				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -68,16 +88,63 @@ type Loaded struct {
 	// Unused lists checkpoint tensors the model does not use (e.g. the
 	// ConvNeXt classification head); callers may log them.
 	Unused []string
+	// Weights tells how the parameters are held: bytes by dtype, in place
+	// (views of the mapped shards) or copied.
+	Weights WeightStats
+
+	ck *Checkpoint // open while the model uses its mapped shards
+}
+
+// Close releases the checkpoint's mapped shards. The model's weights are
+// views of them: nothing may use the model (or a graph built on it) after
+// Close, so Close sets Model to nil. Without Close the mappings live until
+// the process ends.
+func (l *Loaded) Close() error {
+	if l == nil || l.ck == nil {
+		return nil
+	}
+	err := l.ck.Close()
+	l.ck, l.Model = nil, nil
+	return err
+}
+
+// LoadOptions controls LoadWith.
+type LoadOptions struct {
+	// Dtype of the weights in memory. The zero value keeps every tensor's
+	// stored dtype (BF16, F16 and F32 are used in place, views of the
+	// mapped shards; F64 becomes F32); kernels.BFloat16, kernels.Float16
+	// or tensor.Float32 convert every tensor to that dtype on load (a
+	// tensor already in it is still used in place).
+	Dtype tensor.Dtype
+	// Writable copies every tensor into process memory, none used in
+	// place: what training needs (the optimizer updates weights in place;
+	// the mapped shards are read-only).
+	Writable bool
+	// Extra is the memory the job needs beyond the weights (KV cache,
+	// activations, optimizer state), for the up-front memory check.
+	Extra int64
+	// ExtraWhat says what Extra is, for the refusal message.
+	ExtraWhat string
 }
 
 // Load reads config.json, preprocessor_config.json and the safetensors
-// weights (single file or shards) of a Magma checkpoint directory.
-func Load(dir string) (*Loaded, error) {
+// weights (single file or shards) of a Magma checkpoint directory, keeping
+// the stored dtypes (LoadWith with the zero LoadOptions).
+func Load(dir string) (*Loaded, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadWith loads a checkpoint directory. The model is built with
+// placeholders (no memory) and every parameter is then replaced by the
+// checkpoint's tensor: a view of the read-only mapped shard when it is
+// stored in the wanted dtype (no copy; the Loaded keeps the shards mapped
+// until Close), a converted copy otherwise. Before any tensor is touched,
+// the weights' bytes in memory (mapped pages count: they must be resident
+// to run) plus opts.Extra are checked against the memory available.
+func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	cfg, pp, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := New(cfg)
+	m, err := newForLoad(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFileName), err)
 	}
@@ -85,8 +152,26 @@ func Load(dir string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ck.Close()
-	if err := Bind(m, "", ck); err != nil {
+	defer func() {
+		if err != nil {
+			ck.Close()
+		}
+	}()
+	plan, err := planWeights(m, ck, opts.Dtype, opts.Writable)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	detail := weightsDetail(plan, opts)
+	if opts.Dtype != (tensor.Dtype{}) {
+		if stored, err := planWeights(m, ck, tensor.Dtype{}, false); err == nil && stored.Total() < plan.Total() {
+			detail += fmt.Sprintf("; in its stored dtypes, without --dtype %s, the weights take %s", strings.ToLower(kernels.DtypeName(opts.Dtype)), kernels.FormatBytes(stored.Total()))
+		}
+	}
+	if err := checkMemoryBytes(plan.Total()+opts.Extra, fmt.Sprintf("model %s", dir), detail); err != nil {
+		return nil, err
+	}
+	stats, err := attach(m, "", ck, opts.Dtype, opts.Writable)
+	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	unused, err := Unused(ck.Names(), Binding{Root: m})
@@ -96,7 +181,25 @@ func Load(dir string) (*Loaded, error) {
 	if err := checkLoaded(m, unused); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	return &Loaded{Model: m, Preprocessor: pp, Dir: dir, Unused: unused}, nil
+	ld := &Loaded{Model: m, Preprocessor: pp, Dir: dir, Unused: unused, Weights: stats}
+	if stats.InPlace > 0 {
+		ld.ck = ck
+	} else {
+		ck.Close() // nothing mapped: every tensor was copied
+	}
+	return ld, nil
+}
+
+func weightsDetail(plan WeightStats, opts LoadOptions) string {
+	s := "weights " + plan.String()
+	if opts.Extra > 0 {
+		what := opts.ExtraWhat
+		if what == "" {
+			what = "working memory"
+		}
+		s += fmt.Sprintf(" + %s %s", what, kernels.FormatBytes(opts.Extra))
+	}
+	return s
 }
 
 // Save writes the model in the layout Load reads (config.json,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision"
 	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
@@ -28,18 +29,33 @@ func New(cfg *Config) (*Magma, error) {
 	if err := CheckMemory(cfg, 1, fmt.Sprintf("a model of hidden size %d with %d layers", cfg.Text.HiddenSize, cfg.Text.NumHiddenLayers)); err != nil {
 		return nil, err
 	}
-	v, err := vision.NewConvNeXt(cfg.Vision)
+	return newWith(cfg, nn.Zeros)
+}
+
+// newForLoad builds the model with placeholders for its parameters (shape
+// only, no memory): a checkpoint binding replaces every one (Attach).
+func newForLoad(cfg *Config) (m *Magma, err error) {
+	defer func() {
+		if r := recover(); r != nil { // kernels.Placeholder: address space exhausted
+			m, err = nil, fmt.Errorf("model placeholders: %v", r)
+		}
+	}()
+	return newWith(cfg, kernels.Placeholder)
+}
+
+func newWith(cfg *Config, alloc nn.Alloc) (*Magma, error) {
+	v, err := vision.NewConvNeXtWith(cfg.Vision, alloc)
 	if err != nil {
 		return nil, err
 	}
-	lm, err := llm.New(cfg.Text)
+	lm, err := llm.NewWith(cfg.Text, tensor.Float32, alloc)
 	if err != nil {
 		return nil, err
 	}
 	return &Magma{
 		Config:    cfg,
 		Vision:    v,
-		Projector: NewProjector(cfg.Vision.Dims[3], cfg.Text.HiddenSize),
+		Projector: newProjector(alloc, cfg.Vision.Dims[3], cfg.Text.HiddenSize),
 		LM:        lm,
 	}, nil
 }

@@ -25,6 +25,26 @@ func CheckMemory(cfg *Config, copies int, what string) error {
 	return nil
 }
 
+// checkMemoryBytes refuses a job that needs more than the memory available
+// now, saying what the bytes are (detail). Machines that do not report
+// MemAvailable are not checked. Mapped checkpoint pages count as needed
+// memory: a model runs at disk speed unless its weights stay resident.
+func checkMemoryBytes(need int64, what, detail string) error {
+	avail, ok := memAvailable()
+	if !ok || need <= avail {
+		return nil
+	}
+	return noMemoryError(fmt.Sprintf("%s needs about %s (%s), but only %s of memory is available",
+		what, kernels.FormatBytes(need), detail, kernels.FormatBytes(avail)))
+}
+
+// noMemoryError is a refusal for lack of memory; errors.Is(err,
+// kernels.ErrNoMemory) reports it.
+type noMemoryError string
+
+func (e noMemoryError) Error() string        { return string(e) }
+func (e noMemoryError) Is(target error) bool { return target == kernels.ErrNoMemory }
+
 // KVCacheBytes is the float32 KV cache of slots sequences of maxLen
 // positions: layers × 2 (keys, values) × kv heads × head dim × 4 bytes per
 // position (saturating instead of overflowing).

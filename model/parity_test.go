@@ -5,7 +5,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/magma-go/magma/kernels"
 
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/vision/imaging"
@@ -187,28 +190,93 @@ func TestParityWithPyTorch(t *testing.T) {
 // The same weights stored as BF16 in two shards with an index must load and
 // reproduce PyTorch's logits computed from the bf16-rounded weights.
 func TestParityBF16Shards(t *testing.T) {
-	ld, err := Load(filepath.Join(parityDir, "model_bf16"))
+	var bf16 struct {
+		Bf16 map[string]goldenCase `json:"bf16"`
+	}
+	raw, err := os.ReadFile(filepath.Join(parityDir, "golden.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := readGolden(t)["square"]
-	px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
-	emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*imaging.Pixels{px})
-	if err != nil {
+	if err := json.Unmarshal(raw, &bf16); err != nil {
 		t.Fatal(err)
 	}
+	gen := bf16.Bf16["square"].Generated
 	g, err := OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
 	want := goldenTensor(t, g, "logits")
-	vocab := ld.Model.Config.Text.VocabSize
-	rows, _ := greedyLogits(t, ld.Model, emb.Embeds, len(want)/vocab)
-	for s, row := range rows {
-		if d := relDiff(t, "logits", row, want[s*vocab:(s+1)*vocab]); d > 1e-4 {
-			t.Errorf("bf16 logits step %d rel diff %.3g", s, d)
+	c := readGolden(t)["square"]
+	// On disk: the shards mapped and used in place as BF16 (the default),
+	// and converted to float32 on load (--dtype f32).
+	for _, opts := range []LoadOptions{{}, {Dtype: tensor.Float32}} {
+		name := "stored bf16"
+		if opts.Dtype != (tensor.Dtype{}) {
+			name = "--dtype f32"
 		}
+		t.Run(name, func(t *testing.T) {
+			ld, err := LoadWith(filepath.Join(parityDir, "model_bf16"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ld.Close()
+			wantDtype := opts.Dtype
+			if wantDtype == (tensor.Dtype{}) {
+				wantDtype = kernels.BFloat16
+				if ld.Weights.Copied != 0 || ld.Weights.InPlace == 0 {
+					t.Errorf("stored bf16 should be used in place: %v", ld.Weights)
+				}
+			}
+			if dt := ld.Model.LM.LMHead.Weight.Dtype(); dt != wantDtype {
+				t.Fatalf("lm_head dtype %v, want %v", dt, wantDtype)
+			}
+			px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
+			emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*imaging.Pixels{px})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vocab := ld.Model.Config.Text.VocabSize
+			rows, ids := greedyLogits(t, ld.Model, emb.Embeds, len(want)/vocab)
+			for s, row := range rows {
+				if d := relDiff(t, "logits", row, want[s*vocab:(s+1)*vocab]); d > 1e-4 {
+					t.Errorf("bf16 logits step %d rel diff %.3g", s, d)
+				}
+			}
+			if len(gen) == 0 || !slices.Equal(ids, gen[:len(ids)]) {
+				t.Errorf("greedy tokens %v, PyTorch %v", ids, gen)
+			}
+		})
+	}
+}
+
+// The mixed checkpoint (BF16 and F32 shards, written by the Python tool)
+// runs with its weights as stored and gives what the float32 model gives
+// on the same (upcast) values.
+func TestMixedShardsRunAsStored(t *testing.T) {
+	c := readGolden(t)["square"]
+	var logits [2][][]float32
+	var ids [2][]int
+	for i, opts := range []LoadOptions{{}, {Dtype: tensor.Float32, Writable: true}} {
+		ld, err := LoadWith(mixedDir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
+		emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*imaging.Pixels{px})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits[i], ids[i] = greedyLogits(t, ld.Model, emb.Embeds, 4)
+		ld.Close()
+	}
+	for s := range logits[0] {
+		if d := relDiff(t, "logits", logits[0][s], logits[1][s]); d > 1e-4 {
+			t.Errorf("step %d: stored vs float32 rel diff %.3g", s, d)
+		}
+	}
+	if !slices.Equal(ids[0], ids[1]) {
+		t.Errorf("greedy tokens %v as stored, %v in float32", ids[0], ids[1])
 	}
 }
 

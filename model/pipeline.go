@@ -24,20 +24,37 @@ type Pipeline struct {
 	// LoRA tells that the directory held a PEFT adapter (a LoRA finetune's
 	// checkpoint), which was applied by folding it into the weights.
 	LoRA bool
+	// MaxContext caps a request's positions (prompt with images expanded
+	// plus new tokens); 0 means max_position_embeddings. The KV cache of a
+	// request holds exactly its prompt and new tokens, never more.
+	MaxContext int
 }
 
 // LoadPipeline loads the checkpoint in dir and its tokenizer (dir itself, or
-// tokenizerPath when not empty).
+// tokenizerPath when not empty), keeping the stored dtypes.
 func LoadPipeline(dir, tokenizerPath string) (*Pipeline, error) {
-	ld, err := Load(dir)
+	return LoadPipelineWith(dir, tokenizerPath, LoadOptions{})
+}
+
+// LoadPipelineWith is LoadPipeline with load options (dtype, memory check).
+func LoadPipelineWith(dir, tokenizerPath string, opts LoadOptions) (_ *Pipeline, err error) {
+	ld, err := LoadWith(dir, opts)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			ld.Close()
+		}
+	}()
 	p := &Pipeline{Loaded: ld}
 	if p.LoRA, err = LoadLoRA(dir, ld.Model); err != nil {
 		return nil, err
 	}
 	if p.LoRA {
+		// MergeLoRA never writes into a base used in place: an adapted
+		// weight becomes a merged copy in its own dtype (as PEFT's
+		// merge_and_unload), the rest stays mapped.
 		if _, err := ld.Model.LM.MergeLoRA(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
@@ -106,6 +123,9 @@ type Timing struct {
 	Prefill    time.Duration // decoder over the prompt, logits of the last position
 	Decode     time.Duration // all decode steps after the first token
 	Steps      int           // decode steps run (generated tokens - 1)
+	// StepTimes are the decode steps one by one (the first also builds and
+	// compiles the decode graph).
+	StepTimes []time.Duration
 }
 
 // DecodeTokensPerSecond is the decode throughput with the KV cache.
@@ -114,6 +134,15 @@ func (t Timing) DecodeTokensPerSecond() float64 {
 		return 0
 	}
 	return float64(t.Steps) / t.Decode.Seconds()
+}
+
+// PrefillTokensPerSecond is the prefill throughput over the prompt's n
+// positions (images expanded; the vision tower's time is Embed's).
+func (t Timing) PrefillTokensPerSecond(n int) float64 {
+	if t.Prefill <= 0 {
+		return 0
+	}
+	return float64(n) / t.Prefill.Seconds()
 }
 
 // Result is what Generate returns.
@@ -174,9 +203,15 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	res.SequenceLength = n
-	limit := m.Config.Text.MaxPositionEmbeddings
+	limit, what := m.Config.Text.MaxPositionEmbeddings, "max_position_embeddings"
+	if p.MaxContext > 0 && p.MaxContext < limit {
+		limit, what = p.MaxContext, "--max-context"
+	}
 	if n+req.MaxNewTokens > limit {
-		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (max_position_embeddings)", n, req.MaxNewTokens, limit)
+		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (%s)", n, req.MaxNewTokens, limit, what)
+	}
+	if err := CheckKVCache(m.Config, 1, n+req.MaxNewTokens); err != nil {
+		return nil, err
 	}
 	t0 = time.Now()
 	emb, err := m.EmbedSequence(ids, pixels)
@@ -193,14 +228,18 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	gen := llm.NewGenerator(m.LM, n+req.MaxNewTokens)
 	defer gen.Release()
 	t0 = time.Now()
-	var tFirst time.Time
+	var tFirst, tPrev time.Time
 	out, err := gen.Generate(ctx, llm.Prompt{Embeds: emb.Embeds}, llm.GenerateOptions{
 		MaxNewTokens: req.MaxNewTokens, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK,
 		Seed: req.Seed, StopIDs: stop, Allowed: p.AllowedIDs(),
 	}, func(step, id int, logits []float32) error {
+		now := time.Now()
 		if step == 0 {
-			tFirst = time.Now()
+			tFirst = now
+		} else {
+			res.Timing.StepTimes = append(res.Timing.StepTimes, now.Sub(tPrev))
 		}
+		tPrev = now
 		if req.KeepLogits {
 			res.Logits = append(res.Logits, logits)
 		}

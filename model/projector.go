@@ -21,11 +21,13 @@ type Projector struct {
 }
 
 // NewProjector allocates a projector from visionDim to hidden.
-func NewProjector(visionDim, hidden int) *Projector {
+func NewProjector(visionDim, hidden int) *Projector { return newProjector(nn.Zeros, visionDim, hidden) }
+
+func newProjector(alloc nn.Alloc, visionDim, hidden int) *Projector {
 	return &Projector{
-		FC1:          nn.NewLinear(true, hidden, visionDim),
-		FC2:          nn.NewLinear(true, hidden, hidden),
-		RowSeparator: tensor.New(tensor.WithShape(1, 1, hidden), tensor.Of(tensor.Float32)),
+		FC1:          alloc.Linear(true, hidden, visionDim),
+		FC2:          alloc.Linear(true, hidden, hidden),
+		RowSeparator: alloc(tensor.Float32, 1, 1, hidden),
 	}
 }
 

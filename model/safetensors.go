@@ -11,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
+
+	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
 )
@@ -62,6 +65,8 @@ type SafetensorsFile struct {
 	Metadata map[string]string
 
 	f         *os.File
+	mu        sync.Mutex // guards mapping
+	mapping   []byte     // the whole file, mapped read-only on first in-place use
 	dataStart int64
 	dataLen   int64
 	tensors   map[string]TensorInfo
@@ -205,12 +210,13 @@ func (s *SafetensorsFile) checkEntry(name string, e headerEntry) (TensorInfo, er
 	return TensorInfo{Name: name, DType: e.DType, Shape: append([]int(nil), e.Shape...), Begin: b, End: en}, nil
 }
 
-// Close releases the file.
+// Close releases the file and its mapping: tensors used in place (Dense
+// views) must no longer be read.
 func (s *SafetensorsFile) Close() error {
 	if s == nil || s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	err := errors.Join(s.unmap(), s.f.Close())
 	s.f = nil
 	return err
 }
@@ -416,11 +422,46 @@ func float32Converter(dtype string) (func(dst []float32, b []byte), error) {
 	return nil, fmt.Errorf("dtype %s cannot be converted to float32", dtype)
 }
 
-// NamedTensor is a float32 tensor with its checkpoint name, for writing.
+// NamedTensor is a tensor with its checkpoint name, for writing: float32
+// values in Data, or (Data nil) any parameter tensor in Src (BF16, F16,
+// F32, F64: widened chunk by chunk while writing, so an 8B bf16 model is
+// never copied to float32 whole), or (both nil) values produced by Fill.
 type NamedTensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
+	Src   *tensor.Dense
+	// Fill, when Data and Src are nil, writes the values of elements
+	// [off, off+len(dst)) into dst; it is called in element order.
+	Fill func(dst []float32, off int)
+}
+
+// values writes elements [off, off+len(dst)) of t into dst.
+func (t NamedTensor) values(dst []float32, off int) {
+	switch {
+	case t.Data != nil:
+		copy(dst, t.Data[off:])
+	case t.Src != nil:
+		kernels.Widen32(dst, t.Src, off)
+	case t.Fill != nil:
+		t.Fill(dst, off)
+	}
+}
+
+// length is the number of values t holds (-1 when it has no source).
+func (t NamedTensor) length() int64 {
+	switch {
+	case t.Data != nil:
+		return int64(len(t.Data))
+	case t.Src != nil:
+		return int64(t.Src.Shape().TotalSize())
+	case t.Fill != nil:
+		return numel(t.Shape)
+	}
+	if numel(t.Shape) == 0 {
+		return 0
+	}
+	return -1
 }
 
 func numel(shape []int) int64 {
@@ -455,24 +496,34 @@ func normDType(d string) (string, int, error) {
 // with spaces to 8-byte alignment). The file is written to a temporary name
 // and renamed, so a failed write never leaves a truncated checkpoint.
 func WriteSafetensors(path string, tensors []NamedTensor, opts WriteOptions) error {
+	sorted := append([]NamedTensor(nil), tensors...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	return writeSafetensors(path, sorted, opts)
+}
+
+// writeChunk is how many values are converted and written at a time.
+const writeChunk = 1 << 20
+
+// writeSafetensors writes tensors in the order given (the header lists them
+// sorted, as JSON objects are; offsets follow the given order), streaming
+// each one's values chunk by chunk.
+func writeSafetensors(path string, tensors []NamedTensor, opts WriteOptions) error {
 	dtype, esize, err := normDType(opts.DType)
 	if err != nil {
 		return fmt.Errorf("safetensors %s: %w", path, err)
 	}
-	sorted := append([]NamedTensor(nil), tensors...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	header := make(map[string]any, len(sorted)+1)
+	header := make(map[string]any, len(tensors)+1)
 	meta := map[string]string{"format": "pt"}
 	for k, v := range opts.Metadata {
 		meta[k] = v
 	}
 	header["__metadata__"] = meta
 	var off int64
-	for i, t := range sorted {
+	for _, t := range tensors {
 		if t.Name == "" || t.Name == "__metadata__" {
 			return fmt.Errorf("safetensors %s: invalid tensor name %q", path, t.Name)
 		}
-		if i > 0 && sorted[i-1].Name == t.Name {
+		if _, dup := header[t.Name]; dup {
 			return fmt.Errorf("safetensors %s: duplicate tensor %q", path, t.Name)
 		}
 		for _, d := range t.Shape {
@@ -480,10 +531,10 @@ func WriteSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 				return fmt.Errorf("safetensors %s: tensor %q: negative dimension in shape %v", path, t.Name, t.Shape)
 			}
 		}
-		if n := numel(t.Shape); n != int64(len(t.Data)) {
-			return fmt.Errorf("safetensors %s: tensor %q: shape %v needs %d values, got %d", path, t.Name, t.Shape, n, len(t.Data))
+		if n := numel(t.Shape); n != t.length() {
+			return fmt.Errorf("safetensors %s: tensor %q: shape %v needs %d values, got %d", path, t.Name, t.Shape, n, t.length())
 		}
-		size := int64(len(t.Data)) * int64(esize)
+		size := numel(t.Shape) * int64(esize)
 		shape := t.Shape
 		if shape == nil {
 			shape = []int{}
@@ -521,19 +572,26 @@ func WriteSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
 	w.Write(lenBuf[:])
 	w.Write(hdr)
-	var eb [4]byte
-	for _, t := range sorted {
-		for _, v := range t.Data {
-			switch dtype {
-			case DTypeF32:
-				binary.LittleEndian.PutUint32(eb[:], math.Float32bits(v))
-				w.Write(eb[:4])
-			case DTypeBF16:
-				binary.LittleEndian.PutUint16(eb[:], kernels.Float32ToBF16(v))
-				w.Write(eb[:2])
-			case DTypeF16:
-				binary.LittleEndian.PutUint16(eb[:], kernels.Float32ToF16(v))
-				w.Write(eb[:2])
+	vals := make([]float32, writeChunk)
+	buf := make([]byte, writeChunk*esize)
+	for _, t := range tensors {
+		n := int(numel(t.Shape))
+		for o := 0; o < n; o += writeChunk {
+			v := vals[:min(writeChunk, n-o)]
+			t.values(v, o)
+			b := buf[:len(v)*esize]
+			for i, x := range v {
+				switch dtype {
+				case DTypeF32:
+					binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+				case DTypeBF16:
+					binary.LittleEndian.PutUint16(b[2*i:], kernels.Float32ToBF16(x))
+				case DTypeF16:
+					binary.LittleEndian.PutUint16(b[2*i:], kernels.Float32ToF16(x))
+				}
+			}
+			if _, err := w.Write(b); err != nil {
+				return fmt.Errorf("safetensors %s: writing: %w", path, err)
 			}
 		}
 	}
@@ -556,5 +614,5 @@ func tensorBytes(t NamedTensor, dtype string) int64 {
 	if err != nil {
 		es = 4
 	}
-	return int64(len(t.Data)) * int64(es)
+	return numel(t.Shape) * int64(es)
 }

@@ -94,6 +94,19 @@ const maxReportedErrors = 10
 // naming the tensor (all problems are collected, the first few listed).
 // Optional tensors missing from src are left as constructed.
 func Bind(root any, prefix string, src TensorSource) error {
+	return bind(root, prefix, src, false)
+}
+
+// BindWritable is Bind for resuming training on a model whose frozen part
+// is a read-only view of a mapped checkpoint (trainable: lora on a bf16
+// base used in place): the writable tensors are filled, the read-only ones
+// are only checked (present in src, same shape) and left as they are:
+// training never changes them, so a checkpoint's copy holds their values.
+func BindWritable(root any, prefix string, src TensorSource) error {
+	return bind(root, prefix, src, true)
+}
+
+func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return err
@@ -114,10 +127,26 @@ func Bind(root any, prefix string, src TensorSource) error {
 			}
 			continue
 		}
-		dst, err := denseFloat32(p.Name, p.T)
-		if err != nil {
-			report(err)
+		readOnly := kernels.IsReadOnly(p.T)
+		if readOnly && !keepReadOnly {
+			report(fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name))
 			continue
+		}
+		if readOnly {
+			if ck, ok := src.(*Checkpoint); ok {
+				if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
+					report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape))
+				}
+			}
+			continue
+		}
+		half := kernels.IsHalf(p.T.Dtype())
+		var dst []float32
+		if !half {
+			if dst, err = denseFloat32(p.Name, p.T); err != nil {
+				report(err)
+				continue
+			}
 		}
 		data, shape, err := src.Tensor(p.Name)
 		if err != nil {
@@ -128,11 +157,22 @@ func Bind(root any, prefix string, src TensorSource) error {
 			report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), shape))
 			continue
 		}
-		if len(data) != len(dst) {
+		if n := p.T.Shape().TotalSize(); len(data) != n {
 			report(fmt.Errorf("weights: tensor %q: got %d values for shape %v", p.Name, len(data), shape))
 			continue
 		}
-		copy(dst, data)
+		switch d := p.T.Data().(type) {
+		case []kernels.BF16: // rounded to nearest even: exact for bf16 sources
+			for i, v := range data {
+				d[i] = kernels.BF16(kernels.Float32ToBF16(v))
+			}
+		case []kernels.F16:
+			for i, v := range data {
+				d[i] = kernels.F16(kernels.Float32ToF16(v))
+			}
+		default:
+			copy(dst, data)
+		}
 	}
 	if more > 0 {
 		errs = append(errs, fmt.Errorf("... and %d more problems", more))
@@ -141,8 +181,9 @@ func Bind(root any, prefix string, src TensorSource) error {
 }
 
 // Collect returns every tagged tensor under root with its name, for Save.
-// Data slices alias float32 tensors (no copy); BF16/F16 tensors are
-// widened into copies.
+// Float32 tensors are returned as Data slices that alias them (no copy);
+// tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
+// chunk by chunk when written.
 func Collect(root any, prefix string) ([]NamedTensor, error) {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
@@ -150,18 +191,17 @@ func Collect(root any, prefix string) ([]NamedTensor, error) {
 	}
 	out := make([]NamedTensor, 0, len(ps))
 	for _, p := range ps {
-		if kernels.IsHalf(p.T.Dtype()) {
-			// A 16-bit parameter is widened (exactly) into a float32 copy.
-			data := make([]float32, p.T.Shape().TotalSize())
-			kernels.Widen32(data, p.T, 0)
-			out = append(out, NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Data: data})
-			continue
+		nt := NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
+		if p.T.Dtype() == tensor.Float32 {
+			if nt.Data, err = denseFloat32(p.Name, p.T); err != nil {
+				return nil, err
+			}
+		} else if p.T.IsScalar() || p.T.DataSize() != p.T.Shape().TotalSize() {
+			return nil, fmt.Errorf("weights: tensor %q: scalar, view or non-contiguous tensor (shape %v)", p.Name, p.T.Shape())
+		} else {
+			nt.Src = p.T
 		}
-		data, err := denseFloat32(p.Name, p.T)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Data: data})
+		out = append(out, nt)
 	}
 	return out, nil
 }

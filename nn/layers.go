@@ -21,10 +21,13 @@ type Linear struct {
 
 // NewLinear allocates a float32 Linear with weight [out, in...] (zeros) and,
 // when bias is true, a bias [out].
-func NewLinear(bias bool, out int, in ...int) Linear {
-	l := Linear{Weight: Zeros(tensor.Float32, append([]int{out}, in...)...)}
+func NewLinear(bias bool, out int, in ...int) Linear { return Alloc(Zeros).Linear(bias, out, in...) }
+
+// Linear makes a float32 Linear's tensors with a.
+func (a Alloc) Linear(bias bool, out int, in ...int) Linear {
+	l := Linear{Weight: a(tensor.Float32, append([]int{out}, in...)...)}
 	if bias {
-		l.Bias = Zeros(tensor.Float32, out)
+		l.Bias = a(tensor.Float32, out)
 	}
 	return l
 }
@@ -53,8 +56,11 @@ type LayerNorm struct {
 }
 
 // NewLayerNorm allocates a float32 LayerNorm over c features.
-func NewLayerNorm(c int, eps float64) LayerNorm {
-	return LayerNorm{Weight: Zeros(tensor.Float32, c), Bias: Zeros(tensor.Float32, c), Eps: eps}
+func NewLayerNorm(c int, eps float64) LayerNorm { return Alloc(Zeros).LayerNorm(c, eps) }
+
+// LayerNorm makes a float32 LayerNorm's tensors with a.
+func (a Alloc) LayerNorm(c int, eps float64) LayerNorm {
+	return LayerNorm{Weight: a(tensor.Float32, c), Bias: a(tensor.Float32, c), Eps: eps}
 }
 
 // Forward normalises every row of x [R, C].
@@ -114,6 +120,11 @@ func (l *LoRA) Forward(b *kernels.Builder, x *G.Node) *G.Node {
 	d := b.In("lora_B").Linear(h, b.Param(l.B), nil)
 	return b.Scale(d, l.Scale())
 }
+
+// Alloc makes a parameter tensor at construction: Zeros for a model to be
+// initialised or trained, kernels.Placeholder for a model about to be bound
+// to a checkpoint (no memory until the binding replaces it).
+type Alloc func(dt tensor.Dtype, shape ...int) *tensor.Dense
 
 // Zeros allocates a zero tensor of dtype dt.
 func Zeros(dt tensor.Dtype, shape ...int) *tensor.Dense {

@@ -56,6 +56,27 @@ type Param struct {
 	Optional bool // may be absent from a checkpoint
 	Norm     bool // a normalisation scale (tag option "norm")
 	NoDecay  bool // exempt from weight decay ("nodecay", or "norm")
+
+	field reflect.Value // the struct field or slice element holding T
+}
+
+// Set replaces the tensor in the layer's field (e.g. with a view of a
+// memory-mapped checkpoint, or a copy of another dtype). The new tensor must
+// have T's shape; its dtype may differ. Graphs built before hold the old
+// tensor: bind before building.
+func (p *Param) Set(t *tensor.Dense) error {
+	if t == nil {
+		return fmt.Errorf("weights: tensor %q: setting nil", p.Name)
+	}
+	if !t.Shape().Eq(p.T.Shape()) {
+		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), []int(t.Shape()))
+	}
+	if !p.field.IsValid() || !p.field.CanSet() {
+		return fmt.Errorf("weights: tensor %q cannot be replaced (pass the root by pointer)", p.Name)
+	}
+	p.field.Set(reflect.ValueOf(t))
+	p.T = t
+	return nil
 }
 
 // tagOpts are the options of one tag, inherited by nested fields where it
@@ -145,7 +166,7 @@ func walkValue(v reflect.Value, name string, opt tagOpts, depth int, seen map[st
 		}
 		seen[name] = true
 		return visit(Param{Name: name, T: v.Interface().(*tensor.Dense), Optional: opt.optional,
-			Norm: opt.norm, NoDecay: opt.norm || opt.nodecay}, v)
+			Norm: opt.norm, NoDecay: opt.norm || opt.nodecay, field: v}, v)
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:

@@ -392,7 +392,8 @@ func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 		return err
 	}
 	defer ck.Close()
-	if err := model.Bind(m, "", ck); err != nil {
+	// A frozen base used in place (read-only mapped) keeps its values.
+	if err := model.BindWritable(m, "", ck); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if ad != nil {

@@ -53,6 +53,11 @@ type ModelConfig struct {
 	// VocabSize, when > 0, overrides the preset's text vocab_size (tests and
 	// toy runs with small synthetic vocabularies).
 	VocabSize int `yaml:"vocab_size"`
+	// Dtype of init_from's weights in memory: "" chooses (float32 copies
+	// to train all, vision_frozen or projector_only; the stored dtypes,
+	// mapped in place and frozen, under trainable: lora); f32, bf16 or f16
+	// convert on load (bf16/f16 only with trainable: lora).
+	Dtype string `yaml:"dtype,omitempty"`
 }
 
 // OptimizerConfig configures AdamW (PyTorch/Hugging Face defaults).

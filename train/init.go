@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 )
 
@@ -18,10 +21,18 @@ func InitModel(c *Config) (m *model.Magma, pp *model.PreprocessorConfig, tokeniz
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: model.init_from: %w", c.Source, err)
 		}
-		if err := model.CheckMemory(cfg, c.memoryCopies(), "training "+c.Model.InitFrom); err != nil {
+		// LoRA keeps the base in its stored dtype: LoadWith checks its real
+		// bytes; the other settings train float32 copies (4 of them).
+		if c.Trainable != TrainLoRA {
+			if err := model.CheckMemory(cfg, c.memoryCopies(), "training "+c.Model.InitFrom); err != nil {
+				return nil, nil, "", fmt.Errorf("train config %s: %w", c.Source, err)
+			}
+		}
+		opts, err := c.loadOptions()
+		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: %w", c.Source, err)
 		}
-		ld, err := model.Load(c.Model.InitFrom)
+		ld, err := model.LoadWith(c.Model.InitFrom, opts)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: model.init_from: %w", c.Source, err)
 		}
@@ -65,6 +76,28 @@ func InitModel(c *Config) (m *model.Magma, pp *model.PreprocessorConfig, tokeniz
 		return nil, nil, "", err
 	}
 	return m, p.Preprocessor, tok, nil
+}
+
+// loadOptions says how init_from is loaded. Trained weights are updated in
+// place: float32 copies in process memory, never the read-only mapped
+// shards. Under trainable: lora the base is frozen (only the float32
+// adapters train), so it keeps the checkpoint's dtype and is used in place
+// (Magma-8B: 17.8 GB of bf16 instead of 35.6 GB of float32).
+func (c *Config) loadOptions() (model.LoadOptions, error) {
+	var dt tensor.Dtype
+	if c.Model.Dtype != "" && c.Model.Dtype != "stored" {
+		var err error
+		if dt, err = kernels.ParseDtype(c.Model.Dtype); err != nil || dt == tensor.Float64 {
+			return model.LoadOptions{}, fmt.Errorf("model.dtype %q: want f32, bf16 or f16", c.Model.Dtype)
+		}
+	}
+	if c.Trainable == TrainLoRA {
+		return model.LoadOptions{Dtype: dt}, nil
+	}
+	if dt != (tensor.Dtype{}) && dt != tensor.Float32 {
+		return model.LoadOptions{}, fmt.Errorf("model.dtype %s: trainable: %s trains float32 weights (a %s base can only be trained through adapters: trainable: lora)", c.Model.Dtype, c.Trainable, c.Model.Dtype)
+	}
+	return model.LoadOptions{Dtype: tensor.Float32, Writable: true}, nil
 }
 
 // memoryCopies estimates how many parameter-sized float32 buffers training

@@ -172,6 +172,9 @@ func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dens
 		if !ok {
 			return nil, nil, fmt.Errorf("parameter %s is %v; training needs float32", p.Name, p.T.Dtype())
 		}
+		if kernels.IsReadOnly(p.T) {
+			return nil, nil, fmt.Errorf("parameter %s is a read-only view of a mapped checkpoint; training needs a writable copy (model.LoadOptions.Writable)", p.Name)
+		}
 		// Biases, norm scales, layer scales and the row separator declare
 		// themselves exempt from weight decay (nn tags "norm", "nodecay").
 		ps = append(ps, &Param{Name: p.Name, Data: d, Decay: !p.NoDecay})

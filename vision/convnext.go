@@ -90,31 +90,35 @@ const (
 
 // NewConvNeXt resolves cfg and allocates every parameter as float32 zeros in
 // PyTorch's shapes, ready to be filled from a checkpoint.
-func NewConvNeXt(cfg Config) (*ConvNeXt, error) {
+func NewConvNeXt(cfg Config) (*ConvNeXt, error) { return NewConvNeXtWith(cfg, nn.Zeros) }
+
+// NewConvNeXtWith is NewConvNeXt with the parameter tensors made by alloc
+// (kernels.Placeholder for a trunk about to be bound to a checkpoint).
+func NewConvNeXtWith(cfg Config, alloc nn.Alloc) (*ConvNeXt, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
 	eps := cfg.NormEps
 	d := cfg.Dims
 	m := &ConvNeXt{cfg: cfg}
-	m.Stem = Stem{Conv: nn.NewLinear(true, d[0], 3, 4, 4), Norm: nn.NewLayerNorm(d[0], eps)}
+	m.Stem = Stem{Conv: alloc.Linear(true, d[0], 3, 4, 4), Norm: alloc.LayerNorm(d[0], eps)}
 	m.Stages = make([]Stage, len(cfg.Depths))
 	for s, depth := range cfg.Depths {
 		c := d[s]
 		st := &m.Stages[s]
 		if s > 0 {
 			st.Downsample = &Downsample{
-				Norm: nn.NewLayerNorm(d[s-1], eps),
-				Conv: nn.NewLinear(true, c, d[s-1], 2, 2),
+				Norm: alloc.LayerNorm(d[s-1], eps),
+				Conv: alloc.Linear(true, c, d[s-1], 2, 2),
 			}
 		}
 		st.Blocks = make([]Block, depth)
 		for b := range st.Blocks {
 			st.Blocks[b] = Block{
-				ConvDW: DepthwiseConv{Weight: nn.Zeros(tensor.Float32, c, 1, dwKernel, dwKernel), Bias: nn.Zeros(tensor.Float32, c)},
-				Norm:   nn.NewLayerNorm(c, eps),
-				MLP:    MLP{FC1: nn.NewLinear(true, 4*c, c), FC2: nn.NewLinear(true, c, 4*c)},
-				Gamma:  nn.Zeros(tensor.Float32, c),
+				ConvDW: DepthwiseConv{Weight: alloc(tensor.Float32, c, 1, dwKernel, dwKernel), Bias: alloc(tensor.Float32, c)},
+				Norm:   alloc.LayerNorm(c, eps),
+				MLP:    MLP{FC1: alloc.Linear(true, 4*c, c), FC2: alloc.Linear(true, c, 4*c)},
+				Gamma:  alloc(tensor.Float32, c),
 			}
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 
 	"github.com/magma-go/magma/eval"
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 	"github.com/spf13/cobra"
@@ -17,6 +16,7 @@ import (
 // evalFlags are the flags shared by the eval subcommands.
 type evalFlags struct {
 	modelDir, tokPath, data, proposals, out, predictions, split, imageDir string
+	load                                                                  loadFlags
 	limit, maxNew, failures, every, markBase                              int
 	boxScale                                                              float64
 	preferPoint                                                           bool
@@ -26,6 +26,7 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.modelDir, "model", "", "checkpoint directory (not needed with --predictions)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the checkpoint's)")
+	f.load.add(fl, true)
 	fl.StringVar(&f.data, "data", "", "benchmark directory (annotation JSON files and image folder)")
 	fl.StringVar(&f.imageDir, "images", "", "image folder (default: searched under --data)")
 	fl.StringVar(&f.proposals, "proposals", "", "candidate boxes {img_filename: [[x1,y1,x2,y2],...]} (default: som's classical proposer)")
@@ -65,7 +66,7 @@ func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	if f.modelDir == "" {
 		return opt, fmt.Errorf("give --model (or --predictions to score a predictions file)")
 	}
-	p, err := model.LoadPipeline(f.modelDir, f.tokPath)
+	p, err := f.load.pipeline(f.modelDir, f.tokPath, 1)
 	if err != nil {
 		return opt, err
 	}

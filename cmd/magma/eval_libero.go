@@ -10,7 +10,6 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
-	"github.com/magma-go/magma/model"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +17,7 @@ func newEvalLiberoCmd() *cobra.Command {
 	var (
 		lf                       liberoFlags
 		modelDir, tokPath, split string
+		load                     loadFlags
 		statsPath, out, decoding string
 		limit                    int
 		sampleSeed               uint64
@@ -88,7 +88,7 @@ offline check; success rates need the LIBERO simulator driving
 			} else {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has no %s; using statistics recomputed from the training demos\n", modelDir, data.DatasetStatisticsFile)
 			}
-			p, err := model.LoadPipeline(modelDir, tokPath)
+			p, err := load.pipeline(modelDir, tokPath, 1)
 			if err != nil {
 				return err
 			}
@@ -134,6 +134,7 @@ offline check; success rates need the LIBERO simulator driving
 	lf.register(cmd)
 	fl.StringVar(&modelDir, "model", "", "fine-tuned checkpoint directory")
 	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer directory (default: the checkpoint's)")
+	load.add(fl, true)
 	fl.StringVar(&split, "split", "heldout", "train | heldout | all")
 	fl.StringVar(&statsPath, "statistics", "", "dataset_statistics.json (default: the checkpoint's)")
 	fl.StringVar(&out, "out", "", "write results.json into this folder")

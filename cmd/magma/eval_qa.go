@@ -7,13 +7,13 @@ import (
 	"os/signal"
 
 	"github.com/magma-go/magma/eval"
-	"github.com/magma-go/magma/model"
 	"github.com/spf13/cobra"
 )
 
 // qaFlags are the flags of the question-answering eval subcommands.
 type qaFlags struct {
 	modelDir, tokPath, data, media, out, predictions, split string
+	load                                                    loadFlags
 	limit, maxNew, every, frames                            int
 	resume                                                  bool
 }
@@ -69,7 +69,7 @@ func (b qaBenchmark) command() *cobra.Command {
 				if f.modelDir == "" {
 					return fmt.Errorf("give --model (or --predictions to score a predictions file)")
 				}
-				p, err := model.LoadPipeline(f.modelDir, f.tokPath)
+				p, err := f.load.pipeline(f.modelDir, f.tokPath, 1)
 				if err != nil {
 					return err
 				}
@@ -99,6 +99,7 @@ func (b qaBenchmark) command() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.modelDir, "model", "", "checkpoint directory (not needed with --predictions)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the checkpoint's)")
+	f.load.add(fl, true)
 	fl.StringVar(&f.data, "data", "", "benchmark directory in the published layout (see README)")
 	mediaFlag := "images"
 	if b.video {

@@ -17,6 +17,7 @@ func newFinetuneCmd() *cobra.Command {
 		f                        runFlags
 		config, dataPath, images string
 		modelDir, trainable      string
+		dtype                    string
 		lr                       float64
 		batch, accum, steps      int
 	)
@@ -50,7 +51,7 @@ the pretraining engine's.`,
 				c.Source = "finetune sft"
 				cfg = c
 			}
-			cfg.Model = train.ModelConfig{InitFrom: modelDir}
+			cfg.Model = train.ModelConfig{InitFrom: modelDir, Dtype: dtype}
 			fl := cmd.Flags()
 			if fl.Changed("lr") {
 				cfg.Optimizer.LR = lr
@@ -91,6 +92,7 @@ the pretraining engine's.`,
 	fl.IntVar(&accum, "grad-accum", rec.GradAccum, "micro-batches per update")
 	fl.IntVar(&steps, "steps", rec.Steps, "optimizer updates (same as --max-steps)")
 	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only")
+	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
 	return parent

@@ -106,6 +106,7 @@ func newFinetuneLiberoCmd() *cobra.Command {
 		f                   runFlags
 		lf                  liberoFlags
 		initDir, trainable  string
+		dtype               string
 		lr                  float64
 		batch, accum, steps int
 		loraRank            int
@@ -189,7 +190,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			}
 			c := *cp
 			c.Source = "finetune libero"
-			c.Model = train.ModelConfig{InitFrom: initDir}
+			c.Model = train.ModelConfig{InitFrom: initDir, Dtype: dtype}
 			c.BatchSize, c.GradAccum, c.Steps, c.Checkpoint.Every = batch, accum, steps, every
 			if lr != 0 { // 0: the recipe's (LoRA or full fine-tuning)
 				c.Optimizer.LR = lr
@@ -286,6 +287,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl := cmd.Flags()
 	lf.register(cmd)
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
+	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
 	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
 	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
 	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))

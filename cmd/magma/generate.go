@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/tom"
@@ -25,18 +26,22 @@ func newGenerateCmd() *cobra.Command {
 		temperature, topP                                       float64
 		seed                                                    uint64
 		asJSON                                                  bool
+		load                                                    loadFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Answer a prompt about images or a video clip with a Magma checkpoint",
 		Example: `  magma generate --model out/tiny --image photo.png --prompt "What is in the image?"
   magma generate --model out/tiny --video clip.mp4 --frames 8 --prompt "What happens in the video?"
+  magma generate --model /big/magma-8b --image photo.png --prompt "Describe it." --max-context 1024 --json   # bf16 in place
+  magma generate --model DIR --dtype f32 --image photo.png --prompt "..."   # convert to float32 on load
   magma generate --model DIR --image a.png --prompt-ids 128000,128006,... --json --logits-out logits.safetensors`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := model.LoadPipeline(modelDir, tokPath)
+			p, err := load.pipeline(modelDir, tokPath, 1)
 			if err != nil {
 				return err
 			}
+			defer p.Close()
 			req := model.Request{
 				Prompt: prompt, System: system, MaxNewTokens: maxNew, Temperature: temperature,
 				TopP: topP, TopK: topK, Seed: seed, KeepLogits: logitsOut != "",
@@ -79,14 +84,19 @@ func newGenerateCmd() *cobra.Command {
 				return nil
 			}
 			return json.NewEncoder(out).Encode(map[string]any{
-				"text":                res.Text,
-				"prompt_ids":          res.PromptIDs,
-				"output_ids":          res.OutputIDs,
-				"sequence_length":     res.SequenceLength,
-				"preprocess_ms":       ms(res.Timing.Preprocess),
-				"embed_ms":            ms(res.Timing.Embed),
-				"prefill_ms":          ms(res.Timing.Prefill),
-				"decode_tokens_per_s": res.Timing.DecodeTokensPerSecond(),
+				"text":                 res.Text,
+				"prompt_ids":           res.PromptIDs,
+				"output_ids":           res.OutputIDs,
+				"sequence_length":      res.SequenceLength,
+				"preprocess_ms":        ms(res.Timing.Preprocess),
+				"embed_ms":             ms(res.Timing.Embed),
+				"prefill_ms":           ms(res.Timing.Prefill),
+				"prefill_tokens_per_s": res.Timing.PrefillTokensPerSecond(res.SequenceLength),
+				"decode_ms":            ms(res.Timing.Decode),
+				"decode_steps":         res.Timing.Steps,
+				"decode_step_ms":       stepsMS(res.Timing.StepTimes),
+				"decode_tokens_per_s":  res.Timing.DecodeTokensPerSecond(),
+				"weights":              p.Weights,
 			})
 		},
 	}
@@ -106,6 +116,7 @@ func newGenerateCmd() *cobra.Command {
 	f.Uint64Var(&seed, "seed", 0, "sampling seed")
 	f.BoolVar(&asJSON, "json", false, `print {"text", "prompt_ids", "output_ids", ...} as JSON`)
 	f.StringVar(&logitsOut, "logits-out", "", "write the logits of every step to this safetensors file (tensor \"logits\" [steps, vocab])")
+	load.add(f, true)
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -120,4 +131,12 @@ func parseIDs(s string) ([]int, error) {
 		ids = append(ids, v)
 	}
 	return ids, nil
+}
+
+func stepsMS(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
 }

@@ -18,9 +18,16 @@ func newInitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a randomly initialised checkpoint of a preset (tiny, small, magma-8b or a YAML file)",
+		Long: `Write a randomly initialised checkpoint of a preset in the Hugging Face layout
+(config.json, preprocessor_config.json, model.safetensors or 5 GB shards with
+model.safetensors.index.json, the tokenizer). Tensors are streamed to disk as
+they are drawn, so any size fits in memory: magma-8b in bf16 is the published
+layout (4 shards, 17.8 GB) and lets you check a machine before downloading the
+real weights. Same seed, same values, whatever the dtype.`,
 		Example: `  magma init --preset tiny --out out/tiny
   magma init --preset configs/my.yaml --out out/my --dtype BF16
-  magma init --preset tiny --out out/tiny --seed 7 --force   # replace out/tiny`,
+  magma init --preset tiny --out out/tiny --seed 7 --force   # replace out/tiny
+  magma init --preset magma-8b --dtype bf16 --out /big/magma-8b   # full size: 4 shards, 17.8 GB, < 100 MB of memory`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !force {
 				for _, pat := range []string{model.ConfigFileName, "*.safetensors", "*.safetensors.index.json"} {
@@ -33,14 +40,10 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := model.New(cfg)
+			// Streamed: tensors are drawn and written chunk by chunk, so a
+			// full-size magma-8b needs a few MB of memory, not the model.
+			n, err := model.WriteRandom(out, cfg, pp, seed, model.SaveOptions{DType: dtype})
 			if err != nil {
-				return err
-			}
-			if err := m.InitRandom(seed); err != nil {
-				return err
-			}
-			if err := m.Save(out, pp, model.SaveOptions{DType: dtype}); err != nil {
 				return err
 			}
 			if tokPath == "" {
@@ -53,7 +56,6 @@ func newInitCmd() *cobra.Command {
 					return err
 				}
 			}
-			n, _ := model.ParamCount(m)
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: preset %s, %d parameters, seed %d\n", out, preset, n, seed)
 			return nil
 		},
@@ -61,7 +63,7 @@ func newInitCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&preset, "preset", "tiny", "preset name or YAML file")
 	f.StringVar(&out, "out", "", "output checkpoint directory")
-	f.StringVar(&dtype, "dtype", "F32", "stored dtype: F32, BF16 or F16")
+	f.StringVar(&dtype, "dtype", "F32", "stored dtype: f32, bf16 or f16")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory to copy in (default: assets/tokenizer/magma)")
 	f.Uint64Var(&seed, "seed", 0, "initialisation seed")
 	f.BoolVar(&force, "force", false, "overwrite a checkpoint already in --out")

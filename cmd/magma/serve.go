@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/server"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +21,7 @@ func newServeCmd() *cobra.Command {
 		cfg                           = server.DefaultConfig()
 		timeoutS, drainS, readS       float64
 		verbose                       bool
+		load                          loadFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -53,7 +53,8 @@ func newServeCmd() *cobra.Command {
 			go func() { errc <- srv.Serve(ln) }()
 			cfg.Logger.Info("listening (health answers 503 until the model is loaded)", "addr", ln.Addr().String())
 			t0 := time.Now()
-			p, err := model.LoadPipeline(modelDir, tokPath)
+			load.maxContext = cfg.MaxContext
+			p, err := load.pipeline(modelDir, tokPath, cfg.MaxBatch)
 			if err != nil {
 				_ = srv.Shutdown(context.Background())
 				return err
@@ -101,6 +102,7 @@ func newServeCmd() *cobra.Command {
 	f.Float64Var(&readS, "read-timeout", cfg.ReadTimeout.Seconds(), "seconds to read a whole request, body included")
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections at most; the next gets 503")
 	f.BoolVar(&verbose, "verbose", false, "debug logs (health and metrics requests too)")
+	load.add(f, false) // --max-context is the server's own
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/magma-go/magma/model"
+)
+
+// The bf16 PyTorch fixture (two shards) through the CLI: info reports its
+// bytes by dtype, stored and as loaded with --dtype f32; generate answers
+// with the weights in place (the default) and converted (--dtype f32) with
+// PyTorch's greedy tokens; a context too small for the prompt is refused.
+func TestDtypeCLI(t *testing.T) {
+	dir := filepath.Join(parityDir, "model_bf16")
+	var golden struct {
+		Bf16 map[string]struct {
+			PromptIDs []int `json:"prompt_ids"`
+			Generated []int `json:"generated"`
+		} `json:"bf16"`
+	}
+	data, err := os.ReadFile(filepath.Join(parityDir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	c := golden.Bf16["square"]
+
+	for _, dt := range []string{"", "f32"} {
+		out, err := runMagma(t, "info", "--model", dir, "--dtype", dt)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var info struct {
+			Parameters map[string]int64        `json:"parameters"`
+			Weights    model.CheckpointWeights `json:"weights"`
+		}
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		w := info.Weights
+		if w.Shards != 2 || w.Stored["BF16"] == 0 || len(w.Stored) != 1 {
+			t.Errorf("--dtype %q: stored %v in %d shards", dt, w.Stored, w.Shards)
+		}
+		want := map[string]int64{"BF16": 2 * info.Parameters["total"]}
+		if dt == "f32" {
+			want = map[string]int64{"F32": 4 * info.Parameters["total"]}
+		}
+		if fmt.Sprint(w.InMemory.Bytes) != fmt.Sprint(want) {
+			t.Errorf("--dtype %q: in memory %v, want %v", dt, w.InMemory.Bytes, want)
+		}
+	}
+
+	ids := strings.Trim(strings.ReplaceAll(fmt.Sprint(c.PromptIDs), " ", ","), "[]")
+	for _, dt := range []string{"stored", "f32"} {
+		out, err := runMagma(t, "generate", "--model", dir, "--dtype", dt, "--image", filepath.Join(parityDir, "square.png"),
+			"--prompt-ids", ids, "--max-new-tokens", fmt.Sprint(len(c.Generated)), "--max-context", "1024", "--json")
+		if err != nil {
+			t.Fatalf("--dtype %s: %v\n%s", dt, err, out)
+		}
+		var res struct {
+			OutputIDs []int             `json:"output_ids"`
+			Weights   model.WeightStats `json:"weights"`
+			Steps     []float64         `json:"decode_step_ms"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !slices.Equal(res.OutputIDs, c.Generated) {
+			t.Errorf("--dtype %s: tokens %v, PyTorch %v", dt, res.OutputIDs, c.Generated)
+		}
+		if inPlace := res.Weights.InPlace > 0 && res.Weights.Copied == 0; inPlace != (dt == "stored") {
+			t.Errorf("--dtype %s: weights %+v", dt, res.Weights)
+		}
+		if len(res.Steps) != len(c.Generated)-1 {
+			t.Errorf("--dtype %s: %d step times for %d tokens", dt, len(res.Steps), len(c.Generated))
+		}
+	}
+	out, err := runMagma(t, "generate", "--model", dir, "--image", filepath.Join(parityDir, "square.png"),
+		"--prompt-ids", ids, "--max-new-tokens", "4", "--max-context", "8")
+	if err == nil || !strings.Contains(err.Error(), "--max-context") {
+		t.Errorf("context of 8: %v\n%s", err, out)
+	}
+	if _, err := runMagma(t, "generate", "--model", dir, "--dtype", "int8", "--prompt-ids", ids); err == nil || !strings.Contains(err.Error(), "--dtype") {
+		t.Errorf("--dtype int8: %v", err)
+	}
+}
+
+// magma init streams: a bf16 tiny checkpoint has the parameter count's
+// bytes, in the Hugging Face layout, and loads with its weights in place.
+func TestInitStreamsBF16(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	out, err := runMagma(t, "init", "--preset", "tiny", "--dtype", "bf16", "--out", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, err = runMagma(t, "info", "--model", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var info struct {
+		Parameters map[string]int64        `json:"parameters"`
+		Weights    model.CheckpointWeights `json:"weights"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.Weights.Stored["BF16"], 2*info.Parameters["total"]; got != want || info.Weights.InMemory.InPlace != want {
+		t.Errorf("stored %v, in memory %+v, want %d bytes of BF16 in place", info.Weights.Stored, info.Weights.InMemory, want)
+	}
+}

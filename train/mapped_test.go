@@ -1,0 +1,85 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model"
+)
+
+// finetune with trainable: lora from a bf16 checkpoint (init_from): the base
+// is the mapped shards themselves (read-only, never copied), training and a
+// resume from a checkpoint of that run never write into it, and the
+// interrupted run ends where an uninterrupted one does. Full fine-tuning of
+// the same checkpoint trains float32 copies.
+func TestLoRAOnMappedBF16Base(t *testing.T) {
+	base := testConfig(1)
+	m, pp := testModel(t, base)
+	ckpt := filepath.Join(t.TempDir(), "base")
+	if err := m.Save(ckpt, pp, model.SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	const steps = 4
+	run := func(out string, resume bool, stopAt int) (*Result, *model.Magma, error) {
+		c := loraTestConfig(steps)
+		c.Model = ModelConfig{InitFrom: ckpt}
+		c.Checkpoint = CheckpointConfig{Every: 2}
+		m, pp := testModel(t, c)
+		samples := testSamples(t, m, pp, 5)
+		o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Resume: resume, Log: quiet(), NoPlot: true}
+		if stopAt > 0 {
+			o.Hooks.OnStep = func(si StepInfo) error {
+				if si.Step == stopAt {
+					return errStop
+				}
+				return nil
+			}
+		}
+		res, err := Run(context.Background(), o)
+		return res, m, err
+	}
+	mapped := func(t *testing.T, m *model.Magma) {
+		t.Helper()
+		ps, _ := model.Parameters(m, "")
+		for _, p := range ps {
+			if p.T.Dtype() != kernels.BFloat16 || !kernels.IsReadOnly(p.T) {
+				t.Fatalf("%s: %v, read-only %v: want the mapped bf16 shard", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))
+			}
+		}
+	}
+	full, fm, err := run(t.TempDir(), false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped(t, fm)
+	out := t.TempDir()
+	if _, _, err := run(out, false, 3); !errors.Is(err, errStop) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	resumed, rm, err := run(out, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped(t, rm)
+	if resumed.Resumed != 2 || !slices.Equal(resumed.Losses, full.Losses[2:]) {
+		t.Errorf("resumed from %d with losses %v, uninterrupted %v", resumed.Resumed, resumed.Losses, full.Losses)
+	}
+
+	c := testConfig(1)
+	c.Model = ModelConfig{InitFrom: ckpt}
+	fm, _ = testModel(t, c)
+	ps, _ := model.Parameters(fm, "")
+	for _, p := range ps {
+		if p.T.Dtype() != fm.LM.Dtype() || kernels.IsReadOnly(p.T) {
+			t.Fatalf("trainable: all: %s is %v, read-only %v: want a float32 copy", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))
+		}
+	}
+	c.Model.Dtype = "bf16"
+	if _, _, _, err := InitModel(c); err == nil {
+		t.Error("trainable: all with model.dtype bf16 loaded")
+	}
+}
