@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 )
 
@@ -90,6 +91,34 @@ func TestDtypeCLI(t *testing.T) {
 	}
 	if _, err := runMagma(t, "generate", "--model", dir, "--dtype", "int8", "--prompt-ids", ids); err == nil || !strings.Contains(err.Error(), "--dtype") {
 		t.Errorf("--dtype int8: %v", err)
+	}
+}
+
+// --compute bf16 (bf16 activations in the decode products) answers on the
+// bf16 fixture where the CPU has avx512_bf16 and is refused by name where
+// it has not; --compute f32 switches the process back.
+func TestComputeFlag(t *testing.T) {
+	dir := filepath.Join(parityDir, "model_bf16")
+	args := []string{"generate", "--model", dir, "--prompt-ids", "1,2,3", "--max-new-tokens", "3", "--max-context", "1024", "--json"}
+	out, err := runMagma(t, append(args, "--compute", "bf16")...)
+	switch {
+	case !kernels.HasBF16Dot:
+		if err == nil || !strings.Contains(err.Error(), "avx512_bf16") {
+			t.Errorf("--compute bf16 without avx512_bf16: %v", err)
+		}
+	case err != nil:
+		t.Fatalf("--compute bf16: %v\n%s", err, out)
+	case !strings.Contains(out, "output_ids"):
+		t.Errorf("--compute bf16: %s", out)
+	}
+	if out, err := runMagma(t, append(args, "--compute", "f32")...); err != nil {
+		t.Fatalf("--compute f32: %v\n%s", err, out)
+	}
+	if err := kernels.SetComputeBF16(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runMagma(t, append(args, "--compute", "fp8")...); err == nil || !strings.Contains(err.Error(), "--compute") {
+		t.Errorf("--compute fp8: %v", err)
 	}
 }
 

@@ -55,6 +55,7 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 	}
 	switch l.compute {
 	case "f32", "fp32", "float32", "":
+		_ = kernels.SetComputeBF16(false) // the mode is process-wide: a later command in the same process gets f32
 	case "bf16":
 		if err := kernels.SetComputeBF16(true); err != nil {
 			return nil, err
