@@ -351,6 +351,53 @@ func TestDistStopWithCheckpoint(t *testing.T) {
 	}
 }
 
+// A rank that hangs without dying (SIGSTOP) is caught by the collectives'
+// watchdog: the job ends with a message saying so, not a hang.
+func TestDistHungRankWatchdog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains under mpirun")
+	}
+	bin := os.Args[0]
+	recipe := distRecipe(t, 30, 50)
+	run := filepath.Join(t.TempDir(), "run")
+	argv := append(mpirunArgs(t), "-x", "MAGMA_DIST_TIMEOUT=20")
+	argv = append(argv, rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), append(distEnv, "MAGMA_DIST_TIMEOUT=20")...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(out.String(), "step 3/30") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no progress after 3 minutes:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pid := rankPID(t, cmd.Process.Pid, 1)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL) // never leave it stopped
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatalf("exit 0:\n%s", out.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("job still running 60 s after rank 1 stopped:\n%s", out.String())
+	}
+	if s := out.String(); !strings.Contains(s, "rank 0 of 2") || !strings.Contains(s, "MAGMA_DIST_TIMEOUT") {
+		t.Errorf("no watchdog message:\n%s", s)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for the process's writers and the test.
 type syncBuffer struct {
 	mu sync.Mutex
