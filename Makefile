@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/magma
 PYTHON  ?= /usr/bin/python3
 # Node.js and npm come with the machine image (used only by `make tokenizer`).
-APT_PKGS = libopencv-dev libopenblas-dev libhdf5-dev pkg-config gcc g++
+APT_PKGS = libopencv-dev libopenblas-dev libhdf5-dev pkg-config gcc g++ libopenmpi-dev openmpi-bin
 REF_PKGS = python3-torch python3-numpy python3-opencv python3-yaml python3-h5py
 
 export GOFLAGS ?= -mod=mod
@@ -44,7 +44,7 @@ test: vet
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
-BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data
+BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
 bench: $(BENCHES)
 
 bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
@@ -69,6 +69,8 @@ bench-libero:               ## LIBERO finetune samples/s and /act latency
 	bash scripts/bench/libero.sh
 bench-data:                 ## Arrow/Parquet/TFRecord readers vs Node apache-arrow / Python; trainer data wait
 	sh scripts/bench/data.sh 1 30
+bench-mpi:                  ## mpirun -np 2 pretrain on small: compute / comm wait / optimizer; collectives vs memcpy
+	sh scripts/bench/mpi.sh 4
 
 .PHONY: $(BENCHES)
 

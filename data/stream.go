@@ -64,6 +64,17 @@ type StreamOptions struct {
 	Prefetch int
 	// State restores a position returned by Stream.State (nil: the start).
 	State []byte
+	// Rank and World slice the stream for data-parallel training: every
+	// rank draws the same global sequence of BatchSize-sample batches and
+	// builds (decodes, marks, tokenises) only its own BatchSize/World
+	// consecutive samples of each, so Next returns rank Rank's slice of the
+	// global batch and the ranks' slices, concatenated in rank order, are
+	// the batch one process gets. World <= 1: the whole stream. The state
+	// after a batch is the global position (the end of the global batch),
+	// the same on every rank unless a rank skipped bad records (it then
+	// fills its slice from its part of the next global batch, and its state
+	// moves on to that batch's end).
+	Rank, World int
 }
 
 // StreamState is the JSON position of a stream (what State returns):
@@ -104,6 +115,7 @@ type sampler struct {
 
 type task struct {
 	seq   uint64
+	ord   uint64 // position in this rank's part of the stream (= seq without ranks)
 	src   int
 	index int
 	seed  uint64
@@ -178,7 +190,7 @@ func (s *sampler) next(skipped int64) task {
 	}
 	idx := s.perm(src)[c.Offset]
 	c.Offset++
-	t := task{seq: s.seq, src: src, index: idx, seed: s.rng.Uint64()}
+	t := task{seq: s.seq, ord: s.seq, src: src, index: idx, seed: s.rng.Uint64()}
 	s.seq++
 	t.after = s.state(skipped)
 	return t
@@ -203,7 +215,10 @@ type result struct {
 // for one consumer (they are nevertheless safe to call concurrently).
 type MixtureStream struct {
 	mix     *Mixture
-	batch   int
+	batch   int // samples per Next (this rank's slice of the global batch)
+	global  int // samples per global batch
+	rank    int
+	world   int
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -228,12 +243,23 @@ func (m *Mixture) Stream(ctx context.Context, o StreamOptions) (*MixtureStream, 
 	if o.BatchSize <= 0 {
 		return nil, fmt.Errorf("data: batch size %d must be positive", o.BatchSize)
 	}
+	if o.World < 1 {
+		o.World, o.Rank = 1, 0
+	}
+	if o.Rank < 0 || o.Rank >= o.World {
+		return nil, fmt.Errorf("data: rank %d outside a world of %d", o.Rank, o.World)
+	}
+	if o.BatchSize%o.World != 0 {
+		return nil, fmt.Errorf("data: the global batch of %d samples does not divide over %d ranks", o.BatchSize, o.World)
+	}
+	local := o.BatchSize / o.World
 	if o.Workers <= 0 {
 		o.Workers = min(runtime.GOMAXPROCS(0), 4)
 	}
 	if o.Prefetch <= 0 {
-		o.Prefetch = 2*o.BatchSize + 2*o.Workers
+		o.Prefetch = 2*local + 2*o.Workers
 	}
+	o.Prefetch = max(o.Prefetch, local)
 	var st *StreamState
 	if len(o.State) > 0 {
 		st = new(StreamState)
@@ -246,7 +272,7 @@ func (m *Mixture) Stream(ctx context.Context, o StreamOptions) (*MixtureStream, 
 		return nil, err
 	}
 	s := &MixtureStream{
-		mix: m, batch: o.BatchSize,
+		mix: m, batch: local, global: o.BatchSize, rank: o.Rank, world: o.World,
 		tasks:   make(chan task, o.Workers),
 		results: make(chan result, o.Prefetch),
 		window:  make(chan struct{}, o.Prefetch),
@@ -260,7 +286,11 @@ func (m *Mixture) Stream(ctx context.Context, o StreamOptions) (*MixtureStream, 
 	s.cur = s.last
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1 + o.Workers)
-	go s.sample(smp)
+	if o.World > 1 {
+		go s.sampleRank(smp)
+	} else {
+		go s.sample(smp)
+	}
 	for w := 0; w < o.Workers; w++ {
 		go s.work()
 	}
@@ -281,6 +311,40 @@ func (s *MixtureStream) sample(smp *sampler) {
 		case s.tasks <- t:
 		case <-s.ctx.Done():
 			return
+		}
+	}
+}
+
+// sampleRank draws the global stream a global batch at a time and passes
+// on this rank's slice of it, each task carrying the state at the end of
+// the global batch (so every rank's State is the global position).
+func (s *MixtureStream) sampleRank(smp *sampler) {
+	defer s.wg.Done()
+	defer close(s.tasks)
+	ord := smp.seq
+	mine := make([]task, 0, s.batch)
+	for {
+		mine = mine[:0]
+		for j := 0; j < s.global; j++ {
+			t := smp.next(0)
+			if j/s.batch == s.rank {
+				mine = append(mine, t)
+			}
+		}
+		end := smp.state(0)
+		for _, t := range mine {
+			t.ord, t.after = ord, end
+			ord++
+			select {
+			case s.window <- struct{}{}:
+			case <-s.ctx.Done():
+				return
+			}
+			select {
+			case s.tasks <- t:
+			case <-s.ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -352,7 +416,7 @@ func (s *MixtureStream) Next(ctx context.Context) (Batch, error) {
 			t0 := time.Now()
 			select {
 			case r := <-s.results:
-				s.pending[r.seq] = r
+				s.pending[r.ord] = r
 			case <-ctx.Done():
 				s.waited += time.Since(t0)
 				return Batch{}, ctx.Err()

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -239,5 +241,73 @@ func TestBatchingHelpers(t *testing.T) {
 	b2, _ := ss2.Next(context.Background())
 	if !reflect.DeepEqual(b1, b2) {
 		t.Fatal("slice stream restore")
+	}
+}
+
+// countingSource counts the samples it builds.
+type countingSource struct {
+	Source
+	n atomic.Int64
+}
+
+func (c *countingSource) Sample(i int, rng *rand.Rand) (Sample, error) {
+	c.n.Add(1)
+	return c.Source.Sample(i, rng)
+}
+
+// TestMixtureRankSlices: with Rank/World every rank builds only its slice
+// of each global batch; the slices in rank order are the single process's
+// batches, and every rank's state is the single process's state.
+func TestMixtureRankSlices(t *testing.T) {
+	const global, batches = 6, 5
+	one, _ := fakeMixture(t, OnErrorSkip, nil).Stream(context.Background(), StreamOptions{Seed: 9, BatchSize: global, Workers: 2})
+	defer one.Close()
+	var want [][]string
+	var wantState [][]byte
+	for k := 0; k < batches; k++ {
+		want = append(want, drain(t, one, 1))
+		st, _ := one.State()
+		wantState = append(wantState, st)
+	}
+	for _, world := range []int{2, 3} {
+		got := make([][]string, batches)
+		for rank := 0; rank < world; rank++ {
+			m := fakeMixture(t, OnErrorSkip, nil)
+			var counts []*countingSource
+			for i, src := range m.Sources {
+				counts = append(counts, &countingSource{Source: src})
+				m.Sources[i] = counts[i]
+			}
+			local := global / world
+			s, err := m.Stream(context.Background(), StreamOptions{Seed: 9, BatchSize: global, Workers: 2, Prefetch: local, Rank: rank, World: world})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := 0; k < batches; k++ {
+				got[k] = append(got[k], drain(t, s, 1)...)
+				st, _ := s.State()
+				if string(st) != string(wantState[k]) {
+					t.Errorf("world %d rank %d batch %d: state %s, want %s", world, rank, k, st, wantState[k])
+				}
+			}
+			s.Close()
+			// Prefetching builds a window ahead, never the others' slices.
+			var n int64
+			for _, c := range counts {
+				n += c.n.Load()
+			}
+			if n > int64((batches+1)*local) {
+				t.Errorf("world %d rank %d: built %d samples for %d of its own (+%d prefetched)", world, rank, n, batches*local, local)
+			}
+		}
+		for k := range want {
+			if strings.Join(got[k], " ") != strings.Join(want[k], " ") {
+				t.Errorf("world %d batch %d: slices %v, want %v", world, k, got[k], want[k])
+			}
+		}
+	}
+	m := fakeMixture(t, OnErrorSkip, nil)
+	if _, err := m.Stream(context.Background(), StreamOptions{Seed: 9, BatchSize: 6, Rank: 0, World: 4}); err == nil || !strings.Contains(err.Error(), "does not divide over 4 ranks") {
+		t.Errorf("batch 6 over 4 ranks: %v", err)
 	}
 }

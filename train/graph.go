@@ -118,12 +118,18 @@ func (sg *stepGraph) fill(m *model.Magma, batch data.Batch) int {
 // run executes forward and backward on the filled inputs on exec; the
 // gradient values stay valid until exec runs again.
 func (sg *stepGraph) run(exec *kernels.Executor) (float64, error) {
+	return sg.runWith(exec, nil)
+}
+
+// runWith is run with run options (OnOutput sees each gradient the moment
+// it is final).
+func (sg *stepGraph) runWith(exec *kernels.Executor, o *kernels.RunOptions) (float64, error) {
 	for i, n := range sg.inputs {
 		if err := G.Let(n, sg.values[i]); err != nil {
 			return 0, fmt.Errorf("input %s: %w", n.Name(), err)
 		}
 	}
-	if err := exec.Run(sg.prog, nil); err != nil {
+	if err := exec.Run(sg.prog, o); err != nil {
 		return 0, err
 	}
 	lv, err := sg.prog.Value(sg.Loss)

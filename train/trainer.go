@@ -3,7 +3,9 @@
 // AdamW with decoupled weight decay, constant and cosine schedules with
 // warmup, global-norm clipping, gradient accumulation, trainable-part
 // selection, NaN/Inf detection, atomic checkpoints that resume exactly,
-// metrics.jsonl, a progress display and loss/lr plots.
+// metrics.jsonl, a progress display and loss/lr plots; under an MPI
+// launcher, data parallelism with exact one-process semantics and a ZeRO-1
+// sharded optimizer (dataparallel.go, over the binding in train/dist).
 package train
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/train/dist"
 	"gorgonia.org/tensor"
 )
 
@@ -71,6 +74,16 @@ type Options struct {
 	// Hooks are called at fixed points of the run (all optional).
 	Hooks Hooks
 
+	// Comm is the job's communicator when MPI started several processes
+	// (nil or one rank: a single process): data parallelism with a sharded
+	// optimizer, see dataparallel.go. Data must then open rank Comm.Rank()'s
+	// slice of the global batch (OpenMixture with the Comm). Only rank 0
+	// logs, writes metrics, plots and checkpoints.
+	Comm *dist.Comm
+	// BucketBytes is the size of the gradient buckets reduced while
+	// backward runs (0: DefaultBucketBytes).
+	BucketBytes int
+
 	// beforeRename and removeOld are test hooks (see checkpointWriter).
 	beforeRename func(tmp string) error
 	removeOld    func(path string) error
@@ -107,7 +120,7 @@ type StepInfo struct {
 	Loss     float64
 	LR       float64
 	GradNorm float64
-	Grads    [][]float32 // aligned with the trained parameters; valid during the call
+	Grads    [][]float32 // aligned with the trained parameters; valid during the call (nil in a data-parallel job, where a rank holds only its shard of the summed gradient)
 }
 
 // Result summarises a run.
@@ -123,6 +136,9 @@ type Result struct {
 	Largest     string
 	ArenaBytes  int64
 	CompileTime time.Duration
+	// Dist is where the steps spent their time in a data-parallel job
+	// (nil for one process).
+	Dist *DistTimes
 }
 
 // ErrNonFinite is wrapped by the error Run returns when the loss or the
@@ -214,13 +230,30 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		defer func() { err = o.Hooks.OnEnd(res, err) }()
 	}
 	r, err := newRun(o)
+	if multi(o.Comm) {
+		// Every start-up error is agreed on, so all ranks stop together.
+		if err = agree(o.Comm, err); err == nil {
+			err = r.dp.checkSame(r)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := r.restore(); err != nil {
+	err = r.restore()
+	if r.dp != nil {
+		err = agree(o.Comm, err)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := r.open(); err != nil {
+	err = r.open()
+	if r.dp != nil {
+		if err = agree(o.Comm, err); err == nil {
+			r.res.Dist = &r.dp.times
+			r.dp.times.OptimizerBytes, err = r.dp.optimizerBytes()
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	defer r.close()
@@ -250,7 +283,9 @@ type run struct {
 	pcg         *rand.PCG
 	writer      *checkpointWriter
 
-	res                     *Result
+	dp  *dataParallel // nil: one process
+	res *Result
+
 	start                   int
 	dataState               []byte
 	tokensSeen, samplesSeen int64
@@ -292,8 +327,18 @@ func newRun(o Options) (*run, error) {
 	if r.maxLen == 0 || r.maxLen > m.Config.Text.MaxPositionEmbeddings {
 		r.maxLen = m.Config.Text.MaxPositionEmbeddings
 	}
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+	if c := o.Comm; multi(c) {
+		if cfg.BatchSize%c.Size() != 0 {
+			return nil, fmt.Errorf("train: batch_size %d does not divide over %d ranks (the recipe's batch_size is the global batch; every rank trains on batch_size/N samples)", cfg.BatchSize, c.Size())
+		}
+		if c.Rank() != 0 {
+			r.logw = io.Discard
+		}
+	}
+	if r.writes() {
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
 	r.adapters = o.Adapters
 	if r.adapters != nil && cfg.Trainable != TrainLoRA {
@@ -337,6 +382,10 @@ func newRun(o Options) (*run, error) {
 	r.writer = &checkpointWriter{root: ckRoot, model: m, adapters: r.adapters, pp: o.Preprocessor, tokenizer: o.Tokenizer,
 		keep: cfg.Checkpoint.Keep, onCheckpoint: o.Hooks.OnCheckpoint, beforeRename: o.beforeRename, removeOld: o.removeOld,
 		warn: func(f string, a ...any) { fmt.Fprintf(logw, f, a...) }}
+	if !r.writes() {
+		r.dp = newDataParallel(o.Comm, params, r.opt, o.BucketBytes)
+		return r, nil
+	}
 	if !o.NoCheckpoint {
 		if err := checkWritable(ckRoot); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
@@ -345,8 +394,14 @@ func newRun(o Options) (*run, error) {
 	if err := removeTemps(ckRoot); err != nil {
 		return nil, fmt.Errorf("train: removing half-written checkpoints: %w", err)
 	}
+	if multi(o.Comm) {
+		r.dp = newDataParallel(o.Comm, params, r.opt, o.BucketBytes)
+	}
 	return r, nil
 }
+
+// writes reports whether this process writes the run folder (rank 0).
+func (r *run) writes() bool { return !multi(r.o.Comm) || r.o.Comm.Rank() == 0 }
 
 // restore continues from the newest checkpoint with --resume (weights,
 // optimizer, RNG, data position, counters), or makes sure a fresh run does
@@ -369,6 +424,9 @@ func (r *run) restore() error {
 		r.tokensSeen, r.samplesSeen, r.elapsedBefore = st.TokensSeen, st.SamplesSeen, st.ElapsedS
 		r.lastCheckpoint = dir
 		r.res.Resumed = r.start
+		if r.dp != nil {
+			r.dp.takeMoments(r.opt)
+		}
 		if st.Threads != runtime.GOMAXPROCS(0) || st.BLASThreads != os.Getenv("OPENBLAS_NUM_THREADS") {
 			fmt.Fprintf(logw, "note: checkpoint written with GOMAXPROCS=%d OPENBLAS_NUM_THREADS=%q, now %d %q: the loss curve may differ in the last bits\n",
 				st.Threads, st.BLASThreads, runtime.GOMAXPROCS(0), os.Getenv("OPENBLAS_NUM_THREADS"))
@@ -376,6 +434,9 @@ func (r *run) restore() error {
 		fmt.Fprintf(logw, "resuming from %s (step %d of %d)\n", dir, r.start, cfg.Steps)
 	} else if steps, _ := listSteps(ckRoot); len(steps) > 0 {
 		return fmt.Errorf("train: %s already holds checkpoints (step %d); pass --resume to continue or choose another --out", ckRoot, steps[len(steps)-1])
+	}
+	if !r.writes() {
+		return nil
 	}
 	if recipe, err := cfg.Marshal(); err == nil {
 		if err := writeFileAtomic(filepath.Join(o.OutDir, "config.yaml"), recipe); err != nil {
@@ -424,12 +485,16 @@ func (r *run) latestLoadable() (string, *TrainerState, error) {
 func (r *run) open() error {
 	cfg, o := r.cfg, r.o
 	var err error
-	if r.metrics, err = openMetrics(filepath.Join(o.OutDir, MetricsFile), r.start); err != nil {
-		return fmt.Errorf("train: %w", err)
+	if r.writes() {
+		if r.metrics, err = openMetrics(filepath.Join(o.OutDir, MetricsFile), r.start); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 	}
 	if r.stream, err = o.Data(r.dataState); err != nil {
-		r.metrics.Close()
-		r.metrics = nil
+		if r.metrics != nil {
+			r.metrics.Close()
+			r.metrics = nil
+		}
 		return fmt.Errorf("train: opening data: %w", err)
 	}
 	r.names = model.Names(r.m)
@@ -459,16 +524,14 @@ func (r *run) open() error {
 func (r *run) close() {
 	r.cache.close()
 	r.stream.Close()
-	r.metrics.Close()
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
 }
 
 // state is the trainer state to checkpoint after step updates.
-func (r *run) state(step int, loss float64) (*TrainerState, error) {
+func (r *run) state(step int, loss float64, ds []byte) *TrainerState {
 	cfg, opt := r.cfg, r.opt
-	ds, err := r.stream.State()
-	if err != nil {
-		return nil, fmt.Errorf("data stream state: %w", err)
-	}
 	rngState, _ := r.pcg.MarshalBinary()
 	st := &TrainerState{Format: stateFormat, Step: step, TotalSteps: cfg.Steps, Seed: cfg.Seed, ConfigHash: cfg.Hash(),
 		Schedule: r.sched, Trainable: cfg.Trainable, DataState: ds, RNG: rngState, TokensSeen: r.tokensSeen, SamplesSeen: r.samplesSeen,
@@ -477,16 +540,23 @@ func (r *run) state(step int, loss float64) (*TrainerState, error) {
 	st.Optimizer.Name, st.Optimizer.Beta1, st.Optimizer.Beta2, st.Optimizer.Eps = "adamw", opt.Beta1, opt.Beta2, opt.Eps
 	st.Optimizer.WeightDecay, st.Optimizer.Step, st.Optimizer.MomentsDType = opt.WeightDecay, opt.Step, "F32"
 	st.Optimizer.File, st.Optimizer.Params = optimizerFile, len(r.params)
-	return st, nil
+	return st
 }
 
-// save writes the checkpoint of step.
+// save writes the checkpoint of step (in a data-parallel job: a
+// collective; rank 0 writes what the others send).
 func (r *run) save(step int, loss float64) error {
-	st, err := r.state(step, loss)
+	ds, err := r.stream.State()
+	if err != nil {
+		err = fmt.Errorf("data stream state: %w", err)
+	}
+	if r.dp != nil {
+		return r.saveDP(step, loss, ds, err)
+	}
 	if err != nil {
 		return err
 	}
-	dir, err := r.writer.save(st, r.opt)
+	dir, err := r.writer.save(r.state(step, loss, ds), r.opt)
 	if err != nil {
 		return err
 	}
@@ -499,7 +569,15 @@ func (r *run) save(step int, loss float64) error {
 // non-finite check, the AdamW update, hooks, metrics and checkpoints.
 func (r *run) step(ctx context.Context, step int) error {
 	cfg := r.cfg
-	if err := ctx.Err(); err != nil {
+	cancelled := ctx.Err() != nil
+	if r.dp != nil {
+		// Every rank stops at the same step, whichever saw Ctrl-C.
+		var err error
+		if cancelled, err = r.dp.agreeCancel(ctx); err != nil {
+			return err
+		}
+	}
+	if cancelled {
 		r.prog.done()
 		if r.o.SaveOnCancel && step > r.start {
 			if err := r.save(step, r.res.FinalLoss); err != nil {
@@ -507,24 +585,52 @@ func (r *run) step(ctx context.Context, step int) error {
 			}
 			fmt.Fprintf(r.logw, "interrupted: checkpoint %s written\n", r.lastCheckpoint)
 		}
-		return err
-	}
-	loss, _, err := r.gradients(ctx, step)
-	if err != nil {
+		err := ctx.Err()
+		if err == nil {
+			err = context.Canceled // another rank saw the signal
+		}
+		if r.dp != nil {
+			return &AgreedError{Err: err}
+		}
 		return err
 	}
 	scale := 1 / float64(cfg.GradAccum)
-	norm := GradNorm(r.grads) * scale
-	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+	var loss, norm float64
+	grads := r.grads
+	if r.dp != nil {
+		var sq float64
+		var err error
+		if loss, sq, err = r.dp.gradients(ctx, r, step); err != nil {
+			return err
+		}
+		norm, grads = math.Sqrt(sq)*scale, nil
+	} else {
+		var err error
+		if loss, _, err = r.gradients(ctx, step); err != nil {
+			return err
+		}
+		norm = GradNorm(r.grads) * scale
+	}
+	if !finite(loss) || !finite(norm) {
 		where := "no checkpoint was written yet"
 		if r.lastCheckpoint != "" {
 			where = "the last good checkpoint is " + r.lastCheckpoint
 		}
-		return fmt.Errorf("train: step %d: loss %v, gradient norm %v: %w; stopped before updating the weights (%s; lower the learning rate or check the data)",
+		err := fmt.Errorf("train: step %d: loss %v, gradient norm %v: %w; stopped before updating the weights (%s; lower the learning rate or check the data)",
 			step+1, loss, norm, ErrNonFinite, where)
+		if r.dp != nil {
+			return &AgreedError{Err: err} // global loss and norm: every rank sees it
+		}
+		return err
 	}
 	lr := r.sched.LR(step)
-	if err := r.opt.Update(r.grads, lr, scale*ClipCoef(norm, cfg.Optimizer.MaxGradNorm)); err != nil {
+	clip := scale * ClipCoef(norm, cfg.Optimizer.MaxGradNorm)
+	if r.dp != nil {
+		if err := r.dp.update(r.params, lr, clip); err != nil {
+			return fmt.Errorf("train: step %d: %w", step+1, err)
+		}
+		r.opt.Step = r.dp.opt.Step
+	} else if err := r.opt.Update(r.grads, lr, clip); err != nil {
 		return fmt.Errorf("train: step %d: %w", step+1, err)
 	}
 	r.res.Losses = append(r.res.Losses, loss)
@@ -532,7 +638,7 @@ func (r *run) step(ctx context.Context, step int) error {
 	r.res.Steps = step + 1
 	r.window.steps++
 	if h := r.o.Hooks.OnStep; h != nil {
-		if err := h(StepInfo{Step: step + 1, Loss: loss, LR: lr, GradNorm: norm, Grads: r.grads}); err != nil {
+		if err := h(StepInfo{Step: step + 1, Loss: loss, LR: lr, GradNorm: norm, Grads: grads}); err != nil {
 			return err
 		}
 	}
@@ -622,8 +728,10 @@ func (r *run) record(done int, loss, lr, norm float64) error {
 			TokensPerS: float64(w.tokens) / dt, SamplesPerS: float64(w.samples) / dt,
 			DataWaitMS: float64(w.wait.Microseconds()) / 1000 / float64(w.steps),
 			StepMS:     dt * 1000 / float64(w.steps), ElapsedS: elapsed, Tokens: r.tokensSeen}
-		if err := r.metrics.Write(rec); err != nil {
-			return fmt.Errorf("train: %w", err)
+		if r.metrics != nil {
+			if err := r.metrics.Write(rec); err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
 		}
 		r.prog.update(rec)
 		w.t0, w.tokens, w.samples, w.wait, w.steps = now, 0, 0, 0, 0
@@ -647,7 +755,7 @@ func (r *run) finish() *Result {
 	if r.res.Steps == 0 {
 		r.res.Steps = r.start
 	}
-	if !r.o.NoPlot {
+	if !r.o.NoPlot && r.writes() {
 		if err := PlotRun(r.o.OutDir); err != nil {
 			fmt.Fprintf(r.logw, "warning: plot: %v\n", err)
 		}

@@ -266,7 +266,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
 			}
 			// Every checkpoint carries the statistics and the split.
-			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters,
+			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters, BucketBytes: f.bucketBytes(),
 				Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
 				return err
 			}

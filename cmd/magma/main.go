@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/magma-go/magma/train/dist"
 	"github.com/magma-go/magma/vision"
 )
 
@@ -63,7 +64,16 @@ Every command has --help with examples. Start with: magma pretrain`,
 }
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
+	err := newRootCmd().Execute()
+	if comm != nil {
+		exitJob(comm, err) // an MPI job (pretrain/finetune under mpirun)
+	}
+	if err != nil {
+		if r := dist.LauncherRank(); r != "" {
+			// Under a launcher, before or without joining the job.
+			fmt.Fprintf(os.Stderr, "magma: rank %s: %v\n", r, err)
+			os.Exit(1)
+		}
 		fmt.Fprintln(os.Stderr, "magma:", err)
 		os.Exit(1)
 	}

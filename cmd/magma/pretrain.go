@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ type runFlags struct {
 	resume   bool
 	seed     uint64
 	tokPath  string
+	bucketMB float64
 }
 
 func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
@@ -30,12 +32,16 @@ func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
 	fl.BoolVar(&f.resume, "resume", false, "continue from the newest complete checkpoint in --out")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for initialisation and data order (overrides the recipe)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the model's, else assets/tokenizer/magma)")
+	fl.Float64Var(&f.bucketMB, "bucket-mb", float64(train.DefaultBucketBytes)/(1<<20), "under mpirun: size of the gradient buckets reduced while backward runs (MiB)")
 }
 
 // apply puts the command-line overrides into the recipe.
 func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	if f.maxSteps < 0 {
 		return fmt.Errorf("--max-steps %d must be positive", f.maxSteps)
+	}
+	if !(f.bucketMB > 0) || f.bucketMB > 1024 {
+		return fmt.Errorf("--bucket-mb %g must be in (0, 1024]", f.bucketMB)
 	}
 	if f.maxSteps > 0 {
 		cfg.Steps = f.maxSteps
@@ -56,6 +62,9 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	}
 	return cfg.Validate()
 }
+
+// bucketBytes is --bucket-mb in bytes.
+func (f *runFlags) bucketBytes() int { return int(f.bucketMB * (1 << 20)) }
 
 // nextFreeRunDir returns dir when it holds no checkpoints, else the first
 // dir-N (N = 2, 3, ...) that holds none.
@@ -103,6 +112,10 @@ func resolveTokenizer(flag, candidate string) (string, *tokenizer.Tokenizer, err
 // applied, model initialised, tokenizer resolved and checked against the
 // model's vocabulary, data stream opened, training run.
 func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
+	comm, err := jobComm()
+	if err != nil {
+		return err
+	}
 	if err := f.apply(cmd, cfg); err != nil {
 		return err
 	}
@@ -121,28 +134,47 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if v := tok.VocabSize(); v > m.Config.Text.VocabSize {
 		return fmt.Errorf("tokenizer %s has %d tokens, the model's vocab_size is %d", tokDir, v, m.Config.Text.VocabSize)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)
-	open, err := train.OpenMixture(cfg, mc, tok, pp, f.out)
+	if rankZero(comm) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)
+	}
+	open, err := train.OpenMixtureComm(cfg, mc, tok, pp, f.out, comm)
 	if err != nil {
 		return err
 	}
-	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume})
+	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Comm: comm, BucketBytes: f.bucketBytes()})
 }
 
 func runTraining(cmd *cobra.Command, o train.Options) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer stop()
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
+	if o.Comm == nil {
+		// An opener of global batches (finetune libero): each rank keeps its slice.
+		comm, err := jobComm()
+		if err != nil {
+			return err
+		}
+		o.Comm, o.Data = comm, train.SliceStreams(o.Data, comm)
+	}
+	if !rankZero(o.Comm) {
+		w = io.Discard
+	}
 	o.Hooks.OnStart = func(si train.StartInfo) {
 		fmt.Fprintf(w, "training %d of %d parameters (%s), lr %g (%s), for %d updates of %d×%d samples into %s\n",
 			si.Trainable, si.Total, o.Config.Trainable, si.LR, si.Schedule, o.Config.Steps, o.Config.BatchSize, o.Config.GradAccum, o.OutDir)
 	}
 	res, err := train.Run(ctx, o)
+	if err == nil && res.Dist != nil {
+		printDist(w, o, res.Dist)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted; continue with --resume --out %s", o.OutDir)
+			err = fmt.Errorf("interrupted; continue with --resume --out %s", o.OutDir)
+			if o.Comm != nil && o.Comm.Size() > 1 {
+				err = &train.AgreedError{Err: err} // every rank stopped at the same step
+			}
 		}
 		return err
 	}
