@@ -103,7 +103,9 @@ func attnForward[T float](cfg AttentionConfig, in []*tensor.Dense, o *tensor.Den
 	a := attnArgs[T]{q: q, k: k, v: v, b: cfg.Batch, tq: cfg.Seq, h: cfg.Heads, kv: cfg.KVHeads,
 		d: cfg.HeadDim, causal: cfg.Causal, scale: 1 / math.Sqrt(float64(cfg.HeadDim))}
 	a.kvBatch, a.l = cfg.Seq*cfg.KVHeads*cfg.HeadDim, cfg.Seq
-	if c := cfg.Cache; c != nil {
+	if c := cfg.Cache; c != nil && c.dtype == BFloat16 {
+		return attnForwardBF16(cfg, a, in, o)
+	} else if c != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		kb, vb, start, err := appendKV(c, k, v, cfg.Seq)
@@ -113,6 +115,40 @@ func attnForward[T float](cfg AttentionConfig, in []*tensor.Dense, o *tensor.Den
 		a.k, a.v, a.qOff = kb, vb, start
 		a.kvBatch, a.l = c.maxLen*c.kvHeads*c.headDim, start+cfg.Seq
 	}
+	t, out := newOut[T](o, cfg.Batch*cfg.Seq, cfg.Heads*cfg.HeadDim)
+	a.out = out
+	attnCore(a)
+	return t, nil
+}
+
+// attnForwardBF16 is attnForward with a bfloat16 cache: this call's keys and
+// values are appended rounded to bfloat16, then positions [0, Len+T) of each
+// sequence are widened into pooled float32 scratch and attended as with a
+// float32 cache. Prefill therefore attends over its own keys and values
+// rounded to bfloat16 too (as llama.cpp does with an f16 cache), so a bf16
+// cache gives the same result as a float32 cache fed keys and values
+// pre-rounded to bfloat16, bit for bit.
+func attnForwardBF16[T float](cfg AttentionConfig, a attnArgs[T], in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
+	c := cfg.Cache
+	k, ok1 := any(a.k).([]float32)
+	v, ok2 := any(a.v).([]float32)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("kernels: a bfloat16 KV cache needs float32 keys and values, got %v", in[1].Dtype())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start, err := appendKV16(c, k, v, cfg.Seq)
+	if err != nil {
+		return nil, err
+	}
+	l := start + cfg.Seq
+	n := c.batch * l * c.kvHeads * c.headDim
+	ks, vs := getScratch(n), getScratch(n)
+	defer scratch32.Put(ks)
+	defer scratch32.Put(vs)
+	widenKV16(c, l, *ks, *vs)
+	a.k, a.v = any(*ks).([]T), any(*vs).([]T)
+	a.qOff, a.kvBatch, a.l = start, l*c.kvHeads*c.headDim, l
 	t, out := newOut[T](o, cfg.Batch*cfg.Seq, cfg.Heads*cfg.HeadDim)
 	a.out = out
 	attnCore(a)

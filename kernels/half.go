@@ -250,6 +250,15 @@ func gemvBF16Pairs(x []float32, rows, k int, w []uint16, out int, y []float32) {
 	splitRange(out, 64, run)
 }
 
+// roundBF16 rounds x to bfloat16 bit patterns in d (nearest even, NaN kept
+// quiet: the same bits as Float32ToBF16).
+func roundBF16(x []float32, d []uint16) {
+	if len(x) == 0 {
+		return
+	}
+	C.mg_round_bf16(fp(x), hp(d[:len(x)]), C.long(len(x)))
+}
+
 // gemvBF16Dot is gemvHalf in --compute bf16 mode (bf16 weights only).
 func gemvBF16Dot(x []float32, rows, k int, w []uint16, out int, y []float32) {
 	xb := make([]uint16, rows*k)

@@ -3,27 +3,88 @@ package kernels
 import (
 	"fmt"
 	"sync"
+
+	"gorgonia.org/tensor"
 )
 
 // KVCache holds past keys and values of one attention layer for generation.
 //
 // Keys and values are stored per sequence as [batch][maxLen][kvHeads*headDim]
-// rows. All sequences of the batch share one length. The element type
-// (float32 or float64) is fixed by the first Attention call that appends.
-// An Attention node built with Cache appends its keys/values every time it
-// runs; appending past maxLen makes the run fail with an error.
+// rows. All sequences of the batch share one length. A cache made by
+// NewKVCache stores the element type (float32 or float64) of the first
+// Attention call that appends. A bfloat16 cache (NewKVCacheDtype with
+// BFloat16) stores keys and values rounded to bfloat16 (nearest even), half
+// the bytes of float32, for float32 graphs only: attention reads the cached
+// positions widened back to float32 (see Attention). An Attention node built
+// with Cache appends its keys/values every time it runs; appending past
+// maxLen makes the run fail with an error.
 type KVCache struct {
 	mu                              sync.Mutex
 	batch, kvHeads, headDim, maxLen int
 	n                               int
+	dtype                           tensor.Dtype // BFloat16, or the zero Dtype (the graph's float type)
 	k32, v32                        []float32
 	k64, v64                        []float64
+	k16, v16                        []uint16 // bfloat16 bit patterns
 }
 
 // NewKVCache allocates a cache for batch sequences of up to maxLen positions.
 // Storage is allocated lazily on the first append, in that call's dtype.
 func NewKVCache(batch, kvHeads, headDim, maxLen int) *KVCache {
 	return &KVCache{batch: batch, kvHeads: kvHeads, headDim: headDim, maxLen: maxLen}
+}
+
+// NewKVCacheDtype is NewKVCache storing keys and values as dt: float32 (as
+// NewKVCache: the graph's float type) or BFloat16 (float32 graphs only).
+func NewKVCacheDtype(batch, kvHeads, headDim, maxLen int, dt tensor.Dtype) (*KVCache, error) {
+	if _, err := KVElemSize(dt); err != nil {
+		return nil, err
+	}
+	c := NewKVCache(batch, kvHeads, headDim, maxLen)
+	if dt == BFloat16 {
+		c.dtype = BFloat16
+	}
+	return c, nil
+}
+
+// KVElemSize is the bytes a cache of dtype dt stores per key or value
+// element: 4 for float32 (and the zero Dtype, the default), 2 for BFloat16.
+// Other dtypes are an error: a KV cache is float32 or bfloat16 (float64
+// graphs use NewKVCache).
+func KVElemSize(dt tensor.Dtype) (int, error) {
+	switch dt {
+	case tensor.Dtype{}, tensor.Float32:
+		return 4, nil
+	case BFloat16:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("kernels: KV cache dtype %s: want F32 or BF16", DtypeName(dt))
+}
+
+// ParseKVDtype maps a command-line KV cache dtype (f32, fp32, float32, bf16,
+// bfloat16) to Float32 or BFloat16.
+func ParseKVDtype(s string) (tensor.Dtype, error) {
+	switch s {
+	case "f32", "fp32", "float32", "F32":
+		return tensor.Float32, nil
+	case "bf16", "bfloat16", "BF16":
+		return BFloat16, nil
+	}
+	return tensor.Dtype{}, fmt.Errorf("KV cache dtype %q: want f32 or bf16", s)
+}
+
+// Dtype is the stored element type: BFloat16 for a bfloat16 cache, else the
+// type of the first append (Float32 or Float64; Float32 before any append).
+func (c *KVCache) Dtype() tensor.Dtype {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.dtype == BFloat16:
+		return BFloat16
+	case c.k64 != nil:
+		return tensor.Float64
+	}
+	return tensor.Float32
 }
 
 // Len is the number of cached positions (per sequence).
@@ -55,7 +116,11 @@ func (c *KVCache) Truncate(n int) error {
 }
 
 func (c *KVCache) String() string {
-	return fmt.Sprintf("KVCache{batch=%d kvHeads=%d headDim=%d maxLen=%d}", c.batch, c.kvHeads, c.headDim, c.maxLen)
+	dt := ""
+	if c.dtype == BFloat16 {
+		dt = " dtype=BF16"
+	}
+	return fmt.Sprintf("KVCache{batch=%d kvHeads=%d headDim=%d maxLen=%d%s}", c.batch, c.kvHeads, c.headDim, c.maxLen, dt)
 }
 
 // storage returns the key and value buffers for element type T, allocating
@@ -84,7 +149,7 @@ func cacheStorage[T float](c *KVCache) (k, v []T, err error) {
 
 // appendKV copies t positions of k and v ([batch*t, kvHeads*headDim]) into
 // the cache and returns the buffers and the previous length. The caller
-// holds c.mu.
+// holds c.mu. A bfloat16 cache is appended by appendKV16 instead.
 func appendKV[T float](c *KVCache, k, v []T, t int) (kb, vb []T, start int, err error) {
 	if c.n+t > c.maxLen {
 		return nil, nil, 0, fmt.Errorf("kernels: KVCache full: %d cached + %d new positions exceed maxLen %d", c.n, t, c.maxLen)
@@ -101,4 +166,38 @@ func appendKV[T float](c *KVCache, k, v []T, t int) (kb, vb []T, start int, err 
 	}
 	c.n += t
 	return kb, vb, start, nil
+}
+
+// appendKV16 rounds t positions of k and v ([batch*t, kvHeads*headDim]) to
+// bfloat16 (nearest even, as Float32ToBF16) into a bfloat16 cache and
+// returns the previous length. The caller holds c.mu.
+func appendKV16(c *KVCache, k, v []float32, t int) (start int, err error) {
+	if c.n+t > c.maxLen {
+		return 0, fmt.Errorf("kernels: KVCache full: %d cached + %d new positions exceed maxLen %d", c.n, t, c.maxLen)
+	}
+	w := c.kvHeads * c.headDim
+	if c.k16 == nil {
+		size := c.batch * c.maxLen * w
+		c.k16, c.v16 = make([]uint16, size), make([]uint16, size)
+	}
+	start = c.n
+	for b := 0; b < c.batch; b++ {
+		dst := (b*c.maxLen + start) * w
+		roundBF16(k[b*t*w:(b+1)*t*w], c.k16[dst:dst+t*w])
+		roundBF16(v[b*t*w:(b+1)*t*w], c.v16[dst:dst+t*w])
+	}
+	c.n += t
+	return start, nil
+}
+
+// widenKV16 writes positions [0, l) of every sequence of a bfloat16 cache,
+// widened to float32, to k and v (batch*l*kvHeads*headDim each, sequence
+// stride l*kvHeads*headDim). The caller holds c.mu.
+func widenKV16(c *KVCache, l int, k, v []float32) {
+	w := c.kvHeads * c.headDim
+	for b := 0; b < c.batch; b++ {
+		src := b * c.maxLen * w
+		widenRows(0, c.k16[src:], w, k[b*l*w:], w, l, w)
+		widenRows(0, c.v16[src:], w, v[b*l*w:], w, l, w)
+	}
 }
