@@ -43,11 +43,12 @@ import (
 // A BatchDecoder is not safe for concurrent use; one goroutine (a scheduler)
 // drives it.
 type BatchDecoder struct {
-	m      *Model
-	maxLen int
-	slots  []*Generator
-	active []bool
-	names  map[*tensor.Dense]string
+	m       *Model
+	maxLen  int
+	slots   []*Generator
+	active  []bool
+	names   map[*tensor.Dense]string
+	kvDtype tensor.Dtype // every slot's KV cache storage (Generator.SetKVCacheDtype)
 
 	graphs    map[uint64]*batchRun
 	lru       []uint64 // signatures, least recently used first
@@ -100,6 +101,22 @@ func NewBatchDecoder(m *Model, maxBatch, maxLen int) (*BatchDecoder, error) {
 	d := &BatchDecoder{m: m, maxLen: maxLen, slots: make([]*Generator, maxBatch), active: make([]bool, maxBatch),
 		graphs: map[uint64]*batchRun{}, maxGraphs: DefaultMaxBatchGraphs}
 	return d, nil
+}
+
+// SetKVCacheDtype chooses the slots' KV cache storage, tensor.Float32 (the
+// default) or kernels.BFloat16 (see Generator.SetKVCacheDtype); it must be
+// called before the first Join.
+func (d *BatchDecoder) SetKVCacheDtype(dt tensor.Dtype) error {
+	if _, err := kernels.KVElemSize(dt); err != nil {
+		return fmt.Errorf("llm: %w", err)
+	}
+	for _, g := range d.slots {
+		if g != nil {
+			return errors.New("llm: BatchDecoder.SetKVCacheDtype: slots are already in use")
+		}
+	}
+	d.kvDtype = dt
+	return nil
 }
 
 // MaxBatch is the number of slots.
@@ -159,6 +176,9 @@ func (d *BatchDecoder) Join(embeds *tensor.Dense) (int, []float32, error) {
 	g := d.slots[slot]
 	if g == nil {
 		g = NewGenerator(d.m, d.maxLen)
+		if err := g.SetKVCacheDtype(d.kvDtype); err != nil {
+			return -1, nil, err
+		}
 		if d.exec == nil {
 			d.exec = kernels.NewExecutor()
 		}

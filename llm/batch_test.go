@@ -6,13 +6,20 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // aloneLogits decodes prompt greedily with a plain Generator and returns the
-// tokens and the logits each was drawn from.
-func aloneLogits(t *testing.T, m *Model, prompt []int, n int) ([]int, [][]float32) {
+// tokens and the logits each was drawn from; kv is the KV cache dtype.
+func aloneLogits(t *testing.T, m *Model, prompt []int, n int, kv tensor.Dtype) ([]int, [][]float32) {
 	t.Helper()
 	g := NewGenerator(m, 0)
+	if err := g.SetKVCacheDtype(kv); err != nil {
+		t.Fatal(err)
+	}
 	var logits [][]float32
 	out, err := g.Generate(context.Background(), Prompt{IDs: prompt}, GenerateOptions{MaxNewTokens: n},
 		func(_, _ int, l []float32) error { logits = append(logits, l); return nil })
@@ -33,8 +40,15 @@ func maxRelDiff(a, b []float32) float64 {
 
 // TestBatchDecoderMatchesAlone checks that sequences joining and leaving a
 // batch at different steps get the same greedy tokens and logits as each
-// decoded alone (<= 1e-5 relative to the largest logit).
+// decoded alone (<= 1e-5 relative to the largest logit), with a float32 and
+// with a bfloat16 KV cache.
 func TestBatchDecoderMatchesAlone(t *testing.T) {
+	for _, kv := range []tensor.Dtype{tensor.Float32, kernels.BFloat16} {
+		t.Run(kernels.DtypeName(kv), func(t *testing.T) { batchMatchesAlone(t, kv) })
+	}
+}
+
+func batchMatchesAlone(t *testing.T, kv tensor.Dtype) {
 	m := newTestModel(t, testConfig(), 11)
 	r := rand.New(rand.NewPCG(3, 4))
 	type seq struct {
@@ -55,10 +69,13 @@ func TestBatchDecoderMatchesAlone(t *testing.T) {
 		{prompt: randomIDs(r, 1, 97), join: 6, n: 6},
 	}
 	for _, s := range seqs {
-		s.want, s.wantL = aloneLogits(t, m, s.prompt, s.n)
+		s.want, s.wantL = aloneLogits(t, m, s.prompt, s.n, kv)
 	}
 	d, err := NewBatchDecoder(m, 3, 0)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetKVCacheDtype(kv); err != nil {
 		t.Fatal(err)
 	}
 	check := func(s *seq, l []float32) {
@@ -149,9 +166,15 @@ func TestBatchDecoderErrors(t *testing.T) {
 	if _, err := d.Step([]int{0}, []int{1}); err == nil {
 		t.Fatal("step on an empty slot accepted")
 	}
+	if err := d.SetKVCacheDtype(kernels.Float16); err == nil {
+		t.Fatal("f16 KV cache accepted")
+	}
 	slot, _, err := d.JoinIDs([]int{1, 2, 3})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := d.SetKVCacheDtype(kernels.BFloat16); err == nil {
+		t.Fatal("KV cache dtype changed with slots in use")
 	}
 	if _, _, err := d.JoinIDs([]int{1}); err == nil {
 		t.Fatal("join with no free slot accepted")

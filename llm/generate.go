@@ -27,8 +27,9 @@ type Generator struct {
 	names  map[*tensor.Dense]string
 
 	caches  []*kernels.KVCache
-	pos     int   // tokens in the caches
-	broken  error // set when a failed run could not be rolled back
+	kvDtype tensor.Dtype // the caches' storage: zero (float32) or kernels.BFloat16
+	pos     int          // tokens in the caches
+	broken  error        // set when a failed run could not be rolled back
 	prefill map[int]*graphRun
 	decode  *graphRun
 	exec    *kernels.Executor // one arena for the prefill and decode programs
@@ -57,6 +58,24 @@ func NewGenerator(m *Model, maxLen int) *Generator {
 		maxLen = m.Config.MaxPositionEmbeddings
 	}
 	return &Generator{m: m, maxLen: maxLen}
+}
+
+// SetKVCacheDtype chooses how the KV caches store keys and values:
+// tensor.Float32 (the default) or kernels.BFloat16 (half the bytes; keys and
+// values are rounded to bfloat16 as they are cached, and prefill attends over
+// the rounded values too; float32 models only). Caches already allocated are
+// dropped, so the generator starts a new sequence.
+func (g *Generator) SetKVCacheDtype(dt tensor.Dtype) error {
+	if _, err := kernels.KVElemSize(dt); err != nil {
+		return fmt.Errorf("llm: %w", err)
+	}
+	if dt == tensor.Float32 {
+		dt = tensor.Dtype{}
+	}
+	if dt != g.kvDtype {
+		g.kvDtype, g.caches, g.pos, g.broken = dt, nil, 0, nil
+	}
+	return nil
 }
 
 // Len is the number of positions held in the caches (prompt and steps so far).
@@ -119,7 +138,12 @@ func (g *Generator) ready() error {
 		cfg := &g.m.Config
 		g.caches = make([]*kernels.KVCache, cfg.NumHiddenLayers)
 		for i := range g.caches {
-			g.caches[i] = kernels.NewKVCache(1, cfg.NumKeyValueHeads, cfg.HeadDim, g.maxLen)
+			c, err := kernels.NewKVCacheDtype(1, cfg.NumKeyValueHeads, cfg.HeadDim, g.maxLen, g.kvDtype)
+			if err != nil {
+				g.caches = nil
+				return fmt.Errorf("llm: %w", err)
+			}
+			g.caches[i] = c
 		}
 		g.prefill, g.decode = nil, nil
 	}

@@ -45,27 +45,34 @@ type noMemoryError string
 func (e noMemoryError) Error() string        { return string(e) }
 func (e noMemoryError) Is(target error) bool { return target == kernels.ErrNoMemory }
 
-// KVCacheBytes is the float32 KV cache of slots sequences of maxLen
-// positions: layers × 2 (keys, values) × kv heads × head dim × 4 bytes per
-// position (saturating instead of overflowing).
-func KVCacheBytes(cfg *Config, slots, maxLen int) float64 {
+// KVCacheBytes is the KV cache of slots sequences of maxLen positions with
+// elemSize bytes per stored element (4 for float32, 2 for bfloat16:
+// kernels.KVElemSize): layers × 2 (keys, values) × kv heads × head dim ×
+// elemSize bytes per position (in float64: saturating instead of
+// overflowing).
+func KVCacheBytes(cfg *Config, slots, maxLen, elemSize int) float64 {
 	t := cfg.Text
-	return float64(slots) * float64(maxLen) * float64(t.NumHiddenLayers) * 2 * float64(t.NumKeyValueHeads) * float64(t.HeadDim) * 4
+	return float64(slots) * float64(maxLen) * float64(t.NumHiddenLayers) * 2 * float64(t.NumKeyValueHeads) * float64(t.HeadDim) * float64(elemSize)
 }
 
 // CheckKVCache refuses, with the numbers, a server whose KV caches (slots
-// sequences of up to maxLen positions, on top of the loaded weights) would
-// not fit in the memory available now: a checkpoint with a huge
-// max_position_embeddings otherwise dies of OOM on its first request.
-func CheckKVCache(cfg *Config, slots, maxLen int) error {
-	need := KVCacheBytes(cfg, slots, maxLen)
+// sequences of up to maxLen positions of elemSize-byte elements, on top of
+// the loaded weights) would not fit in the memory available now: a
+// checkpoint with a huge max_position_embeddings otherwise dies of OOM on
+// its first request.
+func CheckKVCache(cfg *Config, slots, maxLen, elemSize int) error {
+	need := KVCacheBytes(cfg, slots, maxLen, elemSize)
 	avail, ok := memAvailable()
 	if !ok {
 		return nil
 	}
 	if need > float64(avail) {
-		return fmt.Errorf("the KV cache for %d sequences of %d positions needs %.1f GB (%d layers x 2 x %d kv heads x %d head dim x 4 bytes per position), but only %.1f GB of memory is available: lower --max-context (max_position_embeddings is %d) or --max-batch",
-			slots, maxLen, need/1e9, cfg.Text.NumHiddenLayers, cfg.Text.NumKeyValueHeads, cfg.Text.HeadDim, float64(avail)/1e9, cfg.Text.MaxPositionEmbeddings)
+		hint := ""
+		if elemSize > 2 {
+			hint = ", or --kv-cache bf16 (half the bytes)"
+		}
+		return fmt.Errorf("the KV cache for %d sequences of %d positions needs %.1f GB (%d layers x 2 x %d kv heads x %d head dim x %d bytes per position), but only %.1f GB of memory is available: lower --max-context (max_position_embeddings is %d) or --max-batch%s",
+			slots, maxLen, need/1e9, cfg.Text.NumHiddenLayers, cfg.Text.NumKeyValueHeads, cfg.Text.HeadDim, elemSize, float64(avail)/1e9, cfg.Text.MaxPositionEmbeddings, hint)
 	}
 	return nil
 }

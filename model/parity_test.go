@@ -92,7 +92,16 @@ func preprocessFile(t *testing.T, path string, pp *PreprocessorConfig) *imaging.
 // the logits rows and the generated ids.
 func greedyLogits(t *testing.T, m *Magma, embeds *tensor.Dense, steps int) ([][]float32, []int) {
 	t.Helper()
+	return greedyLogitsKV(t, m, embeds, steps, tensor.Float32)
+}
+
+// greedyLogitsKV is greedyLogits with a KV cache of dtype kv.
+func greedyLogitsKV(t *testing.T, m *Magma, embeds *tensor.Dense, steps int, kv tensor.Dtype) ([][]float32, []int) {
+	t.Helper()
 	gen := llm.NewGenerator(m.LM, m.Config.Text.MaxPositionEmbeddings)
+	if err := gen.SetKVCacheDtype(kv); err != nil {
+		t.Fatal(err)
+	}
 	logits, err := gen.Prefill(embeds)
 	if err != nil {
 		t.Fatal(err)
@@ -311,5 +320,52 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 	if len(back.Unused) != 0 {
 		t.Errorf("saved checkpoint has unused tensors %v", back.Unused)
+	}
+}
+
+// TestParityBF16KVCache: on the PyTorch parity fixture, a bfloat16 KV cache
+// gives the float32 cache's greedy tokens, with logits within a measured
+// tolerance of the float32 cache's (and of PyTorch's).
+func TestParityBF16KVCache(t *testing.T) {
+	ld, err := Load(parityDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ld.Model
+	// Measured: 1.2e-3 to 1.5e-3 relative to max |logit| over the five
+	// cases (keys and values keep 8 significant bits).
+	const tol = 5e-3
+	for name, c := range readGolden(t) {
+		t.Run(name, func(t *testing.T) {
+			g, err := OpenSafetensors(filepath.Join(parityDir, "golden_"+name+".safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			var images []*imaging.Pixels
+			if c.Image != nil {
+				images = append(images, preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor))
+			}
+			emb, err := m.EmbedSequence(c.PromptIDs, images)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, idsRef := greedyLogitsKV(t, m, emb.Embeds, len(c.Generated), tensor.Float32)
+			got, ids := greedyLogitsKV(t, m, emb.Embeds, len(c.Generated), kernels.BFloat16)
+			if !slices.Equal(ids, idsRef) {
+				t.Fatalf("greedy tokens with a bf16 KV cache %v, float32 cache %v", ids, idsRef)
+			}
+			want := goldenTensor(t, g, "logits")
+			vocab := m.Config.Text.VocabSize
+			var worst, worstPT float64
+			for s := range got {
+				worst = max(worst, relDiff(t, "logits", got[s], ref[s]))
+				worstPT = max(worstPT, relDiff(t, "logits", got[s], want[s*vocab:(s+1)*vocab]))
+			}
+			t.Logf("bf16 KV cache over %d steps: logits rel diff %.3g vs float32 cache, %.3g vs PyTorch", len(got), worst, worstPT)
+			if worst > tol {
+				t.Errorf("bf16 KV cache logits rel diff %.3g > %g", worst, tol)
+			}
+		})
 	}
 }

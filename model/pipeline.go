@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/vision/imaging"
+	"gorgonia.org/tensor"
 )
 
 // Pipeline is a loaded model with its tokenizer and image processor: text
@@ -28,6 +30,20 @@ type Pipeline struct {
 	// plus new tokens); 0 means max_position_embeddings. The KV cache of a
 	// request holds exactly its prompt and new tokens, never more.
 	MaxContext int
+	// KVCacheDtype is the KV caches' storage: the zero Dtype or
+	// tensor.Float32 (float32), or kernels.BFloat16 (half the bytes; keys and
+	// values rounded to bfloat16 as they are cached).
+	KVCacheDtype tensor.Dtype
+}
+
+// KVElemSize is the bytes per element of the pipeline's KV caches
+// (kernels.KVElemSize of KVCacheDtype).
+func (p *Pipeline) KVElemSize() (int, error) {
+	n, err := kernels.KVElemSize(p.KVCacheDtype)
+	if err != nil {
+		return 0, fmt.Errorf("KV cache: %w", err)
+	}
+	return n, nil
 }
 
 // LoadPipeline loads the checkpoint in dir and its tokenizer (dir itself, or
@@ -210,7 +226,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if n+req.MaxNewTokens > limit {
 		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (%s)", n, req.MaxNewTokens, limit, what)
 	}
-	if err := CheckKVCache(m.Config, 1, n+req.MaxNewTokens); err != nil {
+	kvSize, err := p.KVElemSize()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckKVCache(m.Config, 1, n+req.MaxNewTokens, kvSize); err != nil {
 		return nil, err
 	}
 	t0 = time.Now()
@@ -226,6 +246,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	stop = append(stop, m.Config.Text.EOSTokenIDs()...)
 	gen := llm.NewGenerator(m.LM, n+req.MaxNewTokens)
+	if err := gen.SetKVCacheDtype(p.KVCacheDtype); err != nil {
+		return nil, err
+	}
 	defer gen.Release()
 	t0 = time.Now()
 	var tFirst, tPrev time.Time

@@ -191,12 +191,19 @@ func (s *Server) Load(p *model.Pipeline) error {
 	if s.cfg.MaxContext > 0 && s.cfg.MaxContext < maxCtx {
 		maxCtx = s.cfg.MaxContext
 	}
-	if err := model.CheckKVCache(p.Model.Config, s.cfg.MaxBatch, maxCtx); err != nil {
+	kvSize, err := p.KVElemSize()
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := model.CheckKVCache(p.Model.Config, s.cfg.MaxBatch, maxCtx, kvSize); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	dec, err := llm.NewBatchDecoder(p.Model.LM, s.cfg.MaxBatch, maxCtx)
 	if err != nil {
 		return err
+	}
+	if err := dec.SetKVCacheDtype(p.KVCacheDtype); err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
 	stats, statsErr := loadDatasetStats(p.Dir)
 	s.mu.Lock()

@@ -122,6 +122,56 @@ func TestComputeFlag(t *testing.T) {
 	}
 }
 
+// --kv-cache bf16 (bfloat16 keys and values) answers on the bf16 fixture
+// with PyTorch's greedy tokens, as the float32 cache does; a bad value is
+// refused by name.
+func TestKVCacheFlag(t *testing.T) {
+	dir := filepath.Join(parityDir, "model_bf16")
+	var golden struct {
+		Bf16 map[string]struct {
+			PromptIDs []int `json:"prompt_ids"`
+			Generated []int `json:"generated"`
+		} `json:"bf16"`
+	}
+	data, err := os.ReadFile(filepath.Join(parityDir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	c := golden.Bf16["square"]
+	ids := strings.Trim(strings.ReplaceAll(fmt.Sprint(c.PromptIDs), " ", ","), "[]")
+	args := []string{"generate", "--model", dir, "--image", filepath.Join(parityDir, "square.png"),
+		"--prompt-ids", ids, "--max-new-tokens", fmt.Sprint(len(c.Generated)), "--max-context", "1024", "--json"}
+	for _, tc := range []struct {
+		kv  string
+		err string
+	}{
+		{"f32", ""}, {"bf16", ""}, {"f16", "--kv-cache"}, {"", "--kv-cache"},
+	} {
+		out, err := runMagma(t, append(args, "--kv-cache", tc.kv)...)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("--kv-cache %q: %v", tc.kv, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("--kv-cache %s: %v\n%s", tc.kv, err, out)
+		}
+		var res struct {
+			OutputIDs []int `json:"output_ids"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !slices.Equal(res.OutputIDs, c.Generated) {
+			t.Errorf("--kv-cache %s: tokens %v, PyTorch %v", tc.kv, res.OutputIDs, c.Generated)
+		}
+	}
+}
+
 // magma init streams: a bf16 tiny checkpoint has the parameter count's
 // bytes, in the Hugging Face layout, and loads with its weights in place.
 func TestInitStreamsBF16(t *testing.T) {

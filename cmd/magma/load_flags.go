@@ -18,6 +18,7 @@ type loadFlags struct {
 	dtype      string
 	compute    string
 	maxContext int
+	kvCache    string
 }
 
 const dtypeUsage = "weights in memory: stored (the checkpoint's dtypes, mapped in place), f32, bf16 or f16 (converted on load)"
@@ -26,6 +27,7 @@ const dtypeUsage = "weights in memory: stored (the checkpoint's dtypes, mapped i
 func (l *loadFlags) add(f *pflag.FlagSet, withContext bool) {
 	f.StringVar(&l.dtype, "dtype", "stored", dtypeUsage)
 	f.StringVar(&l.compute, "compute", "f32", "activations of decode products with bf16 weights: f32 (exact), or bf16 (vdpbf16ps; needs avx512_bf16 in /proc/cpuinfo, about 1e-3 relative error)")
+	f.StringVar(&l.kvCache, "kv-cache", "f32", "KV cache storage: f32, or bf16 (half the memory; keys and values rounded to bfloat16 as they are cached, about 1e-3 relative error in the logits)")
 	if withContext {
 		f.IntVar(&l.maxContext, "max-context", 0, "positions at most per request (prompt with images expanded + new tokens; the KV cache holds exactly those); 0 = max_position_embeddings")
 	}
@@ -63,20 +65,25 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 	default:
 		return nil, fmt.Errorf("--compute %q: want f32 or bf16", l.compute)
 	}
+	kv, err := kernels.ParseKVDtype(l.kvCache)
+	if err != nil {
+		return nil, fmt.Errorf("--kv-cache: %w", err)
+	}
+	kvSize, _ := kernels.KVElemSize(kv)
 	opts := model.LoadOptions{Dtype: dt}
 	if l.maxContext > 0 {
 		cfg, _, err := model.LoadConfig(dir)
 		if err != nil {
 			return nil, err
 		}
-		opts.Extra = int64(model.KVCacheBytes(cfg, slots, l.maxContext))
-		opts.ExtraWhat = fmt.Sprintf("KV cache of %d x %d positions", slots, l.maxContext)
+		opts.Extra = int64(model.KVCacheBytes(cfg, slots, l.maxContext, kvSize))
+		opts.ExtraWhat = fmt.Sprintf("%s KV cache of %d x %d positions", kernels.DtypeName(kv), slots, l.maxContext)
 	}
 	p, err := model.LoadPipelineWith(dir, tokPath, opts)
 	if err != nil {
 		return nil, err
 	}
-	p.MaxContext = l.maxContext
+	p.MaxContext, p.KVCacheDtype = l.maxContext, kv
 	return p, nil
 }
 
