@@ -192,12 +192,21 @@ func appendKV16(c *KVCache, k, v []float32, t int) (start int, err error) {
 
 // widenKV16 writes positions [0, l) of every sequence of a bfloat16 cache,
 // widened to float32, to k and v (batch*l*kvHeads*headDim each, sequence
-// stride l*kvHeads*headDim). The caller holds c.mu.
+// stride l*kvHeads*headDim), in parallel chunks of positions. The caller
+// holds c.mu.
 func widenKV16(c *KVCache, l int, k, v []float32) {
 	w := c.kvHeads * c.headDim
-	for b := 0; b < c.batch; b++ {
-		src := b * c.maxLen * w
-		widenRows(0, c.k16[src:], w, k[b*l*w:], w, l, w)
-		widenRows(0, c.v16[src:], w, v[b*l*w:], w, l, w)
-	}
+	parallelFor(c.batch*l, max(1, widenKVChunk/w), func(lo, hi int) {
+		for r := lo; r < hi; {
+			b, p := r/l, r%l
+			n := min(hi-r, l-p)
+			src, dst := (b*c.maxLen+p)*w, (b*l+p)*w
+			widenRows(0, c.k16[src:], w, k[dst:], w, n, w)
+			widenRows(0, c.v16[src:], w, v[dst:], w, n, w)
+			r += n
+		}
+	})
 }
+
+// widenKVChunk is the fewest elements per parallel chunk of widenKV16.
+const widenKVChunk = 1 << 16

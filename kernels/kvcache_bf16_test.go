@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"testing"
@@ -185,5 +186,39 @@ func TestKVCacheDtypeOptions(t *testing.T) {
 	}
 	if c.Len() != 0 {
 		t.Errorf("failed append left %d positions", c.Len())
+	}
+}
+
+// BenchmarkAttentionDecodeCache: one decode step of one Magma-8B layer
+// (32 heads, 8 kv heads, head dim 128) over a cache of L positions, float32
+// cache vs bfloat16 cache (widened into scratch each step).
+func BenchmarkAttentionDecodeCache(b *testing.B) {
+	const H, KV, D = 32, 8, 128
+	rng := rand.New(rand.NewSource(1))
+	for _, L := range []int{512, 4096} {
+		for _, dt := range []tensor.Dtype{tensor.Float32, BFloat16} {
+			b.Run(fmt.Sprintf("L%d_%s", L, DtypeName(dt)), func(b *testing.B) {
+				c, err := NewKVCacheDtype(1, KV, D, L+1, dt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				fill := toF32(randF64(rng, L, KV*D))
+				cfg := AttentionConfig{Batch: 1, Seq: L, Heads: H, KVHeads: KV, HeadDim: D, Causal: true, Cache: c}
+				if _, err := attnForward[float32](cfg, []*tensor.Dense{toF32(randF64(rng, L, H*D)), fill, fill}, nil); err != nil {
+					b.Fatal(err)
+				}
+				cfg.Seq = 1
+				in := []*tensor.Dense{toF32(randF64(rng, 1, H*D)), toF32(randF64(rng, 1, KV*D)), toF32(randF64(rng, 1, KV*D))}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := c.Truncate(L); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := attnForward[float32](cfg, in, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
