@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 )
@@ -97,7 +98,7 @@ func startServerPipeline(t *testing.T, cfg Config, hook func(), statsJSON string
 	}
 	ld := *base.Loaded
 	ld.Dir = dir
-	p := &model.Pipeline{Loaded: &ld, Tokenizer: base.Tokenizer}
+	p := &model.Pipeline{Loaded: &ld, Tokenizer: base.Tokenizer, KVCacheDtype: base.KVCacheDtype}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -330,6 +331,30 @@ func TestChatCompletion(t *testing.T) {
 	_, body2 = ts.post(t, "/v1/chat/completions", chatBody(content, map[string]any{"max_tokens": 5, "temperature": 0.8, "top_p": 0.9, "seed": 42}))
 	if !bytes.Equal(stripIDs(body), stripIDs(body2)) {
 		t.Fatalf("seeded sampling differs:\n%s\n%s", body, body2)
+	}
+}
+
+// A pipeline with a bfloat16 KV cache (--kv-cache bf16) serves; a KV cache
+// dtype other than f32/bf16 is refused at load.
+func TestChatBF16KVCache(t *testing.T) {
+	base := *tinyPipeline(t)
+	base.KVCacheDtype = kernels.BFloat16
+	ts := startServerPipeline(t, Config{MaxBatch: 2}, nil, "", &base)
+	resp, body := ts.post(t, "/v1/chat/completions", chatBody("Describe the weather.", map[string]any{"max_tokens": 6}))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var cr chatResp
+	if err := json.Unmarshal(body, &cr); err != nil {
+		t.Fatal(err)
+	}
+	if cr.Usage.CompletionTokens == 0 || len(cr.Choices) != 1 {
+		t.Fatalf("bad response %s", body)
+	}
+	base.KVCacheDtype = kernels.Float16
+	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := s.Load(&base); err == nil || !strings.Contains(err.Error(), "KV cache") {
+		t.Fatalf("f16 KV cache: %v", err)
 	}
 }
 
