@@ -144,30 +144,46 @@ func (o *AdamW) Update(grads [][]float32, lr, scale float64) error {
 			pieces = append(pieces, piece{p, grads[i], off, min(off+chunk, len(p.Data))})
 		}
 	}
-	parallel(len(pieces), func(k int) {
-		pc := pieces[k]
-		p := pc.p
-		decay := 1.0
-		if p.Decay {
-			decay = 1 - lr*o.WeightDecay
-		}
-		for j := pc.lo; j < pc.hi; j++ {
-			var g float64
-			if pc.g != nil {
-				g = float64(pc.g[j]) * scale
+	return recovered("adamw: update", func() {
+		parallel(len(pieces), func(k int) {
+			pc := pieces[k]
+			p := pc.p
+			decay := 1.0
+			if p.Decay {
+				decay = 1 - lr*o.WeightDecay
 			}
-			w := float64(p.Data[j]) * decay
-			m := b1*float64(p.M[j]) + (1-b1)*g
-			v := b2*float64(p.V[j]) + (1-b2)*g*g
-			p.M[j], p.V[j] = float32(m), float32(v)
-			w -= stepSize * m / (math.Sqrt(v)/bc2sqrt + eps)
-			p.Data[j] = float32(w)
-		}
+			for j := pc.lo; j < pc.hi; j++ {
+				var g float64
+				if pc.g != nil {
+					g = float64(pc.g[j]) * scale
+				}
+				w := float64(p.Data[j]) * decay
+				m := b1*float64(p.M[j]) + (1-b1)*g
+				v := b2*float64(p.V[j]) + (1-b2)*g*g
+				p.M[j], p.V[j] = float32(m), float32(v)
+				w -= stepSize * m / (math.Sqrt(v)/bc2sqrt + eps)
+				p.Data[j] = float32(w)
+			}
+		})
 	})
+}
+
+// recovered runs f and returns a panic inside it as an error naming what.
+func recovered(what string, f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %v", what, r)
+		}
+	}()
+	f()
 	return nil
 }
 
-// parallel runs fn(0..n-1) on GOMAXPROCS goroutines.
+// parallel runs fn(0..n-1) on GOMAXPROCS goroutines. A panic in fn on a
+// worker goroutine is caught there and raised again on the calling
+// goroutine once every worker has stopped: a panic on another goroutine
+// would end the process, one on the caller can be recovered (Update turns
+// it into an error).
 func parallel(n int, fn func(i int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
@@ -178,11 +194,22 @@ func parallel(n int, fn func(i int)) {
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	var perr any
 	next := 0
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					mu.Lock()
+					if perr == nil {
+						perr = r
+					}
+					next = n // the other workers stop at their next item
+					mu.Unlock()
+				}
+			}()
 			for {
 				mu.Lock()
 				i := next
@@ -196,4 +223,7 @@ func parallel(n int, fn func(i int)) {
 		}()
 	}
 	wg.Wait()
+	if perr != nil {
+		panic(perr)
+	}
 }

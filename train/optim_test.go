@@ -1,9 +1,13 @@
 package train
 
 import (
-	"github.com/magma-go/magma/model"
+	"fmt"
 	"math"
+	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/model"
 )
 
 // Hugging Face's schedules: linear warmup from 0 over ceil(ratio·total)
@@ -170,5 +174,27 @@ func TestNoDecay(t *testing.T) {
 		if got, ok := noDecay[name]; !ok || got != want {
 			t.Errorf("no decay of %s = %v (present %v), want %v", name, got, ok, want)
 		}
+	}
+}
+
+// A panic inside a worker of parallel reaches the calling goroutine (it
+// would otherwise end the process), and recovered turns it into an error.
+func TestParallelWorkerPanic(t *testing.T) {
+	old := runtime.GOMAXPROCS(2)
+	defer runtime.GOMAXPROCS(old)
+	for _, bad := range []int{0, 5, 63} {
+		err := recovered("adamw: update", func() {
+			parallel(64, func(i int) {
+				if i == bad {
+					panic(fmt.Sprintf("item %d", i))
+				}
+			})
+		})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("adamw: update: item %d", bad)) {
+			t.Errorf("panic at item %d: got error %v", bad, err)
+		}
+	}
+	if err := recovered("x", func() { parallel(8, func(int) {}) }); err != nil {
+		t.Errorf("no panic: got %v", err)
 	}
 }
