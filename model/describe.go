@@ -15,6 +15,9 @@ type Info struct {
 	Image        ImageInfo           `json:"image"`
 	// Weights is set for a checkpoint directory (not a preset).
 	Weights *CheckpointWeights `json:"weights,omitempty"`
+	// Plan is set when asked for (--plan): the activation memory of one
+	// batch shape (PlanMemory).
+	Plan *PlanInfo `json:"plan,omitempty"`
 }
 
 // ImageInfo tells how an image of a given size enters the sequence.

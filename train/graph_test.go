@@ -172,3 +172,52 @@ func TestPlanErrors(t *testing.T) {
 		t.Error("empty batch accepted")
 	}
 }
+
+// model.PlanMemory (magma info --plan) reports the plan the trainer runs:
+// same arena for the same shape, without building any weight.
+func TestPlanMemoryMatchesTrainer(t *testing.T) {
+	c := testConfig(2)
+	m, _ := testModel(t, c)
+	_, trainable, _ := trainableParams(m, TrainAll)
+	cases := []struct {
+		shape     model.BatchShape
+		recompute bool
+	}{
+		{model.BatchShape{B: 2, T: 32, Crops: 2, S: 32}, false},
+		{model.BatchShape{B: 1, T: 64, Crops: 0, S: 32}, false},
+		{model.BatchShape{B: 2, T: 32, Crops: 2, S: 32}, true},
+	}
+	for _, tc := range cases {
+		sg, err := buildGraph(m, model.Names(m), tc.shape, trainable, tc.recompute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := model.PlanMemory(m.Config, tc.shape, true, tc.recompute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := sg.prog.ArenaBytes(); got.ArenaBytes != want || got.Ops != sg.prog.Stats().Steps {
+			t.Errorf("%v recompute=%v: PlanMemory arena %d bytes, %d ops; the trainer's program %d bytes, %d ops",
+				tc.shape, tc.recompute, got.ArenaBytes, got.Ops, want, sg.prog.Stats().Steps)
+		}
+		fwd, err := model.PlanMemory(m.Config, tc.shape, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fwd.ArenaBytes <= 0 || fwd.ArenaBytes >= got.ArenaBytes || fwd.Mode != "forward" {
+			t.Errorf("%v: forward plan %+v, training arena %d", tc.shape, fwd, got.ArenaBytes)
+		}
+	}
+	for _, bad := range []struct {
+		s                   model.BatchShape
+		training, recompute bool
+	}{
+		{model.BatchShape{B: 0, T: 32}, true, false},
+		{model.BatchShape{B: 1, T: 32, Crops: -1}, false, false},
+		{model.BatchShape{B: 1, T: 32}, false, true},
+	} {
+		if _, err := model.PlanMemory(m.Config, bad.s, bad.training, bad.recompute); err == nil {
+			t.Errorf("PlanMemory(%v, training=%v, recompute=%v): no error", bad.s, bad.training, bad.recompute)
+		}
+	}
+}

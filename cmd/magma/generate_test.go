@@ -103,3 +103,44 @@ func TestInfoTokens(t *testing.T) {
 		t.Fatalf("ConvNeXt-XXL trunk parameters %d", v)
 	}
 }
+
+// info --plan compiles a shape's program without weights: the default
+// pretrain's largest shape takes the 302.9 MiB arena the trainer reports,
+// a full 8B training step's plan is dominated by its gradients.
+func TestInfoPlan(t *testing.T) {
+	cases := []struct {
+		args      []string
+		mode      string
+		wantArena int64 // 0: only checked positive
+		outputsGE int64
+	}{
+		{[]string{"--preset", "tiny", "--plan", "4,512,8,512", "--train"}, "training", 317644800, 0},
+		{[]string{"--preset", "tiny", "--plan", "1,256"}, "forward", 0, 0},
+		{[]string{"--preset", "magma-8b", "--plan", "1,2048,1,1024", "--train", "--recompute"}, "training+recompute", 0, 8_000_000_000 * 4},
+	}
+	for _, c := range cases {
+		out, err := runMagma(t, append([]string{"info"}, c.args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		var info model.Info
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatal(err)
+		}
+		p := info.Plan
+		if p == nil || p.Mode != c.mode || p.ArenaBytes <= 0 || (c.wantArena != 0 && p.ArenaBytes != c.wantArena) || p.OutputBytes < c.outputsGE {
+			t.Errorf("%v: plan %+v", c.args, p)
+		}
+	}
+	for _, bad := range [][]string{
+		{"--preset", "tiny", "--plan", "4"},
+		{"--preset", "tiny", "--plan", "0,512"},
+		{"--preset", "tiny", "--plan", "4,x"},
+		{"--preset", "tiny", "--train"},
+		{"--preset", "tiny", "--plan", "1,64", "--recompute"},
+	} {
+		if _, err := runMagma(t, append([]string{"info"}, bad...)...); err == nil {
+			t.Errorf("info %v: no error", bad)
+		}
+	}
+}
