@@ -146,6 +146,7 @@ func TestAttentionKVCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec := NewExecutor()
+	defer exec.Release() // keeps the arena (and the values read from it) alive to the end
 	exec.PoisonFreed(true)
 	for pos := prefill; pos < T; pos++ {
 		for _, p := range []struct {

@@ -76,6 +76,7 @@ func TestPlanReusesDeadValues(t *testing.T) {
 	}
 	// Both compute the same numbers.
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	e.PoisonFreed(true)
 	var got [2][]float32
 	for i, prog := range []*Program{p, q} {
@@ -128,6 +129,7 @@ func TestPlanInPlaceRules(t *testing.T) {
 	// Bound inputs are read where they are, never copied or written.
 	xs := append([]float32(nil), x.Value().Data().([]float32)...)
 	ex := NewExecutor()
+	defer ex.Release() // keeps the arena (and the values read from it) alive to the end
 	ex.PoisonFreed(true)
 	if err := ex.Run(p, nil); err != nil {
 		t.Fatal(err)
@@ -182,6 +184,7 @@ func TestExecutorMatchesTapeMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	e.PoisonFreed(true)
 	for run := 0; run < 2; run++ { // a second run on the same arena
 		if err := e.Run(p, nil); err != nil {
@@ -224,6 +227,7 @@ func TestPoisonCatchesReadAfterFree(t *testing.T) {
 		}
 	}
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	e.PoisonFreed(true)
 	if err := e.Run(p, nil); err != nil {
 		t.Fatal(err)
@@ -245,6 +249,7 @@ func TestRunRefusesPlanThatDoesNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	e.Available = func() (int64, bool) { return 1000, true }
 	err = e.Run(p, nil)
 	if !errors.Is(err, ErrNoMemory) || !strings.Contains(err.Error(), "train B=4 T=512") || !strings.Contains(err.Error(), "4096 bytes") {
@@ -263,6 +268,7 @@ func TestExecutorArenaGrows(t *testing.T) {
 	p1, _ := Compile(g1, CompileOptions{Name: "small", Outputs: G.Nodes{o1}})
 	p2, _ := Compile(g2, CompileOptions{Name: "big", Outputs: G.Nodes{o2}, NoInPlace: true})
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	for _, p := range []*Program{p1, p2, p1} {
 		if err := e.Run(p, nil); err != nil {
 			t.Fatal(err)
@@ -313,6 +319,7 @@ func TestOnOutputHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := NewExecutor()
+	defer e.Release() // keeps the arena (and the values read from it) alive to the end
 	seen := map[int][]float32{}
 	err = e.Run(p, &RunOptions{OnOutput: func(i int, n *G.Node, v G.Value) error {
 		if _, dup := seen[i]; dup || n != grads[i] {
@@ -387,6 +394,7 @@ func TestRecomputeGradients(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := NewExecutor()
+		defer e.Release() // keeps the arena (and the values read from it) alive to the end
 		e.PoisonFreed(true)
 		if err := e.Run(p, nil); err != nil {
 			t.Fatal(err)

@@ -77,16 +77,24 @@ func runGraph(g *G.ExprGraph, outputs ...*G.Node) ([]G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The outputs live in e's arena, which is unmapped when e is released
+	// (or collected): copy them out before that.
 	e := NewExecutor()
+	defer e.Release()
 	e.PoisonFreed(true)
 	if err := e.Run(p, nil); err != nil {
 		return nil, err
 	}
 	r := make([]G.Value, len(outputs))
 	for i, n := range outputs {
-		if r[i], err = p.Value(n); err != nil {
+		v, err := p.Value(n)
+		if err != nil {
 			return nil, err
 		}
+		if d, ok := v.(*tensor.Dense); ok {
+			v = d.Clone().(*tensor.Dense)
+		}
+		r[i] = v
 	}
 	return r, nil
 }
@@ -182,6 +190,7 @@ func gradCheck(t *testing.T, build buildFn, wrt []int, ins ...*tensor.Dense) {
 		t.Fatalf("compile: %v", err)
 	}
 	exec := NewExecutor()
+	defer exec.Release() // keeps the arena (and the values read from it) alive to the end
 	exec.PoisonFreed(true)
 	if err := exec.Run(prog, nil); err != nil {
 		t.Fatalf("run: %v", err)

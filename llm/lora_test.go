@@ -162,6 +162,7 @@ func TestLoRAGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec := kernels.NewExecutor()
+	defer exec.Release() // keeps the arena (and the values read from it) alive to the end
 	value := func(n *G.Node) G.Value {
 		v, err := prog.Value(n)
 		if err != nil {
