@@ -37,8 +37,11 @@ func PlanMemory(cfg *Config, s BatchShape, training, recompute bool) (*PlanInfo,
 	if s.B <= 0 || s.T <= 0 || s.Crops < 0 {
 		return nil, fmt.Errorf("plan: batch %v: B and T must be positive, crops >= 0", s)
 	}
-	if s.S <= 0 || s.S > s.B*s.T {
-		s.S = s.B * s.T
+	if s.S > s.B*s.T {
+		return nil, fmt.Errorf("plan: batch %v: %d supervised rows, but the batch has only %d positions", s, s.S, s.B*s.T)
+	}
+	if s.S <= 0 {
+		s.S = s.B * s.T // every position supervised
 	}
 	if recompute && !training {
 		return nil, fmt.Errorf("plan: activation recomputation applies to training only")

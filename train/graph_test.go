@@ -215,6 +215,7 @@ func TestPlanMemoryMatchesTrainer(t *testing.T) {
 		{model.BatchShape{B: 0, T: 32}, true, false},
 		{model.BatchShape{B: 1, T: 32, Crops: -1}, false, false},
 		{model.BatchShape{B: 1, T: 32}, false, true},
+		{model.BatchShape{B: 1, T: 32, S: 33}, true, false},
 	} {
 		if _, err := model.PlanMemory(m.Config, bad.s, bad.training, bad.recompute); err == nil {
 			t.Errorf("PlanMemory(%v, training=%v, recompute=%v): no error", bad.s, bad.training, bad.recompute)

@@ -128,6 +128,9 @@ func TestInfoPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := info.Plan
+		if p != nil {
+			t.Logf("%v: %s", c.args, p.Summary)
+		}
 		if p == nil || p.Mode != c.mode || p.ArenaBytes <= 0 || (c.wantArena != 0 && p.ArenaBytes != c.wantArena) || p.OutputBytes < c.outputsGE {
 			t.Errorf("%v: plan %+v", c.args, p)
 		}
