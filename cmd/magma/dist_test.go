@@ -252,50 +252,24 @@ func TestDistKillRank(t *testing.T) {
 	bin := os.Args[0]
 	recipe := distRecipe(t, 30, 2)
 	run := filepath.Join(t.TempDir(), "run")
-	argv := append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), distEnv...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	job := startDistJob(t, nil, "pretrain", "--config", recipe, "--out", run)
 	// Wait for a checkpoint (step 4: the step-2 one is complete by then),
 	// then kill rank 1.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(run, "checkpoints", "step-000004")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no checkpoint after 3 minutes:\n%s", out.String())
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("job ended early: %v\n%s", err, out.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	pid := rankPID(t, cmd.Process.Pid, 1)
+	job.waitUntil(t, "a checkpoint", func() bool {
+		_, err := os.Stat(filepath.Join(run, "checkpoints", "step-000004"))
+		return err == nil
+	})
+	pid := rankPID(t, job.cmd.Process.Pid, 1)
 	killed := time.Now()
 	if err := exec.Command("kill", "-9", strconv.Itoa(pid)).Run(); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	select {
-	case err = <-exited:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("job still running 60 s after kill -9 of rank 1:\n%s", out.String())
-	}
+	err := job.waitExit(t, "kill -9 of rank 1")
 	t.Logf("job ended %.1f s after kill -9", time.Since(killed).Seconds())
 	if err == nil {
-		t.Fatalf("job exited 0 after a rank was killed:\n%s", out.String())
+		t.Fatalf("job exited 0 after a rank was killed:\n%s", job.out.String())
 	}
-	if s := out.String(); !regexp.MustCompile(`rank 1\b`).MatchString(s) || !strings.Contains(s, "signal 9") {
+	if s := job.out.String(); !regexp.MustCompile(`rank 1\b`).MatchString(s) || !strings.Contains(s, "signal 9") {
 		t.Errorf("the error does not name rank 1 and the signal:\n%s", s)
 	}
 	// The newest complete checkpoint loads and the run finishes (one process).
@@ -311,37 +285,15 @@ func TestDistStopWithCheckpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains under mpirun")
 	}
-	bin := os.Args[0]
 	recipe := distRecipe(t, 30, 50)
 	run := filepath.Join(t.TempDir(), "run")
-	argv := append(mpirunArgs(t), rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), distEnv...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	job := startDistJob(t, nil, "pretrain", "--config", recipe, "--out", run)
+	job.waitUntil(t, "progress", func() bool { return strings.Contains(job.out.String(), "step 3/30") })
+	if err := job.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(out.String(), "step 3/30") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no progress after 3 minutes:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("job still running 60 s after SIGUSR1:\n%s", out.String())
-	}
-	s := out.String()
+	job.waitExit(t, "SIGUSR1")
+	s := job.out.String()
 	m := regexp.MustCompile(`interrupted: checkpoint (\S+) written`).FindAllStringSubmatch(s, -1)
 	if len(m) != 1 || strings.Count(s, "interrupted; continue with --resume") != 1 {
 		t.Fatalf("want one checkpoint and one message:\n%s", s)
@@ -357,44 +309,79 @@ func TestDistHungRankWatchdog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains under mpirun")
 	}
-	bin := os.Args[0]
 	recipe := distRecipe(t, 30, 50)
 	run := filepath.Join(t.TempDir(), "run")
-	argv := append(mpirunArgs(t), "-x", "MAGMA_DIST_TIMEOUT=20")
-	argv = append(argv, rankCmd(2, bin, "pretrain", "--config", recipe, "--out", run)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), append(distEnv, "MAGMA_DIST_TIMEOUT=20")...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(out.String(), "step 3/30") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no progress after 3 minutes:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	pid := rankPID(t, cmd.Process.Pid, 1)
+	job := startDistJob(t, []string{"MAGMA_DIST_TIMEOUT=20"}, "pretrain", "--config", recipe, "--out", run)
+	job.waitUntil(t, "progress", func() bool { return strings.Contains(job.out.String(), "step 3/30") })
+	pid := rankPID(t, job.cmd.Process.Pid, 1)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGKILL) // never leave it stopped
-	select {
-	case err := <-exited:
-		if err == nil {
-			t.Fatalf("exit 0:\n%s", out.String())
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("job still running 60 s after rank 1 stopped:\n%s", out.String())
+	if err := job.waitExit(t, "rank 1 stopped"); err == nil {
+		t.Fatalf("exit 0:\n%s", job.out.String())
 	}
-	if s := out.String(); !strings.Contains(s, "rank 0 of 2") || !strings.Contains(s, "MAGMA_DIST_TIMEOUT") {
+	if s := job.out.String(); !strings.Contains(s, "rank 0 of 2") || !strings.Contains(s, "MAGMA_DIST_TIMEOUT") {
 		t.Errorf("no watchdog message:\n%s", s)
+	}
+}
+
+// distJob is a 2-rank job under mpirun running in the background, its
+// output collected.
+type distJob struct {
+	cmd    *exec.Cmd
+	out    syncBuffer
+	exited chan error
+}
+
+// startDistJob starts the test binary as magma args on 2 ranks; env (KEY=V)
+// is set for mpirun and exported to every rank.
+func startDistJob(t *testing.T, env []string, args ...string) *distJob {
+	t.Helper()
+	argv := mpirunArgs(t)
+	for _, kv := range env {
+		argv = append(argv, "-x", kv)
+	}
+	argv = append(argv, rankCmd(2, os.Args[0], args...)...)
+	j := &distJob{cmd: exec.Command(argv[0], argv[1:]...), exited: make(chan error, 1)}
+	j.cmd.Env = append(append(os.Environ(), distEnv...), env...)
+	j.cmd.Stdout, j.cmd.Stderr = &j.out, &j.out
+	if err := j.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { j.exited <- j.cmd.Wait() }()
+	return j
+}
+
+// waitUntil polls cond for up to 3 minutes; the job ending first, or the
+// time running out, fails the test.
+func (j *distJob) waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			j.cmd.Process.Kill()
+			t.Fatalf("no %s after 3 minutes:\n%s", what, j.out.String())
+		}
+		select {
+		case err := <-j.exited:
+			t.Fatalf("job ended before %s: %v\n%s", what, err, j.out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitExit waits up to 60 s for the job to end after the event named by
+// after, and returns its exit error.
+func (j *distJob) waitExit(t *testing.T, after string) error {
+	t.Helper()
+	select {
+	case err := <-j.exited:
+		return err
+	case <-time.After(60 * time.Second):
+		j.cmd.Process.Kill()
+		t.Fatalf("job still running 60 s after %s:\n%s", after, j.out.String())
+		return nil
 	}
 }
 
