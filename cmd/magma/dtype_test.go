@@ -13,17 +13,18 @@ import (
 	"github.com/magma-go/magma/model"
 )
 
-// The bf16 PyTorch fixture (two shards) through the CLI: info reports its
-// bytes by dtype, stored and as loaded with --dtype f32; generate answers
-// with the weights in place (the default) and converted (--dtype f32) with
-// PyTorch's greedy tokens; a context too small for the prompt is refused.
-func TestDtypeCLI(t *testing.T) {
-	dir := filepath.Join(parityDir, "model_bf16")
+// bf16Case is a case of the PyTorch golden file's bf16 section: the prompt
+// and the greedy tokens of the model with bf16-rounded weights.
+type bf16Case struct {
+	PromptIDs []int `json:"prompt_ids"`
+	Generated []int `json:"generated"`
+}
+
+// bf16Golden reads case name of golden.json's bf16 section.
+func bf16Golden(t *testing.T, name string) bf16Case {
+	t.Helper()
 	var golden struct {
-		Bf16 map[string]struct {
-			PromptIDs []int `json:"prompt_ids"`
-			Generated []int `json:"generated"`
-		} `json:"bf16"`
+		Bf16 map[string]bf16Case `json:"bf16"`
 	}
 	data, err := os.ReadFile(filepath.Join(parityDir, "golden.json"))
 	if err != nil {
@@ -32,7 +33,20 @@ func TestDtypeCLI(t *testing.T) {
 	if err := json.Unmarshal(data, &golden); err != nil {
 		t.Fatal(err)
 	}
-	c := golden.Bf16["square"]
+	c, ok := golden.Bf16[name]
+	if !ok {
+		t.Fatalf("golden.json has no bf16 case %q", name)
+	}
+	return c
+}
+
+// The bf16 PyTorch fixture (two shards) through the CLI: info reports its
+// bytes by dtype, stored and as loaded with --dtype f32; generate answers
+// with the weights in place (the default) and converted (--dtype f32) with
+// PyTorch's greedy tokens; a context too small for the prompt is refused.
+func TestDtypeCLI(t *testing.T) {
+	dir := filepath.Join(parityDir, "model_bf16")
+	c := bf16Golden(t, "square")
 
 	for _, dt := range []string{"", "f32"} {
 		out, err := runMagma(t, "info", "--model", dir, "--dtype", dt)
@@ -127,20 +141,7 @@ func TestComputeFlag(t *testing.T) {
 // refused by name.
 func TestKVCacheFlag(t *testing.T) {
 	dir := filepath.Join(parityDir, "model_bf16")
-	var golden struct {
-		Bf16 map[string]struct {
-			PromptIDs []int `json:"prompt_ids"`
-			Generated []int `json:"generated"`
-		} `json:"bf16"`
-	}
-	data, err := os.ReadFile(filepath.Join(parityDir, "golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &golden); err != nil {
-		t.Fatal(err)
-	}
-	c := golden.Bf16["square"]
+	c := bf16Golden(t, "square")
 	ids := strings.Trim(strings.ReplaceAll(fmt.Sprint(c.PromptIDs), " ", ","), "[]")
 	args := []string{"generate", "--model", dir, "--image", filepath.Join(parityDir, "square.png"),
 		"--prompt-ids", ids, "--max-new-tokens", fmt.Sprint(len(c.Generated)), "--max-context", "1024", "--json"}
