@@ -25,7 +25,16 @@ func loraTestConfig(steps int) *Config {
 
 func runLoRA(t *testing.T, out string, steps int, resume bool, stopAt int) (*Result, *model.Magma, error) {
 	t.Helper()
+	return runLoRAWith(t, out, steps, resume, stopAt, nil)
+}
+
+// runLoRAWith is runLoRA with the recipe changed by edit first (nil: as is).
+func runLoRAWith(t *testing.T, out string, steps int, resume bool, stopAt int, edit func(*Config)) (*Result, *model.Magma, error) {
+	t.Helper()
 	c := loraTestConfig(steps)
+	if edit != nil {
+		edit(c)
+	}
 	m, pp := testModel(t, c)
 	samples := testSamples(t, m, pp, 5)
 	o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Resume: resume, Log: quiet(), NoPlot: true}

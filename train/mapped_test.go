@@ -1,7 +1,6 @@
 package train
 
 import (
-	"context"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -25,22 +24,10 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 	}
 	const steps = 4
 	run := func(out string, resume bool, stopAt int) (*Result, *model.Magma, error) {
-		c := loraTestConfig(steps)
-		c.Model = ModelConfig{InitFrom: ckpt}
-		c.Checkpoint = CheckpointConfig{Every: 2}
-		m, pp := testModel(t, c)
-		samples := testSamples(t, m, pp, 5)
-		o := Options{Config: c, Model: m, Preprocessor: pp, Data: openCycle(samples, 2), OutDir: out, Resume: resume, Log: quiet(), NoPlot: true}
-		if stopAt > 0 {
-			o.Hooks.OnStep = func(si StepInfo) error {
-				if si.Step == stopAt {
-					return errStop
-				}
-				return nil
-			}
-		}
-		res, err := Run(context.Background(), o)
-		return res, m, err
+		return runLoRAWith(t, out, steps, resume, stopAt, func(c *Config) {
+			c.Model = ModelConfig{InitFrom: ckpt}
+			c.Checkpoint = CheckpointConfig{Every: 2}
+		})
 	}
 	mapped := func(t *testing.T, m *model.Magma) {
 		t.Helper()
