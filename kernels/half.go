@@ -223,7 +223,7 @@ func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []flo
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), 0, C.long(out))
 		return
 	}
-	splitRange(out, 64, func(lo, hi int) {
+	splitRows(out, func(lo, hi int) {
 		C.mg_gemv_half(C.int(halfPath), kind, fp(x), C.long(rows), hp(w), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 	})
 }
@@ -247,7 +247,7 @@ func gemvBF16Pairs(x []float32, rows, k int, w []uint16, out int, y []float32) {
 		run(0, out)
 		return
 	}
-	splitRange(out, 64, run)
+	splitRows(out, run)
 }
 
 // roundBF16 rounds x to bfloat16 bit patterns in d (nearest even, NaN kept
@@ -270,7 +270,7 @@ func gemvBF16Dot(x []float32, rows, k int, w []uint16, out int, y []float32) {
 		run(0, out)
 		return
 	}
-	splitRange(out, 64, run)
+	splitRows(out, run)
 }
 
 // linearGradXHalf computes dx = dy·W for dy [rows, out] and a half w

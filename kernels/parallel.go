@@ -77,3 +77,21 @@ func splitRange(n, align int, fn func(lo, hi int)) {
 		fn(lo*align, min(hi*align, n))
 	})
 }
+
+// splitRows runs fn over the output rows [0, n) of a memory-bound product
+// (a decode GEMV: every weight read once, a few flops per byte) in pieces of
+// 64 rows handed out one at a time, up to 32 pieces per goroutine. On a
+// shared machine the cores' share of the memory bandwidth moves from one
+// millisecond to the next: with two large pieces per goroutine one core
+// idles while the other finishes a quarter of the matrix, where small
+// pieces keep both reading to the end (the 8B decode measured 0.65 of the
+// interleaved read bound with two pieces per goroutine and 0.70–0.75 with
+// 64-row pieces, scripts/bench/decodebw). A piece is one cgo call per
+// 64 rows (half a megabyte of bf16 weights at 4096 columns).
+func splitRows(n int, fn func(lo, hi int)) {
+	const rows = 64
+	blocks := (n + rows - 1) / rows
+	parallelChunks(blocks, 1, 32, func(lo, hi int) {
+		fn(lo*rows, min(hi*rows, n))
+	})
+}
