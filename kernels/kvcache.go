@@ -9,8 +9,10 @@ import (
 
 // KVCache holds past keys and values of one attention layer for generation.
 //
-// Keys and values are stored per sequence as [batch][maxLen][kvHeads*headDim]
-// rows. All sequences of the batch share one length. A cache made by
+// Keys and values are stored head-major, [batch][kvHeads][maxLen][headDim]
+// (as Hugging Face's caches), so that one kv head's positions are
+// contiguous: a decode step reads each head's keys and values as one
+// sequential stream. All sequences of the batch share one length. A cache made by
 // NewKVCache stores the element type (float32 or float64) of the first
 // Attention call that appends. A bfloat16 cache (NewKVCacheDtype with
 // BFloat16) stores keys and values rounded to bfloat16 (nearest even), half
@@ -157,13 +159,11 @@ func appendKV[T float](c *KVCache, k, v []T, t int) (kb, vb []T, start int, err 
 	if kb, vb, err = cacheStorage[T](c); err != nil {
 		return nil, nil, 0, err
 	}
-	w := c.kvHeads * c.headDim
 	start = c.n
-	for b := 0; b < c.batch; b++ {
-		dst := (b*c.maxLen + start) * w
-		copy(kb[dst:dst+t*w], k[b*t*w:(b+1)*t*w])
-		copy(vb[dst:dst+t*w], v[b*t*w:(b+1)*t*w])
-	}
+	c.scatter(t, start, func(src, dst, n int) {
+		copy(kb[dst:dst+n], k[src:src+n])
+		copy(vb[dst:dst+n], v[src:src+n])
+	})
 	c.n += t
 	return kb, vb, start, nil
 }
@@ -181,32 +181,39 @@ func appendKV16(c *KVCache, k, v []float32, t int) (start int, err error) {
 		c.k16, c.v16 = make([]uint16, size), make([]uint16, size)
 	}
 	start = c.n
-	for b := 0; b < c.batch; b++ {
-		dst := (b*c.maxLen + start) * w
-		roundBF16(k[b*t*w:(b+1)*t*w], c.k16[dst:dst+t*w])
-		roundBF16(v[b*t*w:(b+1)*t*w], c.v16[dst:dst+t*w])
-	}
+	c.scatter(t, start, func(src, dst, n int) {
+		roundBF16(k[src:src+n], c.k16[dst:dst+n])
+		roundBF16(v[src:src+n], c.v16[dst:dst+n])
+	})
 	c.n += t
 	return start, nil
 }
 
-// widenKV16 writes positions [0, l) of every sequence of a bfloat16 cache,
-// widened to float32, to k and v (batch*l*kvHeads*headDim each, sequence
-// stride l*kvHeads*headDim), in parallel chunks of positions. The caller
-// holds c.mu.
+// scatter calls fn for every (sequence, position, kv head) of t new rows
+// ([batch*t, kvHeads*headDim]) appended at position start: fn copies n
+// elements from offset src of the rows to offset dst of the cache.
+func (c *KVCache) scatter(t, start int, fn func(src, dst, n int)) {
+	d, w := c.headDim, c.kvHeads*c.headDim
+	for b := 0; b < c.batch; b++ {
+		for p := 0; p < t; p++ {
+			for g := 0; g < c.kvHeads; g++ {
+				fn((b*t+p)*w+g*d, ((b*c.kvHeads+g)*c.maxLen+start+p)*d, d)
+			}
+		}
+	}
+}
+
+// widenKV16 writes positions [0, l) of every sequence and kv head of a
+// bfloat16 cache, widened to float32, to k and v in the same head-major
+// layout with l positions per head ([batch][kvHeads][l][headDim]), one head
+// at a time in parallel. The caller holds c.mu.
 func widenKV16(c *KVCache, l int, k, v []float32) {
-	w := c.kvHeads * c.headDim
-	parallelFor(c.batch*l, max(1, widenKVChunk/w), func(lo, hi int) {
-		for r := lo; r < hi; {
-			b, p := r/l, r%l
-			n := min(hi-r, l-p)
-			src, dst := (b*c.maxLen+p)*w, (b*l+p)*w
-			widenRows(0, c.k16[src:], w, k[dst:], w, n, w)
-			widenRows(0, c.v16[src:], w, v[dst:], w, n, w)
-			r += n
+	d := c.headDim
+	parallelFor(c.batch*c.kvHeads, 1, func(lo, hi int) {
+		for bg := lo; bg < hi; bg++ {
+			src, dst := bg*c.maxLen*d, bg*l*d
+			widenRows(0, c.k16[src:], l*d, k[dst:], l*d, 1, l*d)
+			widenRows(0, c.v16[src:], l*d, v[dst:], l*d, 1, l*d)
 		}
 	})
 }
-
-// widenKVChunk is the fewest elements per parallel chunk of widenKV16.
-const widenKVChunk = 1 << 16

@@ -222,3 +222,71 @@ func BenchmarkAttentionDecodeCache(b *testing.B) {
 		}
 	}
 }
+
+// Decode attention (attn.c) on every vector path the CPU has, with a
+// float32 and a bfloat16 cache, for head sizes that fill whole vector
+// blocks (128), leave a tail (80) or fit in none (12), and groups of 4, 3
+// and 1 query heads per kv head: the decode step's output equals the last
+// row of float64 attention over the same (for bf16: rounded) keys and
+// values.
+func TestAttentionDecodePaths(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	shapes := []struct{ H, KV, D int }{{32, 8, 128}, {6, 2, 80}, {5, 5, 12}}
+	const L = 37 // cached positions before the decode step
+	for _, p := range halfPaths() {
+		for _, sh := range shapes {
+			for _, dt := range []tensor.Dtype{tensor.Float32, BFloat16} {
+				t.Run(fmt.Sprintf("%v/H%d_KV%d_D%d/%s", p, sh.H, sh.KV, sh.D, DtypeName(dt)), func(t *testing.T) {
+					withHalfPath(t, p)
+					q := randF64(rng, L+1, sh.H*sh.D)
+					k := randF64(rng, L+1, sh.KV*sh.D)
+					v := randF64(rng, L+1, sh.KV*sh.D)
+					if dt == BFloat16 { // the reference attends over the rounded keys and values
+						for _, m := range []*tensor.Dense{k, v} {
+							d := m.Data().([]float64)
+							for i, x := range d {
+								d[i] = float64(BF16ToFloat32(Float32ToBF16(float32(x))))
+							}
+						}
+					}
+					full := AttentionConfig{Batch: 1, Seq: L + 1, Heads: sh.H, KVHeads: sh.KV, HeadDim: sh.D, Causal: true}
+					ref, err := attnForward[float64](full, []*tensor.Dense{q, k, v}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := ref.(*tensor.Dense).Data().([]float64)[L*sh.H*sh.D:]
+
+					c, err := NewKVCacheDtype(1, sh.KV, sh.D, L+1, dt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rows := func(m *tensor.Dense, lo, hi int) *tensor.Dense {
+						w := m.Shape()[1]
+						d := m.Data().([]float64)[lo*w : hi*w]
+						return toF32(tensor.New(tensor.WithShape(hi-lo, w), tensor.WithBacking(append([]float64(nil), d...))))
+					}
+					pre := full
+					pre.Seq, pre.Cache = L, c
+					if _, err := attnForward[float32](pre, []*tensor.Dense{rows(q, 0, L), rows(k, 0, L), rows(v, 0, L)}, nil); err != nil {
+						t.Fatal(err)
+					}
+					dec := pre
+					dec.Seq = 1
+					got, err := attnForward[float32](dec, []*tensor.Dense{rows(q, L, L+1), rows(k, L, L+1), rows(v, L, L+1)}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					g := got.(*tensor.Dense).Data().([]float32)
+					scale, worst := 0.0, 0.0
+					for i, w := range want {
+						scale = math.Max(scale, math.Abs(w))
+						worst = math.Max(worst, math.Abs(float64(g[i])-w))
+					}
+					if worst > 1e-5*scale {
+						t.Errorf("decode output differs from float64 attention by %.3g (max |out| %.3g)", worst, scale)
+					}
+				})
+			}
+		}
+	}
+}
