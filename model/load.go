@@ -220,3 +220,29 @@ func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts SaveOptions) error
 	}
 	return Save(dir, ts, opts)
 }
+
+// SaveLinking is Save, except that when every weight is in place in one
+// mapped checkpoint (a frozen base under LoRA) the checkpoint's files are
+// linked into dir instead of written (LinkWeights): exact (they are the
+// bytes the model computes with, in their stored dtypes) and, on the same
+// filesystem, free. It returns how the weights were linked, or nil when
+// they were written.
+func (m *Magma) SaveLinking(dir string, pp *PreprocessorConfig, opts SaveOptions) (*LinkResult, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := removeOldCheckpoint(dir); err != nil {
+		return nil, err
+	}
+	res, err := LinkWeights(dir, m)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if res == nil {
+		return nil, m.Save(dir, pp, opts)
+	}
+	if pp == nil {
+		pp = DefaultPreprocessor(m.Config)
+	}
+	return res, SaveConfig(dir, m.Config, pp)
+}

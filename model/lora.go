@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 )
 
@@ -71,6 +72,17 @@ func LoadLoRA(dir string, m *Magma) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// adaptsMappedBase reports whether an adapter of m sits on a weight used in
+// place (a read-only view of a mapped checkpoint).
+func adaptsMappedBase(m *Magma) bool {
+	for _, mod := range m.LM.LoRAModules("") {
+		if kernels.IsReadOnly(mod.Linear.Weight) {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadLoRATensors fills the attached adapters from adapter_model.safetensors.

@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"gorgonia.org/tensor"
 
@@ -47,6 +50,7 @@ func (s *SafetensorsFile) mapFile() ([]byte, error) {
 	}
 	kernels.RegisterReadOnly(mem)
 	s.mapping = mem
+	mappedFiles.add(s)
 	return mem, nil
 }
 
@@ -58,9 +62,64 @@ func (s *SafetensorsFile) unmap() error {
 		return nil
 	}
 	kernels.UnregisterReadOnly(s.mapping)
+	mappedFiles.remove(s)
 	err := syscall.Munmap(s.mapping)
 	s.mapping = nil
 	return err
+}
+
+// mappedFiles are the safetensors files mapped now, so that a tensor can
+// be traced back to the file and tensor it is a view of (MappedSource).
+var mappedFiles mappedSet
+
+type mappedSet struct {
+	mu    sync.Mutex
+	files []*SafetensorsFile
+}
+
+func (m *mappedSet) add(s *SafetensorsFile) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.files = append(m.files, s)
+}
+
+func (m *mappedSet) remove(s *SafetensorsFile) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.files = slices.DeleteFunc(m.files, func(f *SafetensorsFile) bool { return f == s })
+}
+
+// MappedSource reports the safetensors file and tensor that t is a view
+// of: ok only when t's bytes are exactly one stored tensor of a file mapped
+// now (same start, same length, same dtype), i.e. t is that tensor in place
+// and, the mapping being read-only, still holds the file's bytes.
+func MappedSource(t *tensor.Dense) (path, name string, ok bool) {
+	if t == nil || t.MemSize() == 0 {
+		return "", "", false
+	}
+	p, n := t.Uintptr(), t.MemSize()
+	mappedFiles.mu.Lock()
+	defer mappedFiles.mu.Unlock()
+	for _, f := range mappedFiles.files {
+		f.mu.Lock()
+		mem := f.mapping
+		f.mu.Unlock()
+		if len(mem) == 0 {
+			continue
+		}
+		base := uintptr(unsafe.Pointer(&mem[0]))
+		if p < base || p+n > base+uintptr(len(mem)) {
+			continue
+		}
+		off := int64(p-base) - f.dataStart
+		for _, ti := range f.tensors {
+			if ti.Begin == off && ti.End-ti.Begin == int64(n) && ti.DType == kernels.DtypeName(t.Dtype()) {
+				return f.Path, ti.Name, true
+			}
+		}
+		return "", "", false
+	}
+	return "", "", false
 }
 
 // Mapped reports whether the file is memory-mapped (some tensor of it is

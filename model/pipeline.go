@@ -24,7 +24,12 @@ type Pipeline struct {
 	// requests must then give prompt ids.
 	Tokenizer *tokenizer.Tokenizer
 	// LoRA tells that the directory held a PEFT adapter (a LoRA finetune's
-	// checkpoint), which was applied by folding it into the weights.
+	// checkpoint). Over weights the process owns it is folded into them;
+	// over a base used in place (mapped bf16 shards, as Magma-8B) it stays
+	// beside it, y = x·Wᵀ + (alpha/r)·(x·Aᵀ)·Bᵀ, as PEFT runs an unmerged
+	// adapter: merging would copy every adapted weight (about 14 GB for an
+	// 8B adapter on all seven projections) where the adapters add 0.5% to
+	// the bytes a decode step reads.
 	LoRA bool
 	// MaxContext caps a request's positions (prompt with images expanded
 	// plus new tokens); 0 means max_position_embeddings. The KV cache of a
@@ -67,10 +72,10 @@ func LoadPipelineWith(dir, tokenizerPath string, opts LoadOptions) (_ *Pipeline,
 	if p.LoRA, err = LoadLoRA(dir, ld.Model); err != nil {
 		return nil, err
 	}
-	if p.LoRA {
-		// MergeLoRA never writes into a base used in place: an adapted
-		// weight becomes a merged copy in its own dtype (as PEFT's
-		// merge_and_unload), the rest stays mapped.
+	if p.LoRA && !adaptsMappedBase(ld.Model) {
+		// Weights the process owns (float32 or converted copies) take the
+		// adapters folded in (PEFT's merge_and_unload): no adapter cost per
+		// token.
 		if _, err := ld.Model.LM.MergeLoRA(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}

@@ -90,8 +90,10 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// syncFile flushes path to disk. It opens the file read-only: fsync needs no
+// write access, and a linked base shard may be read-only.
 func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -167,7 +169,9 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	if w := w.model.LM.Decoder.EmbedTokens.Weight; w != nil && kernels.IsHalf(w.Dtype()) {
 		dtype = kernels.DtypeName(w.Dtype())
 	}
-	if err := w.model.Save(tmp, w.pp, model.SaveOptions{DType: dtype}); err != nil {
+	// A frozen base used in place (LoRA on a mapped checkpoint) is linked
+	// from its checkpoint rather than written again (model.SaveLinking).
+	if _, err := w.model.SaveLinking(tmp, w.pp, model.SaveOptions{DType: dtype}); err != nil {
 		return fail(err)
 	}
 	if w.adapters != nil {

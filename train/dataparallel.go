@@ -381,9 +381,13 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 				berr = fmt.Errorf("train: step %d: %w", step+1, berr)
 			}
 		}
-		// Agree on errors and sum the counts that weight the ranks.
-		cnt := []float64{0, 0, 0, 0}
-		if berr != nil {
+		// Agree on errors and sum the counts that weight the ranks; a stop
+		// signal that cut this rank's wait for data short stops every rank
+		// (unless another rank has a real error, which wins).
+		cnt := []float64{0, 0, 0, 0, 0}
+		if berr != nil && ctx.Err() != nil && errors.Is(berr, ctx.Err()) {
+			cnt[4] = 1
+		} else if berr != nil {
 			cnt[0] = 1
 		} else {
 			cnt[1], cnt[2], cnt[3] = float64(lay.Targets), float64(lay.Tokens), float64(len(batch.Samples))
@@ -393,7 +397,13 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 			return 0, 0, err
 		}
 		if cnt[0] > 0 {
+			if cnt[4] > 0 {
+				berr = nil // this rank was only stopped: the others' errors are reported
+			}
 			return 0, 0, agree(d.c, berr)
+		}
+		if cnt[4] > 0 {
+			return 0, 0, errDataCancelled
 		}
 		r.window.tokens += int64(cnt[2])
 		r.window.samples += int64(cnt[3])

@@ -3,11 +3,15 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/data"
 )
 
 // Issue 20, point 8: resume, checkpoint folder and retention faults.
@@ -117,5 +121,83 @@ func TestProgressDisplay(t *testing.T) {
 				t.Errorf("plain log: %q", s)
 			}
 		}
+	}
+}
+
+// stopStream is a cycleStream whose call number stopAt (1-based) of Next
+// plays a stop signal arriving while the trainer waits for that batch: it
+// cancels the run's context and returns its error.
+type stopStream struct {
+	*cycleStream
+	calls, stopAt int
+	cancel        context.CancelFunc
+}
+
+func (s *stopStream) Next(ctx context.Context) (data.Batch, error) {
+	if s.calls++; s.calls == s.stopAt {
+		s.cancel()
+		return data.Batch{}, ctx.Err()
+	}
+	return s.cycleStream.Next(ctx)
+}
+
+// A stop signal that arrives while a step waits for data (here its second
+// micro-batch, the first already read) ends the run with the checkpoint of
+// the updates completed before that step, data position included, and the
+// resumed run ends where an uninterrupted one does.
+func TestStopWhileWaitingForData(t *testing.T) {
+	const steps = 5
+	conf := func() *Config {
+		c := testConfig(steps)
+		c.GradAccum = 2
+		c.Checkpoint = CheckpointConfig{Every: 0, Keep: 2}
+		return c
+	}
+	run := func(out string, resume bool, stopAt int) (*Result, error) {
+		c := conf()
+		m, pp := testModel(t, c)
+		samples := testSamples(t, m, pp, 5)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		open := openCycle(samples, 2)
+		if stopAt > 0 {
+			inner := open
+			open = func(state []byte) (data.Stream, error) {
+				s, err := inner(state)
+				if err != nil {
+					return nil, err
+				}
+				return &stopStream{cycleStream: s.(*cycleStream), stopAt: stopAt, cancel: cancel}, nil
+			}
+		}
+		o := Options{Config: c, Model: m, Preprocessor: pp, Data: open, OutDir: out, Resume: resume, Log: quiet(), NoPlot: true, SaveOnCancel: true}
+		return Run(ctx, o)
+	}
+	full, err := run(t.TempDir(), false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	// calls 1-4 are steps 1 and 2; call 6 is step 3's second micro-batch
+	if _, err := run(out, false, 6); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped run: %v, want context.Canceled", err)
+	}
+	dir, st, err := LatestCheckpoint(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos struct{ Pos int }
+	if err := json.Unmarshal(st.DataState, &pos); err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 2 || pos.Pos != 2*2*2 || st.SamplesSeen != 8 {
+		t.Fatalf("checkpoint %s: step %d, data position %d, samples seen %d: want 2, 8, 8 (the state before step 3)", dir, st.Step, pos.Pos, st.SamplesSeen)
+	}
+	resumed, err := run(out, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumed.Resumed != 2 || !slices.Equal(resumed.Losses, full.Losses[2:]) {
+		t.Errorf("resumed from %d with losses %v, uninterrupted %v", resumed.Resumed, resumed.Losses, full.Losses)
 	}
 }

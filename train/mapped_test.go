@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // is the mapped shards themselves (read-only, never copied), training and a
 // resume from a checkpoint of that run never write into it, and the
 // interrupted run ends where an uninterrupted one does. Full fine-tuning of
-// the same checkpoint trains float32 copies.
+// the same checkpoint trains float32 copies. The run's checkpoints link the
+// base's file rather than writing it again.
 func TestLoRAOnMappedBF16Base(t *testing.T) {
 	base := testConfig(1)
 	m, pp := testModel(t, base)
@@ -43,6 +45,17 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 		t.Fatal(err)
 	}
 	mapped(t, fm)
+	// its checkpoints link the base's files instead of writing them again
+	for _, f := range []string{model.SingleFileName} {
+		a, err1 := os.Stat(filepath.Join(ckpt, f))
+		b, err2 := os.Stat(filepath.Join(full.Checkpoint, f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !os.SameFile(a, b) {
+			t.Errorf("checkpoint %s: %s is not a link of the base's", full.Checkpoint, f)
+		}
+	}
 	out := t.TempDir()
 	if _, _, err := run(out, false, 3); !errors.Is(err, errStop) {
 		t.Fatalf("interrupted run: %v", err)

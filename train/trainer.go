@@ -547,6 +547,12 @@ func (r *run) state(step int, loss float64, ds []byte) *TrainerState {
 // collective; rank 0 writes what the others send).
 func (r *run) save(step int, loss float64) error {
 	ds, err := r.stream.State()
+	return r.saveState(step, loss, ds, err)
+}
+
+// saveState is save with the data stream's state given (ds, or the error
+// reading it).
+func (r *run) saveState(step int, loss float64, ds []byte, err error) error {
 	if err != nil {
 		err = fmt.Errorf("data stream state: %w", err)
 	}
@@ -565,6 +571,31 @@ func (r *run) save(step int, loss float64) error {
 	return nil
 }
 
+// errDataCancelled: a stop signal cut the wait for a batch short in the
+// middle of an update step (in a data-parallel job: on some rank).
+var errDataCancelled = errors.New("train: stopped while waiting for data")
+
+// stop ends the run at step (completed updates) on a stop signal: with
+// SaveOnCancel it writes the checkpoint of step with data stream state ds,
+// then returns the context's error (agreed by every rank of a job).
+func (r *run) stop(ctx context.Context, step int, ds []byte, dsErr error) error {
+	r.prog.done()
+	if r.o.SaveOnCancel && step > r.start {
+		if err := r.saveState(step, r.res.FinalLoss, ds, dsErr); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.logw, "interrupted: checkpoint %s written\n", r.lastCheckpoint)
+	}
+	err := ctx.Err()
+	if err == nil {
+		err = context.Canceled // another rank saw the signal
+	}
+	if r.dp != nil {
+		return &AgreedError{Err: err}
+	}
+	return err
+}
+
 // step runs update step+1: the micro-batches' forward and backward, the
 // non-finite check, the AdamW update, hooks, metrics and checkpoints.
 func (r *run) step(ctx context.Context, step int) error {
@@ -578,21 +609,20 @@ func (r *run) step(ctx context.Context, step int) error {
 		}
 	}
 	if cancelled {
-		r.prog.done()
-		if r.o.SaveOnCancel && step > r.start {
-			if err := r.save(step, r.res.FinalLoss); err != nil {
-				return err
-			}
-			fmt.Fprintf(r.logw, "interrupted: checkpoint %s written\n", r.lastCheckpoint)
+		ds, err := r.stream.State()
+		return r.stop(ctx, step, ds, err)
+	}
+	// What a stop signal arriving while this step waits for data rolls
+	// back to: the step has not changed the weights, so the checkpoint is
+	// the state before it (the batches it has read are read again on resume).
+	ds0, dsErr0 := r.stream.State()
+	tokens0, samples0 := r.tokensSeen, r.samplesSeen
+	stopped := func(err error) error {
+		if !errors.Is(err, errDataCancelled) {
+			return err
 		}
-		err := ctx.Err()
-		if err == nil {
-			err = context.Canceled // another rank saw the signal
-		}
-		if r.dp != nil {
-			return &AgreedError{Err: err}
-		}
-		return err
+		r.tokensSeen, r.samplesSeen = tokens0, samples0
+		return r.stop(ctx, step, ds0, dsErr0)
 	}
 	scale := 1 / float64(cfg.GradAccum)
 	var loss, norm float64
@@ -601,13 +631,13 @@ func (r *run) step(ctx context.Context, step int) error {
 		var sq float64
 		var err error
 		if loss, sq, err = r.dp.gradients(ctx, r, step); err != nil {
-			return err
+			return stopped(err)
 		}
 		norm, grads = math.Sqrt(sq)*scale, nil
 	} else {
 		var err error
 		if loss, _, err = r.gradients(ctx, step); err != nil {
-			return err
+			return stopped(err)
 		}
 		norm = GradNorm(r.grads) * scale
 	}
@@ -661,7 +691,7 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 		r.window.wait += time.Since(t0)
 		if err != nil {
 			if ctx.Err() != nil {
-				return 0, nil, ctx.Err()
+				return 0, nil, errDataCancelled
 			}
 			return 0, nil, fmt.Errorf("train: step %d: data: %w", step+1, err)
 		}

@@ -52,6 +52,13 @@ cat "$TMP/log.txt"
 RSS=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$TMP/time.txt")
 WALL=$(awk '/Elapsed \(wall clock\)/ {print $NF}' "$TMP/time.txt")
 STEP=$(head -1 "$RUN/metrics.jsonl")
+# The checkpoint links the base's shards (model.SaveLinking) when the run
+# folder is on the base's filesystem: count the links and the bytes the
+# checkpoint adds (du counts a hard-linked file once, under its first path).
+CK=$(ls -d "$RUN"/checkpoints/step-* | tail -1)
+LINKS=$(for f in "$CK"/model*.safetensors; do [ "$(stat -c %i "$f")" = "$(stat -c %i "$MODEL/$(basename "$f")" 2>/dev/null)" ] && echo x; done | wc -l)
+SHARDS=$(ls "$CK"/model*.safetensors | wc -l)
+NEWB=$(du -sb "$MODEL" "$CK" | tail -1 | cut -f1)
 {
 	echo "# 8B LoRA step on a frozen bf16 base"
 	echo
@@ -60,6 +67,8 @@ STEP=$(head -1 "$RUN/metrics.jsonl")
 	echo "| peak RSS (whole command) | wall time (whole command) |"
 	echo "|---|---|"
 	echo "| $((RSS / 1024)) MiB | $WALL |"
+	echo
+	echo "Checkpoint \`$CK\`: $LINKS of $SHARDS weight shards hard-linked from the base; bytes it adds on disk: $((NEWB / 1000000)) MB."
 	echo
 	echo "First metrics.jsonl record: \`$STEP\`"
 } > "$OUT/lora8b.md"

@@ -1,0 +1,149 @@
+package model
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
+)
+
+// A model whose weights are all in place in one checkpoint saves them by
+// linking that checkpoint's files (or copying them where links fail); any
+// weight not in place (converted on load) makes SaveLinking write them.
+func TestSaveLinking(t *testing.T) {
+	cases := []struct {
+		name     string
+		src      string
+		opts     LoadOptions
+		noLink   bool // os.Link fails: the files are copied
+		want     []string
+		linkable bool // false: the weights are written, not linked
+	}{
+		{"mixed shards in place", mixedDir, LoadOptions{}, false,
+			[]string{IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
+		{"single file in place", parityDir, LoadOptions{}, false, []string{SingleFileName}, true},
+		{"links refused: copied", mixedDir, LoadOptions{}, true,
+			[]string{IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
+		{"F32 shards converted to bf16", mixedDir, LoadOptions{Dtype: kernels.BFloat16}, false, nil, false},
+		{"converted to f32", mixedDir, LoadOptions{Dtype: tensor.Float32, Writable: true}, false, nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := copyDir(t, c.src)
+			ld, err := LoadWith(src, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ld.Close()
+			if c.noLink {
+				linkFile = func(string, string) error { return &os.LinkError{Op: "link", Err: errors.New("cross-device link")} }
+				defer func() { linkFile = os.Link }()
+			}
+			out := filepath.Join(t.TempDir(), "ckpt")
+			// written weights take the dtype the model holds (as the trainer's
+			// checkpoints do); linked ones keep their stored dtypes
+			dt := "BF16"
+			if c.opts.Dtype == tensor.Float32 {
+				dt = "F32"
+			}
+			res, err := ld.Model.SaveLinking(out, ld.Preprocessor, SaveOptions{DType: dt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.linkable {
+				if res != nil {
+					t.Fatalf("linked %v, but some weights are not in place", res.Files)
+				}
+			} else {
+				if res == nil {
+					t.Fatal("weights written, want them linked")
+				}
+				if res.Source != src || !slices.Equal(res.Files, c.want) {
+					t.Errorf("linked %v from %s, want %v from %s", res.Files, res.Source, c.want, src)
+				}
+				wantLinked := len(c.want)
+				if c.noLink {
+					wantLinked = 0
+				}
+				if res.Linked != wantLinked {
+					t.Errorf("%d of %d files hard-linked, want %d", res.Linked, len(res.Files), wantLinked)
+				}
+				for _, f := range c.want {
+					a, err1 := os.Stat(filepath.Join(src, f))
+					b, err2 := os.Stat(filepath.Join(out, f))
+					if err1 != nil || err2 != nil {
+						t.Fatal(err1, err2)
+					}
+					if os.SameFile(a, b) == c.noLink {
+						t.Errorf("%s: same file %v, want %v", f, os.SameFile(a, b), !c.noLink)
+					}
+				}
+			}
+			// Either way the saved checkpoint loads to the same values, in
+			// the dtypes the model held.
+			got, err := Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			want, _ := Parameters(ld.Model, "")
+			have, _ := Parameters(got.Model, "")
+			if len(want) != len(have) {
+				t.Fatalf("%d weights saved, model has %d", len(have), len(want))
+			}
+			for i, p := range want {
+				q := have[i]
+				if p.Name != q.Name || p.T.Dtype() != q.T.Dtype() {
+					t.Fatalf("weight %d: saved %s %v, model %s %v", i, q.Name, q.T.Dtype(), p.Name, p.T.Dtype())
+				}
+				if j := sameBits(widened(q.T), widened(p.T)); j >= 0 {
+					t.Fatalf("%s: value %d differs after the save", p.Name, j)
+				}
+			}
+			for _, f := range []string{"config.json", "preprocessor_config.json"} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Errorf("%s not written: %v", f, err)
+				}
+			}
+		})
+	}
+}
+
+// MappedSource names the file and tensor of a view and nothing else.
+func TestMappedSource(t *testing.T) {
+	ld, err := Load(mixedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	ps, _ := Parameters(ld.Model, "")
+	p := ps[0]
+	path, name, ok := MappedSource(p.T)
+	if !ok || name != p.Name || filepath.Dir(path) != mixedDir {
+		t.Errorf("MappedSource(%s) = %s, %s, %v", p.Name, path, name, ok)
+	}
+	cp := p.T.Clone().(*tensor.Dense)
+	if _, _, ok := MappedSource(cp); ok {
+		t.Error("a copy reported as mapped")
+	}
+	if n := p.T.Shape().TotalSize(); n > 1 {
+		ti, file, err := ld.ck.Info(p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := ld.ck.files[filepath.Base(file)]
+		es := int64(kernels.ElemSize(p.T.Dtype()))
+		part, err := kernels.View(p.T.Dtype(), []int{n - 1}, f.mapping[f.dataStart+ti.Begin+es:f.dataStart+ti.End])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, ok := MappedSource(part); ok {
+			t.Error("a view of part of a tensor reported as that tensor")
+		}
+	}
+}
