@@ -147,3 +147,32 @@ func TestMappedSource(t *testing.T) {
 		}
 	}
 }
+
+// A shard replaced on disk after it was mapped (written over by rename)
+// no longer holds the model's bytes: the weights are written, not linked.
+func TestSaveLinkingShardReplaced(t *testing.T) {
+	src := copyDir(t, parityDir)
+	ld, err := Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	data, err := os.ReadFile(filepath.Join(src, SingleFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(src, "new")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(src, SingleFileName)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ld.Model.SaveLinking(filepath.Join(t.TempDir(), "ckpt"), ld.Preprocessor, SaveOptions{DType: "F32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != nil {
+		t.Fatalf("linked %v from a shard replaced since it was mapped", res.Files)
+	}
+}

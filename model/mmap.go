@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"syscall"
@@ -91,20 +92,24 @@ func (m *mappedSet) remove(s *SafetensorsFile) {
 
 // MappedSource reports the safetensors file and tensor that t is a view
 // of: ok only when t's bytes are exactly one stored tensor of a file mapped
-// now (same start, same length, same dtype), i.e. t is that tensor in place
-// and, the mapping being read-only, still holds the file's bytes.
+// now (same start, same length, same dtype) and the path still names that
+// file, i.e. t is that tensor in place and, the mapping being read-only,
+// holds the bytes the path holds.
 func MappedSource(t *tensor.Dense) (path, name string, ok bool) {
 	if t == nil || t.MemSize() == 0 {
 		return "", "", false
 	}
 	p, n := t.Uintptr(), t.MemSize()
+	// mapFile and unmap take a file's lock, then the set's: copy the set
+	// and take the files' locks after releasing it.
 	mappedFiles.mu.Lock()
-	defer mappedFiles.mu.Unlock()
-	for _, f := range mappedFiles.files {
+	files := slices.Clone(mappedFiles.files)
+	mappedFiles.mu.Unlock()
+	for _, f := range files {
 		f.mu.Lock()
-		mem := f.mapping
+		mem, fd := f.mapping, f.f
 		f.mu.Unlock()
-		if len(mem) == 0 {
+		if len(mem) == 0 || fd == nil {
 			continue
 		}
 		base := uintptr(unsafe.Pointer(&mem[0]))
@@ -114,6 +119,13 @@ func MappedSource(t *tensor.Dense) (path, name string, ok bool) {
 		off := int64(p-base) - f.dataStart
 		for _, ti := range f.tensors {
 			if ti.Begin == off && ti.End-ti.Begin == int64(n) && ti.DType == kernels.DtypeName(t.Dtype()) {
+				// the path must still name the file that is mapped (not
+				// a file written over it since)
+				a, err1 := fd.Stat()
+				b, err2 := os.Stat(f.Path)
+				if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+					return "", "", false
+				}
 				return f.Path, ti.Name, true
 			}
 		}
