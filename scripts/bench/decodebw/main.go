@@ -33,9 +33,20 @@ __attribute__((target("avx2"))) static float read_avx2(const v8 *p, size_t n) {
 	return s[0] + s[7];
 }
 
+static float read_plain(const float *p, size_t n) {
+	float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	size_t i = 0;
+	for (; i + 4 <= n; i += 4) { a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]; }
+	return a0 + a1 + a2 + a3;
+}
+
 // read_bytes reads [p, p+n) once (n rounded down to 32 bytes; p is 32-byte
-// aligned by the caller's split) and returns a value that depends on it.
-static float read_bytes(const void *p, size_t n) { return read_avx2((const v8 *)p, n / 32); }
+// aligned by the caller's split) and returns a value that depends on it;
+// 256-bit loads where the CPU has AVX2.
+static float read_bytes(const void *p, size_t n) {
+	if (__builtin_cpu_supports("avx2")) return read_avx2((const v8 *)p, n / 32);
+	return read_plain((const float *)p, n / 32 * 8);
+}
 */
 import "C"
 
