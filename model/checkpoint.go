@@ -148,6 +148,20 @@ func (c *Checkpoint) Close() error {
 	return errors.Join(errs...)
 }
 
+// Files returns the files the checkpoint reads, relative to Dir: the
+// single file, or the index and its shards (sorted).
+func (c *Checkpoint) Files() []string {
+	var shards []string
+	for f := range c.files {
+		shards = append(shards, f)
+	}
+	sort.Strings(shards)
+	if c.single {
+		return shards
+	}
+	return append([]string{IndexFileName}, shards...)
+}
+
 // Names returns all tensor names, sorted.
 func (c *Checkpoint) Names() []string { return append([]string(nil), c.names...) }
 

@@ -1,13 +1,10 @@
 package model
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 )
 
 // Linked weights. A model whose every weight is a read-only view of one
@@ -30,51 +27,50 @@ type LinkResult struct {
 
 // LinkWeights saves m's weights into dir by linking the files of the
 // checkpoint they are mapped from, when every weight is in place: a
-// read-only view of the stored tensor of the same name, all in one
-// checkpoint directory. It returns nil (and writes nothing) when some
-// weight is not (copied, converted, trained, or from elsewhere): the caller
-// then saves the weights as usual. The config files are the caller's.
+// read-only view of the stored tensor of the same name, in the file the
+// checkpoint (found from the first weight's file, opened as Open reads it)
+// gives for that name. It returns nil (and writes nothing) when
+// some weight is not (copied, converted, trained, or from elsewhere): the
+// caller then saves the weights as usual. The config files are the caller's.
 func LinkWeights(dir string, m *Magma) (*LinkResult, error) {
 	ps, err := Parameters(m, "")
 	if err != nil {
 		return nil, err
 	}
-	if len(ps) == 0 {
-		return nil, nil
-	}
-	src := ""
-	owner := map[string]string{} // weight name -> file base name
-	for _, p := range ps {
+	paths := make([]string, len(ps))
+	for i, p := range ps {
 		path, name, ok := MappedSource(p.T)
 		if !ok || name != p.Name {
 			return nil, nil
 		}
-		d := filepath.Dir(path)
-		if src == "" {
-			src = d
-		} else if d != src {
+		paths[i] = path
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	// The checkpoint is in the folder of a weight's file or above it (an
+	// index may name shards in subfolders); every weight is checked against
+	// it below.
+	src := filepath.Dir(paths[0])
+	for !hasCheckpoint(src) {
+		up := filepath.Dir(src)
+		if up == src {
 			return nil, nil
 		}
-		owner[p.Name] = filepath.Base(path)
+		src = up
 	}
-	files, err := checkpointFiles(src)
+	ck, err := Open(src)
 	if err != nil {
 		return nil, err
 	}
-	if files == nil {
-		return nil, nil
-	}
-	have := map[string]bool{}
-	for _, f := range files {
-		have[f] = true
-	}
-	for _, f := range owner {
-		if !have[f] {
-			return nil, nil // a file the directory's checkpoint does not read
+	defer ck.Close()
+	for i, p := range ps {
+		if _, file, err := ck.Info(p.Name); err != nil || file != paths[i] {
+			return nil, nil // not where the checkpoint reads it from
 		}
 	}
 	res := &LinkResult{Source: src}
-	for _, f := range files {
+	for _, f := range ck.Files() {
 		linked, n, err := linkOrCopy(filepath.Join(src, f), filepath.Join(dir, f))
 		if err != nil {
 			return nil, err
@@ -88,38 +84,14 @@ func LinkWeights(dir string, m *Magma) (*LinkResult, error) {
 	return res, nil
 }
 
-// checkpointFiles lists the files of the checkpoint in dir as Open reads
-// it: model.safetensors alone, or the index and every shard it names; nil
-// when dir holds neither.
-func checkpointFiles(dir string) ([]string, error) {
-	if _, err := os.Stat(filepath.Join(dir, SingleFileName)); err == nil {
-		return []string{SingleFileName}, nil
-	}
-	path := filepath.Join(dir, IndexFileName)
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
-	}
-	var idx indexFile
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: invalid JSON: %w", path, err)
-	}
-	seen := map[string]bool{}
-	files := []string{IndexFileName}
-	for name, shard := range idx.WeightMap {
-		if shard == "" || filepath.Base(shard) != shard {
-			return nil, fmt.Errorf("checkpoint %s: tensor %q maps to invalid shard file name %q", path, name, shard)
-		}
-		if !seen[shard] {
-			seen[shard] = true
-			files = append(files, shard)
+// hasCheckpoint reports whether dir holds model.safetensors or an index.
+func hasCheckpoint(dir string) bool {
+	for _, f := range []string{SingleFileName, IndexFileName} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
 		}
 	}
-	sort.Strings(files[1:])
-	return files, nil
+	return false
 }
 
 // linkFile is os.Link (tests make it fail to exercise the copy).
@@ -130,6 +102,9 @@ var linkFile = os.Link
 func linkOrCopy(src, dst string) (linked bool, n int64, err error) {
 	st, err := os.Stat(src)
 	if err != nil {
+		return false, 0, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return false, 0, err
 	}
 	if err := linkFile(src, dst); err == nil {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -175,4 +176,45 @@ func TestSaveLinkingShardReplaced(t *testing.T) {
 	if res != nil {
 		t.Fatalf("linked %v from a shard replaced since it was mapped", res.Files)
 	}
+}
+
+// An index may name a shard in a subfolder (Open reads it): the link
+// keeps the layout.
+func TestSaveLinkingShardInSubfolder(t *testing.T) {
+	src := copyDir(t, mixedDir)
+	const moved = "model-00004-of-00004.safetensors"
+	if err := os.Mkdir(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(src, moved), filepath.Join(src, "sub", moved)); err != nil {
+		t.Fatal(err)
+	}
+	idx := readIndex(t, src)
+	for n, f := range idx.WeightMap {
+		if f == moved {
+			idx.WeightMap[n] = "sub/" + moved
+		}
+	}
+	raw, _ := json.Marshal(idx)
+	if err := os.WriteFile(filepath.Join(src, IndexFileName), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	out := filepath.Join(t.TempDir(), "ckpt")
+	res, err := ld.Model.SaveLinking(out, ld.Preprocessor, SaveOptions{DType: "BF16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res == nil || !slices.Contains(res.Files, "sub/"+moved) {
+		t.Fatalf("linked %v, want the subfolder's shard among them", res)
+	}
+	got, err := Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
 }
