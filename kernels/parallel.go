@@ -71,9 +71,13 @@ func parallelChunks(n, minChunk, perWorker int, fn func(lo, hi int)) {
 
 // splitRange runs fn over [0, n) in pieces (two per goroutine) whose
 // boundaries are multiples of align, in parallel.
-func splitRange(n, align int, fn func(lo, hi int)) {
+func splitRange(n, align int, fn func(lo, hi int)) { splitAligned(n, align, 2, fn) }
+
+// splitAligned runs fn over [0, n) in pieces whose boundaries are multiples
+// of align, at most perWorker pieces per goroutine, in parallel.
+func splitAligned(n, align, perWorker int, fn func(lo, hi int)) {
 	blocks := (n + align - 1) / align
-	parallelChunks(blocks, 1, 2, func(lo, hi int) {
+	parallelChunks(blocks, 1, perWorker, func(lo, hi int) {
 		fn(lo*align, min(hi*align, n))
 	})
 }
@@ -88,10 +92,4 @@ func splitRange(n, align int, fn func(lo, hi int)) {
 // interleaved read bound with two pieces per goroutine and 0.70–0.75 with
 // 64-row pieces, scripts/bench/decodebw). A piece is one cgo call per
 // 64 rows (half a megabyte of bf16 weights at 4096 columns).
-func splitRows(n int, fn func(lo, hi int)) {
-	const rows = 64
-	blocks := (n + rows - 1) / rows
-	parallelChunks(blocks, 1, 32, func(lo, hi int) {
-		fn(lo*rows, min(hi*rows, n))
-	})
-}
+func splitRows(n int, fn func(lo, hi int)) { splitAligned(n, 64, 32, fn) }
