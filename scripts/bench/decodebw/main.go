@@ -52,21 +52,21 @@ import "C"
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
 )
@@ -158,89 +158,43 @@ func main() {
 	}
 }
 
-// decoderSpans maps every shard of dir read-only and returns the byte spans
-// of the tensors a decode step reads: the text model's (name containing
-// "language_model.") except its embedding table.
+// decoderSpans opens the checkpoint in dir a second time (its own read-only
+// mapping of the same page-cache pages) and returns the byte spans of the
+// tensors a decode step reads: the text model's (name containing
+// "language_model.") except its embedding table. The checkpoint stays open
+// for the spans' lifetime (the process's).
 func decoderSpans(dir string) ([]span, int64, error) {
-	files, err := shardFiles(dir)
+	ck, err := model.Open(dir)
 	if err != nil {
 		return nil, 0, err
 	}
 	var spans []span
 	var total int64
-	for _, f := range files {
-		path := filepath.Join(dir, f)
-		fd, err := os.Open(path)
+	for _, name := range ck.Names() {
+		if !strings.Contains(name, "language_model.") || strings.Contains(name, "embed_tokens") {
+			continue
+		}
+		t, inPlace, err := ck.Dense(name, tensor.Dtype{})
 		if err != nil {
 			return nil, 0, err
 		}
-		st, err := fd.Stat()
-		if err != nil {
-			return nil, 0, err
+		var p unsafe.Pointer
+		switch d := t.Data().(type) {
+		case []kernels.BF16:
+			p = unsafe.Pointer(&d[0])
+		case []kernels.F16:
+			p = unsafe.Pointer(&d[0])
+		case []float32:
+			p = unsafe.Pointer(&d[0])
 		}
-		data, err := syscall.Mmap(int(fd.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-		fd.Close()
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: mmap: %w", path, err)
+		if !inPlace || p == nil {
+			return nil, 0, fmt.Errorf("%s: tensor %q (%v) is not a view of its mapped shard", dir, name, t.Dtype())
 		}
-		if len(data) < 8 {
-			return nil, 0, fmt.Errorf("%s: shorter than its header length", path)
-		}
-		hl := binary.LittleEndian.Uint64(data)
-		if hl > uint64(len(data)-8) {
-			return nil, 0, fmt.Errorf("%s: header length %d past the end", path, hl)
-		}
-		var hdr map[string]json.RawMessage
-		if err := json.Unmarshal(data[8:8+hl], &hdr); err != nil {
-			return nil, 0, fmt.Errorf("%s: header: %w", path, err)
-		}
-		base := 8 + int(hl)
-		for name, raw := range hdr {
-			if name == "__metadata__" || !strings.Contains(name, "language_model.") || strings.Contains(name, "embed_tokens") {
-				continue
-			}
-			var t struct {
-				Offsets [2]int `json:"data_offsets"`
-			}
-			if err := json.Unmarshal(raw, &t); err != nil {
-				return nil, 0, fmt.Errorf("%s: tensor %q: %w", path, name, err)
-			}
-			lo, hi := base+t.Offsets[0], base+t.Offsets[1]
-			if lo < base || hi < lo || hi > len(data) {
-				return nil, 0, fmt.Errorf("%s: tensor %q: offsets [%d, %d) outside the file", path, name, t.Offsets[0], t.Offsets[1])
-			}
-			spans = append(spans, span{unsafe.Pointer(&data[lo]), hi - lo})
-			total += int64(hi - lo)
-		}
+		spans = append(spans, span{p, int(t.MemSize())})
+		total += int64(t.MemSize())
 	}
 	sort.Slice(spans, func(i, j int) bool { return uintptr(spans[i].p) < uintptr(spans[j].p) })
 	return spans, total, nil
-}
-
-func shardFiles(dir string) ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "model.safetensors.index.json"))
-	if os.IsNotExist(err) {
-		return []string{"model.safetensors"}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var idx struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	seen := map[string]bool{}
-	var files []string
-	for _, f := range idx.WeightMap {
-		if !seen[f] {
-			seen[f] = true
-			files = append(files, f)
-		}
-	}
-	sort.Strings(files)
-	return files, nil
 }
 
 // split cuts the spans into n shares of about equal bytes, each a list of
