@@ -168,12 +168,8 @@ func CheckBox(b som.Box, w, h int) error {
 // with Err set. A missing directory, no annotation file or an unknown
 // format fail.
 func Load(dir string, format Format, opt LoadOptions) (*Dataset, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("screenspot data: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("screenspot data %s is not a directory", dir)
+	if err := checkDataDir("screenspot", dir); err != nil {
+		return nil, err
 	}
 	if format == "" {
 		format = FormatAuto
@@ -182,6 +178,7 @@ func Load(dir string, format Format, opt LoadOptions) (*Dataset, error) {
 		return nil, err
 	}
 	if format == FormatAuto {
+		var err error
 		if format, err = DetectFormat(dir); err != nil {
 			return nil, err
 		}

@@ -90,6 +90,9 @@ func LoadMind2Web(dir, split, imageDir string) (*Mind2Web, error) {
 		}
 		splits = []string{split}
 	}
+	if err := checkDataDir("mind2web", dir); err != nil {
+		return nil, err
+	}
 	d := &Mind2Web{Dir: dir, ImageDirs: existingDirs(dir, "mind2web_images", "images", "")}
 	if imageDir != "" {
 		d.ImageDirs = []string{imageDir}
@@ -526,6 +529,7 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 			return nil, fmt.Errorf("predictions: %w", err)
 		}
 		preds = map[string][]*StepPrediction{}
+		named := 0
 		for i, it := range items {
 			var p StepPrediction
 			if errs[i] == nil {
@@ -537,6 +541,24 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 			}
 			k := p.AnnotationID + "\x00" + p.ActionUID
 			preds[k] = append(preds[k], &p)
+			if p.AnnotationID != "" {
+				named++
+			}
+		}
+		// a file none of whose records can be used is refused, not scored 0
+		if named == 0 {
+			var why []string
+			for i, o := range predErrs {
+				if i == 3 {
+					why = append(why, "...")
+					break
+				}
+				why = append(why, o.Where+": "+o.Err.Error())
+			}
+			if n := len(items) - len(predErrs); n > 0 {
+				why = append(why, fmt.Sprintf(`%d records without "annotation_id"`, n))
+			}
+			return nil, fmt.Errorf("predictions %s: no record can be read as a Mind2Web step prediction {\"annotation_id\", \"action_uid\", ...} (%s)", opt.Predictions, strings.Join(why, "; "))
 		}
 	} else if opt.Model == nil {
 		return nil, errors.New("mind2web: no model and no predictions file")

@@ -45,6 +45,9 @@ type QAItem struct {
 	Video  string
 	Frames int
 	Prompt string
+	// Question is the question alone (POPE), checked against the question
+	// an answer file matched by order repeats.
+	Question string
 	// Category is the item's table row (answer type, split, duration...).
 	Category string
 	// Err is a bad record found by the reader.
@@ -71,6 +74,15 @@ type QABench struct {
 	Files []string
 	// NewTask makes a fresh scorer for a run.
 	NewTask func() QATask
+	// PredFormats are the published answer files --predictions takes
+	// besides predictions.jsonl (qa_predictions.go).
+	PredFormats []PredFormat
+	// ByOrder: answer files without our ids answer the items in order
+	// (POPE), not by question_id.
+	ByOrder bool
+	// OfficialResults: RunQA also writes OfficialResultsFile in OutDir
+	// (VQAv2, TextVQA).
+	OfficialResults bool
 }
 
 // QAResults is results.json of a QA benchmark.
@@ -111,8 +123,7 @@ const QAFrames = 8
 func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	opt.defaults()
 	items := limited(b.Items, opt.Limit)
-	var preds map[string][]*QAPrediction
-	var predErrs []RecordError
+	var preds *qaPreds
 	if opt.Resume {
 		if opt.OutDir == "" || opt.Model == nil || opt.Predictions != "" {
 			return nil, fmt.Errorf("%s: --resume needs --out and a model, and no --predictions", b.Name)
@@ -122,23 +133,24 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 		// are run again, so nothing is lost.
 		path := filepath.Join(opt.OutDir, "predictions.jsonl")
 		if _, err := os.Stat(path); err == nil {
-			old, _, err := readQAPredictions(path)
+			old, err := parseQAPredictions(path)
 			if err != nil {
 				return nil, err
 			}
-			preds = map[string][]*QAPrediction{}
-			for id, q := range old {
-				for _, p := range q {
-					if p.Error == "" {
-						preds[id] = append(preds[id], p)
-					}
+			if old.format != PredOurs {
+				return nil, fmt.Errorf("%s: --resume: %s is a %s file, not this project's predictions.jsonl", b.Name, path, old.format)
+			}
+			preds = &qaPreds{path: path, format: PredOurs, byID: map[string][]*qaRec{}}
+			for _, r := range old.recs {
+				if r.bad == "" && r.failed == "" {
+					preds.byID[r.id] = append(preds.byID[r.id], r)
 				}
 			}
 		}
 	} else if opt.Predictions != "" {
 		var err error
-		if preds, predErrs, err = readQAPredictions(opt.Predictions); err != nil {
-			return nil, err
+		if preds, err = loadQAPredictions(opt.Predictions, b, opt.Limit); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name, err)
 		}
 	} else if opt.Model == nil {
 		return nil, fmt.Errorf("%s: no model and no predictions file", b.Name)
@@ -159,6 +171,7 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 		enc.SetEscapeHTML(false)
 	}
 	task := b.NewTask()
+	var official []officialResult
 	res := &QAResults{Benchmark: b.Name, Metrics: map[string]float64{}, Tables: map[string]map[string]float64{}, ErrorRecords: []RecordError{}}
 	var tm timers
 	start := time.Now()
@@ -173,6 +186,11 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 			t0 := time.Now()
 			score, gold := task.Add(it, answer, err != nil)
 			tm.add(&tm.parse, t0)
+			if b.OfficialResults {
+				if o, ok := officialEntry(it, answer, err != nil); ok {
+					official = append(official, o)
+				}
+			}
 			sum += score
 			p := QAPrediction{Index: it.Index, ID: it.ID, Category: it.Category, Answer: answer, Gold: gold, Score: score}
 			res.Total++
@@ -197,9 +215,11 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range predErrs {
-		res.Errors++
-		res.ErrorRecords = append(res.ErrorRecords, e)
+	if preds != nil {
+		for _, e := range preds.bad {
+			res.Errors++
+			res.ErrorRecords = append(res.ErrorRecords, e)
+		}
 	}
 	task.Finish(res)
 	res.Timing = tm.timing(len(items), time.Since(start))
@@ -212,6 +232,14 @@ func RunQA(ctx context.Context, b *QABench, opt Options) (*QAResults, error) {
 		}
 		if err := writeJSONFile(filepath.Join(opt.OutDir, "timing.json"), res.Timing); err != nil {
 			return nil, err
+		}
+		if b.OfficialResults {
+			if official == nil {
+				official = []officialResult{}
+			}
+			if err := writeJSONFile(filepath.Join(opt.OutDir, OfficialResultsFile), official); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return res, nil
@@ -229,19 +257,13 @@ func writeJSONFile(path string, v any) error {
 }
 
 // qaAnswer gets the item's answer from the predictions file or the model.
-func qaAnswer(ctx context.Context, it *QAItem, preds map[string][]*QAPrediction, opt *Options, tm *timers) (string, error) {
+func qaAnswer(ctx context.Context, it *QAItem, preds *qaPreds, opt *Options, tm *timers) (string, error) {
 	if it.Err != nil {
 		return "", it.Err
 	}
 	if preds != nil {
-		q := preds[it.ID]
-		if len(q) > 0 {
-			p := q[0]
-			preds[it.ID] = q[1:]
-			if p.Error != "" {
-				return p.Answer, errors.New(p.Error)
-			}
-			return p.Answer, nil
+		if answer, found, err := preds.answer(it); found {
+			return answer, err
 		}
 		if !opt.Resume {
 			return "", errors.New("no prediction for this item in the predictions file")
@@ -281,42 +303,6 @@ func qaAnswer(ctx context.Context, it *QAItem, preds map[string][]*QAPrediction,
 	}
 	tm.modelTiming(r.Timing)
 	return r.Text, nil
-}
-
-// readQAPredictions reads predictions.jsonl keyed by id; malformed lines
-// are reported (file, line, reason).
-func readQAPredictions(path string) (map[string][]*QAPrediction, []RecordError, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("predictions: %w", err)
-	}
-	defer f.Close()
-	out := map[string][]*QAPrediction{}
-	var bad []RecordError
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
-			continue
-		}
-		var p QAPrediction
-		if err := json.Unmarshal(b, &p); err != nil {
-			bad = append(bad, RecordError{Index: -1, Where: fmt.Sprintf("%s line %d", filepath.Base(path), line), Error: fmt.Sprintf("malformed JSON line: %v", err)})
-			continue
-		}
-		if p.ID == "" {
-			bad = append(bad, RecordError{Index: -1, Where: fmt.Sprintf("%s line %d", filepath.Base(path), line), Error: "prediction without \"id\""})
-			continue
-		}
-		out[p.ID] = append(out[p.ID], &p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("predictions %s: %w", path, err)
-	}
-	return out, bad, nil
 }
 
 // WriteTable prints the headline metrics and the per-category table.

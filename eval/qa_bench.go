@@ -41,6 +41,24 @@ func jsonID(raw json.RawMessage) string {
 	return s
 }
 
+// checkDataDir makes a missing --data folder (or a file given as one) a
+// clear error naming it, before any file in it is looked for.
+func checkDataDir(what, dir string) error {
+	if dir == "" {
+		return fmt.Errorf("%s: no data folder given (--data)", what)
+	}
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: data folder %s does not exist", what, dir)
+	case err != nil:
+		return fmt.Errorf("%s: data folder: %w", what, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s: data folder %s is not a folder", what, dir)
+	}
+	return nil
+}
+
 func firstDir(cands ...string) string {
 	for _, c := range cands {
 		if st, err := os.Stat(c); err == nil && st.IsDir() {
@@ -62,7 +80,10 @@ func globOne(dir, pattern, filter, what string) (string, error) {
 	}
 	switch len(m) {
 	case 0:
-		return "", fmt.Errorf("%s: no %s file (%s) in %s", what, pattern, filter, dir)
+		if filter != "" {
+			return "", fmt.Errorf("%s: no %s file with %q in its name in %s", what, pattern, filter, dir)
+		}
+		return "", fmt.Errorf("%s: no %s file in %s", what, pattern, dir)
 	case 1:
 		return m[0], nil
 	}
@@ -115,6 +136,9 @@ func (v *vqaTask) Finish(r *QAResults) {
 // (default dir/<data_subtype>, dir/images or dir). split picks among several
 // question files by name ("val2014", ...).
 func LoadVQAv2(dir, split, imageDir string) (*QABench, error) {
+	if err := checkDataDir("vqav2", dir); err != nil {
+		return nil, err
+	}
 	qPath, err := globOne(dir, "*questions*.json", split, "vqav2")
 	if err != nil {
 		return nil, err
@@ -136,7 +160,8 @@ func LoadVQAv2(dir, split, imageDir string) (*QABench, error) {
 	if err := readJSONFile(aPath, &af); err != nil {
 		return nil, err
 	}
-	b := &QABench{Name: "vqav2", Files: []string{qPath, aPath}, NewTask: func() QATask { return &vqaTask{kind: VQAv2Scoring} }}
+	b := &QABench{Name: "vqav2", Files: []string{qPath, aPath}, NewTask: func() QATask { return &vqaTask{kind: VQAv2Scoring} },
+		PredFormats: []PredFormat{PredVQAResults, PredLLaVA}, OfficialResults: true}
 	golds := map[string]*vqaGold{}
 	var annErrs []QAItem
 	for i, raw := range af.Annotations {
@@ -215,6 +240,9 @@ func LoadVQAv2(dir, split, imageDir string) (*QABench, error) {
 // images <image_id>.jpg in imageDir (default dir/train_images - the val
 // images ship there -, dir/images or dir).
 func LoadTextVQA(dir, split, imageDir string) (*QABench, error) {
+	if err := checkDataDir("textvqa", dir); err != nil {
+		return nil, err
+	}
 	if split == "" {
 		split = "val"
 	}
@@ -232,7 +260,8 @@ func LoadTextVQA(dir, split, imageDir string) (*QABench, error) {
 	if imgs == "" {
 		imgs = firstDir(filepath.Join(dir, "train_images"), filepath.Join(dir, "images"), dir)
 	}
-	b := &QABench{Name: "textvqa", Files: []string{path}, NewTask: func() QATask { return &vqaTask{kind: TextVQAScoring} }}
+	b := &QABench{Name: "textvqa", Files: []string{path}, NewTask: func() QATask { return &vqaTask{kind: TextVQAScoring} },
+		PredFormats: []PredFormat{PredVQAResults, PredLLaVA}, OfficialResults: true}
 	for i, raw := range f.Data {
 		it := QAItem{Index: i, Where: itemWhere(path, i), ID: "item:" + strconv.Itoa(i)}
 		var q struct {
@@ -314,6 +343,9 @@ func (p *popeTask) Finish(r *QAResults) {
 // the one given); images in imageDir (default dir/val2014, dir/images or
 // dir). Results are per split; the headline numbers average the splits.
 func LoadPOPE(dir, split, imageDir string) (*QABench, error) {
+	if err := checkDataDir("pope", dir); err != nil {
+		return nil, err
+	}
 	splits := POPESplits
 	if split != "" {
 		if !contains(POPESplits, split) {
@@ -325,7 +357,8 @@ func LoadPOPE(dir, split, imageDir string) (*QABench, error) {
 	if imgs == "" {
 		imgs = firstDir(filepath.Join(dir, "val2014"), filepath.Join(dir, "images"), dir)
 	}
-	b := &QABench{Name: "pope", NewTask: func() QATask { return &popeTask{bySplit: map[string]*POPECounts{}} }}
+	b := &QABench{Name: "pope", NewTask: func() QATask { return &popeTask{bySplit: map[string]*POPECounts{}} },
+		PredFormats: []PredFormat{PredPOPE, PredLLaVA}, ByOrder: true}
 	for _, s := range splits {
 		path := filepath.Join(dir, "coco_pope_"+s+".json")
 		lines, err := readLinesFile(path)
@@ -362,7 +395,7 @@ func LoadPOPE(dir, split, imageDir string) (*QABench, error) {
 				case strings.TrimSpace(q.Text) == "":
 					it.Err = errors.New("empty question")
 				}
-				it.Gold = lbl
+				it.Gold, it.Question = lbl, q.Text
 				it.Images = []string{filepath.Join(imgs, q.Image)}
 				it.Prompt = q.Text + "\n" + ShortAnswerPrompt
 			}
@@ -429,6 +462,9 @@ var nextQAGroups = map[byte]string{'C': "causal", 'T': "temporal", 'D': "descrip
 // dir/videos or dir. Rows are grouped by question type: causal (C*),
 // temporal (T*), descriptive (D*).
 func LoadNextQA(dir, split, videoDir string, frames int) (*QABench, error) {
+	if err := checkDataDir("nextqa", dir); err != nil {
+		return nil, err
+	}
 	if split == "" {
 		split = "val"
 	}
@@ -463,7 +499,7 @@ func LoadNextQA(dir, split, videoDir string, frames int) (*QABench, error) {
 			return nil, fmt.Errorf("nextqa: %s: no %q column (header %v)", path, need, header)
 		}
 	}
-	b := &QABench{Name: "nextqa", Files: []string{path}, NewTask: func() QATask { return &mcTask{} }}
+	b := &QABench{Name: "nextqa", Files: []string{path}, NewTask: func() QATask { return &mcTask{} }, PredFormats: []PredFormat{PredNextQA}}
 	for row := 2; ; row++ {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -530,6 +566,9 @@ func LoadVideoMME(dir, split, videoDir string, frames int) (*QABench, error) {
 	if split != "" && !contains(VideoMMEDurations, split) {
 		return nil, fmt.Errorf("videomme: unknown split %q (want %s)", split, strings.Join(VideoMMEDurations, ", "))
 	}
+	if err := checkDataDir("videomme", dir); err != nil {
+		return nil, err
+	}
 	path, err := globOne(dir, "*.json*", "", "videomme")
 	if err != nil {
 		return nil, err
@@ -542,7 +581,7 @@ func LoadVideoMME(dir, split, videoDir string, frames int) (*QABench, error) {
 	if vids == "" {
 		vids = firstDir(filepath.Join(dir, "data"), filepath.Join(dir, "videos"), dir)
 	}
-	b := &QABench{Name: "videomme", Files: []string{path}, NewTask: func() QATask { return &mcTask{} }}
+	b := &QABench{Name: "videomme", Files: []string{path}, NewTask: func() QATask { return &mcTask{} }, PredFormats: []PredFormat{PredVideoMME}}
 	for i, raw := range items {
 		it := QAItem{Index: len(b.Items), Where: itemWhere(path, i), ID: "item:" + strconv.Itoa(i), Frames: frames}
 		if itemErrs[i] != nil {
@@ -690,6 +729,9 @@ func aitwRef(s aitwStepJSON) (AITWAction, string, error) {
 func LoadAITW(dir, split, imageDir string) (*QABench, error) {
 	if split != "" && !contains(AITWCategories, split) {
 		return nil, fmt.Errorf("aitw: unknown split %q (want %s)", split, strings.Join(AITWCategories, ", "))
+	}
+	if err := checkDataDir("aitw", dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, "aitw_data_test.json")
 	var cats map[string][]json.RawMessage

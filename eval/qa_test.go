@@ -104,8 +104,11 @@ func TestQABenchmarks(t *testing.T) {
 			tables: map[string]map[string]float64{"other": {"accuracy": 1.0 / 3, "n": 3}, "yes/no": {"accuracy": 1, "n": 2},
 				"number": {"accuracy": 0.9, "n": 2}},
 			errWhere: []string{"v2_OpenEnded_mscoco_val2014_questions.json item 6", "v2_OpenEnded_mscoco_val2014_questions.json item 7"}},
-		// "the red" -> "red" matches the 4 "RED" answers for the red item only
-		"textvqa": {total: 6, errors: 0, metrics: map[string]float64{"accuracy": 1.0 / 6}},
+		// "the red" -> "red" matches the 4 "RED" answers for the red item
+		// only; + a missing image and a question without question_id
+		// (errors, 0)
+		"textvqa": {total: 8, errors: 2, metrics: map[string]float64{"accuracy": 1.0 / 8},
+			errWhere: []string{"TextVQA_0.5.1_val.json item 6", "TextVQA_0.5.1_val.json item 7"}},
 		// per split 6 items: dog/person -> yes. random has one malformed line (wrong).
 		// all 18 well-formed answers are right; the malformed line counts
 		// as a wrong answer (its label unknown: a missed yes, FN).

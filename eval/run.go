@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/magma-go/magma/model"
@@ -436,6 +437,30 @@ func readPredictions(path string) (*predictionIndex, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("predictions %s: %w", path, err)
+	}
+	// a file none of whose records can be used is refused, not scored 0
+	named := 0
+	for p := range idx.lines {
+		if p.ImgFilename != "" {
+			named++
+		}
+	}
+	if named == 0 {
+		var why []string
+		for i, o := range idx.errors {
+			if i == 3 {
+				why = append(why, "...")
+				break
+			}
+			why = append(why, o.Where+": "+o.Err.Error())
+		}
+		if len(idx.lines) > 0 {
+			why = append(why, fmt.Sprintf(`%d records without "img_filename"`, len(idx.lines)))
+		}
+		if len(why) == 0 {
+			return nil, fmt.Errorf("predictions %s: no records", path)
+		}
+		return nil, fmt.Errorf("predictions %s: no record can be read as a ScreenSpot prediction {\"img_filename\", \"instruction\", \"point\" or \"answer\"} (%s)", path, strings.Join(why, "; "))
 	}
 	return idx, nil
 }

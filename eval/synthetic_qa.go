@@ -18,7 +18,8 @@ type SyntheticQAOptions struct {
 	// Items per benchmark (default 6; POPE writes this many per split).
 	Items int
 	// Bad adds the bad records the loop must report: a question without
-	// annotation and a missing image (VQAv2), a malformed JSON line (POPE),
+	// annotation and a missing image (VQAv2), a missing image and a
+	// question without question_id (TextVQA), a malformed JSON line (POPE),
 	// a bad answer index (NextQA), a missing video (VideoMME), a step with
 	// an unknown action (AITW).
 	Bad bool
@@ -174,6 +175,13 @@ func (s *synthQA) textvqa() error {
 		}
 		data = append(data, map[string]any{"question_id": 34602 + i, "question": "what colour is the sign?",
 			"image_id": id, "answers": tenAnswers(strings.ToUpper(name), 4, name+" sign"), "image_classes": []string{"sign"}})
+	}
+	if s.bad {
+		// a question whose image is missing, and one without question_id
+		data = append(data, map[string]any{"question_id": 34999, "question": "what does the sign say?",
+			"image_id": "missing000000000", "answers": tenAnswers("stop", 10, "stop")})
+		data = append(data, map[string]any{"question": "who left out my id?", "image_id": fmt.Sprintf("%016x", 0xabc0),
+			"answers": tenAnswers("nobody", 10, "nobody")})
 	}
 	return writeJSONTo(filepath.Join(s.dir, "textvqa", "TextVQA_0.5.1_val.json"), map[string]any{"dataset_type": "val", "dataset_name": "textvqa", "data": data})
 }
