@@ -418,22 +418,19 @@ func (p *qaPreds) parseNextQA(base string, obj map[string]json.RawMessage) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		r := &qaRec{id: k, where: fmt.Sprintf("%s key %q", base, k)}
-		var v struct {
-			Prediction *json.Number `json:"prediction"`
-		}
+		var v map[string]json.RawMessage
 		err := json.Unmarshal(obj[k], &v)
+		raw, ok := v["prediction"]
+		var n int
 		switch {
 		case err != nil:
 			r.bad = fmt.Sprintf("malformed result: %v", err)
-		case v.Prediction == nil:
+		case !ok:
 			r.bad = `no "prediction"`
+		case json.Unmarshal(raw, &n) != nil || n < 0 || n >= 26:
+			r.bad = fmt.Sprintf("prediction %s is not an option index", bytes.TrimSpace(raw))
 		default:
-			n, err := strconv.Atoi(v.Prediction.String())
-			if err != nil || n < 0 || n >= 26 {
-				r.bad = fmt.Sprintf("prediction %s is not an option index", v.Prediction.String())
-			} else {
-				r.answer = ChoiceLetter(n)
-			}
+			r.answer = ChoiceLetter(n)
 		}
 		p.recs = append(p.recs, r)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 
 	"github.com/magma-go/magma/eval"
 	"github.com/spf13/cobra"
@@ -21,31 +22,38 @@ type qaFlags struct {
 // qaBenchmark describes one QA subcommand.
 type qaBenchmark struct {
 	name, short, example, splitHelp, mediaHelp string
-	video                                      bool
-	load                                       func(f *qaFlags) (*eval.QABench, error)
+	// predHelp names the published answer files --predictions takes.
+	predHelp string
+	video    bool
+	load     func(f *qaFlags) (*eval.QABench, error)
 }
 
 var qaBenchmarks = []qaBenchmark{
 	{name: "vqav2", short: "VQAv2 (official VQA accuracy, per answer type)",
-		example:   "  magma eval vqav2 --model out/magma --data vqav2 --out out/vqav2\n  magma eval vqav2 --data vqav2 --predictions out/vqav2/predictions.jsonl",
+		example:   "  magma eval vqav2 --model out/magma --data vqav2 --out out/vqav2\n  magma eval vqav2 --data vqav2 --predictions out/vqav2/predictions.jsonl\n  magma eval vqav2 --data vqav2 --predictions vqav2_val_results.json   # official results format",
 		splitHelp: "question/annotation file name filter when several are present (e.g. val2014)", mediaHelp: "image folder (default DATA/<data_subtype>, DATA/images or DATA)",
-		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadVQAv2(f.data, f.split, f.media) }},
+		predHelp: "the official results JSON [{\"question_id\", \"answer\"}] (EvalAI's; --out writes one as results_official.json) or LLaVA's answers JSONL",
+		load:     func(f *qaFlags) (*eval.QABench, error) { return eval.LoadVQAv2(f.data, f.split, f.media) }},
 	{name: "textvqa", short: "TextVQA (official VQA accuracy with TextVQA's normalisation)",
 		example:   "  magma eval textvqa --model out/magma --data textvqa --out out/textvqa",
 		splitHelp: "split of TextVQA_0.5.1_<split>.json (default val)", mediaHelp: "image folder (default DATA/train_images, DATA/images or DATA)",
-		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadTextVQA(f.data, f.split, f.media) }},
+		predHelp: "the official results JSON [{\"question_id\", \"answer\"}] (EvalAI's; --out writes one as results_official.json) or LLaVA's answers JSONL",
+		load:     func(f *qaFlags) (*eval.QABench, error) { return eval.LoadTextVQA(f.data, f.split, f.media) }},
 	{name: "pope", short: "POPE object hallucination (accuracy, precision, recall, F1, yes-ratio per split)",
-		example:   "  magma eval pope --model out/magma --data pope --images coco/val2014 --out out/pope\n  magma eval pope --data pope --split adversarial --predictions preds.jsonl",
+		example:   "  magma eval pope --model out/magma --data pope --images coco/val2014 --out out/pope\n  magma eval pope --data pope --split adversarial --predictions preds.jsonl\n  magma eval pope --data pope --split random --predictions answer/random.json   # POPE's answer file",
 		splitHelp: "only this split: random, popular or adversarial (default: all present)", mediaHelp: "image folder (default DATA/val2014, DATA/images or DATA)",
-		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadPOPE(f.data, f.split, f.media) }},
+		predHelp: "POPE's answer file ({\"question\", \"answer\"} lines in question order; one split: give --split) or LLaVA's answers JSONL (same order)",
+		load:     func(f *qaFlags) (*eval.QABench, error) { return eval.LoadPOPE(f.data, f.split, f.media) }},
 	{name: "nextqa", short: "NExT-QA multiple choice (accuracy per causal/temporal/descriptive)", video: true,
 		example:   "  magma eval nextqa --model out/magma --data nextqa --frames 8 --out out/nextqa",
 		splitHelp: "CSV split (default val)", mediaHelp: "video folder (default DATA/NExTVideo, DATA/videos or DATA)",
-		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadNextQA(f.data, f.split, f.media, f.frames) }},
+		predHelp: "NExT-QA's results JSON ({\"<video>_<qid>\": {\"prediction\": option index}}, as eval_mc.py reads it)",
+		load:     func(f *qaFlags) (*eval.QABench, error) { return eval.LoadNextQA(f.data, f.split, f.media, f.frames) }},
 	{name: "videomme", short: "Video-MME multiple choice (accuracy by duration)", video: true,
 		example:   "  magma eval videomme --model out/magma --data videomme --frames 16 --out out/videomme",
 		splitHelp: "only this duration: short, medium or long", mediaHelp: "video folder (default DATA/data, DATA/videos or DATA)",
-		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadVideoMME(f.data, f.split, f.media, f.frames) }},
+		predHelp: "Video-MME's results JSON (output_test_template.json: videos with \"questions\" [{\"question_id\", \"response\"}])",
+		load:     func(f *qaFlags) (*eval.QABench, error) { return eval.LoadVideoMME(f.data, f.split, f.media, f.frames) }},
 	{name: "aitw", short: "Android in the Wild (action matching per category, SeeClick protocol)",
 		example:   "  magma eval aitw --model out/magma --data aitw --out out/aitw\n  magma eval aitw --data aitw --split install --predictions preds.jsonl",
 		splitHelp: "only this category: general, install, googleapps, single or webshopping", mediaHelp: "screenshot folder (default DATA/aitw_images, DATA/images or DATA)",
@@ -92,6 +100,9 @@ func (b qaBenchmark) command() *cobra.Command {
 			}
 			if f.out != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f.out)
+				if bench.OfficialResults {
+					fmt.Fprintf(cmd.OutOrStdout(), "official results (VQA evaluator, EvalAI): %s\n", filepath.Join(f.out, eval.OfficialResultsFile))
+				}
 			}
 			return nil
 		},
@@ -107,8 +118,16 @@ func (b qaBenchmark) command() *cobra.Command {
 		fl.IntVar(&f.frames, "frames", eval.QAFrames, "frames sampled uniformly from each video")
 	}
 	fl.StringVar(&f.media, mediaFlag, "", b.mediaHelp)
-	fl.StringVar(&f.out, "out", "", "report directory: results.json, timing.json, predictions.jsonl")
-	fl.StringVar(&f.predictions, "predictions", "", "score this predictions JSONL ({\"id\", \"answer\"} lines) instead of running a model")
+	outHelp := "report directory: results.json, timing.json, predictions.jsonl"
+	if b.name == "vqav2" || b.name == "textvqa" {
+		outHelp += ", " + eval.OfficialResultsFile + " (the official results format, for EvalAI)"
+	}
+	fl.StringVar(&f.out, "out", "", outHelp)
+	predHelp := "score this answer file instead of running a model: a run's predictions.jsonl or " + b.predHelp + " (see README)"
+	if b.predHelp == "" {
+		predHelp = "score a run's predictions.jsonl instead of running a model (" + b.name + " has no published answer file)"
+	}
+	fl.StringVar(&f.predictions, "predictions", "", predHelp)
 	fl.StringVar(&f.split, "split", "", b.splitHelp)
 	fl.BoolVar(&f.resume, "resume", false, "reuse the answers in --out's predictions.jsonl (an interrupted run) and run the model for the rest")
 	fl.IntVar(&f.limit, "limit", 0, "evaluate only the first N items (0 = all)")
