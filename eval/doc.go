@@ -4,7 +4,9 @@
 // LIBERO, and the question-answering benchmarks - VQAv2, TextVQA, POPE
 // (Table 2), NextQA and VideoMME (video QA), AITW (mobile navigation) -
 // through RunQA with the official metrics (vqa.go, pope.go, videoqa.go,
-// aitw.go, each documenting its rules; readers in qa_bench.go).
+// aitw.go, each documenting its rules; readers in qa_bench.go; answer
+// files in each benchmark's published format, and results_official.json
+// for VQAv2/TextVQA, in qa_predictions.go).
 //
 // # ScreenSpot family
 //
