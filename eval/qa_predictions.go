@@ -118,8 +118,10 @@ func loadQAPredictions(path string, b *QABench, limit int) (*qaPreds, error) {
 		return nil, fmt.Errorf("predictions %s: no records", path)
 	}
 	if good == 0 {
-		return nil, fmt.Errorf("predictions %s: none of its %d records can be read (%s%s)", path, len(p.recs),
-			strings.Join(reasons, "; "), map[bool]string{true: "; ...", false: ""}[len(p.recs) > len(reasons)])
+		if len(p.recs) > len(reasons) {
+			reasons = append(reasons, "...")
+		}
+		return nil, fmt.Errorf("predictions %s: none of its %d records can be read (%s)", path, len(p.recs), strings.Join(reasons, "; "))
 	}
 	if p.format != PredOurs && !predFormatIn(b.PredFormats, p.format) {
 		takes := []string{string(PredOurs)}
