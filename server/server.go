@@ -221,7 +221,7 @@ func (s *Server) Load(p *model.Pipeline) error {
 	}
 	s.p, s.stats, s.statsErr, s.allowed = p, stats, statsErr, p.AllowedIDs()
 	s.eng = newEngine(dec, s.cfg.MaxQueue, s.m, s.log)
-	s.log.Info("model loaded", "dir", p.Dir, "name", s.cfg.ModelName, "max_batch", s.cfg.MaxBatch,
+	s.log.Info("model loaded", "dir", p.Dir, "names", strings.Join(s.modelNames(), ","), "max_batch", s.cfg.MaxBatch,
 		"max_queue", s.cfg.MaxQueue, "max_context", maxCtx, "act_stats", statsSummary(stats, statsErr))
 	return nil
 }
