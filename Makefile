@@ -10,7 +10,7 @@ REF_PKGS = python3-torch python3-numpy python3-opencv python3-yaml python3-h5py
 
 export GOFLAGS ?= -mod=mod
 
-.PHONY: setup setup-ref deps tokenizer build test vet fmt bench bench-go parity clean
+.PHONY: setup setup-ref deps tokenizer build test test-openai-sdk vet fmt bench bench-go parity clean
 
 ## setup: system packages + Go modules + tokenizer assets (idempotent)
 setup: deps tokenizer
@@ -41,6 +41,11 @@ vet:
 ## test: the README's test command
 test: vet
 	$(GO) test -count=1 -timeout 30m ./...
+
+## test-openai-sdk: the official OpenAI JavaScript SDK (npm openai 6.49.0, pinned in
+## scripts/openai-sdk) against `magma serve` on a random tiny checkpoint (~15 s)
+test-openai-sdk: build
+	BIN=$(abspath $(BIN)) bash scripts/openai-sdk/run.sh
 
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md

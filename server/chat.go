@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/llm/tokenizer"
 )
 
@@ -30,6 +31,71 @@ type chatRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	N *int `json:"n"`
+	// Logprobs/TopLogprobs: per generated token its log-probability and
+	// that of the top_logprobs (0..20) most probable tokens.
+	Logprobs         *bool    `json:"logprobs"`
+	TopLogprobs      *int     `json:"top_logprobs"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
+	// Parameters Magma does not implement: refused with a 400 naming them
+	// (except their neutral values) rather than silently ignored.
+	ResponseFormat json.RawMessage `json:"response_format"`
+	Tools          json.RawMessage `json:"tools"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
+	Functions      json.RawMessage `json:"functions"`
+	FunctionCall   json.RawMessage `json:"function_call"`
+	LogitBias      json.RawMessage `json:"logit_bias"`
+}
+
+// unsupported reports the first parameter of req that Magma cannot honour,
+// with the reason. Neutral values pass: null, response_format
+// {"type":"text"}, an empty tools/functions array or logit_bias object,
+// tool_choice/function_call "none".
+func (req *chatRequest) unsupported() (param, why string) {
+	isNull := func(b json.RawMessage) bool {
+		b = bytes.TrimSpace(b)
+		return len(b) == 0 || bytes.Equal(b, []byte("null"))
+	}
+	isEmpty := func(b json.RawMessage, empty string) bool {
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return false
+		}
+		switch x := v.(type) {
+		case []any:
+			return empty == "[]" && len(x) == 0
+		case map[string]any:
+			return empty == "{}" && len(x) == 0
+		case string:
+			return x == empty
+		}
+		return false
+	}
+	if b := req.ResponseFormat; !isNull(b) {
+		var rf struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(b, &rf) != nil || rf.Type != "text" {
+			return "response_format", "response_format other than {\"type\": \"text\"} (JSON mode, JSON schema) is not supported"
+		}
+	}
+	for _, c := range []struct {
+		param string
+		v     json.RawMessage
+		empty string
+		what  string
+	}{
+		{"tools", req.Tools, "[]", "tools (function calling) are not supported"},
+		{"tool_choice", req.ToolChoice, "none", `tool_choice is not supported (only "none")`},
+		{"functions", req.Functions, "[]", "functions (function calling) are not supported"},
+		{"function_call", req.FunctionCall, "none", `function_call is not supported (only "none")`},
+		{"logit_bias", req.LogitBias, "{}", "logit_bias is not supported"},
+	} {
+		if !isNull(c.v) && !isEmpty(c.v, c.empty) {
+			return c.param, c.what
+		}
+	}
+	return "", ""
 }
 
 type chatMessage struct {
@@ -113,9 +179,35 @@ const maxStops = 4
 // (images decoded). It never touches the model.
 func (s *Server) parseChat(ctx context.Context, req *chatRequest) (genRequest, error) {
 	var gr genRequest
-	if req.Model != "" && req.Model != s.cfg.ModelName {
-		return gr, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: strPtr("model"),
-			Code: strPtr("model_not_found"), Message: fmt.Sprintf("the model %q does not exist; this server serves %q", req.Model, s.cfg.ModelName)}
+	if err := s.checkModel(req.Model); err != nil {
+		return gr, err
+	}
+	if param, why := req.unsupported(); param != "" {
+		return gr, badRequest(param, "unsupported_parameter", "%s", why)
+	}
+	for _, pen := range []struct {
+		name string
+		v    *float64
+		dst  *float64
+	}{{"presence_penalty", req.PresencePenalty, &gr.presencePenalty}, {"frequency_penalty", req.FrequencyPenalty, &gr.frequencyPenalty}} {
+		if pen.v == nil {
+			continue
+		}
+		if v := *pen.v; !(v >= -2 && v <= 2) {
+			return gr, badRequest(pen.name, "invalid_value", "%s must be in [-2, 2], got %v", pen.name, v)
+		}
+		*pen.dst = *pen.v
+	}
+	gr.logprobs = req.Logprobs != nil && *req.Logprobs
+	if req.TopLogprobs != nil {
+		k := *req.TopLogprobs
+		if k < 0 || k > llm.MaxTopLogProbs {
+			return gr, badRequest("top_logprobs", "invalid_value", "top_logprobs must be an integer in [0, %d], got %d", llm.MaxTopLogProbs, k)
+		}
+		if !gr.logprobs {
+			return gr, badRequest("top_logprobs", "invalid_value", "top_logprobs needs logprobs: true")
+		}
+		gr.topLogprobs = k
 	}
 	if req.N != nil && *req.N != 1 {
 		return gr, badRequest("n", "invalid_value", "only n=1 is supported, got %d", *req.N)
@@ -238,6 +330,52 @@ func (s *Server) parseChat(ctx context.Context, req *chatRequest) (genRequest, e
 	return gr, nil
 }
 
+// tokenLogprob is OpenAI's {token, logprob, bytes}.
+type tokenLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"` // numbers, as OpenAI sends them (a []byte would be base64)
+}
+
+// logprobEntry is one element of choices[].logprobs.content.
+type logprobEntry struct {
+	tokenLogprob
+	TopLogprobs []tokenLogprob `json:"top_logprobs"`
+}
+
+// minLogprob stands for -Inf (JSON has no infinities), as OpenAI reports
+// tokens of no probability.
+const minLogprob = -9999.0
+
+func tokenEntry(tok *tokenizer.Tokenizer, id int, lp float64) tokenLogprob {
+	b, _ := tok.TokenBytes(id)
+	e := tokenLogprob{Token: strings.ToValidUTF8(string(b), "\uFFFD"), Logprob: max(lp, minLogprob), Bytes: make([]int, len(b))}
+	for i, c := range b {
+		e.Bytes[i] = int(c)
+	}
+	return e
+}
+
+// logprobsOf renders an event's log-probabilities.
+func logprobsOf(tok *tokenizer.Tokenizer, lp *llm.TokenLogProbs) logprobEntry {
+	e := logprobEntry{tokenLogprob: tokenEntry(tok, lp.ID, lp.LogProb), TopLogprobs: make([]tokenLogprob, len(lp.Top))}
+	for i, t := range lp.Top {
+		e.TopLogprobs[i] = tokenEntry(tok, t.ID, t.LogProb)
+	}
+	return e
+}
+
+// choiceLogprobs is choices[].logprobs: null unless asked for.
+func choiceLogprobs(asked bool, content []logprobEntry) any {
+	if !asked {
+		return nil
+	}
+	if content == nil {
+		content = []logprobEntry{}
+	}
+	return map[string]any{"content": content, "refusal": nil}
+}
+
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
@@ -270,6 +408,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 	}
 	ts := &textStream{tok: st.tok, stops: req.Stop}
 	id, created := newID("chatcmpl-"), time.Now().Unix()
+	// Log-probabilities come for every generated token but the stop token
+	// (EOS) that ends a completion: it is no part of the content.
+	var lps []logprobEntry
+	addLogprob := func(ev event) {
+		if ev.lp != nil && ev.finish != "stop" {
+			lps = append(lps, logprobsOf(st.tok, ev.lp))
+		}
+	}
 	if !req.Stream {
 		finish, n := "", 0
 		for finish == "" {
@@ -278,6 +424,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			n++
+			addLogprob(ev)
 			if _, err := ts.add(ev.id, ev.finish != ""); err != nil {
 				return err
 			}
@@ -292,7 +439,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": s.cfg.ModelName,
 			"system_fingerprint": nil,
-			"choices": []map[string]any{{"index": 0, "finish_reason": finish, "logprobs": nil,
+			"choices": []map[string]any{{"index": 0, "finish_reason": finish, "logprobs": choiceLogprobs(gr.logprobs, lps),
 				"message": map[string]any{"role": "assistant", "content": ts.released()}}},
 			"usage": usage{st.promptLen, n, st.promptLen + n},
 		})
@@ -319,10 +466,18 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	}
+	// A chunk carries the log-probabilities of the tokens since the last
+	// chunk (text held back for UTF-8 or a stop string comes later, with
+	// its tokens' log-probabilities).
 	chunk := func(delta map[string]any, finish any) map[string]any {
+		var lp any
+		if len(lps) > 0 {
+			lp = choiceLogprobs(true, lps)
+			lps = nil
+		}
 		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.ModelName,
 			"system_fingerprint": nil,
-			"choices":            []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+			"choices":            []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lp}}}
 	}
 	if err := send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)); err != nil {
 		return nil // client gone; the request context cancels the sequence
@@ -338,6 +493,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		n++
+		addLogprob(ev)
 		delta, err := ts.add(ev.id, ev.finish != "")
 		if err != nil {
 			_ = send(errorBody{asAPIError(err)})

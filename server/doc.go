@@ -11,7 +11,14 @@
 //	POST /v1/chat/completions  OpenAI-compatible chat (text + image_url data: URIs), SSE streaming
 //	POST /v1/ground            Set-of-Mark UI grounding: {"image","instruction","boxes"?} -> {"mark","point","box","answer"}
 //	POST /act                  OpenVLA-style robot action: {"image","instruction","unnorm_key"} -> [7 floats]
-//	GET  /v1/models, /health, /metrics (Prometheus text)
+//	GET  /v1/models, /v1/models/{id}, /health, /metrics (Prometheus text)
+//
+// Chat takes OpenAI's sampling parameters (temperature, top_p, seed, stop,
+// presence/frequency penalties) and returns logprobs/top_logprobs; the
+// parameters it does not implement (response_format other than text,
+// tools, functions, logit_bias) are refused with a 400 naming them. The
+// "model" field must be one of the served names (Config.ModelName and
+// ModelAliases) or absent.
 //
 // Concurrency: every generating request is admitted into a bounded queue
 // (full: 429 + Retry-After), embedded (vision tower under a semaphore) in

@@ -61,6 +61,9 @@ type sequence struct {
 
 	slot int
 	ids  []int
+	// logprobs: -1 = off; otherwise events carry the token's log-probability
+	// and this many alternatives.
+	logprobs int
 }
 
 // event is one generated token, or the end of a sequence (finish set or err).
@@ -68,6 +71,7 @@ type event struct {
 	id     int
 	finish string // "stop" or "length" on the last token
 	err    error
+	lp     *llm.TokenLogProbs // with sequence.logprobs >= 0
 }
 
 func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics, log *slog.Logger) *engine {
@@ -79,7 +83,7 @@ func newEngine(dec *llm.BatchDecoder, maxQueue int, m *metrics, log *slog.Logger
 
 func newSequence(ctx context.Context, embeds *tensor.Dense, maxTokens int, sampler *llm.Sampler, stop []int) *sequence {
 	s := &sequence{ctx: ctx, embeds: embeds, maxTokens: maxTokens, sampler: sampler,
-		stop: map[int]bool{}, events: make(chan event, maxTokens+2), slot: -1}
+		stop: map[int]bool{}, events: make(chan event, maxTokens+2), slot: -1, logprobs: -1}
 	for _, id := range stop {
 		s.stop[id] = true
 	}
@@ -298,14 +302,24 @@ func safely(log *slog.Logger, fn func() error) (err error) {
 // whether the sequence goes on.
 func (e *engine) emit(s *sequence, logits []float32) bool {
 	var id int
-	err := safely(e.log, func() (err error) { id, err = s.sampler.Sample(logits); return })
+	var lp *llm.TokenLogProbs
+	err := safely(e.log, func() (err error) {
+		if s.logprobs < 0 {
+			id, err = s.sampler.Sample(logits)
+			return
+		}
+		var l llm.TokenLogProbs
+		id, l, err = s.sampler.SampleLogProbs(logits, s.logprobs)
+		lp = &l
+		return
+	})
 	if err != nil {
 		s.fail(err)
 		return false
 	}
 	s.ids = append(s.ids, id)
 	e.m.tokens(1)
-	ev := event{id: id}
+	ev := event{id: id, lp: lp}
 	switch {
 	case s.stop[id]:
 		ev.finish = "stop"

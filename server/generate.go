@@ -24,6 +24,12 @@ type genRequest struct {
 	topP        float64
 	seed        uint64
 	noStop      bool // do not stop at EOS (the /act endpoint wants exactly maxTokens tokens)
+	// presencePenalty and frequencyPenalty are OpenAI's (llm.SampleOptions).
+	presencePenalty, frequencyPenalty float64
+	// logprobs asks for each token's log-probability and topLogprobs
+	// alternatives (events carry them).
+	logprobs    bool
+	topLogprobs int
 }
 
 // started is a sequence handed to the engine.
@@ -47,7 +53,8 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	if gr.maxTokens < 0 {
 		return nil, badRequest("max_tokens", "invalid_value", "max_tokens must be positive, got %d", gr.maxTokens)
 	}
-	sampler, err := llm.NewSampler(llm.SampleOptions{Temperature: gr.temperature, TopP: gr.topP, Allowed: s.allowed}, gr.seed)
+	sampler, err := llm.NewSampler(llm.SampleOptions{Temperature: gr.temperature, TopP: gr.topP, Allowed: s.allowed,
+		PresencePenalty: gr.presencePenalty, FrequencyPenalty: gr.frequencyPenalty}, gr.seed)
 	if err != nil {
 		return nil, badRequest("temperature", "invalid_value", "%v", strings.TrimPrefix(err.Error(), "llm: "))
 	}
@@ -116,6 +123,9 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 		stop = append(stop, p.Model.Config.Text.EOSTokenIDs()...)
 	}
 	seq := newSequence(ctx, embeds, maxTok, sampler, stop)
+	if gr.logprobs {
+		seq.logprobs = gr.topLogprobs
+	}
 	s.m.promptTokens(seqLen)
 	eng.submit(seq)
 	submitted = true

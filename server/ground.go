@@ -35,9 +35,8 @@ func (s *Server) handleGround(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Model != "" && req.Model != s.cfg.ModelName {
-		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: strPtr("model"),
-			Code: strPtr("model_not_found"), Message: fmt.Sprintf("the model %q does not exist; this server serves %q", req.Model, s.cfg.ModelName)}
+	if err := s.checkModel(req.Model); err != nil {
+		return err
 	}
 	if req.Image == nil || *req.Image == "" {
 		return badRequest("image", "invalid_value", "image (a data: URI or base64 PNG/JPEG/WebP) is required")

@@ -13,6 +13,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +29,13 @@ import (
 // Config holds the server's options and limits. Zero fields take the
 // defaults of DefaultConfig.
 type Config struct {
-	// ModelName is the id reported by /v1/models and accepted in the
-	// "model" field of requests ("" in a request also means this model).
+	// ModelName is the id reported in responses and first in /v1/models,
+	// and accepted in the "model" field of requests ("" in a request also
+	// means this model).
 	ModelName string
+	// ModelAliases are further ids accepted in "model" fields and listed by
+	// /v1/models (vLLM's --served-model-name takes the same list).
+	ModelAliases []string
 	// MaxBatch is the number of sequences decoded together (decoder slots).
 	MaxBatch int
 	// MaxQueue is the number of admitted requests waiting for a slot; the
@@ -160,6 +167,7 @@ func New(cfg Config) *Server {
 	s.route(mux, "/v1/ground", http.MethodPost, true, s.handleGround)
 	s.route(mux, "/act", http.MethodPost, true, s.handleAct)
 	s.route(mux, "/v1/models", http.MethodGet, false, s.handleModels)
+	s.route(mux, "/v1/models/", http.MethodGet, false, s.handleModel)
 	s.route(mux, "/health", http.MethodGet, false, s.handleHealth)
 	s.route(mux, "/metrics", http.MethodGet, false, s.handleMetrics)
 	notFound := s.wrap("other", func(w http.ResponseWriter, r *http.Request) error {
@@ -213,7 +221,7 @@ func (s *Server) Load(p *model.Pipeline) error {
 	}
 	s.p, s.stats, s.statsErr, s.allowed = p, stats, statsErr, p.AllowedIDs()
 	s.eng = newEngine(dec, s.cfg.MaxQueue, s.m, s.log)
-	s.log.Info("model loaded", "dir", p.Dir, "name", s.cfg.ModelName, "max_batch", s.cfg.MaxBatch,
+	s.log.Info("model loaded", "dir", p.Dir, "names", strings.Join(s.modelNames(), ","), "max_batch", s.cfg.MaxBatch,
 		"max_queue", s.cfg.MaxQueue, "max_context", maxCtx, "act_stats", statsSummary(stats, statsErr))
 	return nil
 }
@@ -413,17 +421,71 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// modelNames are the served model ids: ModelName first, then the aliases.
+func (s *Server) modelNames() []string {
+	names := []string{s.cfg.ModelName}
+	for _, a := range s.cfg.ModelAliases {
+		if a != "" && !slices.Contains(names, a) {
+			names = append(names, a)
+		}
+	}
+	return names
+}
+
+// checkModel accepts a request's "model" field: "" or one of the served
+// names; anything else is OpenAI's 404 model_not_found.
+func (s *Server) checkModel(name string) error {
+	if name == "" || slices.Contains(s.modelNames(), name) {
+		return nil
+	}
+	return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: strPtr("model"),
+		Code: strPtr("model_not_found"), Message: fmt.Sprintf("the model %q does not exist; this server serves %s", name, quoteList(s.modelNames()))}
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (s *Server) modelCard(name string, p *model.Pipeline) map[string]any {
+	return map[string]any{"id": name, "object": "model", "created": s.m.start.Unix(),
+		"owned_by": "magma", "root": filepath.Base(p.Dir), "context_length": s.maxContext(p)}
+}
+
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) error {
 	s.mu.RLock()
 	p := s.p
 	s.mu.RUnlock()
 	data := []map[string]any{}
 	if p != nil {
-		data = append(data, map[string]any{"id": s.cfg.ModelName, "object": "model", "created": s.m.start.Unix(),
-			"owned_by": "magma", "root": filepath.Base(p.Dir),
-			"context_length": s.maxContext(p)})
+		for _, n := range s.modelNames() {
+			data = append(data, s.modelCard(n, p))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+	return nil
+}
+
+// handleModel is GET /v1/models/{id} (the OpenAI SDK's models.retrieve);
+// an id may contain "/" (sent as is or as %2F).
+func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) error {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/models/")
+	s.mu.RLock()
+	p := s.p
+	s.mu.RUnlock()
+	if p == nil {
+		return newAPIError(http.StatusServiceUnavailable, "server_error", "model_loading", "the model is still loading")
+	}
+	if id == "" { // "/v1/models/" itself never gets here (unclean path)
+		return newAPIError(http.StatusNotFound, "invalid_request_error", "model_not_found", "no model id in %q", r.URL.Path)
+	}
+	if err := s.checkModel(id); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.modelCard(id, p))
 	return nil
 }
 

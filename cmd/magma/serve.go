@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/magma-go/magma/server"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 func newServeCmd() *cobra.Command {
@@ -22,12 +26,14 @@ func newServeCmd() *cobra.Command {
 		timeoutS, drainS, readS       float64
 		verbose                       bool
 		load                          loadFlags
+		served                        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve a Magma checkpoint over HTTP (OpenAI-compatible chat, UI grounding, robot actions)",
 		Example: `  magma serve --model out/tiny
   magma serve --model DIR --addr 127.0.0.1:8080 --max-batch 8 --max-queue 64 --timeout 300
+  magma serve --model runs/pretrain/checkpoints/step-000300 --served-model-name tiny,magma
   MAGMA_API_KEY=secret magma serve --model DIR --addr 0.0.0.0:8080 --allowed-host magma.example.org`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lvl := slog.LevelInfo
@@ -40,10 +46,17 @@ func newServeCmd() *cobra.Command {
 			if cfg.APIKey == "" {
 				cfg.APIKey = os.Getenv(server.EnvAPIKey)
 			}
-			cfg.ModelName = name
-			if cfg.ModelName == "" {
-				cfg.ModelName = filepath.Base(filepath.Clean(modelDir))
+			if name != "" {
+				if len(served) > 0 {
+					return fmt.Errorf("--model-name and --served-model-name both given: use --served-model-name")
+				}
+				served = []string{name}
 			}
+			names, err := servedModelNames(served, modelDir)
+			if err != nil {
+				return err
+			}
+			cfg.ModelName, cfg.ModelAliases = names[0], names[1:]
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
@@ -85,7 +98,9 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&modelDir, "model", "", "checkpoint directory (Hugging Face layout, with tokenizer.json)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory (default: the model directory)")
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (loopback by default)")
-	f.StringVar(&name, "model-name", "", "model id in /v1/models and requests (default: the directory name)")
+	f.StringSliceVar(&served, "served-model-name", nil, "NAME[,ALIAS...]: model ids accepted in requests and listed by /v1/models; the first is reported in responses (default: the checkpoint folder's name, plus the preset of a training run's checkpoint and config.json's _name_or_path)")
+	f.StringVar(&name, "model-name", "", "one model id (old spelling of --served-model-name)")
+	_ = f.MarkHidden("model-name")
 	f.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "sequences decoded together (step-level batching); 1 = one at a time")
 	f.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "requests waiting for a decoder slot before 429")
 	f.Float64Var(&timeoutS, "timeout", cfg.Timeout.Seconds(), "per-request timeout in seconds")
@@ -105,4 +120,56 @@ func newServeCmd() *cobra.Command {
 	load.add(f, false) // --max-context is the server's own
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
+}
+
+// servedModelNames returns the model ids `magma serve` answers to, the
+// reported one first: --served-model-name when given (vLLM's flag: one or
+// more names), otherwise the checkpoint folder's name, then the preset of
+// a training run's checkpoint (RUN/checkpoints/step-N with RUN/config.yaml
+// naming model.preset: "tiny" for the default `magma pretrain`) and
+// config.json's _name_or_path (Hugging Face's, e.g. "microsoft/Magma-8B")
+// when present.
+func servedModelNames(flag []string, modelDir string) ([]string, error) {
+	var names []string
+	add := func(n string) {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(flag) > 0 {
+		for i, n := range flag {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				return nil, fmt.Errorf("--served-model-name: name %d of %q is empty", i+1, strings.Join(flag, ","))
+			}
+			add(n)
+		}
+		return names, nil
+	}
+	dir, err := filepath.Abs(modelDir)
+	if err != nil {
+		return nil, fmt.Errorf("--model %s: %w", modelDir, err)
+	}
+	add(filepath.Base(dir))
+	if parent := filepath.Dir(dir); strings.HasPrefix(filepath.Base(dir), "step-") && filepath.Base(parent) == "checkpoints" {
+		var recipe struct {
+			Model struct {
+				Preset   string `yaml:"preset"`
+				InitFrom string `yaml:"init_from"`
+			} `yaml:"model"`
+		}
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(parent), "config.yaml")); err == nil && yaml.Unmarshal(b, &recipe) == nil &&
+			recipe.Model.InitFrom == "" && recipe.Model.Preset != "" {
+			add(strings.TrimSuffix(strings.TrimSuffix(filepath.Base(recipe.Model.Preset), ".yaml"), ".yml"))
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
+		var cfg struct {
+			NameOrPath string `json:"_name_or_path"`
+		}
+		if json.Unmarshal(b, &cfg) == nil {
+			add(strings.TrimSpace(cfg.NameOrPath))
+		}
+	}
+	return names, nil
 }

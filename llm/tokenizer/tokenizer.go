@@ -533,6 +533,28 @@ func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
 	return ToValidUTF8(string(buf)), nil
 }
 
+// TokenBytes returns the bytes one id stands for in decoded text: an added
+// token's content, or a base token's bytes (byte-level BPE: possibly part of
+// a UTF-8 character). ok is false for an id the tokenizer does not have.
+func (t *Tokenizer) TokenBytes(id int) (b []byte, ok bool) {
+	if a, ok := t.byID[id]; ok {
+		return []byte(a.Content), true
+	}
+	tok, ok := (*t.model.lib.VocabR)[id]
+	if !ok {
+		return nil, false
+	}
+	b = make([]byte, 0, len(tok))
+	for _, r := range tok {
+		c, ok := byteOf(r)
+		if !ok {
+			return nil, false
+		}
+		b = append(b, c)
+	}
+	return b, true
+}
+
 // charByte inverts sugarme's BytesChar table for the runes it uses (all
 // below U+0144).
 var charByte = func() (t [0x200]int16) {
