@@ -3,16 +3,31 @@ package train
 import (
 	"errors"
 	"fmt"
-	"image"
 	"image/color"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 
-	"gocv.io/x/gocv"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // PlotFile is the curves image written into a run folder.
 const PlotFile = "curves.png"
+
+// PlotWidth and PlotHeight are the size of the curves image in pixels.
+const PlotWidth, PlotHeight = 900, 700
+
+// Series colours: loss (top panel) and learning rate (bottom panel).
+var (
+	lossColor = color.RGBA{R: 200, G: 60, B: 20, A: 255}
+	lrColor   = color.RGBA{R: 30, G: 90, B: 200, A: 255}
+)
 
 // PlotRun draws RUN/metrics.jsonl into RUN/curves.png.
 func PlotRun(runDir string) error {
@@ -24,81 +39,153 @@ func PlotRun(runDir string) error {
 }
 
 // Plot draws the loss curve (top) and the learning-rate curve (bottom)
-// against the step, with axes, ticks and labels, into a PNG.
+// against the step, with axes, ticks, grid, labels and a legend, into an
+// image whose format follows path's extension (.png; .jpg/.jpeg and
+// .tif/.tiff too). The panels are drawn by gonum.org/v1/plot with its
+// embedded fonts. NaN and infinite values are left out of a curve (a
+// diverged step leaves a gap in the line, not a broken axis); a single
+// point is drawn as a dot.
 func Plot(ms []Metric, path, title string) error {
 	if len(ms) == 0 {
 		return errors.New("plot: no metrics to draw")
 	}
-	const W, H = 900, 700
-	img := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(255, 255, 255, 0), H, W, gocv.MatTypeCV8UC3)
-	defer img.Close()
+	encode, err := imageEncoder(path)
+	if err != nil {
+		return err
+	}
 	steps := make([]float64, len(ms))
 	loss := make([]float64, len(ms))
 	lr := make([]float64, len(ms))
 	for i, m := range ms {
 		steps[i], loss[i], lr[i] = float64(m.Step), m.Loss, m.LR
 	}
-	black := color.RGBA{0, 0, 0, 0}
-	gocv.PutText(&img, title, image.Pt(80, 28), gocv.FontHersheySimplex, 0.7, black, 2)
-	panel(&img, image.Rect(90, 50, W-30, 360), steps, loss, "loss", color.RGBA{200, 60, 20, 0})
-	panel(&img, image.Rect(90, 410, W-30, H-60), steps, lr, "learning rate", color.RGBA{30, 90, 200, 0})
-	gocv.PutText(&img, "step", image.Pt(W/2-20, H-15), gocv.FontHersheySimplex, 0.6, black, 1)
-	if ok := gocv.IMWrite(path, img); !ok {
-		return fmt.Errorf("plot: could not write %s", path)
+	top, err := panel(steps, loss, "loss", lossColor)
+	if err != nil {
+		return err
+	}
+	top.Title.Text = title
+	bottom, err := panel(steps, lr, "learning rate", lrColor)
+	if err != nil {
+		return err
+	}
+	bottom.X.Label.Text = "step"
+	// Both panels over the same step range, so that they line up.
+	xlo, xhi := math.Min(top.X.Min, bottom.X.Min), math.Max(top.X.Max, bottom.X.Max)
+	top.X.Min, top.X.Max, bottom.X.Min, bottom.X.Max = xlo, xhi, xlo, xhi
+
+	const dpi = 96
+	c := vgimg.NewWith(vgimg.UseWH(vg.Length(PlotWidth)*vg.Inch/dpi, vg.Length(PlotHeight)*vg.Inch/dpi),
+		vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(color.White))
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
+		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
+	plots := [][]*plot.Plot{{top}, {bottom}}
+	canvases := plot.Align(plots, tiles, draw.New(c))
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("plot: %w", err)
+	}
+	if _, err := encode(c).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("plot: writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("plot: writing %s: %w", path, err)
 	}
 	return nil
 }
 
-// niceTicks returns about n round tick values covering [lo, hi].
-func niceTicks(lo, hi float64, n int) []float64 {
-	if hi <= lo {
-		hi = lo + 1
+// imageEncoder picks the image format from path's extension.
+func imageEncoder(path string) (func(*vgimg.Canvas) io.WriterTo, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png":
+		return func(c *vgimg.Canvas) io.WriterTo { return vgimg.PngCanvas{Canvas: c} }, nil
+	case ".jpg", ".jpeg":
+		return func(c *vgimg.Canvas) io.WriterTo { return vgimg.JpegCanvas{Canvas: c} }, nil
+	case ".tif", ".tiff":
+		return func(c *vgimg.Canvas) io.WriterTo { return vgimg.TiffCanvas{Canvas: c} }, nil
 	}
-	raw := (hi - lo) / float64(n)
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag
-	for _, f := range []float64{1, 2, 2.5, 5, 10} {
-		if f*mag >= raw {
-			step = f * mag
-			break
+	return nil, fmt.Errorf("plot: %s: unknown image extension %q (want .png, .jpg, .jpeg, .tif or .tiff)", path, filepath.Ext(path))
+}
+
+// panel is one curve of ys against xs: finite points only, the y axis
+// from 0 when the curve stays within a factor 2 of it (loss and lr read
+// better against their origin), the x axis from step 0.
+func panel(xs, ys []float64, label string, c color.RGBA) (*plot.Plot, error) {
+	p := plot.New()
+	p.Y.Label.Text = label
+	p.Legend.Top = true
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = color.Gray{Y: 225}
+	grid.Horizontal.Color = color.Gray{Y: 225}
+	p.Add(grid)
+
+	// Runs of consecutive finite points: each is one line (a NaN or Inf
+	// step leaves a gap), a run of one point is a dot.
+	var runs []plotter.XYs
+	var cur plotter.XYs
+	xlo, xhi := math.Inf(1), math.Inf(-1)
+	ylo, yhi := math.Inf(1), math.Inf(-1)
+	for i := range xs {
+		xlo, xhi = math.Min(xlo, xs[i]), math.Max(xhi, xs[i])
+		y := ys[i]
+		if math.IsNaN(y) || math.IsInf(y, 0) {
+			if len(cur) > 0 {
+				runs, cur = append(runs, cur), nil
+			}
+			continue
+		}
+		cur = append(cur, plotter.XY{X: xs[i], Y: y})
+		ylo, yhi = math.Min(ylo, y), math.Max(yhi, y)
+	}
+	if len(cur) > 0 {
+		runs = append(runs, cur)
+	}
+	var legend plot.Thumbnailer
+	for _, run := range runs {
+		if len(run) == 1 {
+			dot, err := plotter.NewScatter(run)
+			if err != nil {
+				return nil, fmt.Errorf("plot: %s: %w", label, err)
+			}
+			dot.Color = c
+			dot.Shape = draw.CircleGlyph{}
+			dot.Radius = vg.Points(3)
+			p.Add(dot)
+			if legend == nil {
+				legend = dot
+			}
+			continue
+		}
+		line, err := plotter.NewLine(run)
+		if err != nil {
+			return nil, fmt.Errorf("plot: %s: %w", label, err)
+		}
+		line.Color = c
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		if _, isLine := legend.(*plotter.Line); !isLine {
+			legend = line
 		}
 	}
-	var out []float64
-	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
-		out = append(out, v)
+	if legend == nil { // nothing finite: empty axes, the legend says so
+		line, err := plotter.NewLine(plotter.XYs{})
+		if err != nil {
+			return nil, fmt.Errorf("plot: %s: %w", label, err)
+		}
+		line.Color = c
+		p.Legend.Add(label+" (no finite values)", line)
+		ylo, yhi = 0, 1
+	} else {
+		p.Legend.Add(label, legend)
 	}
-	return out
-}
-
-func tickLabel(v float64) string {
-	a := math.Abs(v)
-	switch {
-	case v == 0:
-		return "0"
-	case a >= 1e4 || a < 1e-2:
-		return fmt.Sprintf("%.1e", v)
-	case a >= 100:
-		return fmt.Sprintf("%.0f", v)
-	default:
-		return fmt.Sprintf("%.3g", v)
-	}
-}
-
-func panel(img *gocv.Mat, r image.Rectangle, xs, ys []float64, label string, c color.RGBA) {
-	black := color.RGBA{0, 0, 0, 0}
-	grey := color.RGBA{225, 225, 225, 0}
-	xlo, xhi := xs[0], xs[len(xs)-1]
-	if xs[0] > 0 && len(xs) > 0 {
+	if xlo > 0 {
 		xlo = 0
 	}
-	ylo, yhi := math.Inf(1), math.Inf(-1)
-	for _, y := range ys {
-		if !math.IsNaN(y) && !math.IsInf(y, 0) {
-			ylo, yhi = math.Min(ylo, y), math.Max(yhi, y)
-		}
-	}
-	if math.IsInf(ylo, 0) {
-		ylo, yhi = 0, 1
+	if xhi <= xlo {
+		xhi = xlo + 1
 	}
 	if ylo > 0 && ylo < 0.5*yhi {
 		ylo = 0
@@ -107,42 +194,8 @@ func panel(img *gocv.Mat, r image.Rectangle, xs, ys []float64, label string, c c
 		d := math.Max(math.Abs(yhi)*0.1, 1e-9)
 		ylo, yhi = ylo-d, yhi+d
 	}
-	yt := niceTicks(ylo, yhi, 5)
-	ylo, yhi = math.Min(ylo, yt[0]), math.Max(yhi, yt[len(yt)-1])
-	if xhi <= xlo {
-		xhi = xlo + 1
-	}
-	px := func(x float64) int { return r.Min.X + int(math.Round((x-xlo)/(xhi-xlo)*float64(r.Dx()))) }
-	py := func(y float64) int { return r.Max.Y - int(math.Round((y-ylo)/(yhi-ylo)*float64(r.Dy()))) }
-	for _, t := range yt {
-		y := py(t)
-		gocv.Line(img, image.Pt(r.Min.X, y), image.Pt(r.Max.X, y), grey, 1)
-		gocv.Line(img, image.Pt(r.Min.X-5, y), image.Pt(r.Min.X, y), black, 1)
-		s := tickLabel(t)
-		sz := gocv.GetTextSize(s, gocv.FontHersheySimplex, 0.45, 1)
-		gocv.PutText(img, s, image.Pt(r.Min.X-8-sz.X, y+5), gocv.FontHersheySimplex, 0.45, black, 1)
-	}
-	for _, t := range niceTicks(xlo, xhi, 8) {
-		x := px(t)
-		gocv.Line(img, image.Pt(x, r.Max.Y), image.Pt(x, r.Max.Y+5), black, 1)
-		s := tickLabel(t)
-		sz := gocv.GetTextSize(s, gocv.FontHersheySimplex, 0.45, 1)
-		gocv.PutText(img, s, image.Pt(x-sz.X/2, r.Max.Y+22), gocv.FontHersheySimplex, 0.45, black, 1)
-	}
-	gocv.Rectangle(img, r, black, 1)
-	lsz := gocv.GetTextSize(label, gocv.FontHersheySimplex, 0.6, 2)
-	gocv.PutText(img, label, image.Pt(r.Max.X-lsz.X, r.Min.Y-8), gocv.FontHersheySimplex, 0.6, c, 2)
-	var prev image.Point
-	for i := range xs {
-		if math.IsNaN(ys[i]) || math.IsInf(ys[i], 0) {
-			continue
-		}
-		p := image.Pt(px(xs[i]), py(ys[i]))
-		if i > 0 {
-			gocv.Line(img, prev, p, c, 2)
-		} else if len(xs) == 1 {
-			gocv.Circle(img, p, 3, c, -1)
-		}
-		prev = p
-	}
+	p.X.Min, p.X.Max = xlo, xhi
+	// Headroom above the curve for the legend in the top right corner.
+	p.Y.Min, p.Y.Max = ylo, yhi+0.08*(yhi-ylo)
+	return p, nil
 }

@@ -92,7 +92,7 @@ No data at hand? Write a synthetic one and run on it:
 func newEvalCmd() *cobra.Command {
 	evalCmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero; synthetic writes demo data)",
+		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero, " + qaNames(", ") + "; synthetic and synthetic-qa write demo data)",
 	}
 
 	var ss evalFlags

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 
 	"github.com/magma-go/magma/eval"
 	"github.com/spf13/cobra"
@@ -58,6 +59,15 @@ var qaBenchmarks = []qaBenchmark{
 		example:   "  magma eval aitw --model out/magma --data aitw --out out/aitw\n  magma eval aitw --data aitw --split install --predictions preds.jsonl",
 		splitHelp: "only this category: general, install, googleapps, single or webshopping", mediaHelp: "screenshot folder (default DATA/aitw_images, DATA/images or DATA)",
 		load: func(f *qaFlags) (*eval.QABench, error) { return eval.LoadAITW(f.data, f.split, f.media) }},
+}
+
+// qaNames lists the QA benchmarks' subcommands, for the summaries.
+func qaNames(sep string) string {
+	names := make([]string, len(qaBenchmarks))
+	for i, b := range qaBenchmarks {
+		names[i] = b.name
+	}
+	return strings.Join(names, sep)
 }
 
 func (b qaBenchmark) command() *cobra.Command {

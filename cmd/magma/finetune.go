@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/train"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -17,9 +20,10 @@ func newFinetuneCmd() *cobra.Command {
 		f                        runFlags
 		config, dataPath, images string
 		modelDir, trainable      string
-		dtype                    string
-		lr                       float64
+		dtype, loraTargets       string
+		lr, loraAlpha            float64
 		batch, accum, steps      int
+		loraRank                 int
 	)
 	sft := &cobra.Command{
 		Use:   "sft --data FILE.json --model DIR",
@@ -29,9 +33,16 @@ package's llava reader: answers supervised, prompts masked). Defaults follow
 LLaVA's fine-tuning recipe (AdamW, lr 2e-5, cosine with 3% warmup, no weight
 decay); --config takes a recipe YAML whose data: section is replaced by
 --data. Everything else (checkpoints, --resume, metrics.jsonl, plots) is
-the pretraining engine's.`,
-		Example: `  magma finetune sft --data llava_mix.json --image-folder images --model out/tiny --out runs/sft --max-steps 200`,
-		Args:    cobra.NoArgs,
+the pretraining engine's.
+
+--trainable picks what trains: all, vision_frozen, projector_only, or lora
+(LoRA adapters on the decoder's linear layers, every checkpoint weight
+frozen). LoRA needs a rank: --lora-rank N (alone it implies --trainable
+lora), or lora.rank in the --config recipe; --lora-alpha and
+--lora-targets set the rest (the recipe keys lora.alpha, lora.targets).`,
+		Example: `  magma finetune sft --data llava_mix.json --image-folder images --model out/tiny --out runs/sft --steps 200
+  magma finetune sft --data llava_mix.json --model out/magma-8b --lora-rank 16 --lora-alpha 32 --out runs/sft-lora`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataPath == "" || modelDir == "" {
 				return fmt.Errorf("finetune sft: --data and --model are required")
@@ -68,6 +79,9 @@ the pretraining engine's.`,
 			if fl.Changed("trainable") {
 				cfg.Trainable = trainable
 			}
+			if err := sftLoRA(fl, cfg, loraRank, loraAlpha, loraTargets); err != nil {
+				return err
+			}
 			src := map[string]any{"name": "sft", "type": "llava", "path": dataPath, "weight": 1.0}
 			if images != "" {
 				src["image_folder"] = images
@@ -90,8 +104,11 @@ the pretraining engine's.`,
 	fl.Float64Var(&lr, "lr", rec.Optimizer.LR, "peak learning rate")
 	fl.IntVar(&batch, "batch-size", rec.BatchSize, "samples per micro-batch")
 	fl.IntVar(&accum, "grad-accum", rec.GradAccum, "micro-batches per update")
-	fl.IntVar(&steps, "steps", rec.Steps, "optimizer updates (same as --max-steps)")
-	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only")
+	fl.IntVar(&steps, "steps", rec.Steps, stepsUsage)
+	fl.StringVar(&trainable, "trainable", rec.Trainable, "what trains: all | vision_frozen | projector_only | lora (lora needs --lora-rank)")
+	fl.IntVar(&loraRank, "lora-rank", rec.LoRA.Rank, "LoRA rank; > 0 trains adapters only (implies --trainable lora)")
+	fl.Float64Var(&loraAlpha, "lora-alpha", rec.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
+	fl.StringVar(&loraTargets, "lora-targets", strings.Join(llm.DefaultLoRATargets, ","), "comma-separated decoder linear layers to adapt")
 	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
@@ -107,4 +124,55 @@ func recipeDefaults(name string) train.Config {
 		return *c
 	}
 	return train.DefaultConfig()
+}
+
+// stepsUsage is the help of the finetune commands' --steps.
+const stepsUsage = "optimizer updates in total, the schedule's length (--max-steps is the same setting; giving both with different values is an error)"
+
+// sftLoRA applies finetune sft's adapter flags to the recipe: --lora-rank
+// N > 0 trains LoRA adapters (trainable: lora), --lora-alpha and
+// --lora-targets override the recipe's lora.alpha and lora.targets. A
+// recipe that ends up with trainable: lora and no rank is refused here,
+// naming the flag and the recipe key that set it.
+func sftLoRA(fl *pflag.FlagSet, cfg *train.Config, rank int, alpha float64, targets string) error {
+	lc := cfg.LoRA
+	if fl.Changed("lora-rank") {
+		if rank < 0 {
+			return fmt.Errorf("--lora-rank %d must be >= 0", rank)
+		}
+		lc.Rank = rank
+		if rank > 0 {
+			if fl.Changed("trainable") && cfg.Trainable != train.TrainLoRA {
+				return fmt.Errorf("--trainable %s trains weights; --lora-rank %d trains only LoRA adapters: give one of them (or --trainable lora)", cfg.Trainable, rank)
+			}
+			cfg.Trainable = train.TrainLoRA
+		}
+	}
+	if fl.Changed("lora-alpha") {
+		lc.Alpha = alpha
+	}
+	if fl.Changed("lora-targets") {
+		lc.Targets = nil
+		for _, t := range strings.Split(targets, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				lc.Targets = append(lc.Targets, t)
+			}
+		}
+	}
+	if cfg.Trainable != train.TrainLoRA {
+		if fl.Changed("lora-alpha") || fl.Changed("lora-targets") {
+			return fmt.Errorf("--lora-alpha and --lora-targets configure LoRA adapters: they need --lora-rank N > 0 (or --trainable lora with lora.rank in the --config recipe)")
+		}
+		return nil
+	}
+	if lc.Rank == 0 {
+		return fmt.Errorf("--trainable lora needs a LoRA rank: pass --lora-rank N (OpenVLA's LIBERO recipe uses 32), or set lora.rank in the --config recipe")
+	}
+	// The same checks as finetune libero's adapter flags.
+	c, err := loraConfig(lc.Rank, lc.Alpha, lc.Dropout, strings.Join(lc.Targets, ","))
+	if err != nil {
+		return err
+	}
+	cfg.LoRA = c
+	return nil
 }

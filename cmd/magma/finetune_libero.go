@@ -293,7 +293,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))
 	fl.IntVar(&batch, "batch-size", lora.BatchSize, "samples per micro-batch")
 	fl.IntVar(&accum, "grad-accum", lora.GradAccum, "micro-batches per update")
-	fl.IntVar(&steps, "steps", lora.Steps, "optimizer updates (same as --max-steps)")
+	fl.IntVar(&steps, "steps", lora.Steps, stepsUsage)
 	fl.IntVar(&every, "save-every", lora.Checkpoint.Every, "updates between checkpoints (0: only at the end)")
 	fl.StringVar(&trainable, "trainable", full.Trainable, "all | vision_frozen | projector_only (with --lora-rank 0)")
 	fl.IntVar(&loraRank, "lora-rank", lora.LoRA.Rank, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")

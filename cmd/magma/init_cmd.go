@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
@@ -25,10 +26,16 @@ they are drawn, so any size fits in memory: magma-8b in bf16 is the published
 layout (4 shards, 17.8 GB) and lets you check a machine before downloading the
 real weights. Same seed, same values, whatever the dtype.`,
 		Example: `  magma init --preset tiny --out out/tiny
-  magma init --preset configs/my.yaml --out out/my --dtype BF16
+  magma init --preset configs/my.yaml --out out/my --dtype bf16
   magma init --preset tiny --out out/tiny --seed 7 --force   # replace out/tiny
   magma init --preset magma-8b --dtype bf16 --out /big/magma-8b   # full size: 4 shards, 17.8 GB, < 100 MB of memory`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Checked before anything is written to --out.
+			switch dtype = strings.ToLower(dtype); dtype {
+			case "f32", "float32", "bf16", "bfloat16", "f16", "float16":
+			default:
+				return fmt.Errorf("--dtype %q: want f32, bf16 or f16", dtype)
+			}
 			if !force {
 				for _, pat := range []string{model.ConfigFileName, "*.safetensors", "*.safetensors.index.json"} {
 					if m, _ := filepath.Glob(filepath.Join(out, pat)); len(m) > 0 {
@@ -63,7 +70,7 @@ real weights. Same seed, same values, whatever the dtype.`,
 	f := cmd.Flags()
 	f.StringVar(&preset, "preset", "tiny", "preset name or YAML file")
 	f.StringVar(&out, "out", "", "output checkpoint directory")
-	f.StringVar(&dtype, "dtype", "F32", "stored dtype: f32, bf16 or f16")
+	f.StringVar(&dtype, "dtype", "f32", "stored dtype: f32, bf16 or f16 (safetensors' F32, BF16, F16 are accepted too)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory to copy in (default: assets/tokenizer/magma)")
 	f.Uint64Var(&seed, "seed", 0, "initialisation seed")
 	f.BoolVar(&force, "force", false, "overwrite a checkpoint already in --out")

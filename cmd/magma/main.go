@@ -27,7 +27,10 @@ func newRootCmd() *cobra.Command {
                finetune sft (LLaVA conversations), finetune libero (LIBERO
                demos, LoRA or full), plot (loss curves of a run)
   Evaluation:  eval screenspot (ScreenSpot/-v2/-Pro), eval mind2web,
-               eval libero (offline action accuracy), eval synthetic (demo data)
+               eval libero (offline action accuracy),
+               eval ` + qaNames(" | ") + `
+               (VQA, hallucination, video QA, Android navigation),
+               eval synthetic / synthetic-qa (demo data)
   Data tools:  data inspect (training sources), som (Set-of-Mark),
                tom (Trace-of-Mark), tokenize
 

@@ -28,7 +28,13 @@ type runFlags struct {
 func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.out, "out", defaultOut, "run folder (metrics.jsonl, checkpoints/, curves.png)")
-	fl.IntVar(&f.maxSteps, "max-steps", 0, "optimizer updates in total (overrides the recipe's steps; the schedule follows)")
+	maxHelp := "optimizer updates in total, the schedule's length (0: the recipe's steps)"
+	if fl.Lookup("steps") != nil {
+		maxHelp = "the same setting as --steps (for scripts shared with pretrain); giving both with different values is an error"
+	}
+	fl.IntVar(&f.maxSteps, "max-steps", 0, maxHelp)
+	// Checked before the command reads any data or checkpoint.
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return f.checkSteps(cmd) }
 	fl.BoolVar(&f.resume, "resume", false, "continue from the newest complete checkpoint in --out")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for initialisation and data order (overrides the recipe)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the model's, else assets/tokenizer/magma)")
@@ -37,8 +43,8 @@ func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
 
 // apply puts the command-line overrides into the recipe.
 func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
-	if f.maxSteps < 0 {
-		return fmt.Errorf("--max-steps %d must be positive", f.maxSteps)
+	if err := f.checkSteps(cmd); err != nil {
+		return err
 	}
 	if !(f.bucketMB > 0) || f.bucketMB > 1024 {
 		return fmt.Errorf("--bucket-mb %g must be in (0, 1024]", f.bucketMB)
@@ -61,6 +67,23 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 		}
 	}
 	return cfg.Validate()
+}
+
+// checkSteps refuses a negative --max-steps and, on the finetune commands,
+// --steps and --max-steps with different values: they are one setting
+// (the optimizer updates in total), so neither may silently win.
+func (f *runFlags) checkSteps(cmd *cobra.Command) error {
+	if f.maxSteps < 0 {
+		return fmt.Errorf("--max-steps %d must be positive", f.maxSteps)
+	}
+	fl := cmd.Flags()
+	if fl.Lookup("steps") == nil || !fl.Changed("steps") || !fl.Changed("max-steps") {
+		return nil
+	}
+	if steps, err := fl.GetInt("steps"); err == nil && steps != f.maxSteps {
+		return fmt.Errorf("--steps %d and --max-steps %d disagree: both set the optimizer updates in total; give one", steps, f.maxSteps)
+	}
+	return nil
 }
 
 // bucketBytes is --bucket-mb in bytes.
@@ -207,9 +230,13 @@ minutes on a 2-core CPU.
 
 The run folder gets metrics.jsonl (one JSON object per logged update),
 checkpoints/step-N (Hugging Face layout + trainer_state.json +
-optimizer.safetensors, written atomically, newest kept) and curves.png.
---resume continues from the newest complete checkpoint so that the loss
-curve equals the uninterrupted run's (same seed and GOMAXPROCS).`,
+optimizer.safetensors, written atomically; the recipe's checkpoint.keep
+newest are kept, ` + fmt.Sprint(recipeDefaults("").Checkpoint.Keep) + ` in the default recipe, 0 keeps all) and
+curves.png. --resume continues from the newest complete checkpoint so that
+the loss curve equals the uninterrupted run's (same seed and GOMAXPROCS).
+
+--max-steps N sets the run's optimizer updates in total (the recipe's
+steps:), and the learning-rate schedule is laid out over N.`,
 		Example: `  magma pretrain
   magma pretrain --config configs/pretrain/tiny.yaml --out runs/tiny --max-steps 50
   magma pretrain --out runs/tiny --resume`,

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model"
 )
 
 // README's main job, shortened: `magma pretrain` on the embedded default
@@ -74,5 +77,45 @@ func TestFinetuneSFT(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "metrics.jsonl")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Issue 31, point 13: `finetune sft --lora-rank N` trains LoRA adapters
+// (trainable: lora, which --trainable now lists), and --steps with an
+// equal --max-steps is accepted.
+func TestFinetuneSFTLoRA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for a few steps")
+	}
+	dir := t.TempDir()
+	recs := `[{"id": "b", "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "Hi."}]}]`
+	path := filepath.Join(dir, "sft.json")
+	if err := os.WriteFile(path, []byte(recs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	init := filepath.Join(dir, "tiny")
+	if log, err := runMagma(t, "init", "--preset", "tiny", "--out", init); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	out := filepath.Join(dir, "run")
+	log, err := runMagma(t, "finetune", "sft", "--data", path, "--model", init, "--lora-rank", "4", "--lora-alpha", "8",
+		"--lora-targets", "q_proj,v_proj", "--steps", "2", "--max-steps", "2", "--out", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if !strings.Contains(log, "(lora)") || !strings.Contains(log, "for 2 updates") {
+		t.Errorf("log:\n%s", log)
+	}
+	ck := filepath.Join(out, "checkpoints", "step-000002")
+	if _, err := os.Stat(filepath.Join(ck, model.AdapterWeightsFile)); err != nil {
+		t.Fatalf("no adapters in the checkpoint: %v\n%s", err, log)
+	}
+	cfg, err := os.ReadFile(filepath.Join(ck, model.AdapterConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := llm.ParseLoRAAdapterConfig(cfg)
+	if err != nil || ac.Rank != 4 || ac.Alpha != 8 || len(ac.Targets) != 2 {
+		t.Errorf("adapter_config.json %s: %+v %v", cfg, ac, err)
 	}
 }
