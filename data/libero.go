@@ -103,7 +103,7 @@ type Libero struct {
 	// Format is LiberoFormatHDF5 or LiberoFormatRLDS.
 	Format string
 	Opt    LiberoOptions
-	Tasks []*LiberoTask
+	Tasks  []*LiberoTask
 	// Stats are the statistics of the training demos' actions (gripper
 	// already mapped to OpenVLA's {0 closed, 1 open}).
 	Stats *DatasetStats
