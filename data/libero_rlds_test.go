@@ -249,3 +249,65 @@ func TestLiberoRLDSWriterMatchesPythonFixture(t *testing.T) {
 		}
 	}
 }
+
+// Inspect on the LIBERO RLDS fixture: episode and step counts, OpenVLA's
+// action statistics over every step equal numpy's (golden.json), and the
+// proprio statistics are OpenVLA's with load_proprio: EEF_state(6) ‖ one
+// zero ‖ gripper_state(2), the same numbers as the states OpenLibero reads.
+func TestInspectLiberoRLDSStatistics(t *testing.T) {
+	dir := filepath.Join(rldsTestdata, "libero_spatial_no_noops")
+	in, err := Inspect(dir, InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Type != "rlds" || in.Episodes != 3 || in.Records != 15 || in.Statistics == nil {
+		t.Fatalf("type %s, %d episodes, %d records", in.Type, in.Episodes, in.Records)
+	}
+	b, _ := os.ReadFile(filepath.Join(rldsTestdata, "golden.json"))
+	var golden map[string]struct {
+		Statistics DatasetStats `json:"statistics"`
+	}
+	if err := json.Unmarshal(b, &golden); err != nil {
+		t.Fatal(err)
+	}
+	want := golden["libero_spatial_no_noops"].Statistics.Action
+	got := in.Statistics.Action
+	for name, pair := range map[string][2][]float64{"mean": {got.Mean, want.Mean}, "std": {got.Std, want.Std},
+		"max": {got.Max, want.Max}, "min": {got.Min, want.Min}, "q01": {got.Q01, want.Q01}, "q99": {got.Q99, want.Q99}} {
+		for j := range pair[1] {
+			if len(pair[0]) != 7 || math.Abs(pair[0][j]-pair[1][j]) > 1e-5 {
+				t.Fatalf("action %s[%d] = %v, numpy %v", name, j, pair[0], pair[1])
+			}
+		}
+	}
+	if in.Statistics.NumTransitions != 15 || in.Statistics.NumTrajectories != 3 {
+		t.Fatalf("counts %+v", in.Statistics)
+	}
+	l, err := OpenLibero(dir, LiberoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var rows [][]float64
+	for _, task := range l.Tasks {
+		for _, d := range task.Demos {
+			for _, p := range d.Proprio {
+				rows = append(rows, append(append(append([]float64(nil), p[:6]...), 0), p[6:]...))
+			}
+		}
+	}
+	ws, p := ComputeStats(rows, nil), in.Statistics.Proprio
+	if p == nil || len(p.Mean) != 9 || p.Max[6] != 0 || p.Min[6] != 0 || p.Std[6] != 0 {
+		t.Fatalf("proprio %+v", p)
+	}
+	for j := 0; j < 9; j++ {
+		if math.Abs(p.Mean[j]-ws.Mean[j]) > 1e-9 || math.Abs(p.Std[j]-ws.Std[j]) > 1e-9 || p.Q01[j] != ws.Q01[j] || p.Q99[j] != ws.Q99[j] {
+			t.Fatalf("proprio dim %d: %+v, want %+v", j, p, ws)
+		}
+	}
+	var sb strings.Builder
+	in.WriteText(&sb)
+	if !strings.Contains(sb.String(), "records: 15 (steps)\nepisodes: 3\n") {
+		t.Fatalf("text:\n%s", sb.String())
+	}
+}
