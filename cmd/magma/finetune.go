@@ -92,7 +92,7 @@ the pretraining engine's.`,
 	fl.IntVar(&accum, "grad-accum", rec.GradAccum, "micro-batches per update")
 	fl.IntVar(&steps, "steps", rec.Steps, "optimizer updates (same as --max-steps)")
 	fl.StringVar(&trainable, "trainable", train.TrainAll, "all | vision_frozen | projector_only")
-	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
+	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage("--model"))
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
 	return parent
