@@ -153,7 +153,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 		Example: `  magma finetune libero --data ~/LIBERO/libero_spatial --init out/magma-8b --out runs/libero_spatial --shots 10 --steps 2000
   magma finetune libero --data ~/modified_libero_rlds/libero_spatial_no_noops --init out/magma-8b --out runs/libero_spatial_rlds
   magma eval synthetic --benchmark libero --format rlds --out /tmp/libero_spatial_no_noops   # demo data`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if initDir == "" {
 				return fmt.Errorf("finetune libero: --init CKPT is required")
