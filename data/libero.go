@@ -572,9 +572,6 @@ func (l *Libero) Frame(t *LiberoTask, d *LiberoDemo, k int) (imaging.Image, erro
 		return imaging.Image{}, fmt.Errorf("libero: %s: %s step %d out of range (%d steps)", t.File, d.Key, k, len(d.Frames))
 	}
 	if d.rec != nil {
-		if l.rlds == nil {
-			return imaging.Image{}, fmt.Errorf("libero: %s: closed", l.Dir)
-		}
 		return l.rlds.frame(d, d.Frames[k])
 	}
 	f, err := l.file(t.File)

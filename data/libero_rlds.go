@@ -187,7 +187,7 @@ func readLiberoRLDS(dir string, opt *LiberoOptions) ([]*LiberoTask, *liberoRLDS,
 	return tasks, &liberoRLDS{ds: ds, imageKey: imageKey, files: newFileCache(64)}, nil
 }
 
-// rldsFrame decodes the (already upright) camera image of file step t.
+// frame decodes the (already upright) camera image of file step t.
 func (r *liberoRLDS) frame(d *LiberoDemo, t int) (imaging.Image, error) {
 	loc := d.rec
 	f, release, err := r.files.get(loc.shard)

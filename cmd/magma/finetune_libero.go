@@ -51,14 +51,14 @@ func (f *liberoFlags) register(cmd *cobra.Command) {
 
 func (f *liberoFlags) open() (*data.Libero, error) {
 	if f.suite != "" && !knownSuite(f.suite) {
-		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s\n", f.suite, strings.Join(data.LiberoSuites, ", "))
+		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s (or their RLDS _no_noops names)\n", f.suite, strings.Join(data.LiberoSuites, ", "))
 	}
 	return data.OpenLibero(f.dir, data.LiberoOptions{Suite: f.suite, Shots: f.shots, ShotsPer: f.shotsPer, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera})
 }
 
 func knownSuite(s string) bool {
 	for _, k := range data.LiberoSuites {
-		if k == s {
+		if k == s || k+"_no_noops" == s {
 			return true
 		}
 	}
