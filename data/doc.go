@@ -18,7 +18,8 @@
 //     with package tom (VideoSource).
 //   - robot: episode folders (episode.json + frames) → OpenVLA-style action
 //     token samples with q01/q99 statistics, plus ToM samples (RobotSource).
-//   - LiberoSource (libero.go) reads LIBERO HDF5 demos for finetuning.
+//   - LiberoSource (libero.go) reads LIBERO HDF5 demos, or OpenVLA's modified
+//     LIBERO RLDS release (libero_rlds.go), for finetuning.
 //   - rlds: Open X-Embodiment / OpenVLA RLDS directories (TFRecord shards of
 //     tf.train.Example episodes, package data/rlds) → OpenVLA action samples
 //     with statistics computed in one streaming pass (RLDSSource).

@@ -42,6 +42,8 @@ type Inspection struct {
 	Shards  int      `json:"shards"`
 	Schema  []string `json:"schema"`
 	Records int      `json:"records"`
+	// Episodes counts the RLDS episodes (rlds; 0 otherwise).
+	Episodes int `json:"episodes,omitempty"`
 	// Bad lists the records the reader rejected while indexing.
 	Bad []string `json:"bad,omitempty"`
 	// Statistics are OpenVLA's dataset statistics (rlds).
@@ -207,7 +209,7 @@ func describeTable(in *Inspection, t *hfTable) {
 }
 
 func inspectRLDS(in *Inspection, env *SampleBuilder, path string, o InspectOptions) error {
-	src, err := NewRLDSSource(env, "inspect", path, RLDSOptions{Dataset: o.Dataset, Split: o.Split})
+	src, err := NewRLDSSource(env, "inspect", path, RLDSOptions{Dataset: o.Dataset, Split: o.Split, Proprio: true})
 	if err != nil {
 		return err
 	}
@@ -216,6 +218,7 @@ func inspectRLDS(in *Inspection, env *SampleBuilder, path string, o InspectOptio
 	in.Format = "RLDS (TFRecord tf.train.Example episodes)"
 	in.Shards = len(src.shards)
 	in.Records = src.Len()
+	in.Episodes = len(src.eps)
 	for _, f := range ds.Features {
 		kind := "episode"
 		if f.Step {
@@ -263,7 +266,11 @@ func (in *Inspection) WriteText(w *strings.Builder) {
 	for _, s := range in.Schema {
 		fmt.Fprintf(w, "  %s\n", s)
 	}
-	fmt.Fprintf(w, "records: %d\n", in.Records)
+	if in.Episodes > 0 {
+		fmt.Fprintf(w, "records: %d (steps)\nepisodes: %d\n", in.Records, in.Episodes)
+	} else {
+		fmt.Fprintf(w, "records: %d\n", in.Records)
+	}
 	if len(in.Bad) > 0 {
 		fmt.Fprintf(w, "bad records (%d):\n", len(in.Bad))
 		for _, b := range in.Bad {
@@ -272,7 +279,7 @@ func (in *Inspection) WriteText(w *strings.Builder) {
 	}
 	if in.Statistics != nil {
 		b, _ := json.Marshal(in.Statistics)
-		fmt.Fprintf(w, "statistics (OpenVLA dataset_statistics.json entry):\n  %s\n", b)
+		fmt.Fprintf(w, "statistics (OpenVLA dataset_statistics.json entry, over every step; proprio as with load_proprio where the dataset has a mapping, else zeros):\n  %s\n", b)
 	}
 	if in.Item != nil {
 		var keys []string

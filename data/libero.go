@@ -19,6 +19,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/data/hdf5"
+	"github.com/magma-go/magma/data/rlds"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -78,12 +79,14 @@ type LiberoDemo struct {
 	Proprio [][]float64
 	// Steps is the length of the demo in the file.
 	Steps int
+
+	rec *rldsLoc // the RLDS record (nil for HDF5)
 }
 
-// LiberoTask is one *_demo.hdf5 file.
+// LiberoTask is one *_demo.hdf5 file, or the RLDS episodes of one task.
 type LiberoTask struct {
 	Name        string // file name without _demo.hdf5
-	File        string
+	File        string // the HDF5 file; for RLDS the dataset's version folder
 	Instruction string
 	// FromFileName is set when the instruction was derived from the file
 	// name (no problem_info attribute).
@@ -96,26 +99,30 @@ type LiberoTask struct {
 
 // Libero is a suite folder read for finetuning or evaluation.
 type Libero struct {
-	Dir   string
-	Opt   LiberoOptions
-	Tasks []*LiberoTask
+	Dir string
+	// Format is LiberoFormatHDF5 or LiberoFormatRLDS.
+	Format string
+	Opt    LiberoOptions
+	Tasks  []*LiberoTask
 	// Stats are the statistics of the training demos' actions (gripper
 	// already mapped to OpenVLA's {0 closed, 1 open}).
 	Stats *DatasetStats
 
 	mu    sync.Mutex
 	files map[string]*hdf5.File
+	rlds  *liberoRLDS
 }
 
 var demoRE = regexp.MustCompile(`^demo_([0-9]+)$`)
 
-// OpenLibero reads every *_demo.hdf5 file of a suite folder: instructions,
-// demo lists, actions (and proprioception), chooses the training shots and
-// computes the action statistics. Images are read lazily by Frame.
+// OpenLibero reads every *_demo.hdf5 file of a suite folder, or every
+// episode of an RLDS dataset folder (OpenVLA's modified LIBERO release,
+// detected by its dataset_info.json): instructions, demo lists, actions (and
+// proprioception), chooses the training shots and computes the action
+// statistics. Images are read lazily by Frame. The suite defaults to the
+// folder's name (HDF5) or the dataset's name (RLDS, e.g.
+// libero_spatial_no_noops).
 func OpenLibero(dir string, opt LiberoOptions) (*Libero, error) {
-	if opt.Suite == "" {
-		opt.Suite = filepath.Base(filepath.Clean(dir))
-	}
 	if opt.Camera == "" {
 		opt.Camera = "agentview_rgb"
 	}
@@ -139,10 +146,21 @@ func OpenLibero(dir string, opt LiberoOptions) (*Libero, error) {
 		return nil, fmt.Errorf("libero: %w", err)
 	}
 	sort.Strings(paths)
+	l := &Libero{Dir: dir, Format: LiberoFormatHDF5, files: map[string]*hdf5.File{}}
 	if len(paths) == 0 {
-		return nil, fmt.Errorf("libero: %s: no *_demo.hdf5 files (expected a LIBERO suite folder such as libero_spatial/)", dir)
+		if _, err := rlds.Open(dir); err != nil {
+			return nil, fmt.Errorf("libero: %s: no *_demo.hdf5 files (expected a LIBERO suite folder such as libero_spatial/) "+
+				"and not an RLDS dataset (OpenVLA's modified LIBERO, such as libero_spatial_no_noops/): %v", dir, err)
+		}
+		l.Format = LiberoFormatRLDS
+		if l.Tasks, l.rlds, err = readLiberoRLDS(dir, &opt); err != nil {
+			return nil, fmt.Errorf("libero: %w", err)
+		}
 	}
-	l := &Libero{Dir: dir, Opt: opt, files: map[string]*hdf5.File{}}
+	if opt.Suite == "" {
+		opt.Suite = filepath.Base(filepath.Clean(dir))
+	}
+	l.Opt = opt
 	for _, p := range paths {
 		t, err := readLiberoTask(p, opt)
 		if err != nil {
@@ -526,6 +544,9 @@ func (l *Libero) Close() error {
 		}
 		delete(l.files, k)
 	}
+	if l.rlds != nil {
+		l.rlds.files.close()
+	}
 	return first
 }
 
@@ -543,11 +564,15 @@ func (l *Libero) file(path string) (*hdf5.File, error) {
 	return f, nil
 }
 
-// Frame reads the camera image of kept step k of demo d of task t, rotated
-// 180 degrees to upright.
+// Frame reads the camera image of kept step k of demo d of task t, upright:
+// HDF5 frames rotated 180 degrees, RLDS frames (rotated by OpenVLA's
+// converter already) as decoded.
 func (l *Libero) Frame(t *LiberoTask, d *LiberoDemo, k int) (imaging.Image, error) {
 	if k < 0 || k >= len(d.Frames) {
 		return imaging.Image{}, fmt.Errorf("libero: %s: %s step %d out of range (%d steps)", t.File, d.Key, k, len(d.Frames))
+	}
+	if d.rec != nil {
+		return l.rlds.frame(d, d.Frames[k])
 	}
 	f, err := l.file(t.File)
 	if err != nil {
@@ -856,7 +881,7 @@ func (s *LiberoSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 	d := t.Demos[st.demo]
 	smp, err := s.l.ActionSample(s.env, t, d, st.k)
 	if err != nil {
-		return Sample{}, recordErr(t.File, i, "/data/%s step %d: %v", d.Key, d.Frames[st.k], err)
+		return Sample{}, recordErr(t.File, i, "%s: %v", s.l.Where(t, d, st.k), err)
 	}
 	smp.Source, smp.Index = t.File, i
 	return smp, nil

@@ -29,6 +29,11 @@ type RLDSOptions struct {
 	// KeepUnlabeled keeps episodes with an empty instruction (OpenVLA's
 	// skip_unlabeled drops them; so does this reader by default).
 	KeepUnlabeled bool `yaml:"keep_unlabeled"`
+	// Proprio computes the proprio statistics as OpenVLA does with
+	// load_proprio (the dataset's state_obs_keys, rlds.Config.Proprio)
+	// instead of the zeros of its VLA runs; datasets without a proprio
+	// mapping keep the zeros.
+	Proprio bool `yaml:"-"`
 }
 
 // RLDSSource reads an Open X-Embodiment dataset in RLDS form (package
@@ -111,9 +116,14 @@ func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSS
 		return nil, fmt.Errorf("data: rlds source %q: %s/features.json has no %s (set image:)", name, ds.Dir, cfg.ImageKey())
 	}
 	var bad []*RecordError
-	var rows [][]float64
+	var rows, props [][]float64
+	keys := cfg.Keys
+	proprio := o.Proprio && cfg.Proprio != nil
+	if proprio {
+		keys = append(append([]string(nil), keys...), cfg.ProprioKeys...)
+	}
 	for si, sh := range shards {
-		err := rlds.ScanShard(sh, rlds.Keys(cfg.Keys...), func(ep *rlds.Episode, err error) error {
+		err := rlds.ScanShard(sh, rlds.Keys(keys...), func(ep *rlds.Episode, err error) error {
 			if err != nil {
 				bad = append(bad, rldsRecordErr(sh, err))
 				return nil
@@ -122,6 +132,16 @@ func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSS
 			if err != nil {
 				bad = append(bad, recordErr(sh, ep.Index, "%s: %v", o.Dataset, err))
 				return nil
+			}
+			if proprio {
+				p, err := cfg.Proprio(ep)
+				if err != nil {
+					bad = append(bad, recordErr(sh, ep.Index, "%s: proprio: %v", o.Dataset, err))
+					return nil
+				}
+				for _, t := range tr.Steps {
+					props = append(props, p[t])
+				}
 			}
 			for _, a := range tr.Action {
 				rows = append(rows, a)
@@ -145,6 +165,10 @@ func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSS
 		}
 	} else {
 		s.stats = rldsStats(rows, len(s.eps)+s.unlabeled)
+		if proprio {
+			p := ComputeStats(props, nil)
+			s.stats.Proprio = &p
+		}
 	}
 	if len(s.steps) == 0 {
 		return nil, fmt.Errorf("data: rlds source %q: every episode has an empty instruction", name)

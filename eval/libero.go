@@ -191,7 +191,7 @@ func RunLibero(ctx context.Context, l *data.Libero, stats *data.DatasetStats, sp
 		}
 		err = eachItem(ctx, len(steps), 1, nil, func(i int) (func() error, error) {
 			d, k := steps[i].d, steps[i].k
-			where := fmt.Sprintf("%s:/data/%s step %d", t.File, d.Key, d.Frames[k])
+			where := l.Where(t, d, k)
 			img, err := l.Frame(t, d, k)
 			if err != nil {
 				return nil, err

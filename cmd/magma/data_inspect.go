@@ -31,8 +31,14 @@ dataset or version folder with dataset_info.json), an Arrow IPC / Parquet
 file, folder or glob of MagmaAI's Hugging Face sets (Magma-Video-ToM,
 Magma-OXE-ToM, Magma-AITW-SoM, Magma-Mind2Web-SoM), or a LLaVA-style JSON
 file (Magma-820K). The type is detected unless --type is given. For RLDS the
-OpenVLA statistics of the dataset are printed too (one streaming pass).`,
+episode and step counts and OpenVLA's statistics of the dataset are printed
+too, computed exactly over every step in one streaming pass (action
+mean/std/max/min/q01/q99 after OpenVLA's per-dataset transform; proprio as
+OpenVLA computes it with load_proprio, e.g. LIBERO's EEF_state ‖ pad ‖
+gripper_state, or zeros for datasets without a proprio mapping). OpenVLA's
+modified LIBERO release (libero_spatial_no_noops/ ...) is read this way.`,
 		Example: `  magma data inspect /data/open-x/bridge_orig
+  magma data inspect /data/modified_libero_rlds/libero_spatial_no_noops --statistics-out stats.json
   magma data inspect /data/MagmaAI/Magma-Video-ToM/ego4d --video-folder /data/ego4d/clips --out s.png
   magma data inspect '/data/MagmaAI/Magma-OXE-ToM/bridge_orig/shard_*.arrow' --robot --trace-size 256,256 --index 10
   magma data inspect /data/MagmaAI/Magma-Mind2Web-SoM --json`,

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 
+	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
@@ -200,14 +202,44 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 	_ = mwCmd.MarkFlagRequired("data")
 
 	var syn eval.SyntheticOptions
-	var synOut, synFormat string
+	var lib eval.LiberoSyntheticOptions
+	var synOut, synFormat, synBench string
 	synCmd := &cobra.Command{
 		Use:   "synthetic",
-		Short: "Write a synthetic ScreenSpot-layout benchmark (coloured widgets) with proposals.json: demo data, tests, benchmarks",
+		Short: "Write demo data: a synthetic ScreenSpot-layout benchmark (coloured widgets, proposals.json) or a LIBERO suite (HDF5 or RLDS)",
+		Long: `synthetic writes demo data for the tests, the benchmarks and a first run.
+
+--benchmark screenspot (default): screenshots with coloured widgets in the
+ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro layout (--format), plus
+proposals.json.
+
+--benchmark libero: a LIBERO suite of --tasks tasks, --demos demos of
+--steps steps, --size x --size frames, in LIBERO's HDF5 layout (--format
+hdf5: OUT/<task>_demo.hdf5, frames upside down as LIBERO stores them, two
+no-op steps per demo with --noops) or in OpenVLA's modified RLDS release
+(--format rlds: OUT/1.0.0/dataset_info.json, features.json and
+<name>-train.tfrecord-* shards, upright JPEG frames, no-ops removed; name
+the folder like the release, e.g. libero_spatial_no_noops). Both read back
+with the same tasks, actions and statistics in finetune/eval libero --data.`,
 		Example: `  magma eval synthetic --out /tmp/ss-demo
   magma init --preset tiny --out out/tiny
-  magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json`,
+  magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json
+  magma eval synthetic --benchmark libero --format rlds --out /tmp/libero_spatial_no_noops
+  magma finetune libero --data /tmp/libero_spatial_no_noops --init out/tiny --out runs/demo --steps 20`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch synBench {
+			case "libero":
+				lib.Format = synFormat
+				tasks, err := eval.WriteSyntheticLibero(synOut, lib)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote a synthetic LIBERO suite (%s, %d tasks x %d demos) to %s\n", cmp.Or(synFormat, data.LiberoFormatHDF5), len(tasks), tasks[0].Demos, synOut)
+				return nil
+			case "screenspot":
+			default:
+				return fmt.Errorf("eval synthetic: --benchmark %q (want screenspot or libero)", synBench)
+			}
 			f, err := eval.ParseFormat(synFormat)
 			if err != nil {
 				return err
@@ -221,10 +253,17 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 		},
 	}
 	synCmd.Flags().StringVar(&synOut, "out", "", "output directory")
-	synCmd.Flags().StringVar(&synFormat, "format", "screenspot", "layout: screenspot, v2 or pro")
-	synCmd.Flags().IntVar(&syn.Records, "records", 12, "records")
-	synCmd.Flags().IntVar(&syn.Widgets, "widgets", 8, "widgets per screenshot")
-	synCmd.Flags().Int64Var(&syn.Seed, "seed", 1, "random seed")
+	synCmd.Flags().StringVar(&synBench, "benchmark", "screenspot", "what to write: screenspot or libero")
+	synCmd.Flags().StringVar(&synFormat, "format", "", "layout: screenspot (default), v2 or pro; libero: hdf5 (default) or rlds")
+	synCmd.Flags().IntVar(&syn.Records, "records", 12, "screenspot: records")
+	synCmd.Flags().IntVar(&syn.Widgets, "widgets", 8, "screenspot: widgets per screenshot")
+	synCmd.Flags().Int64Var(&syn.Seed, "seed", 1, "screenspot: random seed")
+	synCmd.Flags().IntVar(&lib.Tasks, "tasks", 4, "libero: tasks")
+	synCmd.Flags().IntVar(&lib.Demos, "demos", 12, "libero: demos per task")
+	synCmd.Flags().IntVar(&lib.Steps, "steps", 20, "libero: steps per demo (before no-op removal)")
+	synCmd.Flags().IntVar(&lib.Size, "size", 128, "libero: image side in pixels (LIBERO's files: 128)")
+	synCmd.Flags().BoolVar(&lib.Noops, "noops", true, "libero: two no-op steps per demo (kept in HDF5 as in LIBERO's files, removed in RLDS as in the no_noops release)")
+	synCmd.Flags().IntVar(&lib.Shards, "shards", 2, "libero rlds: TFRecord shards")
 	_ = synCmd.MarkFlagRequired("out")
 
 	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)

@@ -26,7 +26,9 @@ func newEvalLiberoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "libero --model CKPT --data SUITE_DIR [--split heldout]",
 		Short: "Offline LIBERO evaluation: action-token accuracy, L1 and gripper accuracy per task",
-		Long: `libero replays the demo steps of a suite folder through a checkpoint
+		Long: `libero replays the demo steps of a suite (a folder of *_demo.hdf5 files, or
+OpenVLA's modified LIBERO RLDS release such as libero_spatial_no_noops/, as
+for finetune libero --data) through a checkpoint
 fine-tuned by ` + "`magma finetune libero`" + ` and compares its 7 action tokens
 with the demos': action-token accuracy, L1 error of the un-normalised action
 (simulator convention, all 7 dimensions and the 6 arm dimensions) and

@@ -109,7 +109,7 @@ lora), or lora.rank in the --config recipe; --lora-alpha and
 	fl.IntVar(&loraRank, "lora-rank", rec.LoRA.Rank, "LoRA rank; > 0 trains adapters only (implies --trainable lora)")
 	fl.Float64Var(&loraAlpha, "lora-alpha", rec.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
 	fl.StringVar(&loraTargets, "lora-targets", strings.Join(llm.DefaultLoRATargets, ","), "comma-separated decoder linear layers to adapt")
-	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
+	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage("--model"))
 	f.register(sft, "runs/sft")
 	parent.AddCommand(sft)
 	return parent

@@ -18,7 +18,7 @@ import (
 )
 
 // LIBERO finetuning: `magma finetune libero` reads a suite folder of
-// *_demo.hdf5 files, keeps --shots demos per suite or task (--shots-per), and
+// *_demo.hdf5 files or OpenVLA's modified LIBERO RLDS release, keeps --shots demos per suite or task (--shots-per), and
 // trains the checkpoint to answer "What action should the robot take to
 // {instruction}?" about the upright agent-view frame with 7 OpenVLA action
 // tokens, on the pretraining engine. Every checkpoint it writes carries the
@@ -37,27 +37,28 @@ type liberoFlags struct {
 
 func (f *liberoFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.dir, "data", "", "LIBERO suite folder of *_demo.hdf5 files (as downloaded)")
-	fl.StringVar(&f.suite, "suite", "", "suite name, the statistics key and /act unnorm_key (default: the folder's name)")
+	fl.StringVar(&f.dir, "data", "", "LIBERO suite folder of *_demo.hdf5 files (as downloaded), or OpenVLA's modified LIBERO RLDS dataset folder "+
+		"(libero_spatial_no_noops/ or its 1.0.0/; detected by dataset_info.json)")
+	fl.StringVar(&f.suite, "suite", "", "suite name, the statistics key and /act unnorm_key (default: the folder's name; RLDS: the dataset's, e.g. libero_spatial_no_noops)")
 	fl.IntVar(&f.shots, "shots", 10, "training demos per --shots-per unit, chosen by --data-seed (0 = all); the rest are held out")
 	fl.StringVar(&f.shotsPer, "shots-per", data.ShotsPerSuite, "what --shots counts: suite (10 demos spread over the suite's tasks, 1 per task: the Magma maintainers' "+
 		"answer on how the released LIBERO numbers were finetuned, microsoft/Magma issue #51 \"select 1 traj per sub-task\") or task (the paper's Fig. 10 caption \"10 trajectories per task\")")
 	fl.Uint64Var(&f.seed, "data-seed", 0, "seed of the shot selection")
 	fl.BoolVar(&f.noops, "remove-noops", true, "drop no-op steps (arm action norm < 1e-4, gripper unchanged), as OpenVLA's regenerated sets")
-	fl.StringVar(&f.camera, "camera", "agentview_rgb", "image dataset under obs/")
+	fl.StringVar(&f.camera, "camera", "agentview_rgb", "image dataset under obs/ (RLDS: agentview_rgb and eye_in_hand_rgb are the release's image and wrist_image; other names are observation keys)")
 	_ = cmd.MarkFlagRequired("data")
 }
 
 func (f *liberoFlags) open() (*data.Libero, error) {
 	if f.suite != "" && !knownSuite(f.suite) {
-		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s\n", f.suite, strings.Join(data.LiberoSuites, ", "))
+		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s (or their RLDS _no_noops names)\n", f.suite, strings.Join(data.LiberoSuites, ", "))
 	}
 	return data.OpenLibero(f.dir, data.LiberoOptions{Suite: f.suite, Shots: f.shots, ShotsPer: f.shotsPer, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera})
 }
 
 func knownSuite(s string) bool {
 	for _, k := range data.LiberoSuites {
-		if k == s {
+		if k == s || k+"_no_noops" == s {
 			return true
 		}
 	}
@@ -117,10 +118,14 @@ func newFinetuneLiberoCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "libero --data SUITE_DIR --init CKPT --out DIR",
-		Short: "Fine-tune on LIBERO demo files (OpenVLA action tokens, few-shot demos)",
-		Long: `libero fine-tunes a checkpoint on one LIBERO suite folder of *_demo.hdf5
-files (libero_spatial, libero_object, libero_goal, libero_10, libero_90):
---shots demos (10) per --shots-per unit, chosen by --data-seed; the rest are
+		Short: "Fine-tune on LIBERO demos, HDF5 or OpenVLA's RLDS release (OpenVLA action tokens, few-shot demos)",
+		Long: `libero fine-tunes a checkpoint on one LIBERO suite: a folder of *_demo.hdf5
+files (libero_spatial, libero_object, libero_goal, libero_10, libero_90), or
+OpenVLA's modified LIBERO RLDS release (libero_spatial_no_noops/ and the
+other *_no_noops folders: one episode per demo, upright frames, no-ops
+already removed; detected by its dataset_info.json; tasks are named after
+each episode's source file, the suite after the dataset). Both give the same
+tasks, actions and statistics for the same demos. --shots demos (10) per --shots-per unit, chosen by --data-seed; the rest are
 held out for ` + "`magma eval libero --split heldout`" + `. The default, 10 per
 suite spread as 1 per task, is how the Magma maintainers say the released
 LIBERO numbers were finetuned (microsoft/Magma issue #51: "select 1 traj per
@@ -145,8 +150,10 @@ the adapters folded in (W += alpha/r·B·A) for serve and other tools.
 --lora-dropout must stay 0 (Gorgonia's dropout is seeded from the clock,
 which would break reproducible runs and exact --resume). --lora-rank 0
 fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
-		Example: `  magma finetune libero --data ~/LIBERO/libero_spatial --init out/magma-8b --out runs/libero_spatial --shots 10 --steps 2000`,
-		Args:    cobra.NoArgs,
+		Example: `  magma finetune libero --data ~/LIBERO/libero_spatial --init out/magma-8b --out runs/libero_spatial --shots 10 --steps 2000
+  magma finetune libero --data ~/modified_libero_rlds/libero_spatial_no_noops --init out/magma-8b --out runs/libero_spatial_rlds
+  magma eval synthetic --benchmark libero --format rlds --out /tmp/libero_spatial_no_noops   # demo data`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if initDir == "" {
 				return fmt.Errorf("finetune libero: --init CKPT is required")
@@ -287,7 +294,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 	fl := cmd.Flags()
 	lf.register(cmd)
 	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
-	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage)
+	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage("--init"))
 	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
 	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
 	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))

@@ -87,5 +87,8 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 	return p, nil
 }
 
-// finetuneDtypeUsage documents finetune's --dtype (train.ModelConfig.Dtype).
-const finetuneDtypeUsage = "weights of --model in memory: default float32 copies to train the weights, the stored dtype (bf16 for Magma-8B, mapped in place and frozen) with LoRA; f32, or bf16/f16 with LoRA only"
+// finetuneDtypeUsage documents finetune's --dtype (train.ModelConfig.Dtype)
+// for the command whose checkpoint flag is initFlag (--model, --init).
+func finetuneDtypeUsage(initFlag string) string {
+	return "weights of " + initFlag + " in memory: default float32 copies to train the weights, the stored dtype (bf16 for Magma-8B, mapped in place and frozen) with LoRA; f32, or bf16/f16 with LoRA only"
+}

@@ -1,6 +1,9 @@
-// Package liberotest writes small LIBERO demo files for tests: the real
-// layout (robomimic groups, h5py dtypes and attributes, upside-down camera
-// frames) with synthetic, deterministic content.
+// Package liberotest writes small LIBERO demo data for tests and demos
+// (`magma eval synthetic --benchmark libero`): the real layouts with
+// synthetic, deterministic content, either LIBERO's HDF5 demo files
+// (robomimic groups, h5py dtypes and attributes, upside-down camera frames;
+// WriteSuite) or OpenVLA's modified LIBERO RLDS release (TFRecord episodes,
+// upright JPEG frames; WriteRLDS).
 package liberotest
 
 import (

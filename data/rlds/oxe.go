@@ -31,6 +31,11 @@ type Config struct {
 	Keys []string
 	// Transform builds the Trajectory from an episode decoded with Keys.
 	Transform func(ep *Episode) (*Trajectory, error)
+	// ProprioKeys and Proprio, when set, give OpenVLA's "proprio" of every
+	// step (state_obs_keys concatenated, one zero per None entry), what
+	// get_dataset_statistics summarises when proprio is loaded.
+	ProprioKeys []string
+	Proprio     func(ep *Episode) ([][]float64, error)
 }
 
 // ImageKey is the flattened key of the primary camera.
@@ -415,5 +420,23 @@ func init() {
 	// .. +1 close → 1 - clip(g, 0, 1).
 	for _, n := range []string{"libero_spatial_no_noops", "libero_object_no_noops", "libero_goal_no_noops", "libero_10_no_noops"} {
 		add(n, "image", "wrist_image", vec, actionVector(7, invLast(true)))
+		c := Configs[n]
+		c.ProprioKeys, c.Proprio = []string{"steps/observation/state"}, liberoProprio
+		Configs[n] = c
 	}
+}
+
+// liberoProprio is OpenVLA's LIBERO proprio: state_obs_keys ["EEF_state",
+// None, "gripper_state"] with EEF_state = state[:, :6] and gripper_state =
+// state[:, -2:] → 6 + 1 zero + 2 = 9 values per step.
+func liberoProprio(ep *Episode) ([][]float64, error) {
+	st, err := ep.Floats("steps/observation/state", 8)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float64, len(st))
+	for t, s := range st {
+		out[t] = append(append(append(make([]float64, 0, 9), s[:6]...), 0), s[6:]...)
+	}
+	return out, nil
 }

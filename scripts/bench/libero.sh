@@ -15,7 +15,8 @@ SERVE_PID=
 
 export GOFLAGS=-mod=mod
 go build -o "$WORK/magma" ./cmd/magma
-LIBERO_BENCH_DIR="$WORK/libero_spatial" go test ./data/liberotest/ -run TestWriteBenchSuite -count=1 >/dev/null
+"$WORK/magma" eval synthetic --benchmark libero --format hdf5 --out "$WORK/libero_spatial" \
+  --tasks 4 --demos 12 --steps 20 --size 128 --noops >/dev/null
 
 "$WORK/magma" init --preset tiny --out "$WORK/tiny" >/dev/null
 FT_CMD="magma finetune libero --data SUITE --init tiny --shots 10 --steps $STEPS --batch-size 4 --lr 1e-3 --save-every 0"
@@ -77,7 +78,7 @@ cat > scripts/bench/results/libero.md <<MD
 
 \`scripts/bench/libero.sh $N_ACT $STEPS\` on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD).
 Machine: \`nproc\` = $(nproc), $CPU, load average before the runs' end: $LOAD (shared machine).
-Suite: synthetic, real LIBERO HDF5 layout, 4 tasks x 12 demos x 20 steps (2 no-ops each), 128x128 frames; 10 shots per task.
+Suite: \`magma eval synthetic --benchmark libero --format hdf5 --tasks 4 --demos 12 --steps 20 --size 128\` (real LIBERO HDF5 layout, 2 no-ops per demo, 128x128 frames); 10 shots.
 
 | what | command | model | result |
 |---|---|---|---|
