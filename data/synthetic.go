@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"gocv.io/x/gocv"
 	"go.yaml.in/yaml/v3"
+	"gocv.io/x/gocv"
 
 	"github.com/magma-go/magma/tom"
 )
@@ -277,20 +277,24 @@ func GenerateSyntheticProgress(c SyntheticConfig, seed uint64, progress func(Syn
 // SyntheticProgressPrinter returns a progress function for
 // GenerateSyntheticProgress writing to w, following the trainer's
 // conventions: on a terminal one line redrawn at most 5 times a second
-// ("synthetic data: ui 12/48 ..."), otherwise a plain line when a kind
-// starts, every 5 seconds and when it is done. Call the returned finish
+// ("synthetic data: ui 12/48 (0.3 s)"), otherwise plain lines (files,
+// pipes, CI logs): one every 5 seconds while a kind is written and one when
+// it is done. Call the returned finish
 // when generation ends (it ends the terminal line).
 func SyntheticProgressPrinter(w io.Writer) (progress func(SyntheticProgress), finish func()) {
-	tty := isTerminal(w)
+	return syntheticPrinter(w, isTerminal(w))
+}
+
+func syntheticPrinter(w io.Writer, tty bool) (progress func(SyntheticProgress), finish func()) {
 	t0 := time.Now()
-	var last time.Time
+	last := t0
 	drawn := false
 	progress = func(p SyntheticProgress) {
 		now := time.Now()
 		end := p.Done == p.Total
 		line := fmt.Sprintf("synthetic data: %s %d/%d (%.1f s)", p.Kind, p.Done, p.Total, now.Sub(t0).Seconds())
 		if tty {
-			if !end && p.Done > 0 && now.Sub(last) < 200*time.Millisecond {
+			if p.Done > 0 && !end && now.Sub(last) < 200*time.Millisecond {
 				return
 			}
 			last = now
@@ -298,7 +302,7 @@ func SyntheticProgressPrinter(w io.Writer) (progress func(SyntheticProgress), fi
 			drawn = true
 			return
 		}
-		if p.Done == 0 || end || now.Sub(last) >= 5*time.Second {
+		if end || (p.Done > 0 && now.Sub(last) >= 5*time.Second) {
 			last = now
 			fmt.Fprintln(w, line)
 		}
