@@ -102,12 +102,15 @@ func detectType(path string) (string, string, error) {
 				annotations = append(annotations, filepath.Join(path, e.Name()))
 			}
 		}
-		if len(annotations) == 1 {
-			t, err := sniffJSONType(annotations[0])
-			return t, annotations[0], err
-		}
-		if len(annotations) > 1 {
-			if _, err := globShards(path, hfShardExts...); err != nil {
+		// Arrow/Parquet shards win (a saved Hugging Face dataset has
+		// dataset_info.json and state.json beside them).
+		if _, err := globShards(path, hfShardExts...); err != nil {
+			switch len(annotations) {
+			case 1:
+				t, err := sniffJSONType(annotations[0])
+				return t, annotations[0], err
+			case 0:
+			default:
 				return "", "", fmt.Errorf("data: %s holds %d annotation files (%s): inspect one of them", path, len(annotations), strings.Join(annotations, ", "))
 			}
 		}

@@ -57,8 +57,9 @@ type SyntheticLimit struct {
 // SyntheticLimits are the ranges of the synthetic keys (inclusive), and
 // MaxSyntheticPixels bounds the pixels they ask for together (UI
 // screenshots + video and robot frames + caption images): the defaults ask
-// for about 2.4 million; the limit, about 110 times that, takes minutes and
-// a few hundred MB of disk.
+// for about 2.4 million; the limit, about 110 times that, takes about 30 s
+// and 200 MB of disk on a 2-core machine (measured: 69 megapixels in 7.9 s,
+// 52 MB).
 var SyntheticLimits = []SyntheticLimit{
 	{"ui", 0, 10000}, {"videos", 0, 1000}, {"robot_episodes", 0, 1000}, {"captions", 0, 10000},
 	{"size", 32, 512}, {"frames", 2, 256},
