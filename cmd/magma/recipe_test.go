@@ -105,4 +105,9 @@ func TestSyntheticDataWithInspectAndTom(t *testing.T) {
 			t.Errorf("tom %s: %v\n%s", v, err, log)
 		}
 	}
+	// Too few frames left after --start: the error says what to change.
+	_, err := runMagma(t, "tom", "--video", filepath.Join(sd, "video", "clip_000.avi"), "--out", filepath.Join(dir, "t.json"), "--start", "5")
+	if err == nil || !strings.Contains(err.Error(), "12 frames, need 17") || !strings.Contains(err.Error(), "smaller --future") {
+		t.Errorf("tom --start 5: %v", err)
+	}
 }
