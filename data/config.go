@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/magma-go/magma/tom"
 )
 
 // MixtureConfig is the `data:` section of a pretraining config
@@ -25,8 +29,10 @@ import (
 //	    dir: ""              # where (default: <run dir>/synthetic-data)
 //	    ui: 48               # screenshots, video clips, robot episodes,
 //	    videos: 12           # image-caption pairs (defaults as shown by
-//	    robot_episodes: 8    # DefaultSyntheticConfig)
-//	    captions: 48
+//	    robot_episodes: 8    # DefaultSyntheticConfig; 0: none of that
+//	    captions: 48         # kind, its source is left out)
+//	    size: 64             # frame side in pixels (UI screenshots 2x)
+//	    frames: 17           # frames per clip / steps per robot episode
 //	  sources:
 //	    - name: llava        # unique; defaults to the type (plus a number)
 //	      type: llava        # llava | ui | video | robot
@@ -34,7 +40,9 @@ import (
 //	      weight: 1.0        # relative sampling weight
 //	      image_folder: data # per-type options follow, see below
 //
-// Per-type options (unknown keys are errors):
+// Per-type options (unknown keys are errors; given numbers must lie in
+// their range: ui max_marks [1, 1000], max_turns [1, 64]; video and robot
+// steps [1, 1024], grid [1, 128]; video fps [0.01, 1000]; weight (0, 1e6]):
 //
 //	llava: image_folder
 //	ui:    image_folder, bbox_format (auto|xyxy|xyxy_norm|xywh|xywh_norm),
@@ -57,6 +65,14 @@ import (
 //	magma_som: (path as magma_tom) image_folder, columns {image,
 //	       conversations} (MagmaSoMSource)
 //
+// Limits (a value outside is an error naming the key, the value and the
+// limit): batch_size <= 4096, workers <= 64, prefetch <= 65536, max_crops
+// <= 64, max_tokens <= 1048576 (MixtureLimits); synthetic: ui and
+// captions <= 10000, videos and robot_episodes <= 1000, size in [32, 512],
+// frames in [2, 256], and at most MaxSyntheticPixels in all
+// (SyntheticLimits). Keys absent from synthetic: take the defaults; given
+// values are never replaced.
+//
 // With synthetic set and no sources, the four synthetic sources are used
 // (ui 0.3, video 0.2, robot 0.2, captions 0.3). Relative paths are
 // resolved against the directory of the YAML file (Base), synthetic
@@ -74,6 +90,32 @@ type MixtureConfig struct {
 	// Base is the directory relative paths are resolved against (set by
 	// ParseMixtureConfig; not part of the YAML).
 	Base string `yaml:"-"`
+	// Progress, when set, receives the progress of synthetic data
+	// generation (SyntheticProgressPrinter; not part of the YAML).
+	Progress io.Writer `yaml:"-"`
+}
+
+// MixtureLimits are the upper limits of the `data:` section's numbers
+// (all must be >= 0); a larger value is an error naming the key.
+var MixtureLimits = []struct {
+	Key string
+	Max int
+}{{"batch_size", 4096}, {"workers", 64}, {"prefetch", 65536}, {"max_crops", 64}, {"max_tokens", 1 << 20}}
+
+func (c *MixtureConfig) limitValue(key string) int {
+	switch key {
+	case "batch_size":
+		return c.BatchSize
+	case "workers":
+		return c.Workers
+	case "prefetch":
+		return c.Prefetch
+	case "max_crops":
+		return c.MaxCrops
+	case "max_tokens":
+		return c.MaxTokens
+	}
+	return 0
 }
 
 // SourceConfig is one entry of `sources:`. Options holds the per-type keys.
@@ -133,8 +175,19 @@ func (c *MixtureConfig) Validate() error {
 	if err := c.OnError.validate(); err != nil {
 		return err
 	}
-	if c.BatchSize < 0 || c.Workers < 0 || c.Prefetch < 0 || c.MaxCrops < 0 || c.MaxTokens < 0 {
-		return errors.New("data: batch_size, workers, prefetch, max_crops and max_tokens must not be negative")
+	for _, l := range MixtureLimits {
+		if v := c.limitValue(l.Key); v < 0 || v > l.Max {
+			return fmt.Errorf("data: %s: %d is outside the limit [0, %d]", l.Key, v, l.Max)
+		}
+	}
+	if c.Synthetic != nil {
+		sc := c.Synthetic.withDefaults()
+		if err := sc.Validate(); err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		if len(c.Sources) == 0 && len(SyntheticSources(sc)) == 0 {
+			return errors.New("data: synthetic.ui, synthetic.videos, synthetic.robot_episodes and synthetic.captions are all 0 and there are no sources: nothing to train on")
+		}
 	}
 	if len(c.Sources) == 0 && c.Synthetic == nil {
 		return errors.New("data: no sources and no synthetic data")
@@ -146,11 +199,45 @@ func (c *MixtureConfig) Validate() error {
 		if s.Path == "" {
 			return fmt.Errorf("data: source %d (%s): no path", i, s.Type)
 		}
-		if !(s.Weight > 0) {
-			return fmt.Errorf("data: source %d (%s): weight %v must be positive", i, s.Type, s.Weight)
+		if !(s.Weight > 0) || s.Weight > 1e6 {
+			return fmt.Errorf("data: source %d (%s): weight %v must be in (0, 1e6]", i, s.Type, s.Weight)
+		}
+		for _, l := range optionLimits[s.Type] {
+			raw, ok := s.Options[l.key]
+			if !ok {
+				continue // absent: the reader's default
+			}
+			var v float64
+			switch x := raw.(type) {
+			case int:
+				v = float64(x)
+			case float64:
+				v = x
+			default:
+				return fmt.Errorf("data: source %d (%s): %s: %v is not a number", i, s.Type, l.key, raw)
+			}
+			if !(v >= l.min && v <= l.max) || (l.integer && v != math.Trunc(v)) {
+				kind := "number"
+				if l.integer {
+					kind = "integer"
+				}
+				return fmt.Errorf("data: source %d (%s): %s: %v is outside the limit (an %s in [%g, %g])", i, s.Type, l.key, raw, kind, l.min, l.max)
+			}
 		}
 	}
 	return nil
+}
+
+// optionLimits are the ranges of the per-type numeric options; a given
+// value outside is an error (a given 0 is not replaced by the default).
+var optionLimits = map[string][]struct {
+	key      string
+	min, max float64
+	integer  bool
+}{
+	"ui":    {{"max_marks", 1, 1000, true}, {"max_turns", 1, 64, true}},
+	"video": {{"steps", 1, tom.MaxFuture, true}, {"grid", 1, tom.MaxGrid, true}, {"fps", 0.01, 1000, false}},
+	"robot": {{"steps", 1, tom.MaxFuture, true}, {"grid", 1, tom.MaxGrid, true}},
 }
 
 // options decodes the per-type keys into v, rejecting unknown ones.
@@ -228,7 +315,14 @@ func (c *MixtureConfig) Build(env *SampleBuilder, runDir string, seed uint64) (*
 		} else {
 			sc.Dir = c.abs(sc.Dir)
 		}
-		if err := GenerateSynthetic(sc, seed); err != nil {
+		var progress func(SyntheticProgress)
+		finish := func() {}
+		if c.Progress != nil {
+			progress, finish = SyntheticProgressPrinter(c.Progress)
+		}
+		err := GenerateSyntheticProgress(sc, seed, progress)
+		finish()
+		if err != nil {
 			return nil, err
 		}
 		if len(sources) == 0 {

@@ -31,7 +31,10 @@
 //     (MagmaSoMSource). Magma-820K is one LLaVA-style JSON file: type llava.
 //
 // Inspect (`magma data inspect`) opens any of these without a tokenizer
-// and renders one record with its marks and traces drawn.
+// (InspectTypes; a folder with one annotation file is read through it) and
+// renders one record with its marks and traces drawn. A source without one
+// usable record is an error listing the first rejected records (file,
+// index, reason).
 //
 // Sharded sources deal their shard files to ranks with AssignShards
 // (SampleBuilder.Rank, SampleBuilder.World) and open them lazily.
@@ -82,5 +85,7 @@
 // .avi clips of a shape moving over a grey texture (every other clip with
 // a camera pan), robot episodes (PNG frames, a gripper reaching an object,
 // 7-DoF actions) and LLaVA image-caption pairs; SyntheticSources are the
-// matching sources. See MixtureConfig for the YAML.
+// matching sources (a kind with a count of 0 is left out). See
+// MixtureConfig for the YAML; every key is bounded (SyntheticLimits,
+// MaxSyntheticPixels) and a given value is never replaced by a default.
 package data

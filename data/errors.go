@@ -3,6 +3,7 @@ package data
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // RecordError reports a bad record: the file (or folder) it came from, its
@@ -64,4 +65,31 @@ func (e *SampleBuilder) handleLoadErrors(errs []*RecordError) error {
 	}
 	e.addSkipped(len(errs))
 	return nil
+}
+
+// maxListedRejects is how many rejected records a "no usable records"
+// error lists.
+const maxListedRejects = 3
+
+// rejectedSummary says why nothing was usable: the number of records
+// rejected and the first few with their file, index and reason, or that
+// there was nothing to read at all.
+func rejectedSummary(bad []*RecordError) string {
+	if len(bad) == 0 {
+		return "there are no records to read"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d rejected", len(bad))
+	for i, re := range bad {
+		if i == maxListedRejects {
+			fmt.Fprintf(&b, "; and %d more", len(bad)-i)
+			break
+		}
+		sep := ": "
+		if i > 0 {
+			sep = "; "
+		}
+		b.WriteString(sep + re.Error())
+	}
+	return b.String()
 }

@@ -82,7 +82,7 @@ func openHFTable(env *SampleBuilder, name, path string, required map[string][]st
 		return nil, nil, err
 	}
 	if t.rows == 0 {
-		return nil, nil, fmt.Errorf("data: source %q: no usable rows in %s", name, path)
+		return nil, nil, fmt.Errorf("data: source %q: no usable rows in %s (%s)", name, path, rejectedSummary(bad))
 	}
 	return t, cols, nil
 }

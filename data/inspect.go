@@ -1,9 +1,11 @@
 package data
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,8 +22,8 @@ import (
 
 // InspectOptions configure Inspect.
 type InspectOptions struct {
-	// Type is the source type (rlds, magma_som, magma_tom, llava); empty
-	// detects it from the files.
+	// Type is the source type (InspectTypes: llava, ui, video, robot, rlds,
+	// magma_tom, magma_som); empty detects it from the files.
 	Type string
 	// Index is the record rendered as the sample.
 	Index int
@@ -32,6 +34,11 @@ type InspectOptions struct {
 	TraceSize                []float64
 	Robot                    bool
 	Dataset, Split           string
+	// BBoxFormat of ui records (auto when empty).
+	BBoxFormat string
+	// Steps is the ToM horizon of video and robot sources (0: their
+	// default, 16).
+	Steps int
 }
 
 // Inspection is what `magma data inspect` prints.
@@ -58,39 +65,137 @@ type Inspection struct {
 
 // DetectType guesses a source type from the files at path.
 func DetectType(path string) (string, error) {
+	t, _, err := detectType(path)
+	return t, err
+}
+
+// detectType guesses a source type and the path to open for it: a folder
+// holding one annotation file (the synthetic ui/, video/ and captions/
+// folders) is inspected through that file.
+func detectType(path string) (string, string, error) {
 	st, err := os.Stat(path)
 	if err != nil && !strings.ContainsAny(path, "*?[") {
-		return "", fmt.Errorf("data: %w", err)
+		return "", "", fmt.Errorf("data: %w", err)
 	}
 	if err == nil && st.IsDir() {
 		if _, err := rlds.Open(path); err == nil {
-			return "rlds", nil
+			return "rlds", path, nil
+		}
+		if _, err := os.Stat(filepath.Join(path, syntheticStamp)); err == nil {
+			return "", "", syntheticRootError(path)
+		}
+		if _, err := os.Stat(filepath.Join(path, EpisodeFile)); err == nil {
+			return "", "", fmt.Errorf("data: %s is one robot episode (it holds %s); a robot source is the folder of episode folders: inspect %s", path, EpisodeFile, filepath.Dir(path))
+		}
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			return "", "", fmt.Errorf("data: %w", err)
+		}
+		var annotations []string
+		for _, e := range ents {
+			if e.IsDir() {
+				if _, err := os.Stat(filepath.Join(path, e.Name(), EpisodeFile)); err == nil {
+					return "robot", path, nil
+				}
+				continue
+			}
+			switch strings.ToLower(filepath.Ext(e.Name())) {
+			case ".json", ".jsonl":
+				annotations = append(annotations, filepath.Join(path, e.Name()))
+			}
+		}
+		// Arrow/Parquet shards win (a saved Hugging Face dataset has
+		// dataset_info.json and state.json beside them).
+		if _, err := globShards(path, hfShardExts...); err != nil {
+			switch len(annotations) {
+			case 1:
+				t, err := sniffJSONType(annotations[0])
+				return t, annotations[0], err
+			case 0:
+			default:
+				return "", "", fmt.Errorf("data: %s holds %d annotation files (%s): inspect one of them", path, len(annotations), strings.Join(annotations, ", "))
+			}
 		}
 	}
 	if err == nil && !st.IsDir() {
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".json", ".jsonl":
-			return "llava", nil
+			t, err := sniffJSONType(path)
+			return t, path, err
 		}
 	}
 	files, err := globShards(path, hfShardExts...)
 	if err != nil {
-		return "", fmt.Errorf("data: %s: not an RLDS directory, JSON annotation file or Arrow/Parquet data: %w", path, err)
+		return "", "", fmt.Errorf("data: %s: not an RLDS directory, a folder of robot episodes, a JSON annotation file (llava, ui, video) or Arrow/Parquet data: %w", path, err)
 	}
 	f, err := hf.Open(files[0])
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
 	for _, name := range []string{"trace", "pred_tracks", "traces"} {
 		if len(f.Schema.FieldIndices(name)) > 0 {
-			return "magma_tom", nil
+			return "magma_tom", path, nil
 		}
 	}
 	if len(f.Schema.FieldIndices("conversations")) > 0 {
-		return "magma_som", nil
+		return "magma_som", path, nil
 	}
-	return "", fmt.Errorf("data: %s: Arrow/Parquet columns %v are neither a SoM table (conversations) nor a ToM table (trace)", files[0], f.Schema.Fields())
+	return "", "", fmt.Errorf("data: %s: Arrow/Parquet columns %v are neither a SoM table (conversations) nor a ToM table (trace)", files[0], f.Schema.Fields())
+}
+
+// syntheticRootError points from a generated synthetic-data folder to its
+// sources.
+func syntheticRootError(dir string) error {
+	var parts []string
+	for _, s := range []struct{ path, typ string }{{SyntheticUIFile, "ui"}, {SyntheticVideoFile, "video"}, {SyntheticRobotDir, "robot"}, {SyntheticCaptionFile, "llava"}} {
+		if _, err := os.Stat(filepath.Join(dir, s.path)); err == nil {
+			parts = append(parts, fmt.Sprintf("%s (%s)", filepath.Join(dir, s.path), s.typ))
+		}
+	}
+	return fmt.Errorf("data: %s is a generated synthetic-data folder, not one source; inspect its sources: %s", dir, strings.Join(parts, ", "))
+}
+
+// sniffJSONType reads the first record of an annotation file (JSON array
+// or JSON lines) and names the reader its keys belong to: conversations
+// (llava), video (video), elements, img_filename, img_path or a top-level
+// bbox (ui); anything else is read as llava, whose errors say what is
+// missing.
+func sniffJSONType(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("data: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(f))
+	var first map[string]json.RawMessage
+	tok, err := dec.Token()
+	if err != nil {
+		return "llava", nil // empty or broken: the reader reports it
+	}
+	if d, ok := tok.(json.Delim); ok && d == '[' {
+		if !dec.More() || dec.Decode(&first) != nil {
+			return "llava", nil
+		}
+	} else {
+		// JSON lines: decode the first line again as a whole object.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", fmt.Errorf("data: %w", err)
+		}
+		if json.NewDecoder(bufio.NewReader(f)).Decode(&first) != nil {
+			return "llava", nil
+		}
+	}
+	has := func(k string) bool { _, ok := first[k]; return ok }
+	switch {
+	case has("conversations"):
+		return "llava", nil
+	case has("video"):
+		return "video", nil
+	case has("elements"), has("img_filename"), has("img_path"), has("bbox"):
+		return "ui", nil
+	}
+	return "llava", nil
 }
 
 // Inspect opens a source (no tokenizer needed), describes its schema and
@@ -98,11 +203,11 @@ func DetectType(path string) (string, error) {
 // the marks and traces drawn.
 func Inspect(path string, o InspectOptions) (*Inspection, error) {
 	if o.Type == "" {
-		t, err := DetectType(path)
+		t, p, err := detectType(path)
 		if err != nil {
 			return nil, err
 		}
-		o.Type = t
+		o.Type, path = t, p
 	}
 	in := &Inspection{Type: o.Type, Path: path}
 	env := &SampleBuilder{OnError: OnErrorSkip}
@@ -178,8 +283,112 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 			return in, err
 		}
 		return in, nil
+	case "ui", "video", "robot":
+		f := map[string]func(*Inspection, *SampleBuilder, string, InspectOptions, *rand.Rand) error{
+			"ui": inspectUI, "video": inspectVideo, "robot": inspectRobot}[o.Type]
+		if err := f(in, env, path, o, rng); err != nil {
+			if in.Records == 0 { // the source did not open
+				return nil, err
+			}
+			return in, err
+		}
+		return in, nil
 	}
-	return nil, fmt.Errorf("data: inspect: unknown type %q (want rlds, magma_som, magma_tom, llava)", o.Type)
+	return nil, fmt.Errorf("data: inspect: unknown type %q (want %s)", o.Type, strings.Join(InspectTypes, ", "))
+}
+
+// InspectTypes are the source types Inspect opens: every type a recipe
+// accepts.
+var InspectTypes = []string{"llava", "ui", "video", "robot", "rlds", "magma_tom", "magma_som"}
+
+func inspectUI(in *Inspection, env *SampleBuilder, path string, o InspectOptions, rng *rand.Rand) error {
+	src, err := NewUISource(env, "inspect", path, UIOptions{ImageFolder: o.ImageFolder, BBoxFormat: o.BBoxFormat})
+	if err != nil {
+		return err
+	}
+	in.Format, in.Shards, in.Records = "JSON", 1, src.Len()
+	in.Schema = []string{"img_filename (or image, img_path): screenshot under image_folder",
+		"elements: list of {instruction (or text), bbox} (" + src.opt.BBoxFormat + ")"}
+	if o.Index < 0 || o.Index >= src.Len() {
+		return fmt.Errorf("index %d outside [0,%d)", o.Index, src.Len())
+	}
+	rec := src.recs[o.Index]
+	in.Item = map[string]any{"record": rec.index, "image": rec.image, "elements": len(rec.elements)}
+	msgs, img, err := src.conversation(o.Index, rng)
+	if err != nil {
+		return err
+	}
+	in.Messages, in.Image = msgs, img
+	return nil
+}
+
+func inspectVideo(in *Inspection, env *SampleBuilder, path string, o InspectOptions, rng *rand.Rand) error {
+	always := 0.0 // the ToM turn is always shown
+	src, err := NewVideoSource(env, "inspect", path, VideoOptions{VideoFolder: o.VideoFolder, Steps: o.Steps, SkipToM: &always})
+	if err != nil {
+		return err
+	}
+	in.Format, in.Shards, in.Records = "JSON", 1, src.Len()
+	in.Schema = []string{"video: clip file or frame folder under video_folder", "task / caption: text",
+		"start, end (seconds) or start_frame, end_frame (optional)"}
+	if o.Index < 0 || o.Index >= src.Len() {
+		return fmt.Errorf("index %d outside [0,%d)", o.Index, src.Len())
+	}
+	rec := src.recs[o.Index]
+	in.Item = map[string]any{"record": rec.index, "video": rec.video, "task": rec.task, "caption": rec.caption, "steps": src.opt.Steps}
+	msgs, images, err := src.conversation(o.Index, rng)
+	if err != nil {
+		return err
+	}
+	in.Messages, in.Image = msgs, images[len(images)-1]
+	in.Item["images"] = len(images)
+	return nil
+}
+
+func inspectRobot(in *Inspection, env *SampleBuilder, path string, o InspectOptions, rng *rand.Rand) error {
+	at, err := NewActionTokenizer(LlamaBaseVocab)
+	if err != nil {
+		return err
+	}
+	env.Actions = at
+	src, err := NewRobotSource(env, "inspect", path, RobotOptions{Steps: o.Steps})
+	if err != nil {
+		return err
+	}
+	in.Format, in.Shards, in.Records = "robot episode folders ("+EpisodeFile+" + frames)", len(src.eps), src.Len()
+	in.Schema = []string{"<episode>/" + EpisodeFile + ": instruction, actions [[dx,dy,dz,droll,dpitch,dyaw,gripper], ...], frames (optional)",
+		"<episode>/*.png|jpg: frame t observed before action t"}
+	st := src.Statistics()
+	in.Statistics = &st
+	if o.Index < 0 || o.Index >= src.Len() {
+		return fmt.Errorf("index %d outside [0,%d)", o.Index, src.Len())
+	}
+	ref := src.steps[o.Index]
+	ep := src.eps[ref.ep]
+	a := ep.actions[ref.t]
+	norm, err := st.Action.Normalize(a)
+	if err != nil {
+		return err
+	}
+	ids, err := at.Encode(norm)
+	if err != nil {
+		return err
+	}
+	in.Item = map[string]any{"episode": ep.dir, "episode_index": ep.index, "step": ref.t, "frame": ep.frames[ref.t], "instruction": ep.instruction,
+		"action": a, "normalized_action": norm, "action_token_ids": ids, "episodes": len(src.eps), "steps": src.opt.Steps}
+	msgs, images, err := src.conversation(o.Index, rng)
+	if err != nil {
+		return err
+	}
+	for k := range msgs {
+		if msgs[k].IDs != nil {
+			msgs[k].Content = fmt.Sprintf("<%d action tokens %v>", len(msgs[k].IDs), msgs[k].IDs)
+			msgs[k].IDs = nil
+		}
+	}
+	in.Messages, in.Image = msgs, images[len(images)-1]
+	in.Item["images"] = len(images)
+	return nil
 }
 
 func describeTable(in *Inspection, t *hfTable) {

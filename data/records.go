@@ -79,7 +79,7 @@ func loadRecords[T any](env *SampleBuilder, path string, parse func(index int, d
 		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil, fmt.Errorf("data: %s: no usable records", path)
+		return nil, fmt.Errorf("data: %s: no usable records (%s)", path, rejectedSummary(bad))
 	}
 	return recs, nil
 }

@@ -157,7 +157,7 @@ func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSS
 		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil, fmt.Errorf("data: rlds source %q: no usable episodes in %s", name, ds.Dir)
+		return nil, fmt.Errorf("data: rlds source %q: no usable episodes in %s (%s)", name, ds.Dir, rejectedSummary(bad))
 	}
 	if o.Statistics != "" {
 		if s.stats, err = readRobotStatistics(o.Statistics, o.Key, o.Dataset); err != nil {

@@ -135,7 +135,7 @@ func NewRobotSource(env *SampleBuilder, name, path string, o RobotOptions) (*Rob
 		return nil, err
 	}
 	if len(s.steps) == 0 {
-		return nil, fmt.Errorf("data: robot source %q: no usable episodes in %s", name, path)
+		return nil, fmt.Errorf("data: robot source %q: no usable episodes in %s (%s)", name, path, rejectedSummary(bad))
 	}
 	if o.Statistics != "" {
 		st, err := readRobotStatistics(o.Statistics, o.Key, name)
@@ -263,8 +263,26 @@ func (s *RobotSource) Len() int     { return len(s.steps) }
 
 // Sample builds the action (or ToM) sample of one step.
 func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
+	msgs, images, err := s.conversation(i, rng)
+	if err != nil {
+		return Sample{}, err
+	}
+	ref := s.steps[i]
+	ep := s.eps[ref.ep]
+	smp, err := s.env.FrameSample(msgs, images)
+	if err != nil {
+		return Sample{}, recordErr(filepath.Join(ep.dir, EpisodeFile), ep.index, "step %d: %v", ref.t, err)
+	}
+	smp.Source, smp.Index = ep.dir, i
+	return smp, nil
+}
+
+// conversation is Sample before tokenisation: the action turn (the answer
+// as action token ids) and, when drawn, the ToM or SoM turn, with their
+// images (frame t, then the marked frame t).
+func (s *RobotSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, []imaging.Image, error) {
 	if i < 0 || i >= len(s.steps) {
-		return Sample{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
+		return nil, nil, fmt.Errorf("data: %s: index %d out of range", s.name, i)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(uint64(i), 0))
@@ -272,8 +290,8 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	ref := s.steps[i]
 	ep := s.eps[ref.ep]
 	epPath := filepath.Join(ep.dir, EpisodeFile)
-	fail := func(err error) (Sample, error) {
-		return Sample{}, recordErr(epPath, ep.index, "step %d: %v", ref.t, err)
+	fail := func(err error) ([]tokenizer.Message, []imaging.Image, error) {
+		return nil, nil, recordErr(epPath, ep.index, "step %d: %v", ref.t, err)
 	}
 	img, err := s.env.decode(filepath.Join(ep.dir, ep.frames[ref.t]))
 	if err != nil {
@@ -312,12 +330,7 @@ func (s *RobotSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 			return fail(err)
 		}
 	}
-	smp, err := s.env.FrameSample(msgs, images)
-	if err != nil {
-		return fail(err)
-	}
-	smp.Source, smp.Index = ep.dir, i
-	return smp, nil
+	return msgs, images, nil
 }
 
 func init() {

@@ -5,54 +5,146 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"go.yaml.in/yaml/v3"
 	"gocv.io/x/gocv"
+
+	"github.com/magma-go/magma/tom"
 )
 
 // SyntheticConfig sizes the embedded default mixture (see GenerateSynthetic).
-// Zero fields take the DefaultSyntheticConfig values.
+//
+// In a recipe, a key that is absent takes the DefaultSyntheticConfig value
+// and a key that is given is used as given: a count of 0 generates nothing
+// of that kind (its source is left out of the mixture), and a value outside
+// its limit (SyntheticLimits) is an error naming the key. From Go, the
+// counts are used as they are (0: none), while Size and Frames of 0 take
+// the defaults (a frame side or clip length of 0 means nothing).
 type SyntheticConfig struct {
 	Dir           string `yaml:"dir,omitempty"`
-	UI            int    `yaml:"ui,omitempty"`
-	Videos        int    `yaml:"videos,omitempty"`
-	RobotEpisodes int    `yaml:"robot_episodes,omitempty"`
-	Captions      int    `yaml:"captions,omitempty"`
+	UI            int    `yaml:"ui"`
+	Videos        int    `yaml:"videos"`
+	RobotEpisodes int    `yaml:"robot_episodes"`
+	Captions      int    `yaml:"captions"`
 	// Size is the side of video/robot frames and caption images in pixels
 	// (default 64, the tiny preset's base); UI screenshots are 2*Size.
-	Size int `yaml:"size,omitempty"`
-	// Frames per video clip and steps per robot episode (default 16).
-	Frames int `yaml:"frames,omitempty"`
+	Size int `yaml:"size"`
+	// Frames per video clip and steps per robot episode (default 17: the
+	// 16-step ToM horizon of the official Magma code and of `magma tom`,
+	// plus the start frame).
+	Frames int `yaml:"frames"`
 }
 
 // DefaultSyntheticConfig is the default size: about 200 records, a few
 // seconds to generate.
 func DefaultSyntheticConfig() SyntheticConfig {
-	return SyntheticConfig{UI: 48, Videos: 12, RobotEpisodes: 8, Captions: 48, Size: 64, Frames: 16}
+	return SyntheticConfig{UI: 48, Videos: 12, RobotEpisodes: 8, Captions: 48, Size: 64, Frames: tom.DefaultConfig().Future + 1}
 }
 
+// SyntheticLimit is the documented range of one synthetic key.
+type SyntheticLimit struct {
+	Key      string
+	Min, Max int
+}
+
+// SyntheticLimits are the ranges of the synthetic keys (inclusive), and
+// MaxSyntheticPixels bounds the pixels they ask for together (UI
+// screenshots + video and robot frames + caption images): the defaults ask
+// for about 2.4 million; the limit, about 110 times that, takes about 30 s
+// and 200 MB of disk on a 2-core machine (measured: 69 megapixels in 7.9 s,
+// 52 MB).
+var SyntheticLimits = []SyntheticLimit{
+	{"ui", 0, 10000}, {"videos", 0, 1000}, {"robot_episodes", 0, 1000}, {"captions", 0, 10000},
+	{"size", 32, 512}, {"frames", 2, 256},
+}
+
+// MaxSyntheticPixels bounds SyntheticConfig.Pixels.
+const MaxSyntheticPixels = 1 << 28
+
+func (c SyntheticConfig) field(key string) int {
+	switch key {
+	case "ui":
+		return c.UI
+	case "videos":
+		return c.Videos
+	case "robot_episodes":
+		return c.RobotEpisodes
+	case "captions":
+		return c.Captions
+	case "size":
+		return c.Size
+	case "frames":
+		return c.Frames
+	}
+	return 0
+}
+
+// Pixels is the number of pixels the config generates.
+func (c SyntheticConfig) Pixels() int64 {
+	s := int64(c.Size)
+	return int64(c.UI)*4*s*s + int64(c.Videos+c.RobotEpisodes)*int64(c.Frames)*s*s + int64(c.Captions)*s*s
+}
+
+// Validate checks every key against SyntheticLimits and the total against
+// MaxSyntheticPixels; errors name the key (synthetic.<key>), the value and
+// the limit. Size and Frames must be set (see withDefaults).
+func (c SyntheticConfig) Validate() error {
+	for _, l := range SyntheticLimits {
+		if v := c.field(l.Key); v < l.Min || v > l.Max {
+			return fmt.Errorf("synthetic.%s: %d is outside the limit [%d, %d]", l.Key, v, l.Min, l.Max)
+		}
+	}
+	if p := c.Pixels(); p > MaxSyntheticPixels {
+		return fmt.Errorf("synthetic: ui %d, videos %d, robot_episodes %d, captions %d at size %d and frames %d ask for %d megapixels; the limit is %d (lower the counts, size or frames)",
+			c.UI, c.Videos, c.RobotEpisodes, c.Captions, c.Size, c.Frames, p>>20, MaxSyntheticPixels>>20)
+	}
+	return nil
+}
+
+// UnmarshalYAML decodes the `synthetic:` section: absent keys take the
+// defaults, given ones are kept as given and checked (Validate); unknown
+// keys are errors.
+func (c *SyntheticConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		if n.Tag == "!!null" {
+			*c = DefaultSyntheticConfig()
+			return nil
+		}
+		return fmt.Errorf("synthetic: want a mapping of keys (dir, ui, videos, robot_episodes, captions, size, frames)")
+	}
+	known := map[string]bool{"dir": true}
+	for _, l := range SyntheticLimits {
+		known[l.Key] = true
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; !known[k] {
+			return fmt.Errorf("synthetic: unknown key %q (want dir, ui, videos, robot_episodes, captions, size or frames)", k)
+		}
+	}
+	type plain SyntheticConfig
+	v := plain(DefaultSyntheticConfig())
+	if err := n.Decode(&v); err != nil {
+		return fmt.Errorf("synthetic: %w", err)
+	}
+	*c = SyntheticConfig(v)
+	return c.Validate()
+}
+
+// withDefaults fills the Go zero values that cannot mean anything (Size,
+// Frames); the counts are kept, 0 included.
 func (c SyntheticConfig) withDefaults() SyntheticConfig {
 	d := DefaultSyntheticConfig()
-	if c.UI <= 0 {
-		c.UI = d.UI
-	}
-	if c.Videos <= 0 {
-		c.Videos = d.Videos
-	}
-	if c.RobotEpisodes <= 0 {
-		c.RobotEpisodes = d.RobotEpisodes
-	}
-	if c.Captions <= 0 {
-		c.Captions = d.Captions
-	}
-	if c.Size <= 0 {
+	if c.Size == 0 {
 		c.Size = d.Size
 	}
-	if c.Frames <= 0 {
+	if c.Frames == 0 {
 		c.Frames = d.Frames
 	}
 	return c
@@ -71,18 +163,27 @@ const (
 // answers for the tiny model).
 const SyntheticToMSteps = 6
 
-// SyntheticSources are the four sources over generated data (paths
-// relative to c.Dir): ui 0.3, video 0.2, robot 0.2, captions (llava) 0.3.
+// SyntheticSources are the sources over generated data (paths relative to
+// c.Dir): ui 0.3, video 0.2, robot 0.2, captions (llava) 0.3; a kind with a
+// count of 0 is left out.
 func SyntheticSources(c SyntheticConfig) []SourceConfig {
-	return []SourceConfig{
-		{Name: "synthetic-ui", Type: "ui", Path: SyntheticUIFile, Weight: 0.3,
-			Options: map[string]any{"bbox_format": BBoxXYXY, "max_turns": 2}},
-		{Name: "synthetic-video", Type: "video", Path: SyntheticVideoFile, Weight: 0.2,
-			Options: map[string]any{"steps": SyntheticToMSteps, "grid": 8}},
-		{Name: "synthetic-robot", Type: "robot", Path: SyntheticRobotDir, Weight: 0.2,
-			Options: map[string]any{"steps": SyntheticToMSteps, "grid": 8}},
-		{Name: "synthetic-captions", Type: "llava", Path: SyntheticCaptionFile, Weight: 0.3},
+	var out []SourceConfig
+	if c.UI > 0 {
+		out = append(out, SourceConfig{Name: "synthetic-ui", Type: "ui", Path: SyntheticUIFile, Weight: 0.3,
+			Options: map[string]any{"bbox_format": BBoxXYXY, "max_turns": 2}})
 	}
+	if c.Videos > 0 {
+		out = append(out, SourceConfig{Name: "synthetic-video", Type: "video", Path: SyntheticVideoFile, Weight: 0.2,
+			Options: map[string]any{"steps": SyntheticToMSteps, "grid": 8}})
+	}
+	if c.RobotEpisodes > 0 {
+		out = append(out, SourceConfig{Name: "synthetic-robot", Type: "robot", Path: SyntheticRobotDir, Weight: 0.2,
+			Options: map[string]any{"steps": SyntheticToMSteps, "grid": 8}})
+	}
+	if c.Captions > 0 {
+		out = append(out, SourceConfig{Name: "synthetic-captions", Type: "llava", Path: SyntheticCaptionFile, Weight: 0.3})
+	}
+	return out
 }
 
 var (
@@ -106,36 +207,123 @@ func bgr(c [3]uint8) color.RGBA { return color.RGBA{c[2], c[1], c[0], 255} }
 // instructions), MJPG .avi clips of moving shapes over a textured
 // background (every other clip with a camera pan), robot episodes (a
 // gripper square reaching for an object, 7-DoF actions, PNG frames) and
-// LLaVA-format image-caption pairs. A stamp file makes a second call with
-// the same config and seed a no-op.
+// LLaVA-format image-caption pairs. A kind with a count of 0 is not
+// written. A stamp file makes a second call with the same config and seed
+// a no-op. The config is checked first (SyntheticConfig.Validate).
 func GenerateSynthetic(c SyntheticConfig, seed uint64) error {
+	return GenerateSyntheticProgress(c, seed, nil)
+}
+
+// SyntheticProgress is reported while synthetic data is generated: the
+// kind being written ("ui", "videos", "robot_episodes", "captions"), the
+// records of it written so far and its count.
+type SyntheticProgress struct {
+	Kind        string
+	Done, Total int
+}
+
+// GenerateSyntheticProgress is GenerateSynthetic calling progress (when not
+// nil) before the first record of each kind and after every record.
+func GenerateSyntheticProgress(c SyntheticConfig, seed uint64, progress func(SyntheticProgress)) error {
 	c = c.withDefaults()
 	if c.Dir == "" {
 		return fmt.Errorf("data: synthetic: no dir")
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("data: %w", err)
 	}
 	stamp, _ := json.Marshal(struct {
 		Config SyntheticConfig
 		Seed   uint64
 		V      int
-	}{c, seed, 1})
+	}{c, seed, 2})
 	if old, err := os.ReadFile(filepath.Join(c.Dir, syntheticStamp)); err == nil && string(old) == string(stamp) {
 		return nil
 	}
+	// The old stamp goes first: an interrupted generation is redone.
+	if err := os.Remove(filepath.Join(c.Dir, syntheticStamp)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("data: synthetic: %w", err)
+	}
 	for _, d := range []string{"ui", "video", SyntheticRobotDir, "captions"} {
 		if err := os.RemoveAll(filepath.Join(c.Dir, d)); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	steps := []func(SyntheticConfig, *rand.Rand) error{genUI, genVideos, genRobot, genCaptions}
-	for k, f := range steps {
-		if err := f(c, rand.New(rand.NewPCG(seed, uint64(k)))); err != nil {
 			return fmt.Errorf("data: synthetic: %w", err)
 		}
 	}
+	steps := []struct {
+		kind, dir string
+		n         int
+		gen       func(SyntheticConfig, *rand.Rand, func(int)) error
+	}{{"ui", "ui", c.UI, genUI}, {"videos", "video", c.Videos, genVideos},
+		{"robot_episodes", SyntheticRobotDir, c.RobotEpisodes, genRobot}, {"captions", "captions", c.Captions, genCaptions}}
+	for k, st := range steps {
+		if st.n == 0 {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(c.Dir, st.dir), 0o755); err != nil {
+			return fmt.Errorf("data: synthetic: %w", err)
+		}
+		report := func(done int) {
+			if progress != nil {
+				progress(SyntheticProgress{Kind: st.kind, Done: done, Total: st.n})
+			}
+		}
+		report(0)
+		if err := st.gen(c, rand.New(rand.NewPCG(seed, uint64(k))), report); err != nil {
+			return fmt.Errorf("data: synthetic %s: %w", st.kind, err)
+		}
+	}
 	return os.WriteFile(filepath.Join(c.Dir, syntheticStamp), stamp, 0o644)
+}
+
+// SyntheticProgressPrinter returns a progress function for
+// GenerateSyntheticProgress writing to w, following the trainer's
+// conventions: on a terminal one line redrawn at most 5 times a second
+// ("synthetic data: ui 12/48 (0.3 s)"), otherwise plain lines (files,
+// pipes, CI logs): one every 5 seconds while a kind is written and one when
+// it is done. Call the returned finish
+// when generation ends (it ends the terminal line).
+func SyntheticProgressPrinter(w io.Writer) (progress func(SyntheticProgress), finish func()) {
+	return syntheticPrinter(w, isTerminal(w))
+}
+
+func syntheticPrinter(w io.Writer, tty bool) (progress func(SyntheticProgress), finish func()) {
+	t0 := time.Now()
+	last := t0
+	drawn := false
+	progress = func(p SyntheticProgress) {
+		now := time.Now()
+		end := p.Done == p.Total
+		line := fmt.Sprintf("synthetic data: %s %d/%d (%.1f s)", p.Kind, p.Done, p.Total, now.Sub(t0).Seconds())
+		if tty {
+			if p.Done > 0 && !end && now.Sub(last) < 200*time.Millisecond {
+				return
+			}
+			last = now
+			fmt.Fprintf(w, "\r\033[K%s", line)
+			drawn = true
+			return
+		}
+		if end || (p.Done > 0 && now.Sub(last) >= 5*time.Second) {
+			last = now
+			fmt.Fprintln(w, line)
+		}
+	}
+	finish = func() {
+		if tty && drawn {
+			fmt.Fprintln(w)
+			drawn = false
+		}
+	}
+	return progress, finish
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func writeJSON(path string, v any) error {
@@ -181,7 +369,7 @@ func overlaps(r image.Rectangle, taken []image.Rectangle) bool {
 	return false
 }
 
-func genUI(c SyntheticConfig, rng *rand.Rand) error {
+func genUI(c SyntheticConfig, rng *rand.Rand, report func(int)) error {
 	S := 2 * c.Size
 	type rec struct {
 		Img      string       `json:"img_filename"`
@@ -250,6 +438,7 @@ func genUI(c SyntheticConfig, rng *rand.Rand) error {
 			return err
 		}
 		recs = append(recs, rec{Img: name, Elements: els})
+		report(i + 1)
 	}
 	return writeJSON(filepath.Join(c.Dir, SyntheticUIFile), recs)
 }
@@ -269,7 +458,7 @@ func texture(w, h int, rng *rand.Rand) gocv.Mat {
 	return m
 }
 
-func genVideos(c SyntheticConfig, rng *rand.Rand) error {
+func genVideos(c SyntheticConfig, rng *rand.Rand, report func(int)) error {
 	S := c.Size
 	type rec struct {
 		Video   string `json:"video"`
@@ -323,11 +512,12 @@ func genVideos(c SyntheticConfig, rng *rand.Rand) error {
 		}
 		recs = append(recs, rec{Video: name, Task: "move the " + col.name + " " + sh + " " + dn,
 			Caption: "A " + col.name + " " + sh + " moves " + dn + " over a textured background, filmed with " + camera + "."})
+		report(i + 1)
 	}
 	return writeJSON(filepath.Join(c.Dir, SyntheticVideoFile), recs)
 }
 
-func genRobot(c SyntheticConfig, rng *rand.Rand) error {
+func genRobot(c SyntheticConfig, rng *rand.Rand, report func(int)) error {
 	S := c.Size
 	for e := 0; e < c.RobotEpisodes; e++ {
 		dir := filepath.Join(c.Dir, SyntheticRobotDir, fmt.Sprintf("episode_%03d", e))
@@ -367,11 +557,12 @@ func genRobot(c SyntheticConfig, rng *rand.Rand) error {
 			"instruction": "pick up the " + col.name + " " + sh, "actions": actions}); err != nil {
 			return err
 		}
+		report(e + 1)
 	}
 	return nil
 }
 
-func genCaptions(c SyntheticConfig, rng *rand.Rand) error {
+func genCaptions(c SyntheticConfig, rng *rand.Rand, report func(int)) error {
 	S := c.Size
 	type turn struct {
 		From  string `json:"from"`
@@ -418,6 +609,7 @@ func genCaptions(c SyntheticConfig, rng *rand.Rand) error {
 		caption += ", on a " + bg.name + " background."
 		q := []string{CaptionQuestion, "What is in the picture?", "What shapes do you see?"}[rng.IntN(3)]
 		recs = append(recs, rec{ID: fmt.Sprint(i), Image: name, Conv: []turn{{"human", "<image>\n" + q}, {"gpt", caption}}})
+		report(i + 1)
 	}
 	return writeJSON(filepath.Join(c.Dir, SyntheticCaptionFile), recs)
 }

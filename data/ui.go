@@ -251,15 +251,31 @@ func (s *UISource) subtask(rng *rand.Rand) string {
 
 // Sample marks the screenshot and builds the conversation.
 func (s *UISource) Sample(i int, rng *rand.Rand) (Sample, error) {
+	msgs, img, err := s.conversation(i, rng)
+	if err != nil {
+		return Sample{}, err
+	}
+	rec := s.recs[i]
+	smp, err := s.env.ChatSample(msgs, []imaging.Image{img})
+	if err != nil {
+		return Sample{}, recordErr(s.path, rec.index, "%v", err)
+	}
+	smp.Source, smp.Index = s.path, rec.index
+	return smp, nil
+}
+
+// conversation is Sample before tokenisation: the turns and the marked
+// screenshot (also what `magma data inspect` shows).
+func (s *UISource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, imaging.Image, error) {
 	if i < 0 || i >= len(s.recs) {
-		return Sample{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
+		return nil, imaging.Image{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(uint64(i), 0))
 	}
 	rec := s.recs[i]
-	fail := func(format string, args ...any) (Sample, error) {
-		return Sample{}, recordErr(s.path, rec.index, format, args...)
+	fail := func(format string, args ...any) ([]tokenizer.Message, imaging.Image, error) {
+		return nil, imaging.Image{}, recordErr(s.path, rec.index, format, args...)
 	}
 	p, err := resolve(s.folder, rec.image)
 	if err != nil {
@@ -324,10 +340,5 @@ func (s *UISource) Sample(i int, rng *rand.Rand) (Sample, error) {
 		}
 		msgs = append(msgs, tokenizer.Message{Role: "user", Content: q}, tokenizer.Message{Role: "assistant", Content: a})
 	}
-	smp, err := s.env.ChatSample(msgs, []imaging.Image{res.Image})
-	if err != nil {
-		return fail("%v", err)
-	}
-	smp.Source, smp.Index = s.path, rec.index
-	return smp, nil
+	return msgs, res.Image, nil
 }

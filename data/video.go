@@ -252,8 +252,25 @@ func marksTurn(frames []imaging.Image, cfg tom.Config) (q, a string, img imaging
 
 // Sample reads the record's segment and builds one sample.
 func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
+	msgs, images, err := s.conversation(i, rng)
+	if err != nil {
+		return Sample{}, err
+	}
+	rec := s.recs[i]
+	smp, err := s.env.FrameSample(msgs, images)
+	if err != nil {
+		return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
+	}
+	smp.Source, smp.Index = s.path, rec.index
+	return smp, nil
+}
+
+// conversation is Sample before tokenisation: the turns and their images
+// (the segment's first frame, then the marked start frame of the ToM or
+// SoM turn when there is one).
+func (s *VideoSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, []imaging.Image, error) {
 	if i < 0 || i >= len(s.recs) {
-		return Sample{}, fmt.Errorf("data: %s: index %d out of range", s.name, i)
+		return nil, nil, fmt.Errorf("data: %s: index %d out of range", s.name, i)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(uint64(i), 0))
@@ -261,11 +278,11 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 	rec := s.recs[i]
 	p, err := resolve(s.opt.VideoFolder, rec.video)
 	if err != nil {
-		return Sample{}, recordErr(s.path, rec.index, "%v", err)
+		return nil, nil, recordErr(s.path, rec.index, "%v", err)
 	}
 	frames, err := clipFrames(p, rec.sf, rec.ef, rec.start, rec.end, s.opt.FPS, s.opt.Steps)
 	if err != nil {
-		return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
+		return nil, nil, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
 	}
 	msgs := []tokenizer.Message{
 		{Role: "user", Content: framePlaceholder + VideoCaptionQuestion + "\n"},
@@ -276,7 +293,7 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 		cfg.Seed, cfg.Task, cfg.Grid, cfg.ForceCamera = rng.Int64(), rec.task, s.opt.Grid, s.opt.Egocentric
 		q, a, img, err := marksTurn(frames, cfg)
 		if err != nil && !errors.Is(err, tom.ErrNoTraces) {
-			return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
+			return nil, nil, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
 		}
 		if err == nil { // no traces at all: the caption turn alone, as Magma does
 			msgs = append(msgs, tokenizer.Message{Role: "user", Content: framePlaceholder + q},
@@ -284,12 +301,7 @@ func (s *VideoSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 			images = append(images, img)
 		}
 	}
-	smp, err := s.env.FrameSample(msgs, images)
-	if err != nil {
-		return Sample{}, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)
-	}
-	smp.Source, smp.Index = s.path, rec.index
-	return smp, nil
+	return msgs, images, nil
 }
 
 func init() {

@@ -166,6 +166,19 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	return &c, nil
 }
 
+// Limits of the numbers that drive work (Validate): a value above its
+// limit is an error naming the key, the value and the limit.
+const (
+	MaxSteps     = 10_000_000 // steps (also --max-steps)
+	MaxBatchSize = 4096       // batch_size
+	MaxGradAccum = 4096       // grad_accum
+	MaxSeqBucket = 8192       // seq_bucket
+	MaxSeqLen    = 131072     // max_seq_len
+	MaxLoRARank  = 4096       // lora.rank
+	MaxVocabSize = 1 << 21    // model.vocab_size
+	MaxKeep      = 1000       // checkpoint.keep
+)
+
 // Validate checks every key; errors name the file and the key.
 func (c *Config) Validate() error {
 	bad := func(key, format string, a ...any) error {
@@ -196,12 +209,22 @@ func (c *Config) Validate() error {
 		return bad("schedule.name", "must be constant or cosine, got %q", c.Schedule.Name)
 	case !finite(c.Schedule.WarmupRatio) || c.Schedule.WarmupRatio < 0 || c.Schedule.WarmupRatio > 1:
 		return bad("schedule.warmup_ratio", "must be in [0, 1], got %v", c.Schedule.WarmupRatio)
+	case c.Model.VocabSize > MaxVocabSize:
+		return bad("model.vocab_size", "%d is above the limit %d", c.Model.VocabSize, MaxVocabSize)
 	case c.Steps <= 0:
 		return bad("steps", "must be positive, got %d", c.Steps)
+	case c.Steps > MaxSteps:
+		return bad("steps", "%d is above the limit %d", c.Steps, MaxSteps)
 	case c.BatchSize <= 0:
 		return bad("batch_size", "must be positive, got %d", c.BatchSize)
+	case c.BatchSize > MaxBatchSize:
+		return bad("batch_size", "%d is above the limit %d", c.BatchSize, MaxBatchSize)
 	case c.GradAccum <= 0:
 		return bad("grad_accum", "must be positive, got %d", c.GradAccum)
+	case c.GradAccum > MaxGradAccum:
+		return bad("grad_accum", "%d is above the limit %d", c.GradAccum, MaxGradAccum)
+	case c.LoRA.Rank > MaxLoRARank:
+		return bad("lora.rank", "%d is above the limit %d", c.LoRA.Rank, MaxLoRARank)
 	case c.Trainable != TrainAll && c.Trainable != TrainVisionFrozen && c.Trainable != TrainProjector && c.Trainable != TrainLoRA:
 		return bad("trainable", "must be all, vision_frozen, projector_only or lora, got %q", c.Trainable)
 	case c.LoRA.Rank < 0:
@@ -218,14 +241,24 @@ func (c *Config) Validate() error {
 		return bad("lora.dropout", "%v: dropout > 0 is not supported in training: Gorgonia's Dropout seeds itself from the clock, so the run could neither be reproduced nor resumed exactly (OpenVLA's LIBERO recipe uses 0)", c.LoRA.Dropout)
 	case c.SeqBucket <= 0:
 		return bad("seq_bucket", "must be positive, got %d", c.SeqBucket)
+	case c.SeqBucket > MaxSeqBucket:
+		return bad("seq_bucket", "%d is above the limit %d", c.SeqBucket, MaxSeqBucket)
 	case c.MaxSeqLen < 0:
 		return bad("max_seq_len", "must be >= 0, got %d", c.MaxSeqLen)
+	case c.MaxSeqLen > MaxSeqLen:
+		return bad("max_seq_len", "%d is above the limit %d", c.MaxSeqLen, MaxSeqLen)
 	case c.Checkpoint.Every < 0:
 		return bad("checkpoint.every", "must be >= 0, got %d", c.Checkpoint.Every)
+	case c.Checkpoint.Every > MaxSteps:
+		return bad("checkpoint.every", "%d is above the limit %d", c.Checkpoint.Every, MaxSteps)
 	case c.Checkpoint.Keep < 0:
 		return bad("checkpoint.keep", "must be >= 0, got %d", c.Checkpoint.Keep)
+	case c.Checkpoint.Keep > MaxKeep:
+		return bad("checkpoint.keep", "%d is above the limit %d", c.Checkpoint.Keep, MaxKeep)
 	case c.LogEvery <= 0:
 		return bad("log_every", "must be positive, got %d", c.LogEvery)
+	case c.LogEvery > MaxSteps:
+		return bad("log_every", "%d is above the limit %d", c.LogEvery, MaxSteps)
 	}
 	return nil
 }

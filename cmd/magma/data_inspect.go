@@ -13,7 +13,7 @@ import (
 func newDataCmd() *cobra.Command {
 	dataCmd := &cobra.Command{
 		Use:   "data",
-		Short: "Look into training data sources (released Magma sets, OXE RLDS, LLaVA JSON)",
+		Short: "Look into training data sources (every recipe source type: released Magma sets, OXE RLDS, LLaVA, UI, video and robot data)",
 	}
 	var o data.InspectOptions
 	var out, statsOut string
@@ -26,24 +26,34 @@ its number of records, the reader's rejected records, and record --index
 rendered as a training sample: the conversation text and, with --out, a PNG
 of its image with the SoM marks and ToM traces drawn.
 
-PATH is an RLDS dataset directory (Open X-Embodiment / OpenVLA layout: the
-dataset or version folder with dataset_info.json), an Arrow IPC / Parquet
-file, folder or glob of MagmaAI's Hugging Face sets (Magma-Video-ToM,
-Magma-OXE-ToM, Magma-AITW-SoM, Magma-Mind2Web-SoM), or a LLaVA-style JSON
-file (Magma-820K). The type is detected unless --type is given. For RLDS the
-episode and step counts and OpenVLA's statistics of the dataset are printed
-too, computed exactly over every step in one streaming pass (action
+PATH is any source a recipe accepts: an RLDS dataset directory (Open
+X-Embodiment / OpenVLA layout: the dataset or version folder with
+dataset_info.json), an Arrow IPC / Parquet file, folder or glob of
+MagmaAI's Hugging Face sets (Magma-Video-ToM, Magma-OXE-ToM, Magma-AITW-SoM,
+Magma-Mind2Web-SoM), a LLaVA-style JSON file (Magma-820K), a UI record file
+(ui), a clip manifest (video), or a folder of robot episode folders (robot).
+A folder holding one JSON annotation file is read through it, so the
+sources a default pretrain writes (runs/pretrain/synthetic-data/ui, video,
+robot, captions) open as they are. The type is detected from the files
+(for JSON: the first record's keys) unless --type is given. For rlds
+sources the episode and step counts and OpenVLA's statistics are printed
+too (robot sources: the action statistics), computed exactly over every step in one streaming pass (action
 mean/std/max/min/q01/q99 after OpenVLA's per-dataset transform; proprio as
 OpenVLA computes it with load_proprio, e.g. LIBERO's EEF_state ‖ pad ‖
 gripper_state, or zeros for datasets without a proprio mapping). OpenVLA's
-modified LIBERO release (libero_spatial_no_noops/ ...) is read this way.`,
+modified LIBERO release (libero_spatial_no_noops/ ...) is read this way. When no
+record is usable, the error lists the first rejected records and why.`,
 		Example: `  magma data inspect /data/open-x/bridge_orig
   magma data inspect /data/modified_libero_rlds/libero_spatial_no_noops --statistics-out stats.json
   magma data inspect /data/MagmaAI/Magma-Video-ToM/ego4d --video-folder /data/ego4d/clips --out s.png
   magma data inspect '/data/MagmaAI/Magma-OXE-ToM/bridge_orig/shard_*.arrow' --robot --trace-size 256,256 --index 10
-  magma data inspect /data/MagmaAI/Magma-Mind2Web-SoM --json`,
+  magma data inspect /data/MagmaAI/Magma-Mind2Web-SoM --json
+  magma data inspect runs/pretrain/synthetic-data/robot --index 3 --out s.png`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Steps < 0 || o.Steps > 1024 {
+				return fmt.Errorf("--steps %d must be in [0, 1024]", o.Steps)
+			}
 			in, err := data.Inspect(args[0], o)
 			if in == nil {
 				return err
@@ -82,7 +92,7 @@ modified LIBERO release (libero_spatial_no_noops/ ...) is read this way.`,
 		},
 	}
 	f := inspect.Flags()
-	f.StringVar(&o.Type, "type", "", "source type: rlds, magma_tom, magma_som, llava (default: detected)")
+	f.StringVar(&o.Type, "type", "", "source type: "+strings.Join(data.InspectTypes, ", ")+" (default: detected)")
 	f.IntVar(&o.Index, "index", 0, "record to render")
 	f.Uint64Var(&o.Seed, "seed", 0, "seed of the ToM mark selection")
 	f.StringVar(&out, "out", "", "PNG of the sample image with marks/traces drawn")
@@ -94,6 +104,8 @@ modified LIBERO release (libero_spatial_no_noops/ ...) is read this way.`,
 	f.BoolVar(&o.Robot, "robot", false, "magma_tom: robot rows (\"The robot is doing\")")
 	f.StringVar(&o.Dataset, "dataset", "", "rlds: feature mapping name (default the directory name)")
 	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
+	f.StringVar(&o.BBoxFormat, "bbox-format", "", "ui: box format auto, xyxy, xyxy_norm, xywh or xywh_norm (default auto)")
+	f.IntVar(&o.Steps, "steps", 0, "video, robot: ToM horizon in steps (default 16)")
 	dataCmd.AddCommand(inspect)
 	return dataCmd
 }

@@ -182,6 +182,10 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 					return fmt.Errorf("--trainable lora needs --lora-rank > 0")
 				}
 			}
+			// A run folder that cannot be written fails before the demos are read.
+			if err := checkOutDir(f.out); err != nil {
+				return err
+			}
 			l, err := lf.open()
 			if err != nil {
 				return err
@@ -215,6 +219,9 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			}
 			c.Data = node
 			if err := f.apply(cmd, &c); err != nil {
+				return err
+			}
+			if err := checkOutDir(f.out); err != nil {
 				return err
 			}
 			m, pp, tokDir, err := train.InitModel(&c)

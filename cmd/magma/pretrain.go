@@ -86,6 +86,41 @@ func (f *runFlags) checkSteps(cmd *cobra.Command) error {
 	return nil
 }
 
+// checkOutDir makes sure dir is (or can be made) a folder this process can
+// write: it creates it and a probe file inside, removing the probe. The
+// commands call it once the recipe is checked and before any data is
+// prepared or any model loaded, so that a folder under /proc, under a file
+// or read-only fails at once.
+func checkOutDir(dir string) error {
+	if dir == "" {
+		return errors.New("--out: empty path")
+	}
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if st, err := os.Stat(p); err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("--out %s: %s is a file, not a folder", dir, p)
+			}
+			break
+		}
+		if q := filepath.Dir(p); q == p {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out %s: cannot create the run folder: %w", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".magma-write-check-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: cannot write in the run folder: %w", dir, err)
+	}
+	name := probe.Name()
+	probe.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("--out %s: %w", dir, err)
+	}
+	return nil
+}
+
 // bucketBytes is --bucket-mb in bytes.
 func (f *runFlags) bucketBytes() int { return int(f.bucketMB * (1 << 20)) }
 
@@ -146,6 +181,9 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOutDir(f.out); err != nil {
+		return err
+	}
 	m, pp, tokDir, err := train.InitModel(cfg)
 	if err != nil {
 		return err
@@ -159,6 +197,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	}
 	if rankZero(comm) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "preparing data (%s)...\n", cfg.Source)
+		mc.Progress = cmd.ErrOrStderr()
 	}
 	open, err := train.OpenMixtureComm(cfg, mc, tok, pp, f.out, comm)
 	if err != nil {

@@ -58,6 +58,9 @@ empty and the reason is printed as a warning and written to "warnings".`,
 			cfg := tom.SourceConfig(src)
 			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task = grid, future, seed, height, task
 			res, err := tom.RunFile(video, start, cfg)
+			if errors.Is(err, tom.ErrTooShort) && src != tom.SourceVideo {
+				return fmt.Errorf("%w (--future %d tracks %d frames from --start %d; pass a smaller --future or an earlier --start)", err, future, future+1, start)
+			}
 			if err != nil {
 				return err
 			}
