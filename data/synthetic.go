@@ -283,7 +283,7 @@ func GenerateSyntheticProgress(c SyntheticConfig, seed uint64, progress func(Syn
 // it is done. Call the returned finish
 // when generation ends (it ends the terminal line).
 func SyntheticProgressPrinter(w io.Writer) (progress func(SyntheticProgress), finish func()) {
-	return syntheticPrinter(w, isTerminal(w))
+	return syntheticPrinter(w, IsTerminal(w))
 }
 
 func syntheticPrinter(w io.Writer, tty bool) (progress func(SyntheticProgress), finish func()) {
@@ -317,7 +317,9 @@ func syntheticPrinter(w io.Writer, tty bool) (progress func(SyntheticProgress), 
 	return progress, finish
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a character device (a terminal), where
+// progress is redrawn in place; files and pipes get plain lines instead.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

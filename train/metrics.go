@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/magma-go/magma/data"
 )
 
 // MetricsFile is the metrics log in a run folder: one JSON object per
@@ -115,17 +117,8 @@ type progress struct {
 	drawT time.Time // last redraw
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 func newProgress(w io.Writer, force *bool, total, start int) *progress {
-	tty := isTerminal(w)
+	tty := data.IsTerminal(w)
 	if force != nil {
 		tty = *force
 	}
