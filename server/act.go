@@ -126,7 +126,7 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 		maxTokens: dim, noStop: true,
 	})
 	if err != nil {
-		return err
+		return fieldParams(err, "instruction", "image")
 	}
 	ids, err := started.collect(ctx)
 	if err != nil {
@@ -215,12 +215,13 @@ func (s *Server) numpyImage(np map[string]json.RawMessage) (imaging.Image, error
 		return imaging.Image{}, badRequest("image", "image_too_large", "image shape %v is over the limit of %d pixels", shape, s.cfg.MaxImagePixels)
 	}
 	need := shape[0] * shape[1] * 3
-	if base64.StdEncoding.DecodedLen(len(b64)) < need || len(b64) > base64.StdEncoding.EncodedLen(need)+4 {
-		return imaging.Image{}, badRequest("image", "invalid_image", "image data has about %d bytes, shape %v needs %d", base64.StdEncoding.DecodedLen(len(b64)), shape, need)
+	if n := base64.StdEncoding.EncodedLen(need); len(b64) > n+4 {
+		return imaging.Image{}, badRequest("image", "invalid_image", "image data is %d base64 characters; shape %v needs %d bytes, %d characters", len(b64), shape, need, n)
 	}
 	pix, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return imaging.Image{}, badRequest("image", "invalid_image", "image data is not base64: %v", err)
+		// base64.CorruptInputError names the offset of the first bad character.
+		return imaging.Image{}, badRequest("image", "invalid_image", "image data is not valid base64: %v", err)
 	}
 	if len(pix) != need {
 		return imaging.Image{}, badRequest("image", "invalid_image", "image data has %d bytes, shape %v needs %d", len(pix), shape, need)
@@ -298,4 +299,21 @@ func (s *Server) nestedImage(raw json.RawMessage) (imaging.Image, error) {
 		return bad("empty image")
 	}
 	return imaging.Image{W: W, H: H, Pix: pix}, nil
+}
+
+// fieldParams renames the param of an error from start, which names the
+// chat request's "messages", to the field of an /act or /v1/ground request
+// that caused it: the image for image errors, else the instruction (the
+// only text of the prompt).
+func fieldParams(err error, text, image string) error {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Param == nil || *ae.Param != "messages" {
+		return err
+	}
+	c := *ae
+	c.Param = strPtr(text)
+	if c.Code != nil && *c.Code == "invalid_image" {
+		c.Param = strPtr(image)
+	}
+	return &c
 }

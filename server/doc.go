@@ -21,14 +21,16 @@
 // ModelAliases) or absent.
 //
 // Concurrency: every generating request is admitted into a bounded queue
-// (full: 429 + Retry-After), embedded (vision tower under a semaphore) in
+// (MaxBatch + MaxQueue requests running or waiting; the next: 429 +
+// Retry-After), embedded (vision tower under a semaphore) in
 // its handler goroutine, and handed to one worker that owns an
 // llm.BatchDecoder: between decode steps waiting sequences are prefilled
 // into free slots, and each step advances all active sequences in one
 // batched graph. Client disconnects and per-request timeouts cancel the
 // request context; the worker drops such sequences before its next step.
-// Shutdown drains in-flight requests until its deadline, then fails the
-// rest with 503.
+// Shutdown drains in-flight requests until its deadline with the listener
+// open (/health answers 503 "draining", new requests 503), then fails the
+// rest with 503 and closes the port.
 //
 // Every input problem is a 4xx JSON error in OpenAI's shape
 // ({"error": {"message", "type", "param", "code"}}); a recover middleware

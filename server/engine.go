@@ -26,8 +26,10 @@ var errShuttingDown = newAPIError(http.StatusServiceUnavailable, "server_error",
 // every active sequence by one token in one batched step.
 //
 // Admission control: a request is "queued" from the moment it is admitted
-// (before its prompt is embedded) until it gets a slot; at most maxQueue
-// requests are queued, the next one is refused with 429.
+// (before its prompt is embedded) until it gets a slot, and "running" while
+// it holds one. At most MaxBatch + maxQueue requests are admitted at once
+// (running or queued): a burst of that many on an idle server is admitted
+// whole even though none has reached a slot yet; the next one gets 429.
 type engine struct {
 	dec      *llm.BatchDecoder
 	maxQueue int
@@ -36,6 +38,7 @@ type engine struct {
 
 	mu      sync.Mutex
 	queued  int
+	running int // sequences taken by the worker and not yet finished
 	pending []*sequence
 
 	active atomic.Int32
@@ -99,9 +102,10 @@ func (e *engine) admit() error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.queued >= e.maxQueue {
+	if e.queued+e.running >= e.maxQueue+e.dec.MaxBatch() {
 		ae := newAPIError(http.StatusTooManyRequests, "rate_limit_error", "queue_full",
-			"the request queue is full (%d waiting); retry later", e.queued)
+			"the server is full (%d requests running, %d waiting; at most %d + %d); retry later",
+			e.running, e.queued, e.dec.MaxBatch(), e.maxQueue)
 		ae.RetryAfter = 1
 		return ae
 	}
@@ -152,8 +156,17 @@ func (e *engine) take(n int) []*sequence {
 	out := append([]*sequence(nil), e.pending[:n]...)
 	e.pending = slices.Delete(e.pending, 0, n)
 	e.queued -= n
+	e.running += n // until the worker reports what became of them (setActive)
 	e.m.queueDepth.Store(int64(e.queued))
 	return out
+}
+
+// setActive records the number of sequences in the batch.
+func (e *engine) setActive(n int) {
+	e.active.Store(int32(n))
+	e.mu.Lock()
+	e.running = n
+	e.mu.Unlock()
 }
 
 func (e *engine) idle() bool {
@@ -190,7 +203,7 @@ func (e *engine) run() {
 			for _, s := range e.take(1 << 30) {
 				s.fail(errShuttingDown)
 			}
-			e.active.Store(0)
+			e.setActive(0)
 			return
 		default:
 		}
@@ -215,7 +228,7 @@ func (e *engine) run() {
 				leave(s)
 			}
 		}
-		e.active.Store(int32(len(active)))
+		e.setActive(len(active))
 		if len(active) == 0 {
 			select {
 			case <-e.wake:
@@ -244,7 +257,7 @@ func (e *engine) run() {
 		}
 		active = kept
 		if len(active) == 0 {
-			e.active.Store(0)
+			e.setActive(0)
 			continue
 		}
 		slots := make([]int, len(active))
@@ -266,7 +279,7 @@ func (e *engine) run() {
 				s.fail(err)
 			}
 			active = active[:0]
-			e.active.Store(0)
+			e.setActive(0)
 			continue
 		}
 		kept = active[:0]
@@ -278,7 +291,7 @@ func (e *engine) run() {
 			}
 		}
 		active = kept
-		e.active.Store(int32(len(active)))
+		e.setActive(len(active))
 	}
 }
 

@@ -62,6 +62,12 @@ func writeError(w http.ResponseWriter, err error) {
 	if ae.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
+	if ae.Status == http.StatusGatewayTimeout || ae.Status == http.StatusInternalServerError {
+		// OpenAI's SDKs retry 5xx unless told not to: a request that ran
+		// out of its time, or failed inside the server, would only do
+		// the same again.
+		h.Set("X-Should-Retry", "false")
+	}
 	w.WriteHeader(ae.Status)
 	_ = json.NewEncoder(w).Encode(errorBody{ae})
 }

@@ -98,7 +98,7 @@ func (s *Server) handleGround(w http.ResponseWriter, r *http.Request) error {
 		maxTokens: maxTok,
 	})
 	if err != nil {
-		return err
+		return fieldParams(err, "instruction", "image")
 	}
 	ids, err := st.collect(ctx)
 	if err != nil {

@@ -50,9 +50,11 @@ func (s *Server) guard(endpoint string, r *http.Request) error {
 		}
 	}
 	if s.keyHash != nil && endpoint != "/health" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			got = r.Header.Get("X-API-Key")
+		// Auth schemes are case-insensitive (RFC 9110 11.1): "bearer" too.
+		got := r.Header.Get("X-API-Key")
+		scheme, cred, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			got = cred
 		}
 		h := sha256.Sum256([]byte(strings.TrimSpace(got)))
 		if subtle.ConstantTimeCompare(h[:], s.keyHash) != 1 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -148,7 +149,10 @@ type Server struct {
 	proposer som.Proposer
 	draining atomic.Bool
 	http     *http.Server
-	inflight sync.WaitGroup
+	// busy counts requests being handled, /health and /metrics excepted:
+	// Shutdown keeps the listener open until it is zero.
+	busy     atomic.Int64
+	metricsH http.Handler
 	keyHash  []byte // sha256 of Config.APIKey; nil: no key
 	cop      *http.CrossOriginProtection
 }
@@ -156,8 +160,10 @@ type Server struct {
 // New creates a server without a model.
 func New(cfg Config) *Server {
 	cfg.fill()
-	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), embedSem: make(chan struct{}, cfg.EmbedConcurrency),
+	s := &Server{cfg: cfg, log: cfg.Logger, embedSem: make(chan struct{}, cfg.EmbedConcurrency),
 		proposer: som.NewClassicalProposer(), cop: http.NewCrossOriginProtection()}
+	s.m = newMetrics(s.metricsState)
+	s.metricsH = s.m.handler(s.log)
 	if cfg.APIKey != "" {
 		h := sha256.Sum256([]byte(cfg.APIKey))
 		s.keyHash = h[:]
@@ -267,25 +273,23 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting requests and lets in-flight ones finish until
-// ctx ends; sequences still running then are failed with 503, and the
-// connections are closed. It then stops the decoder worker.
+// Shutdown drains the server: from the call on, /health answers 503
+// "draining" and new generating requests 503 "shutting_down", while the
+// listener stays open and in-flight requests finish until ctx ends. Then
+// the listener and idle connections are closed; sequences still running
+// when ctx ends are failed with 503 and their connections closed. Last it
+// stops the decoder worker.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.mu.RLock()
 	hs, eng := s.http, s.eng
 	s.mu.RUnlock()
+	drained := s.waitIdle(ctx)
 	var err error
 	if hs != nil {
 		err = hs.Shutdown(ctx)
 	}
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	if ctx.Err() != nil && eng != nil {
+	if !drained && eng != nil {
 		s.log.Warn("shutdown deadline passed; failing running requests")
 		eng.kill()
 		grace, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -293,10 +297,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = hs.Shutdown(grace)
 			_ = hs.Close()
 		}
-		select {
-		case <-done:
-		case <-grace.Done():
-		}
+		s.waitIdle(grace)
 		cancel()
 	}
 	if eng != nil {
@@ -309,6 +310,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// waitIdle waits until no request but /health and /metrics is being
+// handled, or ctx ends; it reports whether the server became idle.
+func (s *Server) waitIdle(ctx context.Context) bool {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for s.busy.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return s.busy.Load() == 0
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // statusWriter records the status for logs and metrics and keeps Flush.
@@ -350,7 +366,11 @@ func (s *Server) route(mux *http.ServeMux, path, method string, body bool, h han
 				"%s %s: use %s", r.Method, path, method)
 		}
 		if body {
-			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+			if err := checkContentType(r); err != nil {
+				return err
+			}
+			r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes),
+				chunked: slices.Contains(r.TransferEncoding, "chunked")}
 		}
 		return h(w, r)
 	}))
@@ -359,10 +379,16 @@ func (s *Server) route(mux *http.ServeMux, path, method string, body bool, h han
 // wrap adds logging, metrics, error rendering and panic recovery.
 func (s *Server) wrap(endpoint string, h handlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
-		defer s.inflight.Done()
+		if endpoint != "/health" && endpoint != "/metrics" {
+			s.busy.Add(1)
+			defer s.busy.Add(-1)
+		}
 		t0 := time.Now()
 		w := &statusWriter{ResponseWriter: rw}
+		if s.draining.Load() {
+			// Clients should reconnect (to another replica) for the next request.
+			w.Header().Set("Connection", "close")
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -490,12 +516,16 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
-	s.mu.RLock()
-	eng, ready := s.eng, s.p != nil && !s.draining.Load()
-	s.mu.RUnlock()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.m.write(w, eng, ready)
+	s.metricsH.ServeHTTP(w, r)
 	return nil
+}
+
+// metricsState is what /metrics reads at scrape time: the engine (nil
+// before Load) and whether the server accepts requests (magma_up).
+func (s *Server) metricsState() (*engine, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.eng, s.p != nil && !s.draining.Load()
 }
 
 func (s *Server) maxContext(p *model.Pipeline) int {
@@ -507,14 +537,20 @@ func (s *Server) maxContext(p *model.Pipeline) int {
 }
 
 // decodeJSON reads the (size-limited) body into v, mapping every failure to
-// a 4xx: 413 for an oversized body, 400 naming the field for a type error.
+// a 4xx: 413 for an oversized body, 408 for one that does not arrive in
+// time, 400 naming the field for a type error.
 func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Read to the end: a transfer error after the object is reported too.
+	if _, err := dec.Token(); err != io.EOF {
+		var be *bodyReadError
+		if errors.As(err, &be) {
+			return bodyError(be)
+		}
 		return badRequest("", "invalid_json", "request body has data after the JSON object")
 	}
 	return nil
@@ -525,9 +561,12 @@ func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	var ae *apiError
+	var be *bodyReadError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &be):
+		return bodyError(be)
 	case errors.As(err, &mb):
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: strPtr("request_too_large"),
 			Message: fmt.Sprintf("request body exceeds %d bytes", mb.Limit)}

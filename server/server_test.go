@@ -217,8 +217,8 @@ func TestHealthModelsMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	for _, want := range []string{
-		`magma_requests_total{endpoint="/v1/chat/completions",code="200"} 1`,
-		`magma_requests_total{endpoint="/v1/chat/completions",code="400"} 1`,
+		`magma_requests_total{code="200",endpoint="/v1/chat/completions"} 1`,
+		`magma_requests_total{code="400",endpoint="/v1/chat/completions"} 1`,
 		`magma_request_errors_total{endpoint="/v1/chat/completions"} 1`,
 		"magma_queue_depth 0", "magma_generated_tokens_total 3", "# TYPE magma_tokens_per_second gauge",
 		`magma_request_duration_seconds_bucket{endpoint="/v1/chat/completions",le="+Inf"} 2`,

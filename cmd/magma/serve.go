@@ -104,7 +104,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "sequences decoded together (step-level batching); 1 = one at a time")
 	f.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "requests waiting for a decoder slot before 429")
 	f.Float64Var(&timeoutS, "timeout", cfg.Timeout.Seconds(), "per-request timeout in seconds")
-	f.Float64Var(&drainS, "drain-timeout", 30, "seconds to let in-flight requests finish on SIGTERM")
+	f.Float64Var(&drainS, "drain-timeout", 30, "seconds to let in-flight requests finish on SIGTERM (the port stays open meanwhile: /health answers 503 draining)")
 	f.IntVar(&cfg.MaxContext, "max-context", 0, "positions per sequence (prompt + output; sizes the KV cache per slot); 0 = the model's max")
 	f.IntVar(&cfg.DefaultMaxTokens, "default-max-tokens", cfg.DefaultMaxTokens, "max_tokens when a request gives none")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "request body limit")
