@@ -85,7 +85,8 @@ func adaptsMappedBase(m *Magma) bool {
 	return false
 }
 
-// ReadLoRATensors fills the attached adapters from adapter_model.safetensors.
+// ReadLoRATensors fills the attached adapters from adapter_model.safetensors;
+// a NaN or infinite value is reported as a corrupt checkpoint (ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
 	path := filepath.Join(dir, AdapterWeightsFile)
 	st, err := OpenSafetensors(path)
@@ -100,6 +101,9 @@ func ReadLoRATensors(dir string, m *Magma) error {
 		}
 		if !slices.Equal(shape, []int(dst.Shape())) {
 			return fmt.Errorf("%s: %s has shape %v, the model needs %v", path, name, shape, dst.Shape())
+		}
+		if err := CheckFiniteValues(name, vals); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		d, ok := dst.Data().([]float32)
 		if !ok {
