@@ -159,7 +159,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	}
 	if opts.Verify {
 		if err := CheckFinite(m, "", false); err != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
 	}
 	ld := &Loaded{Model: m, Preprocessor: pp, Dir: dir, Unused: unused, Weights: stats, Verified: verified}

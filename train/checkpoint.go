@@ -422,7 +422,7 @@ func verifyCheckpoint(dir string, note func(string)) error {
 // out).
 func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 	if err := model.CheckFinite(m, "", true); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", dir, err)
+		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if ad != nil {
 		for _, a := range ad.Tensors() {
