@@ -117,7 +117,8 @@ func ReadLoRATensors(dir string, m *Magma) error {
 // SaveMerged folds the adapters attached to m into its weights (see
 // llm.Model.MergeLoRA) and writes a plain checkpoint (no adapter files) with
 // the tokenizer (tokDir, "" = none) into dir, atomically; extra, when set,
-// adds files to the checkpoint before it is published.
+// adds files to the checkpoint before it is published. manifest.json records
+// the checksums of every file.
 func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, extra func(dir string) error) error {
 	n, err := m.LM.MergeLoRA()
 	if err != nil {
@@ -130,7 +131,8 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := m.Save(tmp, pp, SaveOptions{DType: "F32"}); err != nil {
+	sums := NewSums()
+	if err := m.Save(tmp, pp, SaveOptions{DType: "F32", Sums: sums}); err != nil {
 		return err
 	}
 	if tokDir != "" {
@@ -142,6 +144,9 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 		if err := extra(tmp); err != nil {
 			return err
 		}
+	}
+	if _, err := WriteManifest(tmp, sums); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err
