@@ -188,3 +188,55 @@ func TestResumeRejectsCorruptCheckpoint(t *testing.T) {
 
 // ck0 stands for the checkpoints folder of the run in expected messages.
 var ck0 = filepath.Join("RUN", checkpointsDir)
+
+// A LoRA run on a mapped base links the base's shards into its checkpoints:
+// their checksums are the ones the base's manifest records (not read again),
+// or computed from the file when the base has none; either way the
+// checkpoint verifies, and a damaged adapter file is found on --resume.
+func TestLinkedBaseChecksums(t *testing.T) {
+	for _, baseManifest := range []bool{true, false} {
+		base := testConfig(1)
+		m, pp := testModel(t, base)
+		ckpt := filepath.Join(t.TempDir(), "base")
+		if err := m.Save(ckpt, pp, model.SaveOptions{DType: "BF16"}); err != nil {
+			t.Fatal(err)
+		}
+		var bm *model.Manifest
+		if baseManifest {
+			var err error
+			if bm, err = model.WriteManifest(ckpt, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out := t.TempDir()
+		edit := func(c *Config) {
+			c.Model = ModelConfig{InitFrom: ckpt}
+			c.Checkpoint = CheckpointConfig{Every: 2}
+		}
+		if _, _, err := runLoRAWith(t, out, 4, false, 3, edit); !errors.Is(err, errStop) {
+			t.Fatalf("interrupted run: %v", err)
+		}
+		dir := filepath.Join(out, checkpointsDir, stepName(2))
+		v, err := model.VerifyManifest(dir)
+		if err != nil || v.Algorithm == "" {
+			t.Fatalf("checkpoint with a linked base (base manifest %v): %v %v", baseManifest, v, err)
+		}
+		man, _ := model.ReadManifest(dir)
+		for _, f := range []string{model.SingleFileName, model.AdapterWeightsFile, optimizerFile} {
+			if _, ok := man.Files[f]; !ok {
+				t.Errorf("manifest lacks %s", f)
+			}
+		}
+		if bm != nil && man.Files[model.SingleFileName] != bm.Files[model.SingleFileName] {
+			t.Errorf("linked %s: %+v, the base recorded %+v", model.SingleFileName, man.Files[model.SingleFileName], bm.Files[model.SingleFileName])
+		}
+		if baseManifest {
+			continue
+		}
+		xorBytes(t, filepath.Join(dir, model.AdapterWeightsFile), 64)
+		_, _, err = runLoRAWith(t, out, 4, true, 0, edit)
+		if err == nil || !strings.Contains(err.Error(), "no intact checkpoint") || !strings.Contains(err.Error(), filepath.Join(dir, model.AdapterWeightsFile)) {
+			t.Fatalf("resume from a damaged adapter file: %v", err)
+		}
+	}
+}
