@@ -450,8 +450,18 @@ func nonFinite(t *tensor.Dense) (bad, first int) {
 	return bad, first
 }
 
-// CheckFiniteValues reports the first of vals holding a NaN or infinite
-// value, as a corrupt checkpoint naming the tensor.
+// NonFiniteError names a tensor holding NaN or infinite values.
+type NonFiniteError struct {
+	Tensor            string
+	Bad, Total, First int // how many, of how many, the first's flat index
+}
+
+func (e *NonFiniteError) Error() string {
+	return fmt.Sprintf("tensor %q has %d NaN or infinite values of %d (first at flat index %d)", e.Tensor, e.Bad, e.Total, e.First)
+}
+
+// CheckFiniteValues reports a NaN or infinite value in vals as a corrupt
+// checkpoint naming the tensor (ErrCorrupt wrapping a *NonFiniteError).
 func CheckFiniteValues(name string, vals []float32) error {
 	for i, v := range vals {
 		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
@@ -461,7 +471,7 @@ func CheckFiniteValues(name string, vals []float32) error {
 					bad++
 				}
 			}
-			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d)", ErrCorrupt, name, bad, len(vals), i)
+			return fmt.Errorf("%w: %w", ErrCorrupt, &NonFiniteError{name, bad, len(vals), i})
 		}
 	}
 	return nil
@@ -469,15 +479,16 @@ func CheckFiniteValues(name string, vals []float32) error {
 
 // CheckFinite scans every weight under root (prefix as for Walk) for NaN
 // and infinite values; the first such tensor is reported as a corrupt
-// checkpoint. skipReadOnly leaves out weights used in place from a mapped
-// checkpoint (a frozen base: not the checkpoint being checked).
+// checkpoint (ErrCorrupt wrapping a *NonFiniteError). skipReadOnly leaves
+// out weights used in place from a mapped checkpoint (a frozen base: not
+// the checkpoint being checked).
 func CheckFinite(root any, prefix string, skipReadOnly bool) error {
 	return Walk(root, prefix, func(name string, t *tensor.Dense) error {
 		if skipReadOnly && kernels.IsReadOnly(t) {
 			return nil
 		}
 		if bad, first := nonFinite(t); bad > 0 {
-			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d)", ErrCorrupt, name, bad, t.Shape().TotalSize(), first)
+			return fmt.Errorf("%w: %w", ErrCorrupt, &NonFiniteError{name, bad, t.Shape().TotalSize(), first})
 		}
 		return nil
 	})

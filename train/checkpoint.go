@@ -171,6 +171,16 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("checkpoint %s: %w", final, err)
 	}
+	// A NaN or infinite weight or moment (the update checks the loss and
+	// gradient norm, so this is damage in memory) is never saved: the
+	// checkpoints on disk stay the last good ones.
+	if err := checkLoadedFinite("", w.model, w.adapters, opt); err != nil {
+		var nf *model.NonFiniteError
+		if errors.As(err, &nf) {
+			err = nf
+		}
+		return "", fmt.Errorf("checkpoint %s not written: %w in memory; the checkpoints already written are unaffected (resume from the newest)", final, err)
+	}
 	// A 16-bit base (trainable: lora on a bf16 checkpoint) is saved in its
 	// own dtype: exact for its values, half the bytes.
 	dtype := "F32"
@@ -417,9 +427,9 @@ func verifyCheckpoint(dir string, note func(string)) error {
 }
 
 // checkLoadedFinite reports the first weight, adapter tensor or optimizer
-// moment that loadCheckpoint filled with a NaN or infinite value (weights
-// used in place from a mapped base are not the checkpoint's and are left
-// out).
+// moment holding a NaN or infinite value, after loadCheckpoint filled them
+// from dir or before save writes them (weights used in place from a mapped
+// base are not the checkpoint's and are left out).
 func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 	if err := model.CheckFinite(m, "", true); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
@@ -432,6 +442,9 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 				}
 			}
 		}
+	}
+	if opt == nil {
+		return nil
 	}
 	for _, p := range opt.Params {
 		for _, part := range []struct {

@@ -240,3 +240,35 @@ func TestLinkedBaseChecksums(t *testing.T) {
 		}
 	}
 }
+
+// A weight that turned NaN in memory is never saved: the save names the
+// tensor and the checkpoints on disk stay the last good ones.
+func TestNonFiniteWeightsNeverSaved(t *testing.T) {
+	out := t.TempDir()
+	var poisoned string
+	_, err := faultRun(t, out, false, &bytes.Buffer{}, func(o *Options) {
+		m := o.Model
+		o.Hooks.OnStep = func(si StepInfo) error {
+			if si.Step != 8 { // checkpoints every 4 steps
+				return nil
+			}
+			ps, _ := model.Parameters(m, "")
+			for _, p := range ps {
+				if d, ok := p.T.Data().([]float32); ok && len(d) > 2 && strings.Contains(p.Name, "layers.1.") {
+					d[2] = float32(math.Inf(1))
+					poisoned = p.Name
+					return nil
+				}
+			}
+			t.Fatal("no float32 weight to poison")
+			return nil
+		}
+	})
+	if err == nil || !strings.Contains(err.Error(), "not written") || !strings.Contains(err.Error(), poisoned) {
+		t.Fatalf("saving an infinite weight %s: %v", poisoned, err)
+	}
+	steps, _ := listSteps(filepath.Join(out, checkpointsDir))
+	if len(steps) != 1 || steps[0] != 4 {
+		t.Fatalf("checkpoints %v, want only the good step 4", steps)
+	}
+}
