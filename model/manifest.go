@@ -329,7 +329,7 @@ type Verification struct {
 // or a note that there was nothing to verify).
 func (v *Verification) String() string {
 	if v.Algorithm == "" {
-		return fmt.Sprintf("note: %s has no %s (written before checksums were recorded): its files were not verified", v.Dir, ManifestFileName)
+		return fmt.Sprintf("note: %s has no %s (written elsewhere, or before checksums were recorded): its files could not be checked against checksums", v.Dir, ManifestFileName)
 	}
 	return fmt.Sprintf("verified %d files of %s (%s, %s)", v.Files, v.Dir, kernels.FormatBytes(v.Bytes), v.Algorithm)
 }
