@@ -207,6 +207,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if m.Algorithm != ChecksumAlgorithm {
 		return nil, fmt.Errorf("%s: unsupported checksum algorithm %q (this build knows %s)", path, m.Algorithm, ChecksumAlgorithm)
 	}
+	if len(m.Files) == 0 {
+		return nil, fmt.Errorf("%w: %s lists no files", ErrCorrupt, path)
+	}
 	for rel, e := range m.Files {
 		if !validRel(rel) {
 			return nil, fmt.Errorf("%w: %s: invalid file name %q", ErrCorrupt, path, rel)

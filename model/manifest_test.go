@@ -89,6 +89,12 @@ func TestManifestVerify(t *testing.T) {
 		{"manifest damaged", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {`), 0o644)
 		}, []string{"corrupt checkpoint", filepath.Join("DIR", ManifestFileName), "invalid JSON"}},
+		{"manifest emptied", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c"}`), 0o644)
+		}, []string{"corrupt checkpoint", "lists no files"}},
+		{"file name escaping the folder", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {"../x": {"size": 1, "checksum": "00000000"}}}`), 0o644)
+		}, []string{"invalid file name \"../x\""}},
 		{"unknown algorithm", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "md4", "files": {}}`), 0o644)
 		}, []string{"unsupported checksum algorithm \"md4\""}},
