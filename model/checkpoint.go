@@ -207,6 +207,9 @@ type SaveOptions struct {
 	MaxShardSize int64
 	// Metadata is added to each file's __metadata__ (format=pt is always set).
 	Metadata map[string]string
+	// Sums, when set, receives the CRC-32C of every weights file written
+	// or linked (for WriteManifest).
+	Sums *Sums
 }
 
 // ParseSize parses a size like Hugging Face's max_shard_size: "5GB"
@@ -294,7 +297,7 @@ func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) erro
 	if sorted {
 		write = WriteSafetensors
 	}
-	wopts := WriteOptions{DType: dtype, Metadata: opts.Metadata}
+	wopts := WriteOptions{DType: dtype, Metadata: opts.Metadata, Sums: opts.Sums}
 	if len(shards) == 1 {
 		return write(filepath.Join(dir, SingleFileName), shards[0], wopts)
 	}

@@ -13,7 +13,9 @@
 //
 // The rest of the package is the model's I/O: configs (config.go, with
 // presets from package configs), safetensors reading and writing, Hugging
-// Face checkpoint directories and shards, weight binding by the
+// Face checkpoint directories and shards, their checksum manifests
+// (manifest.go: CRC-32C of every file, VerifyManifest, CheckFinite), weight
+// binding by the
 // `weights:"..."` tags (weights.go, over the walker of package nn), PEFT
 // adapter files (lora.go), random initialisation, memory checks, and the
 // generation pipeline used by generate, eval and serve (pipeline.go).

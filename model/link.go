@@ -32,7 +32,12 @@ type LinkResult struct {
 // gives for that name. It returns nil (and writes nothing) when
 // some weight is not (copied, converted, trained, or from elsewhere): the
 // caller then saves the weights as usual. The config files are the caller's.
-func LinkWeights(dir string, m *Magma) (*LinkResult, error) {
+func LinkWeights(dir string, m *Magma) (*LinkResult, error) { return linkWeights(dir, m, nil) }
+
+// linkWeights is LinkWeights recording each linked file's checksum in sums
+// (the source's manifest entry or a checksum computed before, when there
+// is one: the 17 GB of a Magma-8B base are not read at every save).
+func linkWeights(dir string, m *Magma, sums *Sums) (*LinkResult, error) {
 	ps, err := Parameters(m, "")
 	if err != nil {
 		return nil, err
@@ -70,10 +75,23 @@ func LinkWeights(dir string, m *Magma) (*LinkResult, error) {
 		}
 	}
 	res := &LinkResult{Source: src}
+	var srcMan *Manifest
+	if sums != nil {
+		// A damaged manifest of the source is not fatal here: the
+		// checksums are then computed from the files.
+		srcMan, _ = ReadManifest(src)
+	}
 	for _, f := range ck.Files() {
 		linked, n, err := linkOrCopy(filepath.Join(src, f), filepath.Join(dir, f))
 		if err != nil {
 			return nil, err
+		}
+		if sums != nil {
+			sum, err := linkedSum(src, filepath.ToSlash(f), srcMan)
+			if err != nil {
+				return nil, err
+			}
+			sums.record(filepath.Join(dir, f), n, sum)
 		}
 		res.Files = append(res.Files, f)
 		res.Bytes += n

@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,47 +33,9 @@ func checkLoaded(m *Magma, unused []string) error {
 		if !strings.HasSuffix(name, "lm_head.weight") && !strings.HasSuffix(name, "embed_tokens.weight") && name != "language_model.model.norm.weight" {
 			return nil
 		}
-		bad, first := 0, -1
-		switch d := t.Data().(type) {
-		case []kernels.BF16:
-			for i, v := range d {
-				if v&0x7f80 == 0x7f80 {
-					bad++
-					if first < 0 {
-						first = i
-					}
-				}
-			}
-		case []kernels.F16:
-			for i, v := range d {
-				if v&0x7c00 == 0x7c00 {
-					bad++
-					if first < 0 {
-						first = i
-					}
-				}
-			}
-		case []float32:
-			for i, v := range d {
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					bad++
-					if first < 0 {
-						first = i
-					}
-				}
-			}
-		case []float64:
-			for i, v := range d {
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					bad++
-					if first < 0 {
-						first = i
-					}
-				}
-			}
-		}
+		bad, first := nonFinite(t)
 		if bad > 0 {
-			return fmt.Errorf("tensor %q has %d NaN or infinite values of %d (first at flat index %d): the model cannot produce answers", name, bad, t.Shape().TotalSize(), first)
+			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d): the model cannot produce answers", ErrCorrupt, name, bad, t.Shape().TotalSize(), first)
 		}
 		return nil
 	})
@@ -91,6 +52,8 @@ type Loaded struct {
 	// Weights tells how the parameters are held: bytes by dtype, in place
 	// (views of the mapped shards) or copied.
 	Weights WeightStats
+	// Verified is what LoadOptions.Verify checked (nil without it).
+	Verified *Verification
 
 	ck *Checkpoint // open while the model uses its mapped shards
 }
@@ -125,6 +88,11 @@ type LoadOptions struct {
 	Extra int64
 	// ExtraWhat says what Extra is, for the refusal message.
 	ExtraWhat string
+	// Verify checks the checkpoint before use (magma --verify): every file
+	// against the checksums of its manifest.json (VerifyManifest), and
+	// every weight for NaN and infinite values (CheckFinite). Errors wrap
+	// ErrCorrupt and name the file or tensor.
+	Verify bool
 }
 
 // Load reads config.json, preprocessor_config.json and the safetensors
@@ -140,6 +108,14 @@ func Load(dir string) (*Loaded, error) { return LoadWith(dir, LoadOptions{}) }
 // the weights' bytes in memory (mapped pages count: they must be resident
 // to run) plus opts.Extra are checked against the memory available.
 func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
+	var verified *Verification
+	if opts.Verify {
+		// Before anything is parsed: a damaged config or header is then
+		// reported as the damaged file it is.
+		if verified, err = VerifyManifest(dir); err != nil {
+			return nil, err
+		}
+	}
 	cfg, pp, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -181,7 +157,12 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err := checkLoaded(m, unused); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	ld := &Loaded{Model: m, Preprocessor: pp, Dir: dir, Unused: unused, Weights: stats}
+	if opts.Verify {
+		if err := CheckFinite(m, "", false); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	ld := &Loaded{Model: m, Preprocessor: pp, Dir: dir, Unused: unused, Weights: stats, Verified: verified}
 	if stats.InPlace > 0 {
 		ld.ck = ck
 	} else {
@@ -234,7 +215,7 @@ func (m *Magma) SaveLinking(dir string, pp *PreprocessorConfig, opts SaveOptions
 	if err := removeOldCheckpoint(dir); err != nil {
 		return nil, err
 	}
-	res, err := LinkWeights(dir, m)
+	res, err := linkWeights(dir, m, opts.Sums)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

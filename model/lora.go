@@ -85,7 +85,8 @@ func adaptsMappedBase(m *Magma) bool {
 	return false
 }
 
-// ReadLoRATensors fills the attached adapters from adapter_model.safetensors.
+// ReadLoRATensors fills the attached adapters from adapter_model.safetensors;
+// a NaN or infinite value is reported as a corrupt checkpoint (ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
 	path := filepath.Join(dir, AdapterWeightsFile)
 	st, err := OpenSafetensors(path)
@@ -101,6 +102,9 @@ func ReadLoRATensors(dir string, m *Magma) error {
 		if !slices.Equal(shape, []int(dst.Shape())) {
 			return fmt.Errorf("%s: %s has shape %v, the model needs %v", path, name, shape, dst.Shape())
 		}
+		if err := CheckFiniteValues(name, vals); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		d, ok := dst.Data().([]float32)
 		if !ok {
 			return fmt.Errorf("lora: %s is %v, want float32", name, dst.Dtype())
@@ -113,7 +117,8 @@ func ReadLoRATensors(dir string, m *Magma) error {
 // SaveMerged folds the adapters attached to m into its weights (see
 // llm.Model.MergeLoRA) and writes a plain checkpoint (no adapter files) with
 // the tokenizer (tokDir, "" = none) into dir, atomically; extra, when set,
-// adds files to the checkpoint before it is published.
+// adds files to the checkpoint before it is published. manifest.json records
+// the checksums of every file.
 func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, extra func(dir string) error) error {
 	n, err := m.LM.MergeLoRA()
 	if err != nil {
@@ -126,7 +131,8 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := m.Save(tmp, pp, SaveOptions{DType: "F32"}); err != nil {
+	sums := NewSums()
+	if err := m.Save(tmp, pp, SaveOptions{DType: "F32", Sums: sums}); err != nil {
 		return err
 	}
 	if tokDir != "" {
@@ -138,6 +144,9 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 		if err := extra(tmp); err != nil {
 			return err
 		}
+	}
+	if _, err := WriteManifest(tmp, sums); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err

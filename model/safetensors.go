@@ -478,6 +478,9 @@ type WriteOptions struct {
 	DType string
 	// Metadata is stored in __metadata__; "format": "pt" is always set.
 	Metadata map[string]string
+	// Sums, when set, receives the file's CRC-32C, computed while it is
+	// written (for WriteManifest).
+	Sums *Sums
 }
 
 func normDType(d string) (string, int, error) {
@@ -567,7 +570,8 @@ func writeSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 			os.Remove(tmp.Name())
 		}
 	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
+	sw := &sumWriter{w: tmp}
+	w := bufio.NewWriterSize(sw, 1<<20)
 	var lenBuf [8]byte
 	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
 	w.Write(lenBuf[:])
@@ -605,6 +609,7 @@ func writeSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 		return fmt.Errorf("safetensors %s: %w", path, err)
 	}
 	ok = true
+	opts.Sums.record(path, sw.n, sw.crc)
 	return nil
 }
 

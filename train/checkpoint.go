@@ -25,8 +25,16 @@ import (
 //	                               adapter_model.safetensors and
 //	                               adapter_config.json (trainable: lora;
 //	                               model.safetensors then holds the frozen
-//	                               base, so the checkpoint stands alone)
+//	                               base, so the checkpoint stands alone),
+//	                               manifest.json (size and CRC-32C of
+//	                               every other file, written last)
 //	RUN/checkpoints/latest         "step-000050\n"
+//
+// --resume verifies the newest checkpoint against its manifest and checks
+// the loaded weights and moments for NaN and infinite values; a damaged or
+// non-finite checkpoint is reported (file or tensor named) and the previous
+// one is used, as for a truncated file. A checkpoint without manifest.json
+// (written before checksums) resumes with a one-line note.
 //
 // A checkpoint is written into RUN/checkpoints/.tmp-step-000050, every file
 // and the directory are fsynced, then the directory is renamed into place
@@ -163,6 +171,16 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("checkpoint %s: %w", final, err)
 	}
+	// A NaN or infinite weight or moment (the update checks the loss and
+	// gradient norm, so this is damage in memory) is never saved: the
+	// checkpoints on disk stay the last good ones.
+	if err := checkLoadedFinite("", w.model, w.adapters, opt); err != nil {
+		var nf *model.NonFiniteError
+		if errors.As(err, &nf) {
+			err = nf
+		}
+		return "", fmt.Errorf("checkpoint %s not written: %w in memory; the checkpoints already written are unaffected (resume from the newest)", final, err)
+	}
 	// A 16-bit base (trainable: lora on a bf16 checkpoint) is saved in its
 	// own dtype: exact for its values, half the bytes.
 	dtype := "F32"
@@ -171,7 +189,10 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	}
 	// A frozen base used in place (LoRA on a mapped checkpoint) is linked
 	// from its checkpoint rather than written again (model.SaveLinking).
-	if _, err := w.model.SaveLinking(tmp, w.pp, model.SaveOptions{DType: dtype}); err != nil {
+	// The weights and moments are summed while written (linked base shards
+	// take their recorded sums) for the manifest written last.
+	sums := model.NewSums()
+	if _, err := w.model.SaveLinking(tmp, w.pp, model.SaveOptions{DType: dtype, Sums: sums}); err != nil {
 		return fail(err)
 	}
 	if w.adapters != nil {
@@ -198,7 +219,7 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 			model.NamedTensor{Name: "exp_avg." + p.Name, Shape: []int{len(p.M)}, Data: p.M},
 			model.NamedTensor{Name: "exp_avg_sq." + p.Name, Shape: []int{len(p.V)}, Data: p.V})
 	}
-	if err := model.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, model.WriteOptions{DType: "F32"}); err != nil {
+	if err := model.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, model.WriteOptions{DType: "F32", Sums: sums}); err != nil {
 		return fail(err)
 	}
 	js, err := json.MarshalIndent(st, "", "  ")
@@ -206,6 +227,9 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		return fail(err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, stateFile), append(js, '\n'), 0o644); err != nil {
+		return fail(err)
+	}
+	if _, err := model.WriteManifest(tmp, sums); err != nil {
 		return fail(err)
 	}
 	entries, err := os.ReadDir(tmp)
@@ -386,6 +410,53 @@ func LatestCheckpoint(runDir string) (string, *TrainerState, error) {
 		return dir, st, errors.Join(errs...)
 	}
 	return "", nil, errors.Join(errs...)
+}
+
+// verifyCheckpoint checks dir's files against its manifest (errors wrap
+// model.ErrCorrupt and name the file); note receives a one-line note when
+// the checkpoint has no manifest.
+func verifyCheckpoint(dir string, note func(string)) error {
+	v, err := model.VerifyManifest(dir)
+	if err != nil {
+		return err
+	}
+	if v.Algorithm == "" && note != nil {
+		note(v.String())
+	}
+	return nil
+}
+
+// checkLoadedFinite reports the first weight, adapter tensor or optimizer
+// moment holding a NaN or infinite value, after loadCheckpoint filled them
+// from dir or before save writes them (weights used in place from a mapped
+// base are not the checkpoint's and are left out).
+func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
+	if err := model.CheckFinite(m, "", true); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if ad != nil {
+		for _, a := range ad.Tensors() {
+			if d, ok := a.T.Data().([]float32); ok {
+				if err := model.CheckFiniteValues(a.Name, d); err != nil {
+					return fmt.Errorf("%s: %w", filepath.Join(dir, model.AdapterWeightsFile), err)
+				}
+			}
+		}
+	}
+	if opt == nil {
+		return nil
+	}
+	for _, p := range opt.Params {
+		for _, part := range []struct {
+			name string
+			v    []float32
+		}{{"exp_avg." + p.Name, p.M}, {"exp_avg_sq." + p.Name, p.V}} {
+			if err := model.CheckFiniteValues(part.name, part.v); err != nil {
+				return fmt.Errorf("%s: %w", filepath.Join(dir, optimizerFile), err)
+			}
+		}
+	}
+	return nil
 }
 
 // loadCheckpoint reads weights into m (and the adapters, when set) and

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/configs/pretrain"
+	"github.com/magma-go/magma/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -58,6 +59,12 @@ type ModelConfig struct {
 	// mapped in place and frozen, under trainable: lora); f32, bf16 or f16
 	// convert on load (bf16/f16 only with trainable: lora).
 	Dtype string `yaml:"dtype,omitempty"`
+	// Verify checks init_from before training (magma --verify): its files
+	// against manifest.json's checksums, its weights for NaN and infinite
+	// values (model.LoadOptions.Verify). Not part of the recipe.
+	Verify bool `yaml:"-"`
+	// Verified is what Verify checked, set by InitModel.
+	Verified *model.Verification `yaml:"-"`
 }
 
 // OptimizerConfig configures AdamW (PyTorch/Hugging Face defaults).

@@ -32,10 +32,12 @@ func InitModel(c *Config) (m *model.Magma, pp *model.PreprocessorConfig, tokeniz
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: %w", c.Source, err)
 		}
+		opts.Verify = c.Model.Verify
 		ld, err := model.LoadWith(c.Model.InitFrom, opts)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("train config %s: model.init_from: %w", c.Source, err)
 		}
+		c.Model.Verified = ld.Verified
 		if c.Model.VocabSize != 0 && c.Model.VocabSize != ld.Model.Config.Text.VocabSize {
 			return nil, nil, "", fmt.Errorf("train config %s: model.vocab_size %d differs from %s's %d", c.Source, c.Model.VocabSize, c.Model.InitFrom, ld.Model.Config.Text.VocabSize)
 		}

@@ -447,10 +447,11 @@ func (r *run) restore() error {
 }
 
 // latestLoadable loads the newest checkpoint that loads: a truncated
-// weights or optimizer file (disk full, copy cut short) falls back to the
-// previous one, as an unreadable trainer_state.json does. A successful load
-// rewrites every weight and moment, so a failed attempt leaves nothing
-// behind.
+// weights or optimizer file (disk full, copy cut short), a file whose
+// checksum differs from the manifest's, or a NaN or infinite weight or
+// moment falls back to the previous one, as an unreadable
+// trainer_state.json does. A successful load rewrites every weight and
+// moment, so a failed attempt leaves nothing behind.
 func (r *run) latestLoadable() (string, *TrainerState, error) {
 	cfg := r.cfg
 	dirs, states, warn := checkpointCandidates(r.o.OutDir)
@@ -460,6 +461,7 @@ func (r *run) latestLoadable() (string, *TrainerState, error) {
 	if len(dirs) == 0 {
 		return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
 	}
+	var failed []error
 	for i, d := range dirs {
 		s := states[i]
 		if s.ConfigHash != cfg.Hash() {
@@ -468,14 +470,25 @@ func (r *run) latestLoadable() (string, *TrainerState, error) {
 		if s.Trainable != cfg.Trainable {
 			return "", nil, fmt.Errorf("train: --resume: checkpoint trained %q, recipe says %q", s.Trainable, cfg.Trainable)
 		}
-		err := loadCheckpoint(d, r.m, r.adapters, r.opt)
+		err := verifyCheckpoint(d, func(note string) { fmt.Fprintln(r.logw, note) })
+		if err == nil {
+			err = loadCheckpoint(d, r.m, r.adapters, r.opt)
+		}
+		if err == nil {
+			err = checkLoadedFinite(d, r.m, r.adapters, r.opt)
+		}
 		if err == nil {
 			return d, s, nil
 		}
+		failed = append(failed, err)
 		if i == len(dirs)-1 {
-			return "", nil, fmt.Errorf("train: --resume: %w", err)
+			return "", nil, fmt.Errorf("train: --resume: no intact checkpoint in %s (%d tried): %w", r.writer.root, len(failed), errors.Join(failed...))
 		}
-		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s that does not load (%v); falling back to %s\n", d, err, dirs[i+1])
+		what := "that does not load"
+		if errors.Is(err, model.ErrCorrupt) {
+			what = "that is corrupt"
+		}
+		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s %s (%v); falling back to %s\n", d, what, err, dirs[i+1])
 	}
 	return "", nil, fmt.Errorf("train: --resume: no complete checkpoint in %s", r.writer.root)
 }

@@ -228,6 +228,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err != nil {
 				return err
 			}
+			printVerified(cmd, &c)
 			tokDir, tok, err := resolveTokenizer(f.tokPath, tokDir)
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/pflag"
 	"gorgonia.org/tensor"
@@ -19,15 +20,18 @@ type loadFlags struct {
 	compute    string
 	maxContext int
 	kvCache    string
+	verify     bool
 }
 
 const dtypeUsage = "weights in memory: stored (the checkpoint's dtypes, mapped in place), f32, bf16 or f16 (converted on load)"
 
-// add registers --dtype and, when withContext, --max-context.
+// add registers --dtype, --compute, --kv-cache, --verify and, when
+// withContext, --max-context.
 func (l *loadFlags) add(f *pflag.FlagSet, withContext bool) {
 	f.StringVar(&l.dtype, "dtype", "stored", dtypeUsage)
 	f.StringVar(&l.compute, "compute", "f32", "activations of decode products with bf16 weights: f32 (exact), or bf16 (vdpbf16ps; needs avx512_bf16 in /proc/cpuinfo, about 1e-3 relative error)")
 	f.StringVar(&l.kvCache, "kv-cache", "f32", "KV cache storage: f32, or bf16 (half the memory; keys and values rounded to bfloat16 as they are cached, about 1e-3 relative error in the logits)")
+	f.BoolVar(&l.verify, "verify", false, "check the checkpoint before use: every file against the CRC-32C checksums of its manifest.json (a damaged file is named), every weight for NaN and infinite values")
 	if withContext {
 		f.IntVar(&l.maxContext, "max-context", 0, "positions at most per request (prompt with images expanded + new tokens; the KV cache holds exactly those); 0 = max_position_embeddings")
 	}
@@ -70,7 +74,7 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 		return nil, fmt.Errorf("--kv-cache: %w", err)
 	}
 	kvSize, _ := kernels.KVElemSize(kv)
-	opts := model.LoadOptions{Dtype: dt}
+	opts := model.LoadOptions{Dtype: dt, Verify: l.verify}
 	if l.maxContext > 0 {
 		cfg, _, err := model.LoadConfig(dir)
 		if err != nil {
@@ -84,6 +88,9 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 		return nil, err
 	}
 	p.MaxContext, p.KVCacheDtype = l.maxContext, kv
+	if p.Verified != nil {
+		fmt.Fprintln(os.Stderr, p.Verified)
+	}
 	return p, nil
 }
 

@@ -20,6 +20,7 @@ type runFlags struct {
 	out      string
 	maxSteps int
 	resume   bool
+	verify   bool
 	seed     uint64
 	tokPath  string
 	bucketMB float64
@@ -35,7 +36,8 @@ func (f *runFlags) register(cmd *cobra.Command, defaultOut string) {
 	fl.IntVar(&f.maxSteps, "max-steps", 0, maxHelp)
 	// Checked before the command reads any data or checkpoint.
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return f.checkSteps(cmd) }
-	fl.BoolVar(&f.resume, "resume", false, "continue from the newest complete checkpoint in --out")
+	fl.BoolVar(&f.resume, "resume", false, "continue from the newest intact checkpoint in --out (each is checked against the checksums of its manifest.json; a damaged one is named and skipped)")
+	fl.BoolVar(&f.verify, "verify", false, "check the starting checkpoint (--model/--init, model.init_from) before training: its files against its manifest.json checksums, its weights for NaN and infinite values")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for initialisation and data order (overrides the recipe)")
 	fl.StringVar(&f.tokPath, "tokenizer", "", "tokenizer directory (default: the model's, else assets/tokenizer/magma)")
 	fl.Float64Var(&f.bucketMB, "bucket-mb", float64(train.DefaultBucketBytes)/(1<<20), "under mpirun: size of the gradient buckets reduced while backward runs (MiB)")
@@ -52,6 +54,7 @@ func (f *runFlags) apply(cmd *cobra.Command, cfg *train.Config) error {
 	if f.maxSteps > 0 {
 		cfg.Steps = f.maxSteps
 	}
+	cfg.Model.Verify = f.verify
 	if cmd.Flags().Changed("seed") {
 		cfg.Seed = f.seed
 	}
@@ -121,6 +124,13 @@ func checkOutDir(dir string) error {
 	return nil
 }
 
+// printVerified reports what --verify checked of the starting checkpoint.
+func printVerified(cmd *cobra.Command, cfg *train.Config) {
+	if v := cfg.Model.Verified; v != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), v)
+	}
+}
+
 // bucketBytes is --bucket-mb in bytes.
 func (f *runFlags) bucketBytes() int { return int(f.bucketMB * (1 << 20)) }
 
@@ -188,6 +198,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
+	printVerified(cmd, cfg)
 	tokDir, tok, err := resolveTokenizer(f.tokPath, tokDir)
 	if err != nil {
 		return err
