@@ -183,7 +183,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 				}
 			}
 			// A run folder that cannot be written fails before the demos are read.
-			if err := checkOutDir(f.out); err != nil {
+			if err := checkRunFolder(f.out); err != nil {
 				return err
 			}
 			l, err := lf.open()
@@ -221,7 +221,7 @@ fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
 			if err := f.apply(cmd, &c); err != nil {
 				return err
 			}
-			if err := checkOutDir(f.out); err != nil {
+			if err := checkRunFolder(f.out); err != nil {
 				return err
 			}
 			m, pp, tokDir, err := train.InitModel(&c)

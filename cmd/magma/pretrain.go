@@ -89,6 +89,26 @@ func (f *runFlags) checkSteps(cmd *cobra.Command) error {
 	return nil
 }
 
+// checkRunFolder is checkOutDir for a training run: rank 0 alone writes
+// the run folder, so it alone checks it, and under MPI every rank returns
+// its verdict as one agreed error (printed once by rank 0).
+func checkRunFolder(dir string) error {
+	c, err := jobComm()
+	if err != nil {
+		return err
+	}
+	if rankZero(c) {
+		err = checkOutDir(dir)
+	}
+	if c == nil || c.Size() < 2 {
+		return err
+	}
+	if e := c.Agree(err); e != nil {
+		return &train.AgreedError{Err: e}
+	}
+	return nil
+}
+
 // checkOutDir makes sure dir is (or can be made) a folder this process can
 // write: it creates it and a probe file inside, removing the probe. The
 // commands call it once the recipe is checked and before any data is
@@ -191,7 +211,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := checkOutDir(f.out); err != nil {
+	if err := checkRunFolder(f.out); err != nil {
 		return err
 	}
 	m, pp, tokDir, err := train.InitModel(cfg)
