@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -25,9 +26,9 @@ type ImageOptions struct {
 type SampleBuilder struct {
 	Tokenizer *tokenizer.Tokenizer
 	Image     ImageOptions
-	// Actions tokenises robot actions (NewActionTokenizer(LlamaBaseVocab)
+	// Actions tokenises robot actions (action.NewTokenizer(action.LlamaBaseVocab)
 	// when nil).
-	Actions *ActionTokenizer
+	Actions *action.Tokenizer
 	// Chat is passed to EncodeTraining (system prompt; AddGenerationPrompt
 	// is always cleared).
 	Chat tokenizer.ChatOptions
@@ -75,7 +76,7 @@ func (e *SampleBuilder) init() error {
 	}
 	e.imageID = id
 	if e.Actions == nil {
-		at, err := NewActionTokenizer(LlamaBaseVocab)
+		at, err := action.NewTokenizer(action.LlamaBaseVocab)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/magma-go/magma/data/hf"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision/imaging"
@@ -409,7 +410,7 @@ func (s *MagmaToMSource) Sample(i int, rng *rand.Rand) (Sample, error) {
 		if e != nil {
 			return fail(e)
 		}
-		smp, err = s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(it.Task)}},
+		smp, err = s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + action.Prompt(it.Task)}},
 			[]imaging.Image{it.First}, ids)
 	default:
 		smp, err = s.env.tracesSample(it.First, it.Tracks, kind, it.Task, s.opt.Robot, rng)

@@ -15,6 +15,7 @@ import (
 	"github.com/magma-go/magma/data/hf"
 	"github.com/magma-go/magma/data/rlds"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision/imaging"
@@ -54,7 +55,7 @@ type Inspection struct {
 	// Bad lists the records the reader rejected while indexing.
 	Bad []string `json:"bad,omitempty"`
 	// Statistics are OpenVLA's dataset statistics (rlds).
-	Statistics *DatasetStats `json:"statistics,omitempty"`
+	Statistics *action.DatasetStats `json:"statistics,omitempty"`
 	// Item describes the rendered record (its decoded fields).
 	Item map[string]any `json:"item"`
 	// Messages is the sample's conversation (before the chat template).
@@ -346,7 +347,7 @@ func inspectVideo(in *Inspection, env *SampleBuilder, path string, o InspectOpti
 }
 
 func inspectRobot(in *Inspection, env *SampleBuilder, path string, o InspectOptions, rng *rand.Rand) error {
-	at, err := NewActionTokenizer(LlamaBaseVocab)
+	at, err := action.NewTokenizer(action.LlamaBaseVocab)
 	if err != nil {
 		return err
 	}
@@ -449,7 +450,7 @@ func inspectRLDS(in *Inspection, env *SampleBuilder, path string, o InspectOptio
 	if err != nil {
 		return err
 	}
-	at, err := NewActionTokenizer(LlamaBaseVocab)
+	at, err := action.NewTokenizer(action.LlamaBaseVocab)
 	if err != nil {
 		return err
 	}
@@ -462,7 +463,7 @@ func inspectRLDS(in *Inspection, env *SampleBuilder, path string, o InspectOptio
 	in.Item = map[string]any{"dataset": src.opt.Dataset, "builder": ds.Info.Name, "shard": src.shards[ep.shard], "episode_record": ep.record,
 		"step": ep.steps[ref.t], "instruction": instr, "action": a, "normalized_action": norm, "action_token_ids": ids,
 		"image_key": src.cfg.ImageKey(), "episodes": len(src.eps)}
-	in.Messages = []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(instr)},
+	in.Messages = []tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + action.Prompt(instr)},
 		{Role: "assistant", Content: fmt.Sprintf("<7 action tokens %v>", ids)}}
 	in.Image = img
 	return nil

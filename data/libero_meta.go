@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/magma-go/magma/model/action"
 )
 
 // A LIBERO run labels its folder and every checkpoint with what it trained
-// on: the action statistics (DatasetStatisticsFile, key = the suite) that
+// on: the action statistics (action.DatasetStatisticsFile, key = the suite) that
 // eval and /act un-normalise with, and the demo split (LiberoSplitFile)
 // that evaluation holds out.
 
 // WriteMeta writes the statistics and the split into dir.
 func (l *Libero) WriteMeta(dir string) error {
-	if err := WriteDatasetStatistics(filepath.Join(dir, DatasetStatisticsFile), map[string]*DatasetStats{l.Opt.Suite: l.Stats}); err != nil {
+	if err := action.WriteDatasetStatistics(filepath.Join(dir, action.DatasetStatisticsFile), map[string]*action.DatasetStats{l.Opt.Suite: l.Stats}); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(l.Split(), "", "  ")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/data/rlds"
+	"github.com/magma-go/magma/model/action"
 )
 
 // OpenLibero on OpenVLA's modified LIBERO RLDS layout, written independently
@@ -32,7 +33,7 @@ func TestLiberoRLDSFixture(t *testing.T) {
 			Instruction []string    `json:"instruction"`
 		} `json:"trajectories"`
 		Statistics struct {
-			Action Stats `json:"action"`
+			Action action.Stats `json:"action"`
 		} `json:"statistics"`
 	}
 	if err := json.Unmarshal(b, &golden); err != nil {
@@ -265,7 +266,7 @@ func TestInspectLiberoRLDSStatistics(t *testing.T) {
 	}
 	b, _ := os.ReadFile(filepath.Join(rldsTestdata, "golden.json"))
 	var golden map[string]struct {
-		Statistics DatasetStats `json:"statistics"`
+		Statistics action.DatasetStats `json:"statistics"`
 	}
 	if err := json.Unmarshal(b, &golden); err != nil {
 		t.Fatal(err)
@@ -296,7 +297,7 @@ func TestInspectLiberoRLDSStatistics(t *testing.T) {
 			}
 		}
 	}
-	ws, p := ComputeStats(rows, nil), in.Statistics.Proprio
+	ws, p := action.ComputeStats(rows, nil), in.Statistics.Proprio
 	if p == nil || len(p.Mean) != 9 || p.Max[6] != 0 || p.Min[6] != 0 || p.Std[6] != 0 {
 		t.Fatalf("proprio %+v", p)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/magma-go/magma/data/hdf5"
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -165,8 +166,8 @@ func TestLiberoRead(t *testing.T) {
 	}
 
 	// dataset_statistics.json in OpenVLA's shape.
-	path := filepath.Join(t.TempDir(), DatasetStatisticsFile)
-	if err := WriteDatasetStatistics(path, map[string]*DatasetStats{"libero_spatial": st}); err != nil {
+	path := filepath.Join(t.TempDir(), action.DatasetStatisticsFile)
+	if err := action.WriteDatasetStatistics(path, map[string]*action.DatasetStats{"libero_spatial": st}); err != nil {
 		t.Fatal(err)
 	}
 	var raw map[string]map[string]json.RawMessage
@@ -186,23 +187,9 @@ func TestLiberoRead(t *testing.T) {
 			t.Fatalf("action statistics lack %s", key)
 		}
 	}
-	back, err := ReadDatasetStatistics(path)
+	back, err := action.ReadDatasetStatistics(path)
 	if err != nil || back["libero_spatial"].Action.Q99[3] != st.Action.Q99[3] {
 		t.Fatalf("read back: %v", err)
-	}
-}
-
-func TestQuantileMatchesNumpy(t *testing.T) {
-	// numpy.quantile(np.arange(10.0)**2, [0.01, 0.99, 0.5, 0.25]) =
-	// [0.09, 79.47, 20.5, 5.25]
-	v := []float64{0, 1, 4, 9, 16, 25, 36, 49, 64, 81}
-	for _, c := range [][2]float64{{0.01, 0.09}, {0.99, 79.47}, {0.5, 20.5}, {0.25, 5.25}} {
-		if got := Quantile(v, c[0]); math.Abs(got-c[1]) > 1e-12 {
-			t.Errorf("q%v = %v, want %v", c[0], got, c[1])
-		}
-	}
-	if Quantile([]float64{3}, 0.99) != 3 {
-		t.Fatal("single value")
 	}
 }
 
@@ -213,13 +200,13 @@ func TestLiberoTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	at, _ := NewActionTokenizer(LlamaBaseVocab)
+	at, _ := action.NewTokenizer(action.LlamaBaseVocab)
 	st := &l.Stats.Action
 	halfBin := 1.0 / 255 // bins are 2/255 wide in normalised units
 	for _, task := range l.Tasks {
 		for _, d := range task.Demos {
 			for _, a := range d.Actions {
-				ids, err := st.EncodeAction(at, a)
+				ids, err := st.EncodeAction(at, LiberoPolicyAction(a))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -253,7 +240,7 @@ func TestLiberoTokenRoundTrip(t *testing.T) {
 		}
 	}
 	// A dimension with max == min normalises to 0.
-	s := Stats{Q01: []float64{1, 0}, Q99: []float64{1, 1}, Min: []float64{1, 0}, Max: []float64{1, 1}, Mask: []bool{true, true}}
+	s := action.Stats{Q01: []float64{1, 0}, Q99: []float64{1, 1}, Min: []float64{1, 0}, Max: []float64{1, 1}, Mask: []bool{true, true}}
 	n, _ := s.Normalize([]float64{1, 0.5})
 	if n[0] != 0 || math.Abs(n[1]) > 1e-7 {
 		t.Fatalf("normalise: %v", n)
@@ -325,7 +312,7 @@ func TestLiberoSamples(t *testing.T) {
 	if sup != 8 || len(s.Images) != 1 {
 		t.Fatalf("%d supervised, %d images", sup, len(s.Images))
 	}
-	want, _ := l.Stats.Action.EncodeAction(env.Actions, d.Actions[k])
+	want, _ := l.Stats.Action.EncodeAction(env.Actions, LiberoPolicyAction(d.Actions[k]))
 	n := len(s.IDs)
 	if !equalInts(s.IDs[n-8:n-1], want) || s.IDs[n-1] != env.Tokenizer.EOS() {
 		t.Fatalf("answer %v, want %v + eot", s.IDs[n-8:], want)

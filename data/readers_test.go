@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"image"
 	"image/color"
 	"math"
@@ -282,7 +283,7 @@ func TestRobotReader(t *testing.T) {
 	}
 	// statistics round trip
 	p := filepath.Join(dir, "dataset_statistics.json")
-	if err := WriteDatasetStatistics(p, map[string]*DatasetStats{"robot": &st}); err != nil {
+	if err := action.WriteDatasetStatistics(p, map[string]*action.DatasetStats{"robot": &st}); err != nil {
 		t.Fatal(err)
 	}
 	back, err := readRobotStatistics(p, "", "robot")

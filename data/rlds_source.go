@@ -8,6 +8,7 @@ import (
 
 	"github.com/magma-go/magma/data/rlds"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -43,11 +44,11 @@ type RLDSOptions struct {
 // rank's shards (RLDS episodes have no index): every record's CRCs are
 // checked, only the action/instruction/state features are decoded (no
 // images), the standardised actions are kept (7 float32 per transition)
-// and OpenVLA's statistics are computed from them (DatasetStats: action
+// and OpenVLA's statistics are computed from them (action.DatasetStats: action
 // mean/std/min/max/q01/q99 with the EEF_POS mask, proprio zeros as in
 // OpenVLA's VLA runs that do not load proprio, transition and trajectory
 // counts). A sample re-reads its episode record by offset, decodes only
-// the primary camera and asks ActionPrompt(instruction) → the 7 action
+// the primary camera and asks action.Prompt(instruction) → the 7 action
 // tokens (BOUNDS_Q99). A corrupt record (CRC, truncation, protobuf) or an
 // episode the transform rejects (missing key, wrong shape, non-finite
 // value) is a *RecordError{shard, record index, reason} handled by on_error.
@@ -61,7 +62,7 @@ type RLDSSource struct {
 	shards []string
 	eps    []rldsEpisode
 	steps  []stepRef
-	stats  DatasetStats
+	stats  action.DatasetStats
 	files  *fileCache
 	// unlabeled counts episodes dropped for an empty instruction
 	unlabeled int
@@ -166,7 +167,7 @@ func NewRLDSSource(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSS
 	} else {
 		s.stats = rldsStats(rows, len(s.eps)+s.unlabeled)
 		if proprio {
-			p := ComputeStats(props, nil)
+			p := action.ComputeStats(props, nil)
 			s.stats.Proprio = &p
 		}
 	}
@@ -184,15 +185,15 @@ func rldsRecordErr(path string, err error) *RecordError {
 }
 
 // rldsStats is get_dataset_statistics over the standardised actions.
-func rldsStats(rows [][]float64, trajectories int) DatasetStats {
+func rldsStats(rows [][]float64, trajectories int) action.DatasetStats {
 	mask := []bool{true, true, true, true, true, true, false}
 	zeros := make([][]float64, len(rows))
 	z := make([]float64, len(rows[0]))
 	for i := range zeros {
 		zeros[i] = z
 	}
-	p := ComputeStats(zeros, nil)
-	return DatasetStats{Action: ComputeStats(rows, mask), Proprio: &p, NumTransitions: len(rows), NumTrajectories: trajectories}
+	p := action.ComputeStats(zeros, nil)
+	return action.DatasetStats{Action: action.ComputeStats(rows, mask), Proprio: &p, NumTransitions: len(rows), NumTrajectories: trajectories}
 }
 
 func (s *RLDSSource) addEpisode(shard int, ep *rlds.Episode, tr *rlds.Trajectory) {
@@ -228,7 +229,7 @@ func (s *RLDSSource) Name() string { return s.name }
 func (s *RLDSSource) Len() int     { return len(s.steps) }
 
 // Statistics returns the statistics actions are normalised with.
-func (s *RLDSSource) Statistics() DatasetStats { return s.stats }
+func (s *RLDSSource) Statistics() action.DatasetStats { return s.stats }
 
 // Dataset is the opened RLDS dataset.
 func (s *RLDSSource) Dataset() *rlds.Dataset { return s.ds }
@@ -293,7 +294,7 @@ func (s *RLDSSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 	if err != nil {
 		return fail(err)
 	}
-	smp, err := s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + ActionPrompt(instr)}},
+	smp, err := s.env.ActionSample([]tokenizer.Message{{Role: "user", Content: tokenizer.ImageToken + "\n" + action.Prompt(instr)}},
 		[]imaging.Image{img}, ids)
 	if err != nil {
 		return fail(err)

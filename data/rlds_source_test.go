@@ -3,6 +3,7 @@ package data
 import (
 	"encoding/json"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,8 +20,8 @@ func TestRLDSSourceStatisticsMatchOpenVLA(t *testing.T) {
 		t.Fatal(err)
 	}
 	var golden map[string]struct {
-		Trajectories []json.RawMessage `json:"trajectories"`
-		Statistics   DatasetStats      `json:"statistics"`
+		Trajectories []json.RawMessage   `json:"trajectories"`
+		Statistics   action.DatasetStats `json:"statistics"`
 	}
 	if err := json.Unmarshal(b, &golden); err != nil {
 		t.Fatal(err)

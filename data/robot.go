@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -58,10 +59,10 @@ type RobotOptions struct {
 // there must be one frame per action. Each step is one record (index =
 // global step; errors name the episode folder and its episode number).
 // Action samples ask "What action should the robot take to {instruction}?"
-// on frame t and supervise the 7 action tokens (ActionTokenizer, OpenVLA
+// on frame t and supervise the 7 action tokens (action.Tokenizer, OpenVLA
 // BOUNDS_Q99 normalisation with the q01/q99 of this dataset; the gripper
 // dimension, mask false, is left as is and clipped by the tokenizer; it
-// should be in [-1,1]) and <|eot_id|>. Statistics are ComputeStats's, the
+// should be in [-1,1]) and <|eot_id|>. Statistics are action.ComputeStats's, the
 // same as LiberoSource's.
 // As Magma's Open-X class builds it (data/openx_magma/data_utils.py), a
 // sample is one multi-turn item: the action turn, then (for a TomRatio
@@ -74,7 +75,7 @@ type RobotSource struct {
 	opt        RobotOptions
 	eps        []episode
 	steps      []stepRef
-	stats      DatasetStats
+	stats      action.DatasetStats
 }
 
 type episode struct {
@@ -203,27 +204,27 @@ func loadEpisode(dir string) (episode, error) {
 	return ep, nil
 }
 
-func (s *RobotSource) compute() DatasetStats {
+func (s *RobotSource) compute() action.DatasetStats {
 	var rows [][]float64
 	for _, ep := range s.eps {
 		rows = append(rows, ep.actions...)
 	}
 	mask := []bool{true, true, true, true, true, true, false}
-	return DatasetStats{Action: ComputeStats(rows, mask), NumTransitions: len(rows), NumTrajectories: len(s.eps)}
+	return action.DatasetStats{Action: action.ComputeStats(rows, mask), NumTransitions: len(rows), NumTrajectories: len(s.eps)}
 }
 
 // Statistics returns the statistics actions are normalised with (OpenVLA's
 // layout, shared with LiberoSource); save them with
-// WriteDatasetStatistics({"<source name>": &st}) next to a checkpoint so
+// action.WriteDatasetStatistics({"<source name>": &st}) next to a checkpoint so
 // that inference can un-normalise.
-func (s *RobotSource) Statistics() DatasetStats { return s.stats }
+func (s *RobotSource) Statistics() action.DatasetStats { return s.stats }
 
 // readRobotStatistics picks one dataset's entry of a
 // dataset_statistics.json (key "" means fallback, or the only entry).
-func readRobotStatistics(path, key, fallback string) (DatasetStats, error) {
-	all, err := ReadDatasetStatistics(path)
+func readRobotStatistics(path, key, fallback string) (action.DatasetStats, error) {
+	all, err := action.ReadDatasetStatistics(path)
 	if err != nil {
-		return DatasetStats{}, fmt.Errorf("data: %w", err)
+		return action.DatasetStats{}, fmt.Errorf("data: %w", err)
 	}
 	st, ok := all[key]
 	if key == "" {
@@ -234,10 +235,10 @@ func readRobotStatistics(path, key, fallback string) (DatasetStats, error) {
 		}
 	}
 	if !ok {
-		return DatasetStats{}, fmt.Errorf("data: %s: no statistics for %q", path, key)
+		return action.DatasetStats{}, fmt.Errorf("data: %s: no statistics for %q", path, key)
 	}
 	if len(st.Action.Q01) != ActionDim {
-		return DatasetStats{}, fmt.Errorf("data: %s: action statistics have %d dimensions, want %d", path, len(st.Action.Q01), ActionDim)
+		return action.DatasetStats{}, fmt.Errorf("data: %s: action statistics have %d dimensions, want %d", path, len(st.Action.Q01), ActionDim)
 	}
 	return *st, nil
 }
@@ -248,14 +249,6 @@ func readRobotStatistics(path, key, fallback string) (DatasetStats, error) {
 // the robot take to {gpt_response}?").
 func RobotActionQuestion(instruction string) string {
 	return "What action should the robot take to " + instruction + "?"
-}
-
-// ActionPrompt is the robot question of LIBERO samples and of the
-// server's /act: OpenVLA's wording, which Magma's robot finetuning uses, in a
-// chat turn. The instruction is lower-cased as OpenVLA does, surrounding
-// space and a closing full stop dropped so the question ends in one "?".
-func ActionPrompt(instruction string) string {
-	return "What action should the robot take to " + strings.ToLower(strings.TrimRight(strings.TrimSpace(instruction), ".")) + "?"
 }
 
 func (s *RobotSource) Name() string { return s.name }

@@ -31,18 +31,18 @@
 // ({img_filename: [[x1,y1,x2,y2], ...]}, OmniParser-like, as the paper used)
 // or from a som.Proposer; SoM marks drawn with som.DrawBoxes (ids 1..K in
 // proposal order); the prompt som.UIAgentPrompt(instruction) with the marked
-// screenshot; greedy generation; ParseAnswer; the click is the answered
+// screenshot; greedy generation; action.ParseAnswer; the click is the answered
 // mark's box centre (a mark that was drawn wins over a point unless
 // PreferPoint), else the answer's point. Correct when the click lies in the
 // ground-truth box, edges inclusive (som.Box.Contains). An answer with no
 // usable mark or point is wrong ("unparsed").
 //
-// Answer forms (ParseAnswer): mark ids "Mark: 7" / "Mark 7" / "mark #7";
-// points "(0.23, 0.51)" / "[0.23,0.51]" as 0-1 fractions; integer pairs
+// Answer forms (action.ParseAnswer, package model/action): mark ids
+// "Mark: 7" / "Mark 7" / "mark #7"; points "(0.23, 0.51)" / "[0.23,0.51]" as 0-1 fractions; integer pairs
 // "[59,131]" on Magma's 256 grid (click = cell centre); four-number lists as
 // boxes; <box>x1,y1,x2,y2</box>, <box>(x1,y1),(x2,y2)</box> and Qwen's
-// <|box_start|>...<|box_end|> on 0..1000 (ParseOptions.BoxScale, --box-scale
-// 256 for the grid) or as fractions when all numbers are decimals <= 1.
+// <|box_start|>...<|box_end|> on 0..1000 (action.ParseOptions.BoxScale,
+// --box-scale 256 for the grid) or as fractions when all numbers are decimals <= 1.
 // Ints vs floats: a group containing a decimal point is fractions and must
 // lie in [0,1]; a group of integers outside box tags is the 256 grid and
 // must lie in 0..255; nothing else is guessed (pixels are never accepted in

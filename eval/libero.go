@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -146,7 +147,7 @@ func PipelinePredictor(p *model.Pipeline, dec data.LiberoDecoding, seed uint64) 
 			return nil, err
 		}
 		step++
-		res, err := p.Generate(ctx, model.Request{Images: []imaging.Image{img}, Prompt: data.ActionPrompt(instruction),
+		res, err := p.Generate(ctx, model.Request{Images: []imaging.Image{img}, Prompt: action.Prompt(instruction),
 			MaxNewTokens: dec.MaxNewTokens, Temperature: dec.Temperature, Seed: seed + step})
 		if err != nil {
 			return nil, err
@@ -161,8 +162,8 @@ func PipelinePredictor(p *model.Pipeline, dec data.LiberoDecoding, seed uint64) 
 // RunLibero scores predict on the demo steps of split of l, actions
 // encoded and decoded with stats: per task (at most limit steps each, 0 =
 // all) and overall, with a progress line per task.
-func RunLibero(ctx context.Context, l *data.Libero, stats *data.DatasetStats, split string, limit int, predict LiberoPredictor, progress io.Writer) (*LiberoReport, error) {
-	at, err := data.NewActionTokenizer(data.LlamaBaseVocab)
+func RunLibero(ctx context.Context, l *data.Libero, stats *action.DatasetStats, split string, limit int, predict LiberoPredictor, progress io.Writer) (*LiberoReport, error) {
+	at, err := action.NewTokenizer(action.LlamaBaseVocab)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +197,7 @@ func RunLibero(ctx context.Context, l *data.Libero, stats *data.DatasetStats, sp
 			if err != nil {
 				return nil, err
 			}
-			target, err := stats.Action.EncodeAction(at, d.Actions[k])
+			target, err := stats.Action.EncodeAction(at, data.LiberoPolicyAction(d.Actions[k]))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/data/liberotest"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -35,14 +36,14 @@ func TestEvalLiberoMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	at, _ := data.NewActionTokenizer(data.LlamaBaseVocab)
+	at, _ := action.NewTokenizer(action.LlamaBaseVocab)
 	// The oracle looks the frame up among the demos (frames are distinct).
 	answers := map[string][]int{}
 	for _, task := range l.Tasks {
 		for _, d := range task.Demos {
 			for k := range d.Actions {
 				img, _ := l.Frame(task, d, k)
-				ids, _ := l.Stats.Action.EncodeAction(at, d.Actions[k])
+				ids, _ := l.Stats.Action.EncodeAction(at, data.LiberoPolicyAction(d.Actions[k]))
 				answers[task.Instruction+string(img.Pix)] = append(ids, 128009)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -227,7 +228,7 @@ func Mind2WebPrompt(task string, previous []string) string {
 type WebAction struct {
 	Op    string // CLICK, TYPE, SELECT or "" when none was found
 	Value string
-	Answer
+	action.Answer
 }
 
 var (
@@ -246,8 +247,8 @@ var (
 // "CLICK Mark: 3" (first operation word; the value is the first quoted
 // string after it, or the words up to the mark/coordinates). The click is
 // parsed by ParseAnswer.
-func ParseWebAction(text string, w, h int, opt ParseOptions) WebAction {
-	a := WebAction{Answer: ParseAnswer(text, w, h, opt)}
+func ParseWebAction(text string, w, h int, opt action.ParseOptions) WebAction {
+	a := WebAction{Answer: action.ParseAnswer(text, w, h, opt)}
 	if parseSoMDict(text, &a) {
 		return a
 	}
@@ -666,7 +667,7 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		case len(given.Point) == 2 || given.Op != "":
 			act.Op, act.Value = strings.ToUpper(given.Op), given.Value
 			if len(given.Point) == 2 {
-				act.Point, act.HasPoint, act.PointForm = som.Point{X: given.Point[0], Y: given.Point[1]}, true, FormPixels
+				act.Point, act.HasPoint, act.PointForm = som.Point{X: given.Point[0], Y: given.Point[1]}, true, action.FormPixels
 			}
 		default:
 			act = ParseWebAction(given.Answer, img.W, img.H, opt.Parse)
@@ -698,7 +699,7 @@ func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*Ste
 		m := act.Mark
 		pred.Mark = &m
 	}
-	if p, _, mb, ok := Click(act.Answer, marks, opt.PreferPoint); ok {
+	if p, _, mb, ok := action.Click(act.Answer, marks, opt.PreferPoint); ok {
 		pred.Point = []float64{p.X, p.Y}
 		vis.point = &p
 		if mb != nil {

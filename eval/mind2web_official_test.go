@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -45,7 +46,7 @@ func TestParseSoMDict(t *testing.T) {
 		{`{"ACTION": "SELECT", "MARK": "7", "VALUE": "2 adults"}`, "SELECT", "2 adults", "7"},
 		{`{"ACTION": "HOVER", "MARK": None, "VALUE": None}`, "CLICK", "", "none"},
 	} {
-		a := ParseWebAction(c.in, 100, 100, ParseOptions{})
+		a := ParseWebAction(c.in, 100, 100, action.ParseOptions{})
 		mark := "none"
 		if a.HasMark {
 			mark = fmt.Sprint(a.Mark)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 )
 
@@ -54,7 +55,7 @@ func TestParseWebAction(t *testing.T) {
 		{`no idea`, "", "", -1, false},
 	}
 	for _, c := range cases {
-		a := ParseWebAction(c.text, 100, 100, ParseOptions{})
+		a := ParseWebAction(c.text, 100, 100, action.ParseOptions{})
 		if a.Op != c.op || a.Value != c.value || a.HasPoint != c.point || (c.mark >= 0) != a.HasMark || (a.HasMark && a.Mark != c.mark) {
 			t.Errorf("%q: %+v", c.text, a)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -55,7 +56,7 @@ type Options struct {
 	// Prompt builds the question from the instruction (som.UIAgentPrompt when nil).
 	Prompt       func(instruction string) string
 	MaxNewTokens int // default 32
-	Parse        ParseOptions
+	Parse        action.ParseOptions
 	// PreferPoint uses the answer's point even when it also names a mark
 	// (by default a drawn mark wins: the click is its box centre).
 	PreferPoint bool
@@ -347,7 +348,7 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		return fail(err)
 	}
 
-	var ans Answer
+	var ans action.Answer
 	var marks *som.Result
 	if given != nil {
 		if given.Error != "" {
@@ -356,12 +357,12 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		t0 = time.Now()
 		pred.Answer = given.Answer
 		if len(given.Point) == 2 {
-			ans = Answer{Point: som.Point{X: given.Point[0], Y: given.Point[1]}, HasPoint: true, PointForm: FormPixels}
+			ans = action.Answer{Point: som.Point{X: given.Point[0], Y: given.Point[1]}, HasPoint: true, PointForm: action.FormPixels}
 		} else if given.Point != nil {
 			tm.add(&tm.parse, t0)
 			return fail(fmt.Errorf("predictions: point has %d numbers, want [x,y] in pixels", len(given.Point)))
 		} else {
-			ans = ParseAnswer(given.Answer, img.W, img.H, opt.Parse)
+			ans = action.ParseAnswer(given.Answer, img.W, img.H, opt.Parse)
 			marks = marksFromJSON(given.Marks)
 		}
 		tm.add(&tm.parse, t0)
@@ -372,7 +373,7 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		}
 		pred.Answer = text
 		t0 = time.Now()
-		ans = ParseAnswer(text, img.W, img.H, opt.Parse)
+		ans = action.ParseAnswer(text, img.W, img.H, opt.Parse)
 		tm.add(&tm.parse, t0)
 	}
 	t0 = time.Now()
@@ -380,7 +381,7 @@ func evalRecord(ctx context.Context, ds *Dataset, rec *Record, preds *prediction
 		m := ans.Mark
 		pred.Mark = &m
 	}
-	p, src, mb, ok := Click(ans, marks, opt.PreferPoint)
+	p, src, mb, ok := action.Click(ans, marks, opt.PreferPoint)
 	if ok {
 		pred.Point, pred.PointSource = []float64{p.X, p.Y}, src
 		vis.point = &p

@@ -16,21 +16,21 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
 // loadDatasetStats reads the model directory's action statistics
-// (data.DatasetStatisticsFile, OpenVLA's file, never from a request); a
+// (action.DatasetStatisticsFile, OpenVLA's file, never from a request); a
 // missing file is reported as an error value (the server still starts;
 // /act then refuses).
-func loadDatasetStats(dir string) (map[string]*data.DatasetStats, error) {
-	path := filepath.Join(dir, data.DatasetStatisticsFile)
+func loadDatasetStats(dir string) (map[string]*action.DatasetStats, error) {
+	path := filepath.Join(dir, action.DatasetStatisticsFile)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no %s in the model directory", data.DatasetStatisticsFile)
+		return nil, fmt.Errorf("no %s in the model directory", action.DatasetStatisticsFile)
 	}
-	return data.ReadDatasetStatistics(path)
+	return action.ReadDatasetStatistics(path)
 }
 
 // actRequest is OpenVLA's deploy.py request: image HxWx3 uint8 (nested
@@ -101,7 +101,7 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 		})
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: strPtr("unnorm_key"),
 			Code: strPtr("unknown_unnorm_key"), Message: fmt.Sprintf("unnorm_key %q is not in %s; available: %s",
-				key, data.DatasetStatisticsFile, strings.Join(names, ", "))}
+				key, action.DatasetStatisticsFile, strings.Join(names, ", "))}
 	}
 	dim := len(st.Action.Q01)
 	if dim > maxActionDim {
@@ -114,7 +114,7 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// OpenVLA's prompt (it lower-cases the instruction), in Magma's chat format.
-	q := data.ActionPrompt(*req.Instruction)
+	q := action.Prompt(*req.Instruction)
 	for _, tok := range []string{tokenizer.ImageToken, tokenizer.ImageStartToken, tokenizer.ImageEndToken} {
 		if strings.Contains(q, tok) {
 			return badRequest("instruction", "invalid_value", "instruction must not contain %q", tok)
@@ -135,17 +135,17 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 	if len(ids) != dim {
 		return fmt.Errorf("generated %d action tokens, want %d", len(ids), dim)
 	}
-	at, err := data.NewActionTokenizer(data.LlamaBaseVocab)
+	at, err := action.NewTokenizer(action.LlamaBaseVocab)
 	if err != nil {
 		return err
 	}
-	action := make([]float64, dim)
+	vec := make([]float64, dim)
 	for i, id := range ids {
 		a := at.Value(id) // clipped to the action bins as OpenVLA decodes
 		if st.Action.Mask == nil || st.Action.Mask[i] {
-			a = data.UnnormalizeQ99(a, st.Action.Q01[i], st.Action.Q99[i])
+			a = action.UnnormalizeQ99(a, st.Action.Q01[i], st.Action.Q99[i])
 		}
-		action[i] = a
+		vec[i] = a
 	}
 	idStr := make([]string, len(ids))
 	for i, id := range ids {
@@ -155,11 +155,11 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Magma-Unnorm-Key", key)
 	if encoded {
 		// deploy.py answers an encoded request with json_numpy.dumps(action): a JSON string.
-		b, _ := json.Marshal(action)
+		b, _ := json.Marshal(vec)
 		writeJSON(w, http.StatusOK, string(b))
 		return nil
 	}
-	writeJSON(w, http.StatusOK, action)
+	writeJSON(w, http.StatusOK, vec)
 	return nil
 }
 

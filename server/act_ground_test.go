@@ -142,7 +142,7 @@ func TestParseGrounding(t *testing.T) {
 	if res["mark"] != nil || res["point"] != nil || res["box"] != nil {
 		t.Fatalf("%v", res)
 	}
-	// Off-grid values are rejected (eval.ParseAnswer), not clamped.
+	// Off-grid values are rejected (action.ParseAnswer), not clamped.
 	res = parseGroundingTest(t, "[999,999] Mark: 9")
 	if res["mark"] != nil || res["point"] != nil {
 		t.Fatalf("unknown mark or off-grid point accepted: %v", res)

@@ -3,8 +3,10 @@
 //
 // It lives at the top level because serving is a concern of its own: it
 // uses model (pipeline), llm (batched decoding, sampling, tokenizer), vision
-// (image decoding), som (UI grounding marks) and data (robot action bins)
-// and belongs to none of them.
+// (image decoding), som (UI grounding marks) and model/action (robot action
+// bins and statistics, grounding answers) and belongs to none of them. It
+// links neither the training data readers (data) nor the benchmarks (eval);
+// a test keeps it so.
 //
 // Endpoints:
 //

@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -117,14 +117,14 @@ func (s *Server) handleGround(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseGrounding reads a grounding answer with eval.ParseAnswer: the
+// parseGrounding reads a grounding answer with action.ParseAnswer: the
 // released model's "(0.50,0.31) Mark: k" (0-1 fractions, SeeClick's form,
 // which Magma's UI agent parses), a 256-grid "[x,y]", or boxes. The point
 // is clamped into the image; the mark id is kept when such a mark was
 // drawn. A mark without a point clicks the mark's box centre.
 func parseGrounding(answer string, marked *som.Result, w, h int) map[string]any {
 	out := map[string]any{"mark": nil, "point": nil, "box": nil}
-	a := eval.ParseAnswer(answer, w, h, eval.ParseOptions{})
+	a := action.ParseAnswer(answer, w, h, action.ParseOptions{})
 	var box *som.Box
 	if a.HasMark {
 		if reg, ok := marked.ByID(a.Mark); ok {

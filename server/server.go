@@ -21,9 +21,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 )
 
@@ -141,7 +141,7 @@ type Server struct {
 	mu       sync.RWMutex // guards p, eng, stats (set once by Load)
 	p        *model.Pipeline
 	eng      *engine
-	stats    map[string]*data.DatasetStats
+	stats    map[string]*action.DatasetStats
 	statsErr error
 	allowed  []bool // ids the tokenizer can decode: the only ones sampled
 
@@ -232,7 +232,7 @@ func (s *Server) Load(p *model.Pipeline) error {
 	return nil
 }
 
-func statsSummary(st map[string]*data.DatasetStats, err error) string {
+func statsSummary(st map[string]*action.DatasetStats, err error) string {
 	if err != nil {
 		return err.Error()
 	}

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 )
 
 var (
@@ -92,7 +92,7 @@ func startServerPipeline(t *testing.T, cfg Config, hook func(), statsJSON string
 	t.Helper()
 	dir := t.TempDir()
 	if statsJSON != "" {
-		if err := os.WriteFile(filepath.Join(dir, data.DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, action.DatasetStatisticsFile), []byte(statsJSON), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/model/action"
 )
 
 func newDataCmd() *cobra.Command {
@@ -77,7 +78,7 @@ record is usable, the error lists the first rejected records and why.`,
 					return fmt.Errorf("--statistics-out: a %s source has no action statistics (rlds only)", in.Type)
 				}
 				name, _ := in.Item["dataset"].(string)
-				if err := data.WriteDatasetStatistics(statsOut, map[string]*data.DatasetStats{name: in.Statistics}); err != nil {
+				if err := action.WriteDatasetStatistics(statsOut, map[string]*action.DatasetStats{name: in.Statistics}); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", statsOut)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/som"
 	"github.com/magma-go/magma/vision/imaging"
 	"github.com/spf13/cobra"
@@ -47,7 +48,7 @@ func (f *evalFlags) register(cmd *cobra.Command, splitHelp string) {
 func (f *evalFlags) options(cmd *cobra.Command) (eval.Options, error) {
 	opt := eval.Options{
 		Predictions: f.predictions, Limit: f.limit, OutDir: f.out, Failures: f.failures,
-		MaxNewTokens: f.maxNew, Parse: eval.ParseOptions{BoxScale: f.boxScale}, PreferPoint: f.preferPoint,
+		MaxNewTokens: f.maxNew, Parse: action.ParseOptions{BoxScale: f.boxScale}, PreferPoint: f.preferPoint,
 		Progress: cmd.ErrOrStderr(), ProgressEvery: f.every,
 	}
 	if f.failures == 0 {

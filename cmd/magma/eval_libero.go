@@ -10,6 +10,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
+	"github.com/magma-go/magma/model/action"
 	"github.com/spf13/cobra"
 )
 
@@ -69,11 +70,11 @@ offline check; success rates need the LIBERO simulator driving
 				}
 			}
 			if statsPath == "" {
-				statsPath = eval.FindLiberoMeta(modelDir, data.DatasetStatisticsFile)
+				statsPath = eval.FindLiberoMeta(modelDir, action.DatasetStatisticsFile)
 			}
 			stats := l.Stats
 			if statsPath != "" {
-				all, err := data.ReadDatasetStatistics(statsPath)
+				all, err := action.ReadDatasetStatistics(statsPath)
 				if err != nil {
 					return err
 				}
@@ -88,7 +89,7 @@ offline check; success rates need the LIBERO simulator driving
 				}
 				stats = st
 			} else {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has no %s; using statistics recomputed from the training demos\n", modelDir, data.DatasetStatisticsFile)
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has no %s; using statistics recomputed from the training demos\n", modelDir, action.DatasetStatisticsFile)
 			}
 			p, err := load.pipeline(modelDir, tokPath, 1)
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/eval"
+	"github.com/magma-go/magma/model/action"
 )
 
 // `magma eval synthetic --benchmark libero` writes the HDF5 and the RLDS
@@ -93,7 +94,7 @@ func TestFinetuneLiberoRLDS(t *testing.T) {
 		t.Fatalf("finetune libero (rlds): %v\n%s", err, out)
 	}
 	ck := filepath.Join(run, "checkpoints", "step-000002")
-	all, err := data.ReadDatasetStatistics(filepath.Join(ck, data.DatasetStatisticsFile))
+	all, err := action.ReadDatasetStatistics(filepath.Join(ck, action.DatasetStatisticsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

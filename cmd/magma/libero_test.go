@@ -21,6 +21,7 @@ import (
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/action"
 	"github.com/magma-go/magma/server"
 	"gorgonia.org/tensor"
 )
@@ -59,7 +60,7 @@ func TestFinetuneLiberoTiny(t *testing.T) {
 		t.Fatalf("finetune libero: %v\n%s", err, out)
 	}
 	ck := filepath.Join(run, "checkpoints", "step-000080")
-	all, err := data.ReadDatasetStatistics(filepath.Join(ck, data.DatasetStatisticsFile))
+	all, err := action.ReadDatasetStatistics(filepath.Join(ck, action.DatasetStatisticsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func actOverLoopback(t *testing.T, ck, suite string) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	all, _ := data.ReadDatasetStatistics(filepath.Join(ck, data.DatasetStatisticsFile))
+	all, _ := action.ReadDatasetStatistics(filepath.Join(ck, action.DatasetStatisticsFile))
 	st := all["libero_spatial"].Action
 	n, worst := 0, 0.0
 	for _, task := range l.Tasks {
@@ -276,7 +277,7 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 		t.Fatalf("no LoRA summary:\n%s", out)
 	}
 	ck := filepath.Join(run, "checkpoints", "step-"+fmt.Sprintf("%06s", steps))
-	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json", data.DatasetStatisticsFile, data.LiberoSplitFile} {
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json", action.DatasetStatisticsFile, data.LiberoSplitFile} {
 		if _, err := os.Stat(filepath.Join(ck, f)); err != nil {
 			t.Fatal(err)
 		}

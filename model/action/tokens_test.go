@@ -1,4 +1,4 @@
-package data
+package action
 
 import (
 	"math"
@@ -8,7 +8,7 @@ import (
 // Expected ids computed with Python's float64 arithmetic replicating
 // numpy.linspace and numpy.digitize (bisect_right).
 func TestActionToken(t *testing.T) {
-	at, err := NewActionTokenizer(LlamaBaseVocab)
+	at, err := NewTokenizer(LlamaBaseVocab)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestActionToken(t *testing.T) {
 }
 
 func TestActionValue(t *testing.T) {
-	at, _ := NewActionTokenizer(LlamaBaseVocab)
+	at, _ := NewTokenizer(LlamaBaseVocab)
 	cases := []struct {
 		id int
 		v  float64
@@ -77,7 +77,7 @@ func TestActionValue(t *testing.T) {
 			t.Errorf("dim %d: %v -> %v", i, want, vals[i])
 		}
 	}
-	if _, err := NewActionTokenizer(100); err == nil {
+	if _, err := NewTokenizer(100); err == nil {
 		t.Error("tiny vocabulary accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package data
+package action
 
 import (
 	"fmt"
@@ -10,24 +10,24 @@ import (
 // bins and written as one of the last 256 ids of the base (pre-added-token)
 // vocabulary, so no new embeddings are needed.
 const (
-	NumActionBins  = 256
+	NumBins        = 256
 	LlamaBaseVocab = 128000 // Llama-3's BPE vocabulary; action ids 127744..127999
 )
 
-// ActionTokenizer maps normalised actions to token ids and back.
-type ActionTokenizer struct {
+// Tokenizer maps normalised actions to token ids and back.
+type Tokenizer struct {
 	vocab   int
 	bins    []float64 // numpy.linspace(-1, 1, 256)
 	centers []float64 // (bins[:-1] + bins[1:]) / 2
 }
 
-// NewActionTokenizer builds the tokenizer for a base vocabulary size
+// NewTokenizer builds the tokenizer for a base vocabulary size
 // (LlamaBaseVocab for Magma).
-func NewActionTokenizer(baseVocab int) (*ActionTokenizer, error) {
-	if baseVocab < NumActionBins {
-		return nil, fmt.Errorf("actions: base vocabulary %d is smaller than %d bins", baseVocab, NumActionBins)
+func NewTokenizer(baseVocab int) (*Tokenizer, error) {
+	if baseVocab < NumBins {
+		return nil, fmt.Errorf("actions: base vocabulary %d is smaller than %d bins", baseVocab, NumBins)
 	}
-	return &ActionTokenizer{vocab: baseVocab, bins: linspace(-1, 1, NumActionBins), centers: centers(linspace(-1, 1, NumActionBins))}, nil
+	return &Tokenizer{vocab: baseVocab, bins: linspace(-1, 1, NumBins), centers: centers(linspace(-1, 1, NumBins))}, nil
 }
 
 // linspace reproduces numpy.linspace(start, stop, n) bit for bit:
@@ -68,15 +68,15 @@ func digitize(x float64, bins []float64) int {
 }
 
 // MinID and MaxID bound the action ids (127744 and 127999 for Llama-3).
-func (t *ActionTokenizer) MinID() int { return t.vocab - NumActionBins }
-func (t *ActionTokenizer) MaxID() int { return t.vocab - 1 }
+func (t *Tokenizer) MinID() int { return t.vocab - NumBins }
+func (t *Tokenizer) MaxID() int { return t.vocab - 1 }
 
 // IsActionID reports whether id is one of the 256 action ids.
-func (t *ActionTokenizer) IsActionID(id int) bool { return id >= t.MinID() && id <= t.MaxID() }
+func (t *Tokenizer) IsActionID(id int) bool { return id >= t.MinID() && id <= t.MaxID() }
 
 // Token returns vocab - digitize(clip(x, -1, 1)): 1 maps to MinID, -1 to
 // MaxID. NaN is rejected (numpy would silently send it to MinID).
-func (t *ActionTokenizer) Token(x float64) (int, error) {
+func (t *Tokenizer) Token(x float64) (int, error) {
 	if math.IsNaN(x) {
 		return 0, fmt.Errorf("actions: NaN action value")
 	}
@@ -85,7 +85,7 @@ func (t *ActionTokenizer) Token(x float64) (int, error) {
 }
 
 // Encode tokenizes every dimension of a normalised action.
-func (t *ActionTokenizer) Encode(action []float64) ([]int, error) {
+func (t *Tokenizer) Encode(action []float64) ([]int, error) {
 	ids := make([]int, len(action))
 	for i, x := range action {
 		id, err := t.Token(x)
@@ -100,7 +100,7 @@ func (t *ActionTokenizer) Encode(action []float64) ([]int, error) {
 // Value is the bin centre of id: centers[clip(vocab - id - 1, 0, 254)], as
 // OpenVLA decodes (ids outside the action range are clipped, not rejected;
 // use IsActionID to check first).
-func (t *ActionTokenizer) Value(id int) float64 {
+func (t *Tokenizer) Value(id int) float64 {
 	k := t.vocab - id - 1
 	if k < 0 {
 		k = 0
@@ -113,7 +113,7 @@ func (t *ActionTokenizer) Value(id int) float64 {
 
 // Decode maps ids to bin centres; an id outside the 256 action ids is an
 // error here (a generated non-action token means the model went off-format).
-func (t *ActionTokenizer) Decode(ids []int) ([]float64, error) {
+func (t *Tokenizer) Decode(ids []int) ([]float64, error) {
 	out := make([]float64, len(ids))
 	for i, id := range ids {
 		if !t.IsActionID(id) {
