@@ -27,9 +27,9 @@ type Pipeline struct {
 	// checkpoint). Over weights the process owns it is folded into them;
 	// over a base used in place (mapped bf16 shards, as Magma-8B) it stays
 	// beside it, y = x·Wᵀ + (alpha/r)·(x·Aᵀ)·Bᵀ, as PEFT runs an unmerged
-	// adapter: merging would copy every adapted weight (about 14 GB for an
-	// 8B adapter on all seven projections) where the adapters add 0.5% to
-	// the bytes a decode step reads.
+	// adapter: merging would copy every adapted weight, where the adapters
+	// add a small fraction to the bytes a decode step reads (figures for
+	// Magma-8B in BENCHMARKS.md, "One LoRA step of an 8B-size Magma").
 	LoRA bool
 	// MaxContext caps a request's positions (prompt with images expanded
 	// plus new tokens); 0 means max_position_embeddings. The KV cache of a
@@ -200,66 +200,151 @@ func (p *Pipeline) ChatOptions(system string) tokenizer.ChatOptions {
 	return tokenizer.ChatOptions{SystemPrompt: system, AddGenerationPrompt: true, ImageStartEnd: p.Model.Config.ImageStartEnd()}
 }
 
+// ContextLimit is the positions one request may take, its prompt (images
+// expanded) and new tokens together: max_position_embeddings, or
+// MaxContext when that is smaller. setting names which of the two.
+func (p *Pipeline) ContextLimit() (limit int, setting string) {
+	limit, setting = p.Model.Config.Text.MaxPositionEmbeddings, "max_position_embeddings"
+	if p.MaxContext > 0 && p.MaxContext < limit {
+		limit, setting = p.MaxContext, "--max-context"
+	}
+	return limit, setting
+}
+
+// StopIDs are the ids that end a generation: the tokenizer's EOS (when
+// there is a tokenizer with one), then config.json's eos_token_id(s).
+func (p *Pipeline) StopIDs() []int {
+	var stop []int
+	if p.Tokenizer != nil && p.Tokenizer.EOS() >= 0 {
+		stop = append(stop, p.Tokenizer.EOS())
+	}
+	return append(stop, p.Model.Config.Text.EOSTokenIDs()...)
+}
+
+// ContextError is a request whose prompt and new tokens do not fit the
+// context (ContextLimit).
+type ContextError struct {
+	Positions int    // the prompt's decoder positions, images expanded
+	NewTokens int    // the new tokens asked for; 0: not fixed yet (one must fit)
+	Limit     int    // ContextLimit
+	Setting   string // what sets Limit: "max_position_embeddings" or "--max-context"
+}
+
+func (e *ContextError) Error() string {
+	if e.NewTokens == 0 {
+		return fmt.Sprintf("prompt of %d positions (images expanded) leaves no room for a new token in the context of %d (%s)", e.Positions, e.Limit, e.Setting)
+	}
+	return fmt.Sprintf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (%s)", e.Positions, e.NewTokens, e.Limit, e.Setting)
+}
+
+// ImageError is an image of a request that could not be preprocessed.
+type ImageError struct {
+	Index int
+	Err   error
+}
+
+func (e *ImageError) Error() string { return fmt.Sprintf("image %d: %v", e.Index, e.Err) }
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// Prepared is a prompt made ready for the decoder.
+type Prepared struct {
+	Embeds    *tensor.Dense // [Positions, hidden]: the decoder's input
+	Positions int           // decoder positions of the prompt, images expanded
+	StopIDs   []int         // Pipeline.StopIDs
+	// Preprocess (anyres resize and crops) and Embed (vision tower,
+	// projector, splice) are the time the two steps took.
+	Preprocess, Embed time.Duration
+}
+
+// Prepare turns prompt ids (one image token per image) and their images
+// into the decoder's input, as every generating path does: it preprocesses
+// the images, counts the prompt's positions, checks that they leave room
+// in the context (ContextLimit) for newTokens (0: for at least one) and
+// embeds the prompt — the vision tower, projector and splice, or the token
+// embeddings alone for a prompt without images. With newTokens > 0 (one
+// sequence of known length, as Generate runs) it also checks that the
+// sequence's KV cache fits in memory (CheckKVCache) before embedding.
+//
+// An image that cannot be preprocessed is an *ImageError, a prompt over
+// the context a *ContextError; ctx is checked before the embedding (its
+// error is returned as it is).
+func (p *Pipeline) Prepare(ctx context.Context, ids []int, images []imaging.Image, newTokens int) (*Prepared, error) {
+	m := p.Model
+	pr := &Prepared{}
+	t0 := time.Now()
+	pixels := make([]*imaging.Pixels, len(images))
+	for i, img := range images {
+		px, err := p.Preprocessor.Preprocess(img)
+		if err != nil {
+			return nil, &ImageError{Index: i, Err: err}
+		}
+		pixels[i] = px
+	}
+	pr.Preprocess = time.Since(t0)
+	n, err := m.SequenceLength(ids, pixels)
+	if err != nil {
+		return nil, err
+	}
+	pr.Positions = n
+	limit, setting := p.ContextLimit()
+	if n+max(newTokens, 1) > limit {
+		return nil, &ContextError{Positions: n, NewTokens: newTokens, Limit: limit, Setting: setting}
+	}
+	if newTokens > 0 {
+		kvSize, err := p.KVElemSize()
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckKVCache(m.Config, 1, n+newTokens, kvSize); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t0 = time.Now()
+	if len(images) == 0 {
+		if pr.Embeds, err = m.LM.EmbedIDs(ids); err != nil {
+			return nil, err
+		}
+	} else {
+		emb, err := m.EmbedSequence(ids, pixels)
+		if err != nil {
+			return nil, err
+		}
+		pr.Embeds = emb.Embeds
+	}
+	pr.Embed = time.Since(t0)
+	pr.StopIDs = p.StopIDs()
+	return pr, nil
+}
+
 // Generate answers one request.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if req.MaxNewTokens <= 0 {
 		return nil, fmt.Errorf("max new tokens must be positive, got %d", req.MaxNewTokens)
 	}
-	m := p.Model
 	ids, err := p.PromptIDs(req)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{PromptIDs: ids}
-	t0 := time.Now()
-	pixels := make([]*imaging.Pixels, len(req.Images))
-	for i, img := range req.Images {
-		if pixels[i], err = p.Preprocessor.Preprocess(img); err != nil {
-			return nil, fmt.Errorf("image %d: %w", i, err)
-		}
-	}
-	res.Timing.Preprocess = time.Since(t0)
-	n, err := m.SequenceLength(ids, pixels)
+	pr, err := p.Prepare(ctx, ids, req.Images, req.MaxNewTokens)
 	if err != nil {
 		return nil, err
 	}
-	res.SequenceLength = n
-	limit, what := m.Config.Text.MaxPositionEmbeddings, "max_position_embeddings"
-	if p.MaxContext > 0 && p.MaxContext < limit {
-		limit, what = p.MaxContext, "--max-context"
-	}
-	if n+req.MaxNewTokens > limit {
-		return nil, fmt.Errorf("prompt of %d positions (images expanded) + %d new tokens exceeds the context of %d (%s)", n, req.MaxNewTokens, limit, what)
-	}
-	kvSize, err := p.KVElemSize()
-	if err != nil {
-		return nil, err
-	}
-	if err := CheckKVCache(m.Config, 1, n+req.MaxNewTokens, kvSize); err != nil {
-		return nil, err
-	}
-	t0 = time.Now()
-	emb, err := m.EmbedSequence(ids, pixels)
-	if err != nil {
-		return nil, err
-	}
-	res.Timing.Embed = time.Since(t0)
-
-	var stop []int
-	if p.Tokenizer != nil && p.Tokenizer.EOS() >= 0 {
-		stop = append(stop, p.Tokenizer.EOS())
-	}
-	stop = append(stop, m.Config.Text.EOSTokenIDs()...)
-	gen := llm.NewGenerator(m.LM, n+req.MaxNewTokens)
+	res.SequenceLength = pr.Positions
+	res.Timing.Preprocess, res.Timing.Embed = pr.Preprocess, pr.Embed
+	gen := llm.NewGenerator(p.Model.LM, pr.Positions+req.MaxNewTokens)
 	if err := gen.SetKVCacheDtype(p.KVCacheDtype); err != nil {
 		return nil, err
 	}
 	defer gen.Release()
-	t0 = time.Now()
+	t0 := time.Now()
 	var tFirst, tPrev time.Time
-	out, err := gen.Generate(ctx, llm.Prompt{Embeds: emb.Embeds}, llm.GenerateOptions{
+	out, err := gen.Generate(ctx, llm.Prompt{Embeds: pr.Embeds}, llm.GenerateOptions{
 		MaxNewTokens: req.MaxNewTokens, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK,
-		Seed: req.Seed, StopIDs: stop, Allowed: p.AllowedIDs(),
+		Seed: req.Seed, StopIDs: pr.StopIDs, Allowed: p.AllowedIDs(),
 	}, func(step, id int, logits []float32) error {
 		now := time.Now()
 		if step == 0 {

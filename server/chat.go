@@ -417,23 +417,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if !req.Stream {
-		finish, n := "", 0
-		for finish == "" {
-			ev, err := st.next(ctx)
-			if err != nil {
-				return err
-			}
-			n++
-			addLogprob(ev)
-			if _, err := ts.add(ev.id, ev.finish != ""); err != nil {
-				return err
-			}
-			switch {
-			case ts.stopped:
-				finish = "stop"
-			case ev.finish != "":
-				finish = ev.finish
-			}
+		finish, n, err := st.complete(ctx, ts, addLogprob, nil)
+		if err != nil {
+			return err
 		}
 		cancel() // frees the slot at the next step if the sequence still runs (stop string)
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -482,35 +468,20 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 	if err := send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)); err != nil {
 		return nil // client gone; the request context cancels the sequence
 	}
-	finish, n := "", 0
-	for finish == "" {
-		ev, err := st.next(ctx)
-		if err != nil {
-			ae := asAPIError(err)
-			s.log.Warn("stream ended with an error", "err", err)
-			_ = send(errorBody{ae})
-			_, _ = fmt.Fprint(w, "data: [DONE]\n\n")
-			return nil
-		}
-		n++
-		addLogprob(ev)
-		delta, err := ts.add(ev.id, ev.finish != "")
-		if err != nil {
-			_ = send(errorBody{asAPIError(err)})
-			_, _ = fmt.Fprint(w, "data: [DONE]\n\n")
-			return nil
-		}
-		switch {
-		case ts.stopped:
-			finish = "stop"
-		case ev.finish != "":
-			finish = ev.finish
-		}
-		if delta != "" {
-			if err := send(chunk(map[string]any{"content": delta}, nil)); err != nil {
-				return nil
-			}
-		}
+	gone := false // the client left: the request context cancels the sequence
+	finish, n, err := st.complete(ctx, ts, addLogprob, func(delta string) error {
+		err := send(chunk(map[string]any{"content": delta}, nil))
+		gone = err != nil
+		return err
+	})
+	if gone {
+		return nil
+	}
+	if err != nil {
+		s.log.Warn("stream ended with an error", "err", err)
+		_ = send(errorBody{asAPIError(err)})
+		_, _ = fmt.Fprint(w, "data: [DONE]\n\n")
+		return nil
 	}
 	cancel()
 	_ = send(chunk(map[string]any{}, finish))
@@ -523,4 +494,37 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		flusher.Flush()
 	}
 	return nil
+}
+
+// complete runs the generation loop of a chat completion, streamed or not:
+// each generated token is counted, its log-probability kept (addLogprob)
+// and its text added to ts, which applies the stop strings; emit, when not
+// nil, gets each piece of text ts releases (a streamed chunk). It ends at
+// the sequence's finish or at a stop string and returns the finish reason
+// and the tokens generated; an error of next, ts or emit ends it early.
+func (st *started) complete(ctx context.Context, ts *textStream, addLogprob func(event), emit func(delta string) error) (finish string, n int, err error) {
+	for finish == "" {
+		ev, err := st.next(ctx)
+		if err != nil {
+			return "", n, err
+		}
+		n++
+		addLogprob(ev)
+		delta, err := ts.add(ev.id, ev.finish != "")
+		if err != nil {
+			return "", n, err
+		}
+		switch {
+		case ts.stopped:
+			finish = "stop"
+		case ev.finish != "":
+			finish = ev.finish
+		}
+		if delta != "" && emit != nil {
+			if err := emit(delta); err != nil {
+				return "", n, err
+			}
+		}
+	}
+	return finish, n, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/vision/imaging"
-	"gorgonia.org/tensor"
 )
 
 // genRequest is what every generating endpoint reduces its input to.
@@ -61,7 +60,7 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	// Cheap checks first: tokenization is bounded by the context (it stops
 	// once the prompt has more ids than positions), and user text is
 	// encoded literally (typed special tokens stay text).
-	limit := s.maxContext(p)
+	limit, _ := p.ContextLimit()
 	co := p.ChatOptions(gr.system)
 	co.LiteralContent, co.MaxTokens = true, limit
 	ids, err := p.Tokenizer.EncodeChat(gr.messages, co)
@@ -101,10 +100,11 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 			eng.release()
 		}
 	}()
-	embeds, seqLen, err := s.embed(ctx, p, ids, gr.images)
+	pr, err := s.embed(ctx, p, ids, gr.images)
 	if err != nil {
 		return nil, err
 	}
+	seqLen := pr.Positions
 	room := limit - seqLen
 	maxTok := gr.maxTokens
 	if maxTok == 0 {
@@ -117,12 +117,9 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	}
 	var stop []int
 	if !gr.noStop {
-		if id := p.Tokenizer.EOS(); id >= 0 {
-			stop = append(stop, id)
-		}
-		stop = append(stop, p.Model.Config.Text.EOSTokenIDs()...)
+		stop = pr.StopIDs
 	}
-	seq := newSequence(ctx, embeds, maxTok, sampler, stop)
+	seq := newSequence(ctx, pr.Embeds, maxTok, sampler, stop)
 	if gr.logprobs {
 		seq.logprobs = gr.topLogprobs
 	}
@@ -132,48 +129,35 @@ func (s *Server) start(ctx context.Context, gr genRequest) (*started, error) {
 	return &started{seq: seq, promptLen: seqLen, maxTokens: maxTok, eng: eng, tok: p.Tokenizer}, nil
 }
 
-// embed preprocesses the images and builds the prompt embeddings [L, D].
-// The vision tower runs under a semaphore (it is the heaviest step and
-// would otherwise oversubscribe the cores the decoder needs).
-func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images []imaging.Image) (*tensor.Dense, int, error) {
-	m := p.Model
-	if len(images) == 0 {
-		e, err := m.LM.EmbedIDs(ids)
-		if err != nil {
-			return nil, 0, badRequest("messages", "invalid_value", "%v", err)
+// embed prepares the prompt for the decoder (model.Pipeline.Prepare:
+// images preprocessed, positions counted against the context, embeddings
+// [L, D]), mapping its errors to API errors. A prompt with images runs under
+// a semaphore (the vision tower is the heaviest step and would otherwise
+// oversubscribe the cores the decoder needs).
+func (s *Server) embed(ctx context.Context, p *model.Pipeline, ids []int, images []imaging.Image) (*model.Prepared, error) {
+	if len(images) > 0 {
+		select {
+		case s.embedSem <- struct{}{}:
+			defer func() { <-s.embedSem }()
+		case <-ctx.Done():
+			return nil, ctxError(ctx)
 		}
-		return e, len(ids), nil
 	}
-	select {
-	case s.embedSem <- struct{}{}:
-		defer func() { <-s.embedSem }()
-	case <-ctx.Done():
-		return nil, 0, ctxError(ctx)
+	pr, err := p.Prepare(ctx, ids, images, 0)
+	var ie *model.ImageError
+	var ce *model.ContextError
+	switch {
+	case err == nil:
+		return pr, nil
+	case errors.As(err, &ie):
+		return nil, badRequest("messages", "invalid_image", "%v", err)
+	case errors.As(err, &ce):
+		return nil, badRequest("messages", "context_length_exceeded",
+			"the prompt takes %d positions (images expanded), over the context of %d", ce.Positions, ce.Limit)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return nil, ctxError(ctx)
 	}
-	pixels := make([]*imaging.Pixels, len(images))
-	for i, img := range images {
-		px, err := p.Preprocessor.Preprocess(img)
-		if err != nil {
-			return nil, 0, badRequest("messages", "invalid_image", "image %d: %v", i, err)
-		}
-		pixels[i] = px
-	}
-	n, err := m.SequenceLength(ids, pixels)
-	if err != nil {
-		return nil, 0, badRequest("messages", "invalid_value", "%v", err)
-	}
-	if lim := s.maxContext(p); n >= lim {
-		return nil, 0, badRequest("messages", "context_length_exceeded",
-			"the prompt takes %d positions (images expanded), over the context of %d", n, lim)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, ctxError(ctx)
-	}
-	emb, err := m.EmbedSequence(ids, pixels)
-	if err != nil {
-		return nil, 0, err
-	}
-	return emb.Embeds, n, nil
+	return nil, err
 }
 
 // ctxError maps a finished request context to an API error: a timeout is

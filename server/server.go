@@ -201,10 +201,14 @@ func (s *Server) Load(p *model.Pipeline) error {
 	if p.Tokenizer == nil {
 		return fmt.Errorf("server: model %s has no tokenizer (tokenizer.json)", p.Dir)
 	}
-	maxCtx := p.Model.Config.Text.MaxPositionEmbeddings
-	if s.cfg.MaxContext > 0 && s.cfg.MaxContext < maxCtx {
-		maxCtx = s.cfg.MaxContext
+	// The server's context is the pipeline's (Pipeline.ContextLimit),
+	// narrowed by Config.MaxContext; it serves a copy so narrowed.
+	served := *p
+	if c := s.cfg.MaxContext; c > 0 && (served.MaxContext <= 0 || c < served.MaxContext) {
+		served.MaxContext = c
 	}
+	p = &served
+	maxCtx, _ := p.ContextLimit()
 	kvSize, err := p.KVElemSize()
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -477,8 +481,9 @@ func quoteList(names []string) string {
 }
 
 func (s *Server) modelCard(name string, p *model.Pipeline) map[string]any {
+	limit, _ := p.ContextLimit()
 	return map[string]any{"id": name, "object": "model", "created": s.m.start.Unix(),
-		"owned_by": "magma", "root": filepath.Base(p.Dir), "context_length": s.maxContext(p)}
+		"owned_by": "magma", "root": filepath.Base(p.Dir), "context_length": limit}
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) error {
@@ -526,14 +531,6 @@ func (s *Server) metricsState() (*engine, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.eng, s.p != nil && !s.draining.Load()
-}
-
-func (s *Server) maxContext(p *model.Pipeline) int {
-	n := p.Model.Config.Text.MaxPositionEmbeddings
-	if s.cfg.MaxContext > 0 && s.cfg.MaxContext < n {
-		n = s.cfg.MaxContext
-	}
-	return n
 }
 
 // decodeJSON reads the (size-limited) body into v, mapping every failure to
