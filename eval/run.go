@@ -194,7 +194,8 @@ func (t *timers) timing(n int, wall time.Duration) *StageTiming {
 
 func (t *timers) add(d *time.Duration, t0 time.Time) { *d += time.Since(t0) }
 
-// loaded is a record's screenshot after the checks.
+// loadImage decodes a record's screenshot and checks it against the
+// record (img_size, the element box inside the image).
 func loadImage(path string, rec *Record) (imaging.Image, error) {
 	img, err := imaging.DecodeImage(path)
 	if err != nil {

@@ -81,7 +81,7 @@ func (m *Magma) SequenceLength(ids []int, images []*imaging.Pixels) (int, error)
 			continue
 		}
 		if k >= len(images) {
-			return 0, fmt.Errorf("prompt has more %d image tokens than the %d images given", m.Config.ImageTokenIndex, len(images))
+			return 0, fmt.Errorf("prompt has %d image tokens (id %d) but %d images were given", countID(ids, m.Config.ImageTokenIndex), m.Config.ImageTokenIndex, len(images))
 		}
 		if images[k] == nil {
 			return 0, fmt.Errorf("image %d is nil", k)
@@ -93,6 +93,17 @@ func (m *Magma) SequenceLength(ids []int, images []*imaging.Pixels) (int, error)
 		return 0, fmt.Errorf("prompt has %d image tokens (id %d) but %d images were given", k, m.Config.ImageTokenIndex, len(images))
 	}
 	return n, nil
+}
+
+// countID is the number of times id occurs in ids.
+func countID(ids []int, id int) int {
+	n := 0
+	for _, x := range ids {
+		if x == id {
+			n++
+		}
+	}
+	return n
 }
 
 // The Magma composition, written once over a batch (see Batch): inference
