@@ -41,3 +41,49 @@ func eachItem(ctx context.Context, n, every int, progress io.Writer, eval func(i
 	}
 	return nil
 }
+
+// timed is a results type with a stage timing (Results, Mind2WebResults).
+type timed interface{ setTiming(*StageTiming) }
+
+func (r *Results) setTiming(t *StageTiming)         { r.Timing = t }
+func (r *Mind2WebResults) setTiming(t *StageTiming) { r.Timing = t }
+
+// runReported is the run the SoM benchmarks share (ScreenSpot, Mind2Web):
+// the report opened in opt.OutDir, each of n items evaluated by item (its
+// outcome, the prediction written to predictions.jsonl and what its failure
+// picture shows; item gets the run's stage timers) and written to the
+// report in order, with a progress line from line (eachItem); then
+// summarize makes the results of the outcomes, which get the run's stage
+// timing and are written with the report.
+func runReported[O any, R timed](ctx context.Context, opt *Options, n int,
+	item func(i int, tm *timers) (o O, pred any, fi failInfo),
+	line func(done int, seconds float64) string,
+	summarize func(outs []O) R) (res R, err error) {
+	rep, err := newReporter(opt.OutDir, opt.Failures)
+	if err != nil {
+		return res, err
+	}
+	defer rep.close()
+	var tm timers
+	start := time.Now()
+	outs := make([]O, 0, n)
+	err = eachItem(ctx, n, opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
+		o, pred, fi := item(i, &tm)
+		return func() error {
+			outs = append(outs, o)
+			t0 := time.Now()
+			defer tm.add(&tm.report, t0)
+			return rep.write(pred, fi)
+		}, nil
+	}, line)
+	if err != nil {
+		return res, err
+	}
+	res = summarize(outs)
+	res.setTiming(tm.timing(n, time.Since(start)))
+	if err := rep.finish(res); err != nil {
+		var none R
+		return none, err
+	}
+	return res, nil
+}
