@@ -60,6 +60,14 @@ func newWith(cfg *Config, alloc nn.Alloc) (*Magma, error) {
 	}, nil
 }
 
+// SetKernels sets the options every executor of the model runs with: its
+// decoder's generators and batch decoders, the vision trunk's and the
+// embedding's (--compute bf16; the tests' NaN-poison mode).
+func (m *Magma) SetKernels(o kernels.Options) { m.LM.Kernels, m.Vision.Kernels = o, o }
+
+// Kernels are the options the model's executors run with (SetKernels).
+func (m *Magma) Kernels() kernels.Options { return m.LM.Kernels }
+
 // Names of the checkpoint's parts, which are also the scopes of graph errors.
 const (
 	visionPrefix    = "vision_tower.clip_vision_model.trunk"
@@ -196,7 +204,7 @@ func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, e
 	if features != nil {
 		outs = append(outs, features)
 	}
-	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
+	vals, err := kernels.RunGraphWith(m.Kernels(), b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
 	if err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}
