@@ -563,19 +563,12 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 	} else if opt.Model == nil {
 		return nil, errors.New("mind2web: no model and no predictions file")
 	}
-	nEle, nErr := 0, 0
-	return runReported(ctx, &opt, len(steps), func(i int, tm *timers) (StepOutcome, any, failInfo) {
+	return runReported(ctx, &opt, len(steps), func(i int, tm *timers) (StepOutcome, any, failInfo, bool) {
 		s := &steps[i]
 		o, pred, vis := evalStep(ctx, d, s, preds, &opt, tm)
-		if o.EleMatch {
-			nEle++
-		}
-		if o.Err != nil {
-			nErr++
-		}
 		return o, pred, failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-			Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
-	}, func(done int, el float64) string {
+			Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}, o.EleMatch
+	}, func(done, nEle, nErr int, el float64) string {
 		return fmt.Sprintf("mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
 			done, len(steps), 100*float64(nEle)/float64(done), nErr, float64(done)/el, el)
 	}, func(outs []StepOutcome) *Mind2WebResults {

@@ -226,19 +226,12 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 	} else if opt.Model == nil {
 		return nil, errors.New("screenspot: no model and no predictions file")
 	}
-	correct, nerr := 0, 0
-	return runReported(ctx, &opt, len(recs), func(i int, tm *timers) (Outcome, any, failInfo) {
+	return runReported(ctx, &opt, len(recs), func(i int, tm *timers) (Outcome, any, failInfo, bool) {
 		rec := &recs[i]
 		o, pred, vis := evalRecord(ctx, ds, rec, preds, &opt, tm)
-		if o.Correct {
-			correct++
-		}
-		if o.Err != nil {
-			nerr++
-		}
 		return o, pred, failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
-			GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
-	}, func(done int, el float64) string {
+			GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}, o.Correct
+	}, func(done, correct, nerr int, el float64) string {
 		return fmt.Sprintf("screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
 			done, len(recs), 100*float64(correct)/float64(done), correct, nerr, float64(done)/el, el)
 	}, func(outs []Outcome) *Results {
