@@ -35,7 +35,8 @@ type StreamOpener func(state []byte) (data.Stream, error)
 // Options configure Run.
 type Options struct {
 	Config *Config
-	// Model holds the initial weights (updated in place).
+	// Model holds the initial weights (updated in place); the trainer's
+	// executor runs with its options (Magma.Kernels).
 	Model        *model.Magma
 	Preprocessor *model.PreprocessorConfig
 	// Tokenizer is a tokenizer directory copied into each checkpoint ("" = none).
