@@ -264,29 +264,6 @@ func (c *MixtureConfig) abs(p string) string {
 	return filepath.Join(c.Base, p)
 }
 
-type sourceBuilder func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error)
-
-var sourceTypes = map[string]sourceBuilder{
-	"llava": func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o struct {
-			ImageFolder string `yaml:"image_folder"`
-		}
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		return NewLLaVASource(env, sc.Name, abs(sc.Path), abs(o.ImageFolder))
-	},
-}
-
-func sourceTypeNames() []string {
-	var n []string
-	for k := range sourceTypes {
-		n = append(n, k)
-	}
-	sortStrings(n)
-	return n
-}
-
 // Build opens every source (generating the synthetic data first when
 // configured; runDir is its default location) and returns the mixture.
 // env.OnError and env.MaxTokens are set from the config.
@@ -358,15 +335,4 @@ func (c *MixtureConfig) Build(env *SampleBuilder, runDir string, seed uint64) (*
 		weights = append(weights, s.Weight)
 	}
 	return NewMixture(env, srcs, weights)
-}
-
-func init() {
-	sourceTypes["ui"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o UIOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.ImageFolder = abs(o.ImageFolder)
-		return NewUISource(env, sc.Name, abs(sc.Path), o)
-	}
 }

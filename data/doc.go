@@ -10,6 +10,9 @@
 //
 // # Readers (type in the YAML)
 //
+// The types a recipe accepts, and what opens each, are one table
+// (sources.go); InspectTypes are its names.
+//
 //   - llava: LLaVA conversation JSON / JSON lines (LLaVASource).
 //   - ui: SeeClick/ScreenSpot-style UI records → SoM-marked grounding
 //     conversations, subtasks text_2_point/text_2_bbox/point_2_text/

@@ -466,22 +466,3 @@ func readFileLimited(p string) ([]byte, error) {
 	}
 	return os.ReadFile(p)
 }
-
-func init() {
-	sourceTypes["magma_som"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o MagmaSoMOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.ImageFolder = abs(o.ImageFolder)
-		return NewMagmaSoMSource(env, sc.Name, abs(sc.Path), o)
-	}
-	sourceTypes["magma_tom"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o MagmaToMOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.ImageFolder, o.VideoFolder = abs(o.ImageFolder), abs(o.VideoFolder)
-		return NewMagmaToMSource(env, sc.Name, abs(sc.Path), o)
-	}
-}

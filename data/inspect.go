@@ -298,10 +298,6 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 	return nil, fmt.Errorf("data: inspect: unknown type %q (want %s)", o.Type, strings.Join(InspectTypes, ", "))
 }
 
-// InspectTypes are the source types Inspect opens: every type a recipe
-// accepts.
-var InspectTypes = []string{"llava", "ui", "video", "robot", "rlds", "magma_tom", "magma_som"}
-
 func inspectUI(in *Inspection, env *SampleBuilder, path string, o InspectOptions, rng *rand.Rand) error {
 	src, err := NewUISource(env, "inspect", path, UIOptions{ImageFolder: o.ImageFolder, BBoxFormat: o.BBoxFormat})
 	if err != nil {

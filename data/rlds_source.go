@@ -3,7 +3,6 @@ package data
 import (
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 
 	"github.com/magma-go/magma/data/rlds"
@@ -301,15 +300,4 @@ func (s *RLDSSource) Sample(i int, _ *rand.Rand) (Sample, error) {
 	}
 	smp.Source, smp.Index = path, ep.record
 	return smp, nil
-}
-
-func init() {
-	sourceTypes["rlds"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o RLDSOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.Statistics = abs(o.Statistics)
-		return NewRLDSSource(env, sc.Name, filepath.Clean(abs(sc.Path)), o)
-	}
 }

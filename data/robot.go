@@ -325,14 +325,3 @@ func (s *RobotSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, 
 	}
 	return msgs, images, nil
 }
-
-func init() {
-	sourceTypes["robot"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o RobotOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.Statistics = abs(o.Statistics)
-		return NewRobotSource(env, sc.Name, abs(sc.Path), o)
-	}
-}

@@ -303,14 +303,3 @@ func (s *VideoSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, 
 	}
 	return msgs, images, nil
 }
-
-func init() {
-	sourceTypes["video"] = func(env *SampleBuilder, sc SourceConfig, abs func(string) string) (Source, error) {
-		var o VideoOptions
-		if err := sc.options(&o); err != nil {
-			return nil, err
-		}
-		o.VideoFolder = abs(o.VideoFolder)
-		return NewVideoSource(env, sc.Name, abs(sc.Path), o)
-	}
-}

@@ -564,46 +564,17 @@ func RunMind2Web(ctx context.Context, d *Mind2Web, opt Options) (*Mind2WebResult
 	} else if opt.Model == nil {
 		return nil, errors.New("mind2web: no model and no predictions file")
 	}
-	rep, err := newReporter(opt.OutDir, opt.Failures)
-	if err != nil {
-		return nil, err
-	}
-	defer rep.close()
-	var tm timers
-	start := time.Now()
-	outs := make([]StepOutcome, 0, len(steps))
-	nEle, nErr := 0, 0
-	err = eachItem(ctx, len(steps), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
+	return runReported(ctx, &opt, len(steps), func(i int, tm *timers) (StepOutcome, any, failInfo, bool) {
 		s := &steps[i]
-		o, pred, vis := evalStep(ctx, d, s, preds, &opt, &tm)
-		return func() error {
-			outs = append(outs, o)
-			if o.EleMatch {
-				nEle++
-			}
-			if o.Err != nil {
-				nErr++
-			}
-			t0 := time.Now()
-			fi := failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
-				Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}
-			defer tm.add(&tm.report, t0)
-			return rep.write(pred, fi)
-		}, nil
-	}, func(done int, el float64) string {
+		o, pred, vis := evalStep(ctx, d, s, preds, &opt, tm)
+		return o, pred, failInfo{Index: s.Index, Cell: s.Split, Instruction: s.Task + " -> " + ActionString(s.Op, s.Value),
+			Answer: pred.Answer, GT: som.Box{X1: s.Box.X1, Y1: s.Box.Y1 - pred.CropTop, X2: s.Box.X2, Y2: s.Box.Y2 - pred.CropTop}, Correct: o.StepSuccess(), Err: o.Err, vis: vis}, o.EleMatch
+	}, func(done, nEle, nErr int, el float64) string {
 		return fmt.Sprintf("mind2web [%d/%d] ele.acc %.1f%% errors %d | %.2f steps/s | %.0fs\n",
 			done, len(steps), 100*float64(nEle)/float64(done), nErr, float64(done)/el, el)
+	}, func(outs []StepOutcome) *Mind2WebResults {
+		return SummarizeMind2Web(append(outs, predErrs...))
 	})
-	if err != nil {
-		return nil, err
-	}
-	outs = append(outs, predErrs...)
-	res := SummarizeMind2Web(outs)
-	res.Timing = tm.timing(len(steps), time.Since(start))
-	if err := rep.finish(res); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 func evalStep(ctx context.Context, d *Mind2Web, s *Step, preds map[string][]*StepPrediction, opt *Options, tm *timers) (StepOutcome, StepPrediction, visual) {

@@ -195,7 +195,8 @@ func (t *timers) timing(n int, wall time.Duration) *StageTiming {
 
 func (t *timers) add(d *time.Duration, t0 time.Time) { *d += time.Since(t0) }
 
-// loaded is a record's screenshot after the checks.
+// loadImage decodes a record's screenshot and checks it against the
+// record (img_size, the element box inside the image).
 func loadImage(path string, rec *Record) (imaging.Image, error) {
 	img, err := imaging.DecodeImage(path)
 	if err != nil {
@@ -226,49 +227,20 @@ func RunScreenSpot(ctx context.Context, ds *Dataset, opt Options) (*Results, err
 	} else if opt.Model == nil {
 		return nil, errors.New("screenspot: no model and no predictions file")
 	}
-	rep, err := newReporter(opt.OutDir, opt.Failures)
-	if err != nil {
-		return nil, err
-	}
-	defer rep.close()
-
-	var tm timers
-	start := time.Now()
-	outs := make([]Outcome, 0, len(recs))
-	correct, nerr := 0, 0
-	err = eachItem(ctx, len(recs), opt.ProgressEvery, opt.Progress, func(i int) (func() error, error) {
+	return runReported(ctx, &opt, len(recs), func(i int, tm *timers) (Outcome, any, failInfo, bool) {
 		rec := &recs[i]
-		o, pred, vis := evalRecord(ctx, ds, rec, preds, &opt, &tm)
-		return func() error {
-			outs = append(outs, o)
-			if o.Correct {
-				correct++
-			}
-			if o.Err != nil {
-				nerr++
-			}
-			t0 := time.Now()
-			fi := failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
-				GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}
-			defer tm.add(&tm.report, t0)
-			return rep.write(pred, fi)
-		}, nil
-	}, func(done int, el float64) string {
+		o, pred, vis := evalRecord(ctx, ds, rec, preds, &opt, tm)
+		return o, pred, failInfo{Index: o.Index, Cell: o.Cell, Instruction: rec.Instruction, Answer: pred.Answer,
+			GT: rec.Box, Correct: o.Correct, Err: o.Err, vis: vis}, o.Correct
+	}, func(done, correct, nerr int, el float64) string {
 		return fmt.Sprintf("screenspot [%d/%d] acc %.1f%% (%d correct) errors %d | %.2f records/s | %.0fs\n",
 			done, len(recs), 100*float64(correct)/float64(done), correct, nerr, float64(done)/el, el)
+	}, func(outs []Outcome) *Results {
+		if preds != nil {
+			outs = append(outs, preds.leftover()...)
+		}
+		return Summarize("screenspot", ds.Format, outs)
 	})
-	if err != nil {
-		return nil, err
-	}
-	if preds != nil {
-		outs = append(outs, preds.leftover()...)
-	}
-	res := Summarize("screenspot", ds.Format, outs)
-	res.Timing = tm.timing(len(recs), time.Since(start))
-	if err := rep.finish(res); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // markAndAsk is the model side of a SoM benchmark item: candidate boxes for

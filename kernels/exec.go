@@ -547,24 +547,70 @@ func (p *Program) Value(n *G.Node) (G.Value, error) {
 // Executor runs programs. It owns the arena, grown to the largest program
 // it has run; one program runs at a time (Run holds a lock).
 type Executor struct {
-	mu     sync.Mutex
-	mem    *arenaMem
-	gen    atomic.Uint64  // bumped whenever the arena is replaced or released
-	base   unsafe.Pointer // start of the arena
-	size   int64
-	poison bool
+	mu   sync.Mutex
+	mem  *arenaMem
+	gen  atomic.Uint64  // bumped whenever the arena is replaced or released
+	base unsafe.Pointer // start of the arena
+	size int64
+	opts Options
 	// Available reports the bytes the arena may still grow by; nil reads
 	// MemAvailable from /proc/meminfo. Tests replace it.
 	Available func() (int64, bool)
 }
 
-// NewExecutor returns an executor with an empty arena. With Poison set
-// (PoisonFreed), every value's range is filled with NaN the moment the
-// value dies, so a read after reuse shows up as NaN in the results.
+// Options are the modes an executor runs its programs in, chosen by what
+// runs them (a command's flags, a test) and passed at NewExecutorWith; the
+// zero value is the default (float32 activations, no poisoning).
+type Options struct {
+	// ComputeBF16 (--compute bf16) switches decode products with bf16
+	// weights to bf16 activations: each input row is rounded to bfloat16
+	// and multiplied with the weights by vdpbf16ps (pairs of bf16 products
+	// accumulated in float32). Faster where the GEMV is compute-bound, less
+	// exact: the error against float32 activations is measured in
+	// TestComputeBF16Error (about 2^-9 relative per product). Prefill
+	// products keep float32 activations (Debian's OpenBLAS has no bf16
+	// GEMM). Refused without avx512_bf16 (Check).
+	ComputeBF16 bool
+	// PoisonFreed is the NaN-poison debug mode: every value's range is
+	// filled with NaN the moment the value dies, so a read after reuse
+	// shows up as NaN in the results.
+	PoisonFreed bool
+}
+
+// Check refuses options this machine cannot run (ComputeBF16 without the
+// avx512_bf16 instructions).
+func (o Options) Check() error {
+	if o.ComputeBF16 && !HasBF16Dot {
+		return fmt.Errorf("kernels: --compute bf16 needs the avx512_bf16 instructions, which this CPU lacks (see /proc/cpuinfo); use --compute f32")
+	}
+	return nil
+}
+
+// TestOptions are the options the project's tests run their executors
+// with: NaN-poison mode (parity goldens, gradient checks and resume then
+// show a value read after its buffer was reused as NaN), except in
+// benchmarks (-test.bench set).
+func TestOptions() Options {
+	f := flag.Lookup("test.bench")
+	return Options{PoisonFreed: f == nil || f.Value.String() == ""}
+}
+
+// NewExecutor returns an executor with an empty arena and the default
+// options.
 func NewExecutor() *Executor {
-	e := &Executor{poison: poisonDefault, mem: &arenaMem{}}
-	runtime.AddCleanup(e, func(m *arenaMem) { m.free() }, e.mem)
+	e, _ := NewExecutorWith(Options{})
 	return e
+}
+
+// NewExecutorWith returns an executor with an empty arena running its
+// programs with o (refused as Check refuses it).
+func NewExecutorWith(o Options) (*Executor, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	e := &Executor{opts: o, mem: &arenaMem{}}
+	runtime.AddCleanup(e, func(m *arenaMem) { m.free() }, e.mem)
+	return e, nil
 }
 
 // arenaMem is an arena mapped outside the Go heap: the garbage collector
@@ -597,26 +643,9 @@ func (a *arenaMem) free() {
 	}
 }
 
-// poisonDefault is the NaN-poison debug mode for new executors (tests turn
-// it on for whole packages with SetPoisonFreed).
-var poisonDefault bool
-
-// SetPoisonFreed makes executors created afterwards fill every freed
-// buffer with NaN (debug mode; see NewExecutor).
-func SetPoisonFreed(on bool) { poisonDefault = on }
-
-// PoisonFreedInTests is what a package's TestMain calls after flag.Parse:
-// every test of the package (parity goldens, gradient checks, resume) then
-// runs in NaN-poison mode, so a value read after its buffer was reused
-// turns the results into NaN; benchmarks (-test.bench set) run without it.
-func PoisonFreedInTests() {
-	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
-		SetPoisonFreed(true)
-	}
-}
-
-// PoisonFreed switches the NaN-poison debug mode of this executor.
-func (e *Executor) PoisonFreed(on bool) { e.mu.Lock(); e.poison = on; e.mu.Unlock() }
+// PoisonFreed switches the NaN-poison debug mode of this executor
+// (Options.PoisonFreed).
+func (e *Executor) PoisonFreed(on bool) { e.mu.Lock(); e.opts.PoisonFreed = on; e.mu.Unlock() }
 
 // ArenaBytes is the executor's current arena size.
 func (e *Executor) ArenaBytes() int64 { e.mu.Lock(); defer e.mu.Unlock(); return e.size }
@@ -749,7 +778,7 @@ func (e *Executor) Run(p *Program, o *RunOptions) (err error) {
 		}
 		vals[s.out] = v
 		for _, fi := range s.free {
-			if e.poison {
+			if e.opts.PoisonFreed {
 				poisonValue(b.views[fi])
 			}
 		}
@@ -775,7 +804,7 @@ func (e *Executor) exec(s *step, ins []G.Value, out *tensor.Dense) (v G.Value, e
 			if s.clear {
 				clearTensor(out)
 			}
-			v, err := k.doInto(out, ins)
+			v, err := k.doInto(out, ins, e.opts)
 			if err != nil {
 				return nil, err
 			}
@@ -986,11 +1015,19 @@ func (p *Program) Verify() error {
 // built for a single use (an image encode, an embedding); graphs that are
 // re-run keep their Program and an Executor.
 func RunGraph(g *G.ExprGraph, name string, outputs ...*G.Node) ([]G.Value, error) {
+	return RunGraphWith(Options{}, g, name, outputs...)
+}
+
+// RunGraphWith is RunGraph on an executor with options o.
+func RunGraphWith(o Options, g *G.ExprGraph, name string, outputs ...*G.Node) ([]G.Value, error) {
+	e, err := NewExecutorWith(o)
+	if err != nil {
+		return nil, err
+	}
 	p, err := Compile(g, CompileOptions{Name: name, Outputs: outputs})
 	if err != nil {
 		return nil, err
 	}
-	e := NewExecutor()
 	defer e.Release()
 	if err := e.Run(p, nil); err != nil {
 		return nil, err

@@ -13,7 +13,7 @@
 enum { PATH_SCALAR = 0, PATH_AVX2 = 1, PATH_AVX512 = 2 };
 enum { KIND_BF16 = 0, KIND_F16 = 1 };
 
-// mg_half_paths returns the best path the CPU supports.
+// mg_half_best_path returns the best path the CPU supports.
 int mg_half_best_path(void) {
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

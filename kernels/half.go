@@ -166,10 +166,10 @@ var halfTileFloats = 1 << 22
 
 // linearHalf computes y = x·Wᵀ for x [rows, k] float32 and a half w [out, k]
 // into y [rows, out].
-func linearHalf(x []float32, rows, k int, w *tensor.Dense, out int, y []float32) {
+func linearHalf(x []float32, rows, k int, w *tensor.Dense, out int, y []float32, bf16Dot bool) {
 	bits, kind, _ := halfBits(w)
 	if rows <= gemvMaxRows {
-		gemvHalf(kind, x, rows, k, bits, out, y)
+		gemvHalf(kind, x, rows, k, bits, out, y, bf16Dot)
 		return
 	}
 	// Tiles of output rows: sgemm(x, tileᵀ) fills columns [lo, hi) of y.
@@ -190,28 +190,11 @@ func linearHalf(x []float32, rows, k int, w *tensor.Dense, out int, y []float32)
 // instructions (/proc/cpuinfo: avx512_bf16) that --compute bf16 uses.
 var HasBF16Dot = C.mg_has_bf16dot() != 0
 
-// computeBF16 is the --compute bf16 mode (SetComputeBF16).
-var computeBF16 bool
-
-// SetComputeBF16 switches decode products with bf16 weights to bf16
-// activations: each input row is rounded to bfloat16 and multiplied with
-// the weights by vdpbf16ps (pairs of bf16 products accumulated in float32).
-// Faster where the GEMV is compute-bound, less exact: the error against
-// float32 activations is measured in TestComputeBF16Error (about 2^-9
-// relative per product). Prefill products keep float32 activations
-// (Debian's OpenBLAS has no bf16 GEMM). Refused without avx512_bf16.
-func SetComputeBF16(on bool) error {
-	if on && !HasBF16Dot {
-		return fmt.Errorf("kernels: --compute bf16 needs the avx512_bf16 instructions, which this CPU lacks (see /proc/cpuinfo); use --compute f32")
-	}
-	computeBF16 = on
-	return nil
-}
-
 // gemvHalf: y [rows, out] = x [rows, k]·wᵀ, w the half bits [out, k], over
-// both cores (each reads its own weight rows once).
-func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []float32) {
-	if computeBF16 && kind == 0 {
+// both cores (each reads its own weight rows once). bf16Dot is
+// Options.ComputeBF16 (bf16 weights only).
+func gemvHalf(kind C.int, x []float32, rows, k int, w []uint16, out int, y []float32, bf16Dot bool) {
+	if bf16Dot && kind == 0 {
 		gemvBF16Dot(x, rows, k, w, out, y)
 		return
 	}

@@ -82,16 +82,12 @@ func BenchmarkGEMVDecode(b *testing.B) {
 				b.Run(name, func(b *testing.B) {
 					old, _ := SetHalfPath(p)
 					defer SetHalfPath(old)
-					if dot {
-						_ = SetComputeBF16(true)
-						defer SetComputeBF16(false)
-					}
 					b.SetBytes(int64(s.out * s.in * ElemSize(dt)))
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
 						w := ms[i%len(ms)]
 						if dt == BFloat16 {
-							linearHalf(x, 1, s.in, w, s.out, y)
+							linearHalf(x, 1, s.in, w, s.out, y, dot)
 						} else {
 							gemm(false, true, 1, s.out, s.in, 1, x, s.in, w.Data().([]float32), s.in, 0, y, s.out)
 						}
@@ -142,7 +138,7 @@ func BenchmarkLinearPrefill(b *testing.B) {
 		for _, wt := range []*tensor.Dense{w, wb} {
 			b.Run(fmt.Sprintf("%s/%dx%dx%d", DtypeName(wt.Dtype()), s.rows, s.out, s.in), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					linearFwd[float32]([]*tensor.Dense{x, wt}, nil)
+					linearFwd[float32]([]*tensor.Dense{x, wt}, nil, false)
 				}
 			})
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -344,22 +345,22 @@ func TestConvert(t *testing.T) {
 // up to float32 accumulation (2e-6·Σ|x·w|); against float32 activations its
 // error stays within 2^-8·Σ|x·w| (the rounding of x to 8 mantissa bits).
 func TestComputeBF16Error(t *testing.T) {
+	opts := Options{ComputeBF16: true}
 	if !HasBF16Dot {
-		if err := SetComputeBF16(true); err == nil {
-			t.Fatal("SetComputeBF16 accepted a CPU without avx512_bf16")
+		if err := opts.Check(); err == nil {
+			t.Fatal("Options{ComputeBF16} accepted a CPU without avx512_bf16")
 		}
 		t.Skip("no avx512_bf16 on this CPU")
 	}
-	if err := SetComputeBF16(true); err != nil {
+	if err := opts.Check(); err != nil {
 		t.Fatal(err)
 	}
-	defer SetComputeBF16(false)
 	rng := rand.New(rand.NewSource(11))
 	for _, c := range []struct{ rows, out, in int }{{1, 9, 5}, {1, 37, 67}, {2, 1100, 2048}, {1, 4096, 4096}} {
 		w, wUp := halfPair(t, rng, BFloat16, c.out, c.in)
 		x := randF32(rng, c.rows, c.in)
 		y := make([]float32, c.rows*c.out)
-		linearHalf(x.Data().([]float32), c.rows, c.in, w, c.out, y)
+		linearHalf(x.Data().([]float32), c.rows, c.in, w, c.out, y, opts.ComputeBF16)
 		xs, ws := x.Data().([]float32), wUp.Data().([]float32)
 		var worst float64
 		for r := 0; r < c.rows; r++ {
@@ -385,5 +386,40 @@ func TestComputeBF16Error(t *testing.T) {
 			}
 		}
 		t.Logf("%dx%dx%d: --compute bf16 error against float32 activations up to %.3g of Σ|x·w|", c.rows, c.out, c.in, worst)
+	}
+}
+
+// An executor made with Options{ComputeBF16} runs a decode Linear on a bf16
+// weight with bf16 activations (what linearHalf computes in that mode);
+// one with the default options keeps float32 activations.
+func TestExecutorComputeBF16(t *testing.T) {
+	if !HasBF16Dot {
+		if _, err := NewExecutorWith(Options{ComputeBF16: true}); err == nil || !strings.Contains(err.Error(), "avx512_bf16") {
+			t.Fatalf("NewExecutorWith(ComputeBF16) without avx512_bf16: %v", err)
+		}
+		t.Skip("no avx512_bf16 on this CPU")
+	}
+	rng := rand.New(rand.NewSource(12))
+	w, _ := halfPair(t, rng, BFloat16, 37, 67)
+	x := randF32(rng, 1, 67)
+	g := G.NewGraph()
+	y, err := Linear(G.NodeFromAny(g, x, G.WithName("x")), G.NodeFromAny(g, w, G.WithName("w")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]float32
+	for i, dot := range []bool{false, true} {
+		v, err := RunGraphWith(Options{ComputeBF16: dot}, g, "linear", y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, 37)
+		linearHalf(x.Data().([]float32), 1, 67, w, 37, want, dot)
+		if got[i] = v[0].Data().([]float32); !slices.Equal(got[i], want) {
+			t.Errorf("ComputeBF16 %v: %v, want %v", dot, got[i], want)
+		}
+	}
+	if slices.Equal(got[0], got[1]) {
+		t.Error("ComputeBF16 gave the float32 activations' products")
 	}
 }

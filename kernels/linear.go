@@ -47,9 +47,9 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		}
 		return tensor.Shape{xs[0], ws[0]}, nil
 	}
-	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in, o), nil },
-			func() (G.Value, error) { return linearFwd[float64](in, o), nil })
+	op.doOpts = func(in []*tensor.Dense, o *tensor.Dense, opts Options) (G.Value, error) {
+		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in, o, opts.ComputeBF16), nil },
+			func() (G.Value, error) { return linearFwd[float64](in, o, opts.ComputeBF16), nil })
 	}
 	halfW := IsHalf(w.Dtype())
 	op.wrt = []bool{true, !halfW, true}
@@ -78,13 +78,14 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 	return apply(op, children...)
 }
 
-func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
+// linearFwd is Linear's forward; bf16Dot is Options.ComputeBF16.
+func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense, bf16Dot bool) *tensor.Dense {
 	x := data[T](in[0])
 	rows, k := in[0].Shape()[0], in[0].Shape()[1]
 	out := in[1].Shape()[0]
 	t, y := newOut[T](o, rows, out)
 	if IsHalf(in[1].Dtype()) {
-		linearHalf(any(x).([]float32), rows, k, in[1], out, any(y).([]float32))
+		linearHalf(any(x).([]float32), rows, k, in[1], out, any(y).([]float32), bf16Dot)
 	} else {
 		w := data[T](in[1])
 		gemm(false, true, rows, out, k, 1, x, k, w, k, 0, y, out)

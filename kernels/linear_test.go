@@ -98,7 +98,7 @@ func BenchmarkLinear(b *testing.B) {
 			x, w := toF32(randF64(rng, sz.r, sz.in)), toF32(randF64(rng, sz.out, sz.in))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				linearFwd[float32]([]*tensor.Dense{x, w}, nil)
+				linearFwd[float32]([]*tensor.Dense{x, w}, nil, false)
 			}
 			b.ReportMetric(float64(2*sz.r*sz.in*sz.out)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})

@@ -33,6 +33,9 @@ type kernelOp struct {
 	// contiguous tensor of the result's shape and dtype (an arena slice of
 	// the executor, see exec.go) that do must fill; with o nil do allocates.
 	do func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error)
+	// doOpts, when set, is do for an op whose kernel follows the
+	// executor's Options (Linear: ComputeBF16).
+	doOpts func(in []*tensor.Dense, o *tensor.Dense, opts Options) (G.Value, error)
 	// inplace is 1 + the index of an input do may write its result over
 	// (elementwise kernels reading element i before writing element i), 0
 	// for none; the executor uses it when that input dies at this op.
@@ -81,11 +84,12 @@ func (op *kernelOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *kernelOp) Do(vs ...G.Value) (v G.Value, err error) {
-	return op.doInto(nil, vs)
+	return op.doInto(nil, vs, Options{})
 }
 
-// doInto is Do writing the result into o (nil: allocate).
-func (op *kernelOp) doInto(o *tensor.Dense, vs []G.Value) (v G.Value, err error) {
+// doInto is Do writing the result into o (nil: allocate), with an
+// executor's options.
+func (op *kernelOp) doInto(o *tensor.Dense, vs []G.Value, opts Options) (v G.Value, err error) {
 	if len(vs) != len(op.types) {
 		return nil, fmt.Errorf("kernels: %s expects %d inputs, got %d", op.name, len(op.types), len(vs))
 	}
@@ -116,6 +120,9 @@ func (op *kernelOp) doInto(o *tensor.Dense, vs []G.Value) (v G.Value, err error)
 			v, err = nil, fmt.Errorf("kernels: %s: internal error: %v", op.name, r)
 		}
 	}()
+	if op.doOpts != nil {
+		return op.doOpts(ts, o, opts)
+	}
 	return op.do(ts, o)
 }
 

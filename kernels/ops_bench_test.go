@@ -93,7 +93,7 @@ func BenchmarkLinearConvNeXt(b *testing.B) {
 			x, w, bias := toF32(randF64(rng, sz.r, sz.in)), toF32(randF64(rng, sz.out, sz.in)), toF32(randF64(rng, sz.out))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				linearFwd[float32]([]*tensor.Dense{x, w, bias}, nil)
+				linearFwd[float32]([]*tensor.Dense{x, w, bias}, nil, false)
 			}
 			b.ReportMetric(float64(2*sz.r*sz.in*sz.out)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})

@@ -152,7 +152,7 @@ func TestVecPathsMatchFloat64(t *testing.T) {
 			return dispatchT(in[0], func() *tensor.Dense { return channelScaleDo[float32](in, nil) }, func() *tensor.Dense { return channelScaleDo[float64](in, nil) })
 		}, x, w)
 		f32vs64(t, fmt.Sprintf("linear_bias_%d", cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {
-			return dispatchT(in[0], func() *tensor.Dense { return linearFwd[float32](in, nil) }, func() *tensor.Dense { return linearFwd[float64](in, nil) })
+			return dispatchT(in[0], func() *tensor.Dense { return linearFwd[float32](in, nil, false) }, func() *tensor.Dense { return linearFwd[float64](in, nil, false) })
 		}, x, randF64(rng, 19, cols), randF64(rng, 19))
 		for mode := 0; mode < 3; mode++ {
 			f32vs64(t, fmt.Sprintf("swiglu%d_%d", mode, cols), f32Tol, func(in []*tensor.Dense) *tensor.Dense {

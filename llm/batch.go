@@ -180,7 +180,11 @@ func (d *BatchDecoder) Join(embeds *tensor.Dense) (int, []float32, error) {
 			return -1, nil, err
 		}
 		if d.exec == nil {
-			d.exec = kernels.NewExecutor()
+			e, err := kernels.NewExecutorWith(d.m.Kernels)
+			if err != nil {
+				return -1, nil, fmt.Errorf("llm: %w", err)
+			}
+			d.exec = e
 		}
 		g.exec, g.shared = d.exec, true // the slots' prefills share the decoder's arena
 		d.slots[slot] = g
@@ -272,7 +276,11 @@ func (d *BatchDecoder) Step(slots, ids []int) ([][]float32, error) {
 	}
 	t0 := time.Now()
 	if d.exec == nil {
-		d.exec = kernels.NewExecutor()
+		e, err := kernels.NewExecutorWith(d.m.Kernels)
+		if err != nil {
+			return nil, fmt.Errorf("llm: %w", err)
+		}
+		d.exec = e
 	}
 	if err := d.exec.Run(run.prog, nil); err != nil {
 		for _, s := range run.slots {

@@ -34,6 +34,9 @@ type Model struct {
 	Config  Config    // resolved configuration
 	Decoder Decoder   `weights:"model"`   // Hugging Face's LlamaModel: embeddings, layers, final norm
 	LMHead  nn.Linear `weights:"lm_head"` // [V, D]
+	// Kernels are the options the executors of the model's generators and
+	// batch decoders run with (--compute bf16; the tests' NaN-poison mode).
+	Kernels kernels.Options
 
 	dtype tensor.Dtype
 }

@@ -32,6 +32,7 @@ func newTestModel(t testing.TB, cfg Config, seed uint64, dt ...tensor.Dtype) *Mo
 		t.Fatal(err)
 	}
 	m.InitRandom(seed, 0.2, 0.5)
+	m.Kernels = kernels.TestOptions()
 	return m
 }
 
@@ -69,7 +70,7 @@ func fullLogits(t testing.TB, m *Model, seqs ...[]int) []float32 {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	vals, err := kernels.RunGraph(b.G, "logits", logits)
+	vals, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "logits", logits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +484,10 @@ func TestGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := kernels.NewExecutor()
+	exec, err := kernels.NewExecutorWith(kernels.TestOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer exec.Release() // keeps the arena (and the values read from it) alive to the end
 	value := func(n *G.Node) G.Value {
 		v, err := prog.Value(n)

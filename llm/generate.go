@@ -239,7 +239,11 @@ func (g *Generator) run(r *graphRun, n int) ([]float32, error) {
 		return nil, fmt.Errorf("llm: positions input: %w", err)
 	}
 	if g.exec == nil {
-		g.exec = kernels.NewExecutor()
+		e, err := kernels.NewExecutorWith(g.m.Kernels)
+		if err != nil {
+			return nil, fmt.Errorf("llm: %w", err)
+		}
+		g.exec = e
 	}
 	if err := g.exec.Run(r.prog, nil); err != nil {
 		g.rollback(err)

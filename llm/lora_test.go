@@ -41,7 +41,7 @@ func loraLoss(t *testing.T, m *Model) (*kernels.Builder, *G.Node) {
 func lossOf(t *testing.T, m *Model) float64 {
 	t.Helper()
 	b, cost := loraLoss(t, m)
-	vals, err := kernels.RunGraph(b.G, "lora loss", cost)
+	vals, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "lora loss", cost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,10 @@ func TestLoRAGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := kernels.NewExecutor()
+	exec, err := kernels.NewExecutorWith(kernels.TestOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer exec.Release() // keeps the arena (and the values read from it) alive to the end
 	value := func(n *G.Node) G.Value {
 		v, err := prog.Value(n)

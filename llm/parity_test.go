@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 )
 
@@ -107,6 +108,7 @@ func TestPyTorchParityText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Kernels = kernels.TestOptions()
 	weights, shapes, err := readSafetensorsF32(filepath.Join(parityDir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ func loadConverted(t *testing.T, dts ...tensor.Dtype) *Loaded {
 			t.Fatal(err)
 		}
 	}
+	ld.Model.SetKernels(kernels.TestOptions())
 	return ld
 }
 
@@ -134,10 +135,12 @@ func TestComputeBF16Logits(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref, idsRef := greedyLogits(t, ld.Model, emb.Embeds, len(c.Generated))
-	if err := kernels.SetComputeBF16(true); err != nil {
+	o := kernels.TestOptions()
+	o.ComputeBF16 = true
+	if err := o.Check(); err != nil {
 		t.Fatal(err)
 	}
-	defer kernels.SetComputeBF16(false)
+	ld.Model.SetKernels(o)
 	got, ids := greedyLogits(t, ld.Model, emb.Embeds, len(c.Generated))
 	worst := 0.0
 	for s := 1; s < len(got); s++ { // step 0 is the prefill's (float32 activations)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // copyFixture copies the parity checkpoint (config, preprocessor, weights)
@@ -91,6 +93,7 @@ func TestGenerateErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Model.SetKernels(kernels.TestOptions())
 	long := make([]int, 2040)
 	cases := []struct {
 		name string

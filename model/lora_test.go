@@ -55,6 +55,7 @@ func TestPipelineLoRAOverMappedBase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		p.Model.SetKernels(kernels.TestOptions())
 		t.Cleanup(func() { p.Close() })
 		res, err := p.Generate(context.Background(), Request{PromptIDs: []int{1, 5, 9, 13, 17, 21}, MaxNewTokens: 5, KeepLogits: true})
 		if err != nil {

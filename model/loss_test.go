@@ -37,7 +37,7 @@ func lossValue(t *testing.T, m *Magma, ids, labels []int, px []*imaging.Pixels) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := kernels.RunGraph(b.G, "loss", loss)
+	v, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "loss", loss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestWholeModelGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals, err := kernels.RunGraph(b.G, "whole-model gradient", grads...)
+	vals, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "whole-model gradient", grads...)
 	if err != nil {
 		t.Fatal(err)
 	}

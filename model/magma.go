@@ -60,6 +60,14 @@ func newWith(cfg *Config, alloc nn.Alloc) (*Magma, error) {
 	}, nil
 }
 
+// SetKernels sets the options every executor of the model runs with: its
+// decoder's generators and batch decoders, the vision trunk's and the
+// embedding's (--compute bf16; the tests' NaN-poison mode).
+func (m *Magma) SetKernels(o kernels.Options) { m.LM.Kernels, m.Vision.Kernels = o, o }
+
+// Kernels are the options the model's executors run with (SetKernels).
+func (m *Magma) Kernels() kernels.Options { return m.LM.Kernels }
+
 // Names of the checkpoint's parts, which are also the scopes of graph errors.
 const (
 	visionPrefix    = "vision_tower.clip_vision_model.trunk"
@@ -81,7 +89,7 @@ func (m *Magma) SequenceLength(ids []int, images []*imaging.Pixels) (int, error)
 			continue
 		}
 		if k >= len(images) {
-			return 0, fmt.Errorf("prompt has more %d image tokens than the %d images given", m.Config.ImageTokenIndex, len(images))
+			return 0, fmt.Errorf("prompt has %d image tokens (id %d) but %d images were given", countID(ids, m.Config.ImageTokenIndex), m.Config.ImageTokenIndex, len(images))
 		}
 		if images[k] == nil {
 			return 0, fmt.Errorf("image %d is nil", k)
@@ -93,6 +101,17 @@ func (m *Magma) SequenceLength(ids []int, images []*imaging.Pixels) (int, error)
 		return 0, fmt.Errorf("prompt has %d image tokens (id %d) but %d images were given", k, m.Config.ImageTokenIndex, len(images))
 	}
 	return n, nil
+}
+
+// countID is the number of times id occurs in ids.
+func countID(ids []int, id int) int {
+	n := 0
+	for _, x := range ids {
+		if x == id {
+			n++
+		}
+	}
+	return n
 }
 
 // The Magma composition, written once over a batch (see Batch): inference
@@ -185,7 +204,7 @@ func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, e
 	if features != nil {
 		outs = append(outs, features)
 	}
-	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
+	vals, err := kernels.RunGraphWith(m.Kernels(), b.G, fmt.Sprintf("embed %v", plan.Shape), outs...)
 	if err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)
 	}

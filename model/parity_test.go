@@ -129,6 +129,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ld.Model.SetKernels(kernels.TestOptions())
 	if len(ld.Unused) == 0 {
 		t.Errorf("expected the fixture's unused ConvNeXt head tensors to be reported")
 	}
@@ -229,6 +230,7 @@ func TestParityBF16Shards(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			ld.Model.SetKernels(kernels.TestOptions())
 			defer ld.Close()
 			wantDtype := opts.Dtype
 			if wantDtype == (tensor.Dtype{}) {
@@ -271,6 +273,7 @@ func TestMixedShardsRunAsStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ld.Model.SetKernels(kernels.TestOptions())
 		px := preprocessFile(t, filepath.Join(parityDir, *c.Image), ld.Preprocessor)
 		emb, err := ld.Model.EmbedSequence(c.PromptIDs, []*imaging.Pixels{px})
 		if err != nil {
@@ -331,6 +334,7 @@ func TestParityBF16KVCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ld.Model.SetKernels(kernels.TestOptions())
 	m := ld.Model
 	// Measured: 1.2e-3 to 1.5e-3 relative to max |logit| over the five
 	// cases (keys and values keep 8 significant bits).

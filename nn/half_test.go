@@ -47,7 +47,7 @@ func runIDs(t *testing.T, m *halfModel, ids []float32) []float32 {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := kernels.RunGraph(b.G, "half", out)
+	v, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "half", out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func run(t *testing.T, b *kernels.Builder, out *G.Node) []float64 {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := kernels.RunGraph(b.G, "layer", out)
+	v, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "layer", out)
 	if err != nil {
 		t.Fatal(err)
 	}

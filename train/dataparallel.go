@@ -420,6 +420,10 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 			return 0, 0, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
 		}
 		sg.fill(r.m, batch)
+		exec, err := r.cache.executor()
+		if err != nil {
+			return 0, 0, fmt.Errorf("train: step %d: %w", step+1, err)
+		}
 		// Pending gradients per bucket; only the last micro-batch's
 		// backward overlaps the reduction.
 		var pending []int
@@ -462,7 +466,7 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 			}
 			return nil
 		}}
-		localLoss, err = sg.runWith(r.cache.executor(), opts)
+		localLoss, err = sg.runWith(exec, opts)
 		if err != nil {
 			return 0, 0, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
 		}

@@ -169,6 +169,8 @@ type graphCache struct {
 	clock  int
 	builds int
 	exec   *kernels.Executor
+	// kernels are the executor's options (the model's, Magma.Kernels).
+	kernels kernels.Options
 
 	largest string        // the shape with the largest plan, and its plan
 	arena   int64         // its arena bytes
@@ -209,11 +211,15 @@ func (c *graphCache) get(key model.BatchShape, build func() (*stepGraph, error))
 }
 
 // executor is the cache's executor (created on first use).
-func (c *graphCache) executor() *kernels.Executor {
+func (c *graphCache) executor() (*kernels.Executor, error) {
 	if c.exec == nil {
-		c.exec = kernels.NewExecutor()
+		e, err := kernels.NewExecutorWith(c.kernels)
+		if err != nil {
+			return nil, err
+		}
+		c.exec = e
 	}
-	return c.exec
+	return c.exec, nil
 }
 
 func (c *graphCache) close() {

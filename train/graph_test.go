@@ -18,7 +18,7 @@ func singleLoss(t *testing.T, m *model.Magma, s data.Sample) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := kernels.RunGraph(b.G, "loss", loss)
+	v, err := kernels.RunGraphWith(kernels.TestOptions(), b.G, "loss", loss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := &graphCache{max: 4}
+	cache := &graphCache{max: 4, kernels: kernels.TestOptions()}
 	defer cache.close()
 	keys := map[model.BatchShape]bool{}
 	for _, idx := range [][]int{{0, 1, 2}, {4, 3, 0}, {2, 4, 5}} {
@@ -73,7 +73,11 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if got := sg.fill(m, batch); float64(got) != n {
 			t.Errorf("supervised positions %d, want %v", got, n)
 		}
-		got, err := sg.run(cache.executor())
+		exec, err := cache.executor()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := sg.run(exec)
 		if err != nil {
 			t.Fatal(err)
 		}

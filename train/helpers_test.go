@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"io"
 	"testing"
@@ -38,6 +39,7 @@ func testModel(t testing.TB, c *Config) (*model.Magma, *model.PreprocessorConfig
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.SetKernels(kernels.TestOptions())
 	return m, pp
 }
 

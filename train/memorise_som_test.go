@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/data"
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/som"
@@ -108,6 +109,7 @@ func TestMemoriseSoM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Model.SetKernels(kernels.TestOptions())
 	if p.Tokenizer == nil {
 		t.Fatal("checkpoint has no tokenizer")
 	}

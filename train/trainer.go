@@ -35,7 +35,8 @@ type StreamOpener func(state []byte) (data.Stream, error)
 // Options configure Run.
 type Options struct {
 	Config *Config
-	// Model holds the initial weights (updated in place).
+	// Model holds the initial weights (updated in place); the trainer's
+	// executor runs with its options (Magma.Kernels).
 	Model        *model.Magma
 	Preprocessor *model.PreprocessorConfig
 	// Tokenizer is a tokenizer directory copied into each checkpoint ("" = none).
@@ -517,7 +518,7 @@ func (r *run) open() error {
 			r.names[a.T] = a.Name
 		}
 	}
-	r.cache = &graphCache{max: o.MaxGraphs}
+	r.cache = &graphCache{max: o.MaxGraphs, kernels: r.m.Kernels()}
 	if r.cache.max <= 0 {
 		r.cache.max = 16
 	}
@@ -722,7 +723,11 @@ func (r *run) gradients(ctx context.Context, step int) (float64, []*stepGraph, e
 			return 0, nil, fmt.Errorf("train: step %d: building the graph for %v: %w", step+1, lay.Shape, err)
 		}
 		sg.fill(r.m, batch)
-		loss, err := sg.run(r.cache.executor())
+		exec, err := r.cache.executor()
+		if err != nil {
+			return 0, nil, fmt.Errorf("train: step %d: %w", step+1, err)
+		}
+		loss, err := sg.run(exec)
 		if err != nil {
 			return 0, nil, fmt.Errorf("train: step %d: forward/backward: %w", step+1, err)
 		}

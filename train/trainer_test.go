@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -37,6 +38,7 @@ func TestMemorise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ld.Model.SetKernels(kernels.TestOptions())
 	p := &model.Pipeline{Loaded: ld}
 	for i, s := range samples {
 		k := slices.Index(s.IDs, 2)

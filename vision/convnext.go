@@ -77,7 +77,10 @@ type Stage struct {
 type ConvNeXt struct {
 	Stem   Stem    `weights:"stem"`
 	Stages []Stage `weights:"stages"`
-	cfg    Config
+	// Kernels are the options Encode's executor runs with (the tests'
+	// NaN-poison mode).
+	Kernels kernels.Options
+	cfg     Config
 }
 
 // dwKernel and dwPad are the depthwise convolution size and its "same" padding.
@@ -258,7 +261,7 @@ func (m *ConvNeXt) Encode(px *imaging.Pixels) (*tensor.Dense, kernels.Grid, erro
 	if err := b.Err(); err != nil {
 		return nil, g, fmt.Errorf("vision: encode: %w", err)
 	}
-	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("vision encode crops=%d size=%d", px.NumCrops(), px.Base), out)
+	vals, err := kernels.RunGraphWith(m.Kernels, b.G, fmt.Sprintf("vision encode crops=%d size=%d", px.NumCrops(), px.Base), out)
 	if err != nil {
 		return nil, g, fmt.Errorf("vision: encode: %w", err)
 	}

@@ -59,6 +59,7 @@ func loadFixtureTrunk(t testing.TB) *ConvNeXt {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Kernels = kernels.TestOptions()
 	ckpt, err := readSafetensorsF32(filepath.Join(parityDir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -330,6 +331,7 @@ func TestForwardErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Kernels = kernels.TestOptions()
 	good := &imaging.Pixels{Rows: 1, Cols: 1, Base: 32, Data: make([]float32, 32*32*3)}
 	bad := []struct {
 		name string

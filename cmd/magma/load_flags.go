@@ -59,11 +59,12 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 	if err != nil {
 		return nil, err
 	}
+	var ko kernels.Options
 	switch l.compute {
 	case "f32", "fp32", "float32", "":
-		_ = kernels.SetComputeBF16(false) // the mode is process-wide: a later command in the same process gets f32
 	case "bf16":
-		if err := kernels.SetComputeBF16(true); err != nil {
+		ko.ComputeBF16 = true
+		if err := ko.Check(); err != nil {
 			return nil, err
 		}
 	default:
@@ -88,6 +89,7 @@ func (l *loadFlags) pipeline(dir, tokPath string, slots int) (*model.Pipeline, e
 		return nil, err
 	}
 	p.MaxContext, p.KVCacheDtype = l.maxContext, kv
+	p.Model.SetKernels(ko)
 	if p.Verified != nil {
 		fmt.Fprintln(os.Stderr, p.Verified)
 	}

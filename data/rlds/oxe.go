@@ -46,7 +46,7 @@ func (c Config) ImageKey() string { return "steps/observation/" + c.Image }
 // iamlab_cmu_pickup_insert (quaternion actions converted with
 // tensorflow_graphics), with kuka's action and instruction mapped but not
 // its zlib-compressed state, plus OpenVLA's modified LIBERO suites.
-var Configs = map[string]Config{}
+var Configs = oxeConfigs()
 
 // Lookup finds a dataset's config by its name (the RLDS directory name).
 func Lookup(name string) (Config, error) {
@@ -349,18 +349,20 @@ func languageTable(ep *Episode) (*Trajectory, error) {
 	return finish(r, concat(a, constant(ep.T, 4, 0), constant(ep.T, 1, 1)), lang)
 }
 
-func init() {
+// oxeConfigs builds Configs.
+func oxeConfigs() map[string]Config {
+	configs := map[string]Config{}
 	rt1Keys := []string{"steps/action/world_vector", "steps/action/rotation_delta", "steps/action/gripper_closedness_action", obsNLI}
 	add := func(name, img, wrist string, keys []string, f func(*Episode) (*Trajectory, error)) {
-		Configs[name] = Config{Image: img, Wrist: wrist, Keys: keys, Transform: f}
+		configs[name] = Config{Image: img, Wrist: wrist, Keys: keys, Transform: f}
 	}
 	add("fractal20220817_data", "image", "", rt1Keys, rt1Like(rel2absKey("steps/action/gripper_closedness_action", 1), true))
 	add("kuka", "image", "", rt1Keys, rt1Like(rel2absKey("steps/action/gripper_closedness_action", 1), true))
 	for _, n := range []string{"bridge_orig", "bridge_dataset"} {
 		add(n, "image_0", "", []string{stepAct, "steps/observation/state", stepLang}, bridgeOrig)
-		c := Configs[n]
+		c := configs[n]
 		c.Secondary = "image_1"
-		Configs[n] = c
+		configs[n] = c
 	}
 	add("taco_play", "rgb_static", "rgb_gripper", []string{"steps/action/rel_actions_world", obsNLI}, func(ep *Episode) (*Trajectory, error) {
 		r := &reader{ep: ep}
@@ -420,10 +422,11 @@ func init() {
 	// .. +1 close → 1 - clip(g, 0, 1).
 	for _, n := range []string{"libero_spatial_no_noops", "libero_object_no_noops", "libero_goal_no_noops", "libero_10_no_noops"} {
 		add(n, "image", "wrist_image", vec, actionVector(7, invLast(true)))
-		c := Configs[n]
+		c := configs[n]
 		c.ProprioKeys, c.Proprio = []string{"steps/observation/state"}, liberoProprio
-		Configs[n] = c
+		configs[n] = c
 	}
+	return configs
 }
 
 // liberoProprio is OpenVLA's LIBERO proprio: state_obs_keys ["EEF_state",
