@@ -3,130 +3,28 @@ package model
 import (
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 )
-
-// WeightStats tells how a model's parameters are held in memory.
-type WeightStats struct {
-	// Bytes by dtype name ("BF16", "F16", "F32", "F64").
-	Bytes map[string]int64 `json:"bytes_by_dtype"`
-	// InPlace bytes are views of the read-only mapped shards; Copied bytes
-	// were converted (or copied for alignment) into process memory.
-	InPlace int64 `json:"in_place_bytes"`
-	Copied  int64 `json:"copied_bytes"`
-	Tensors int   `json:"tensors"`
-}
-
-func (w *WeightStats) add(dt tensor.Dtype, n int64, inPlace bool) {
-	if w.Bytes == nil {
-		w.Bytes = map[string]int64{}
-	}
-	w.Bytes[kernels.DtypeName(dt)] += n
-	if inPlace {
-		w.InPlace += n
-	} else {
-		w.Copied += n
-	}
-	w.Tensors++
-}
-
-// Total is the weights' bytes in memory.
-func (w WeightStats) Total() int64 { return w.InPlace + w.Copied }
-
-// String is e.g. "16.58 GiB: BF16 16.58 GiB; 16.58 GiB of it mapped in place".
-func (w WeightStats) String() string {
-	names := make([]string, 0, len(w.Bytes))
-	for k := range w.Bytes {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, k := range names {
-		parts[i] = fmt.Sprintf("%s %s", k, kernels.FormatBytes(w.Bytes[k]))
-	}
-	return fmt.Sprintf("%s: %s; %s of it mapped in place", kernels.FormatBytes(w.Total()), strings.Join(parts, ", "), kernels.FormatBytes(w.InPlace))
-}
-
-// resolveDtype is the in-memory dtype of a tensor stored as have when the
-// caller wants want (zero: keep; F64 is not a storage dtype and becomes F32).
-func resolveDtype(have, want tensor.Dtype) tensor.Dtype {
-	if want != (tensor.Dtype{}) {
-		return want
-	}
-	if have == tensor.Float64 {
-		return tensor.Float32
-	}
-	return have
-}
-
-// plan returns the in-memory dtype of a tensor and whether it will be used
-// in place (stored in that dtype and aligned in the file).
-func (s *SafetensorsFile) plan(name string, want tensor.Dtype) (TensorInfo, tensor.Dtype, bool, error) {
-	ti, ok := s.tensors[name]
-	if !ok {
-		return ti, tensor.Dtype{}, false, fmt.Errorf("safetensors %s: tensor %q not found", s.Path, name)
-	}
-	have, err := storageDtype(s.Path, name, ti.DType)
-	if err != nil {
-		return ti, tensor.Dtype{}, false, err
-	}
-	dt := resolveDtype(have, want)
-	return ti, dt, dt == have && (s.dataStart+ti.Begin)%int64(kernels.ElemSize(dt)) == 0, nil
-}
-
-// Dense returns a checkpoint tensor in dtype want (zero: its stored dtype),
-// in place when possible (see SafetensorsFile.Dense).
-func (c *Checkpoint) Dense(name string, want tensor.Dtype) (*tensor.Dense, bool, error) {
-	return c.dense(name, want, true)
-}
-
-func (c *Checkpoint) dense(name string, want tensor.Dtype, inPlace bool) (*tensor.Dense, bool, error) {
-	shard, ok := c.owner[name]
-	if !ok {
-		return nil, false, fmt.Errorf("checkpoint %s: tensor %q not found", c.Dir, name)
-	}
-	f := c.files[shard]
-	_, dt, _, err := f.plan(name, want)
-	if err != nil {
-		return nil, false, err
-	}
-	return f.dense(name, dt, inPlace)
-}
-
-// StoredBytes sums the checkpoint's tensor bytes by stored dtype.
-func (c *Checkpoint) StoredBytes() map[string]int64 {
-	out := map[string]int64{}
-	for _, n := range c.names {
-		ti := c.files[c.owner[n]].tensors[n]
-		out[ti.DType] += ti.End - ti.Begin
-	}
-	return out
-}
 
 // planWeights predicts, from the headers alone, the bytes the model's
 // parameters will take once attached to ck in dtype want. Problems are left
 // to Attach, which reports them all.
-func planWeights(root any, ck *Checkpoint, want tensor.Dtype, writable bool) (WeightStats, error) {
-	var w WeightStats
+func planWeights(root any, ck *ckpt.Checkpoint, want tensor.Dtype, writable bool) (ckpt.WeightStats, error) {
+	var w ckpt.WeightStats
 	ps, err := Parameters(root, "")
 	if err != nil {
 		return w, err
 	}
 	for _, p := range ps {
-		shard, ok := ck.owner[p.Name]
-		if !ok {
-			continue
-		}
-		ti, dt, inPlace, err := ck.files[shard].plan(p.Name, want)
+		ti, dt, inPlace, err := ck.Plan(p.Name, want)
 		if err != nil {
 			continue
 		}
-		w.add(dt, ti.NumElements()*int64(kernels.ElemSize(dt)), inPlace && !writable)
+		w.Add(dt, ti.NumElements()*int64(kernels.ElemSize(dt)), inPlace && !writable)
 	}
 	return w, nil
 }
@@ -144,13 +42,13 @@ func planWeights(root any, ck *Checkpoint, want tensor.Dtype, writable bool) (We
 // dtype or a read error is an error naming the tensor (all problems are
 // collected, the first few listed). Optional tensors missing from ck become
 // owned float32 zeros.
-func Attach(root any, prefix string, ck *Checkpoint, want tensor.Dtype) (WeightStats, error) {
+func Attach(root any, prefix string, ck *ckpt.Checkpoint, want tensor.Dtype) (ckpt.WeightStats, error) {
 	return attach(root, prefix, ck, want, false)
 }
 
 // attach is Attach; writable copies every tensor (none in place).
-func attach(root any, prefix string, ck *Checkpoint, want tensor.Dtype, writable bool) (WeightStats, error) {
-	var stats WeightStats
+func attach(root any, prefix string, ck *ckpt.Checkpoint, want tensor.Dtype, writable bool) (ckpt.WeightStats, error) {
+	var stats ckpt.WeightStats
 	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return stats, err
@@ -182,7 +80,13 @@ func attach(root any, prefix string, ck *Checkpoint, want tensor.Dtype, writable
 			report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape))
 			continue
 		}
-		t, inPlace, err := ck.dense(p.Name, want, !writable)
+		var t *tensor.Dense
+		inPlace := false
+		if writable {
+			t, err = ck.DenseCopy(p.Name, want)
+		} else {
+			t, inPlace, err = ck.Dense(p.Name, want)
+		}
 		if err != nil {
 			report(err)
 			continue
@@ -191,7 +95,7 @@ func attach(root any, prefix string, ck *Checkpoint, want tensor.Dtype, writable
 			report(err)
 			continue
 		}
-		stats.add(t.Dtype(), int64(t.MemSize()), inPlace)
+		stats.Add(t.Dtype(), int64(t.MemSize()), inPlace)
 	}
 	if more > 0 {
 		errs = append(errs, fmt.Errorf("... and %d more problems", more))
@@ -208,14 +112,14 @@ type CheckpointWeights struct {
 	Shards int              `json:"shards"`
 	// InMemory is what loading with Dtype would hold: bytes by dtype, how
 	// much is used in place (mapped) and how much copied.
-	InMemory WeightStats `json:"in_memory"`
-	Dtype    string      `json:"load_dtype"` // "stored" or the --dtype asked
+	InMemory ckpt.WeightStats `json:"in_memory"`
+	Dtype    string           `json:"load_dtype"` // "stored" or the --dtype asked
 }
 
 // DescribeWeights reads the headers of the checkpoint in dir and predicts
 // the model's weight memory when loaded with dtype (zero: stored dtypes).
 func DescribeWeights(dir string, cfg *Config, dtype tensor.Dtype) (*CheckpointWeights, error) {
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -232,5 +136,5 @@ func DescribeWeights(dir string, cfg *Config, dtype tensor.Dtype) (*CheckpointWe
 	if dtype != (tensor.Dtype{}) {
 		name = kernels.DtypeName(dtype)
 	}
-	return &CheckpointWeights{Stored: ck.StoredBytes(), Shards: len(ck.files), InMemory: plan, Dtype: name}, nil
+	return &CheckpointWeights{Stored: ck.StoredBytes(), Shards: ck.Shards(), InMemory: plan, Dtype: name}, nil
 }

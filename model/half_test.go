@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -103,7 +104,7 @@ func TestParityHalfVsPyTorchBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
+	g, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

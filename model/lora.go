@@ -10,6 +10,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // LoRA adapters on disk, in PEFT's save_pretrained layout, so adapters
@@ -28,19 +29,19 @@ const LoRAPrefix = "language_model."
 // SaveLoRA writes PEFT's adapter_model.safetensors and adapter_config.json
 // for the adapters attached to m's language model.
 func SaveLoRA(dir string, m *Magma, base string) error {
-	var ts []NamedTensor
+	var ts []ckpt.NamedTensor
 	for name, t := range m.LM.LoRATensors(LoRAPrefix) {
 		d, ok := t.Data().([]float32)
 		if !ok {
 			return fmt.Errorf("lora: %s is %v, want float32", name, t.Dtype())
 		}
-		ts = append(ts, NamedTensor{Name: name, Shape: []int(t.Shape().Clone()), Data: d})
+		ts = append(ts, ckpt.NamedTensor{Name: name, Shape: []int(t.Shape().Clone()), Data: d})
 	}
 	if len(ts) == 0 {
 		return errors.New("lora: no adapters attached")
 	}
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
-	if err := WriteSafetensors(filepath.Join(dir, AdapterWeightsFile), ts, WriteOptions{DType: "F32"}); err != nil {
+	if err := ckpt.WriteSafetensors(filepath.Join(dir, AdapterWeightsFile), ts, ckpt.WriteOptions{DType: "F32"}); err != nil {
 		return err
 	}
 	cj, err := m.LM.LoRAAdapterConfigJSON(base)
@@ -89,7 +90,7 @@ func adaptsMappedBase(m *Magma) bool {
 // a NaN or infinite value is reported as a corrupt checkpoint (ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
 	path := filepath.Join(dir, AdapterWeightsFile)
-	st, err := OpenSafetensors(path)
+	st, err := ckpt.OpenSafetensors(path)
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func ReadLoRATensors(dir string, m *Magma) error {
 		if !slices.Equal(shape, []int(dst.Shape())) {
 			return fmt.Errorf("%s: %s has shape %v, the model needs %v", path, name, shape, dst.Shape())
 		}
-		if err := CheckFiniteValues(name, vals); err != nil {
+		if err := ckpt.CheckFiniteValues(name, vals); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		d, ok := dst.Data().([]float32)
@@ -131,12 +132,12 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
-	sums := NewSums()
-	if err := m.Save(tmp, pp, SaveOptions{DType: "F32", Sums: sums}); err != nil {
+	sums := ckpt.NewSums()
+	if err := m.Save(tmp, pp, ckpt.SaveOptions{DType: "F32", Sums: sums}); err != nil {
 		return err
 	}
 	if tokDir != "" {
-		if err := CopyTokenizer(tokDir, tmp); err != nil {
+		if err := ckpt.CopyTokenizer(tokDir, tmp); err != nil {
 			return err
 		}
 	}
@@ -145,7 +146,7 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 			return err
 		}
 	}
-	if _, err := WriteManifest(tmp, sums); err != nil {
+	if _, err := ckpt.WriteManifest(tmp, sums); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

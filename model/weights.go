@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -133,7 +134,7 @@ func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
 			continue
 		}
 		if readOnly {
-			if ck, ok := src.(*Checkpoint); ok {
+			if ck, ok := src.(*ckpt.Checkpoint); ok {
 				if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
 					report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape))
 				}
@@ -184,14 +185,14 @@ func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
 // Float32 tensors are returned as Data slices that alias them (no copy);
 // tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
 // chunk by chunk when written.
-func Collect(root any, prefix string) ([]NamedTensor, error) {
+func Collect(root any, prefix string) ([]ckpt.NamedTensor, error) {
 	ps, err := Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]NamedTensor, 0, len(ps))
+	out := make([]ckpt.NamedTensor, 0, len(ps))
 	for _, p := range ps {
-		nt := NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
+		nt := ckpt.NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
 		if p.T.Dtype() == tensor.Float32 {
 			if nt.Data, err = denseFloat32(p.Name, p.T); err != nil {
 				return nil, err

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/magma-go/magma/model/ckpt"
 	"strings"
 	"testing"
 
@@ -79,7 +80,7 @@ func TestWalkNames(t *testing.T) {
 }
 
 // memSource is an in-memory TensorSource.
-type memSource map[string]NamedTensor
+type memSource map[string]ckpt.NamedTensor
 
 func (s memSource) Has(n string) bool { _, ok := s[n]; return ok }
 func (s memSource) Tensor(n string) ([]float32, []int, error) {
@@ -101,12 +102,12 @@ func TestBindCollectSave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	named = append(named, NamedTensor{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
+	named = append(named, ckpt.NamedTensor{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
 	dir := t.TempDir()
-	if err := Save(dir, named, SaveOptions{MaxShardSize: 40}); err != nil {
+	if err := ckpt.Save(dir, named, ckpt.SaveOptions{MaxShardSize: 40}); err != nil {
 		t.Fatal(err)
 	}
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestBindErrors(t *testing.T) {
 		for k, v := range full {
 			s[k] = v
 		}
-		s["p.stem.0"] = NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
+		s["p.stem.0"] = ckpt.NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
 		err := Bind(newTModel(), "p", s)
 		if err == nil || !strings.Contains(err.Error(), `"p.stem.0" shape mismatch: expected [2 2], got [4]`) {
 			t.Errorf("got %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model/ckpt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 	if err != nil || st.Trainable != TrainLoRA || st.Optimizer.Params != 2*len(mods) {
 		t.Fatalf("state %+v %v", st, err)
 	}
-	f, err := model.OpenSafetensors(filepath.Join(ck, optimizerFile))
+	f, err := ckpt.OpenSafetensors(filepath.Join(ck, optimizerFile))
 	if err != nil {
 		t.Fatal(err)
 	}

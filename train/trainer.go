@@ -24,6 +24,7 @@ import (
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/train/dist"
 	"gorgonia.org/tensor"
 )
@@ -485,7 +486,7 @@ func (r *run) latestLoadable() (string, *TrainerState, error) {
 			return "", nil, fmt.Errorf("train: --resume: no intact checkpoint in %s (%d tried): %w", r.writer.root, len(failed), errors.Join(failed...))
 		}
 		what := "that does not load"
-		if errors.Is(err, model.ErrCorrupt) {
+		if errors.Is(err, ckpt.ErrCorrupt) {
 			what = "that is corrupt"
 		}
 		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s %s (%v); falling back to %s\n", d, what, err, dirs[i+1])

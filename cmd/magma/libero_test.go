@@ -21,6 +21,7 @@ import (
 	"github.com/magma-go/magma/data/liberotest"
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/server"
 	"gorgonia.org/tensor"
 )
@@ -198,7 +199,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if err := model.SaveLoRA(dir, m, "init"); err != nil {
 		t.Fatal(err)
 	}
-	st, err := model.OpenSafetensors(filepath.Join(dir, "adapter_model.safetensors"))
+	st, err := ckpt.OpenSafetensors(filepath.Join(dir, "adapter_model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
