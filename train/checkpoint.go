@@ -439,7 +439,7 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 		for _, a := range ad.Tensors() {
 			if d, ok := a.T.Data().([]float32); ok {
 				if err := ckpt.CheckFiniteValues(a.Name, d); err != nil {
-					return fmt.Errorf("%s: %w", filepath.Join(dir, model.AdapterWeightsFile), err)
+					return fmt.Errorf("%s: %w", filepath.Join(dir, ckpt.AdapterWeightsFile), err)
 				}
 			}
 		}

@@ -223,7 +223,7 @@ func TestLinkedBaseChecksums(t *testing.T) {
 			t.Fatalf("checkpoint with a linked base (base manifest %v): %v %v", baseManifest, v, err)
 		}
 		man, _ := ckpt.ReadManifest(dir)
-		for _, f := range []string{ckpt.SingleFileName, model.AdapterWeightsFile, optimizerFile} {
+		for _, f := range []string{ckpt.SingleFileName, ckpt.AdapterWeightsFile, optimizerFile} {
 			if _, ok := man.Files[f]; !ok {
 				t.Errorf("manifest lacks %s", f)
 			}
@@ -234,9 +234,9 @@ func TestLinkedBaseChecksums(t *testing.T) {
 		if baseManifest {
 			continue
 		}
-		xorBytes(t, filepath.Join(dir, model.AdapterWeightsFile), 64)
+		xorBytes(t, filepath.Join(dir, ckpt.AdapterWeightsFile), 64)
 		_, _, err = runLoRAWith(t, out, 4, true, 0, edit)
-		if err == nil || !strings.Contains(err.Error(), "no intact checkpoint") || !strings.Contains(err.Error(), filepath.Join(dir, model.AdapterWeightsFile)) {
+		if err == nil || !strings.Contains(err.Error(), "no intact checkpoint") || !strings.Contains(err.Error(), filepath.Join(dir, ckpt.AdapterWeightsFile)) {
 			t.Fatalf("resume from a damaged adapter file: %v", err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"gorgonia.org/tensor"
 )
 
@@ -70,7 +71,7 @@ func (l *LoRA) Save(dir string) error { return model.SaveLoRA(dir, l.Model, l.Ba
 // Load reads the adapter saved in dir into the attached adapters; the
 // saved adapter_config.json must describe the same adapters.
 func (l *LoRA) Load(dir string) error {
-	cj, err := os.ReadFile(filepath.Join(dir, model.AdapterConfigFile))
+	cj, err := os.ReadFile(filepath.Join(dir, ckpt.AdapterConfigFile))
 	if err != nil {
 		return fmt.Errorf("lora: %w", err)
 	}
@@ -93,7 +94,7 @@ func (l *LoRA) Load(dir string) error {
 	sort.Strings(sv)
 	if saved.Rank != cur.Rank || saved.Alpha != cur.Alpha || !slices.Equal(st, sv) {
 		return fmt.Errorf("%s: adapter r=%d alpha=%v targets=%v, this run attaches r=%d alpha=%v targets=%v",
-			filepath.Join(dir, model.AdapterConfigFile), saved.Rank, saved.Alpha, st, cur.Rank, cur.Alpha, sv)
+			filepath.Join(dir, ckpt.AdapterConfigFile), saved.Rank, saved.Alpha, st, cur.Rank, cur.Alpha, sv)
 	}
 	return model.ReadLoRATensors(dir, l.Model)
 }

@@ -100,7 +100,7 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 		t.Error("lora_B is still zero after training")
 	}
 	ck := filepath.Join(out, checkpointsDir, stepName(steps))
-	for _, f := range []string{model.AdapterWeightsFile, model.AdapterConfigFile, "model.safetensors", optimizerFile} {
+	for _, f := range []string{ckpt.AdapterWeightsFile, ckpt.AdapterConfigFile, "model.safetensors", optimizerFile} {
 		if _, err := os.Stat(filepath.Join(ck, f)); err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,8 @@
 //     (CheckFinite, CheckFiniteValues) that report a corrupt checkpoint
 //     (ErrCorrupt);
 //   - hard-linking a frozen base's files into a new checkpoint (link.go);
+//   - PEFT adapter files, adapter_model.safetensors and
+//     adapter_config.json (adapter.go);
 //   - what loading will hold in memory, by dtype, in place or copied
 //     (weights.go: WeightStats, Checkpoint.Plan), from the headers alone;
 //   - logits files for the parity checks (logits.go).
@@ -25,8 +27,8 @@
 // What it does not hold: which tensors a model has and what they are called
 // (the `weights:"..."` tags, walked by package nn), how a checkpoint's
 // tensors are bound to a model, configs and presets (package model), and
-// the PEFT adapter layout's names (package model, for the decoder's
-// adapters). ckpt imports kernels and nn only, never model: model, train,
+// which adapters a model has and how their config is written (packages
+// llm and model). ckpt imports kernels and nn only, never model: model, train,
 // cmd, server and the benchmarks import it. Formats to come (GGUF, PyTorch
 // .pth) belong here, beside safetensors, behind the same Checkpoint-like
 // surface (Names, Has, Info, Tensor, Dense).
