@@ -8,6 +8,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // planWeights predicts, from the headers alone, the bytes the model's
@@ -15,7 +16,7 @@ import (
 // to Attach, which reports them all.
 func planWeights(root any, ck *ckpt.Checkpoint, want tensor.Dtype, writable bool) (ckpt.WeightStats, error) {
 	var w ckpt.WeightStats
-	ps, err := Parameters(root, "")
+	ps, err := nn.Parameters(root, "")
 	if err != nil {
 		return w, err
 	}
@@ -49,7 +50,7 @@ func Attach(root any, prefix string, ck *ckpt.Checkpoint, want tensor.Dtype) (ck
 // attach is Attach; writable copies every tensor (none in place).
 func attach(root any, prefix string, ck *ckpt.Checkpoint, want tensor.Dtype, writable bool) (ckpt.WeightStats, error) {
 	var stats ckpt.WeightStats
-	ps, err := Parameters(root, prefix)
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return stats, err
 	}

@@ -40,7 +40,7 @@ func TestParityHalfInMemory(t *testing.T) {
 		t.Run(kernels.DtypeName(dt), func(t *testing.T) {
 			half := loadConverted(t, dt)
 			up := loadConverted(t, dt, tensor.Float32)
-			ps, err := Parameters(half.Model, "")
+			ps, err := nn.Parameters(half.Model, "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 // everything else N(0, std²) with std = 0.02 (HF's initializer_range).
 // The random draws follow the parameters' order, one per element.
 func (m *Magma) InitRandom(seed uint64) error {
-	ps, err := Parameters(m, "")
+	ps, err := nn.Parameters(m, "")
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func WriteRandom(dir string, cfg *Config, pp *PreprocessorConfig, seed uint64, o
 	if err != nil {
 		return 0, err
 	}
-	ps, err := Parameters(m, "")
+	ps, err := nn.Parameters(m, "")
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/model/internal/fshook"
+	"github.com/magma-go/magma/nn"
 )
 
 // A model whose weights are all in place in one checkpoint saves them by
@@ -94,8 +95,8 @@ func TestSaveLinking(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer got.Close()
-			want, _ := Parameters(ld.Model, "")
-			have, _ := Parameters(got.Model, "")
+			want, _ := nn.Parameters(ld.Model, "")
+			have, _ := nn.Parameters(got.Model, "")
 			if len(want) != len(have) {
 				t.Fatalf("%d weights saved, model has %d", len(have), len(want))
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // decoderLayerName matches a decoder layer's tensor name and its index.
@@ -30,16 +31,21 @@ func checkLoaded(m *Magma, unused []string) error {
 			}
 		}
 	}
-	return Walk(m, "", func(name string, t *tensor.Dense) error {
+	ps, err := nn.Parameters(m, "")
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		name, t := p.Name, p.T
 		if !strings.HasSuffix(name, "lm_head.weight") && !strings.HasSuffix(name, "embed_tokens.weight") && name != "language_model.model.norm.weight" {
-			return nil
+			continue
 		}
 		bad, first := ckpt.NonFinite(t)
 		if bad > 0 {
 			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d): the model cannot produce answers", ckpt.ErrCorrupt, name, bad, t.Shape().TotalSize(), first)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Loaded is a model read from a Hugging Face directory.

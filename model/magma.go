@@ -176,7 +176,7 @@ func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, e
 	}
 	in := NewBatch(plan.Shape, kernels.ComputeDtype(m.Projector.RowSeparator.Dtype()))
 	m.Fill(in, seq)
-	b := kernels.NewBuilder(Names(m))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	embeds, features := m.Embed(b, in)
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // model_mixed is the parity checkpoint re-sharded by
@@ -100,7 +101,7 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := Parameters(ld.Model, "")
+	ps, err := nn.Parameters(ld.Model, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestLoadDtypeConversion(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ld.Close()
-			ps, _ := Parameters(ld.Model, "")
+			ps, _ := nn.Parameters(ld.Model, "")
 			for _, p := range ps {
 				if p.T.Dtype() != c.opts.Dtype {
 					t.Fatalf("%s: dtype %v, want %v", p.Name, p.T.Dtype(), c.opts.Dtype)
@@ -320,7 +321,7 @@ func TestLoadBrokenShards(t *testing.T) {
 				if w := ld.Weights.Tensors; w != len(ref)-len(ld.Unused) {
 					t.Errorf("%d tensors loaded, want %d", w, len(ref)-len(ld.Unused))
 				}
-				for _, p := range must(Parameters(ld.Model, "")) {
+				for _, p := range must(nn.Parameters(ld.Model, "")) {
 					if p.Name == n && widened(p.T)[0] != ref[n][0] {
 						t.Errorf("%s read from the extra shard", n)
 					}
@@ -442,7 +443,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := must(ParamCount(m)); n != want {
+	if want := must(nn.ParamCount(m)); n != want {
 		t.Errorf("%d parameters, want %d", n, want)
 	}
 	a, b := readIndex(t, inMem), readIndex(t, streamed)
@@ -463,7 +464,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	for _, nt := range must(Collect(m, "")) {
 		want[nt.Name] = roundTo(kernels.BFloat16, nt.Data)
 	}
-	for _, p := range must(Parameters(ld.Model, "")) {
+	for _, p := range must(nn.Parameters(ld.Model, "")) {
 		if p.T.Dtype() != kernels.BFloat16 {
 			t.Fatalf("%s: %v", p.Name, p.T.Dtype())
 		}
@@ -513,7 +514,7 @@ func TestModelForLoadAllocatesNothing(t *testing.T) {
 		t.Errorf("building the 8B model for loading allocated %d MB", grew>>20)
 	}
 	n := int64(0)
-	for _, p := range must(Parameters(m, "")) {
+	for _, p := range must(nn.Parameters(m, "")) {
 		if !kernels.IsReadOnly(p.T) {
 			t.Fatalf("%s is not a placeholder", p.Name)
 		}

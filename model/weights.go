@@ -16,46 +16,11 @@ import (
 // Weight binding by struct tags: the tag rules and the walker are in
 // package nn; this file binds checkpoints to them.
 
-// WeightsTag is the struct tag key.
-const WeightsTag = nn.Tag
-
-// TensorSource provides tensors by name; *Checkpoint and *SafetensorsFile
-// satisfy it.
+// TensorSource provides tensors by name; *ckpt.Checkpoint and
+// *ckpt.SafetensorsFile satisfy it.
 type TensorSource interface {
 	Tensor(name string) ([]float32, []int, error)
 	Has(name string) bool
-}
-
-// Parameters lists every tagged tensor under root with its name and the
-// properties its layer declares (nn.Param: optional, norm, no decay).
-func Parameters(root any, prefix string) ([]nn.Param, error) { return nn.Parameters(root, prefix) }
-
-// Walk calls fn for every tagged tensor under root, in field order, with
-// its full checkpoint name (prefix + "." + path). Nil optional tensors are
-// skipped; a nil required tensor is an error.
-func Walk(root any, prefix string, fn func(name string, t *tensor.Dense) error) error {
-	ps, err := Parameters(root, prefix)
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
-		if err := fn(p.Name, p.T); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Names maps each tensor under root to its checkpoint name (prefix is
-// optional; at most one is used). Structural errors (nil required tensors,
-// bad tags) are not reported here: the tensors found up to the error are
-// returned; Walk, Bind and Collect report them.
-func Names(root any, prefix ...string) map[*tensor.Dense]string {
-	pre := ""
-	if len(prefix) > 0 {
-		pre = prefix[0]
-	}
-	return nn.ParamNames(root, pre)
 }
 
 func denseFloat32(name string, t *tensor.Dense) ([]float32, error) {
@@ -108,7 +73,7 @@ func BindWritable(root any, prefix string, src TensorSource) error {
 }
 
 func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
-	ps, err := Parameters(root, prefix)
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return err
 	}
@@ -186,7 +151,7 @@ func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
 // tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
 // chunk by chunk when written.
 func Collect(root any, prefix string) ([]ckpt.NamedTensor, error) {
-	ps, err := Parameters(root, prefix)
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +185,7 @@ type Binding struct {
 func Unused(available []string, bindings ...Binding) ([]string, error) {
 	used := map[string]bool{}
 	for _, b := range bindings {
-		ps, err := Parameters(b.Root, b.Prefix)
+		ps, err := nn.Parameters(b.Root, b.Prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -238,14 +203,11 @@ func Unused(available []string, bindings ...Binding) ([]string, error) {
 	return out, nil
 }
 
-// ParamCount returns the number of scalar parameters under root.
-func ParamCount(root any) (int64, error) { return nn.ParamCount(root) }
-
 // ParamCountByPrefix groups the parameter count of root (named under
 // prefix) by the first depth dot-separated segments of each name, e.g.
 // depth 1 on a full model gives {"language_model": ..., "vision_tower": ...}.
 func ParamCountByPrefix(root any, prefix string, depth int) (map[string]int64, error) {
-	ps, err := Parameters(root, prefix)
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}

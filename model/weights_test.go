@@ -2,6 +2,7 @@ package model
 
 import (
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"strings"
 	"testing"
 
@@ -56,21 +57,22 @@ var tModelNames = []string{
 
 func TestWalkNames(t *testing.T) {
 	var got []string
-	if err := Walk(newTModel(), "p", func(name string, _ *tensor.Dense) error {
-		got = append(got, name)
-		return nil
-	}); err != nil {
+	ps, err := nn.Parameters(newTModel(), "p")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range ps {
+		got = append(got, p.Name)
 	}
 	if strings.Join(got, " ") != strings.Join(tModelNames, " ") {
 		t.Errorf("walk order\n got %v\nwant %v", got, tModelNames)
 	}
 	m := newTModel()
-	names := Names(m, "p.")
+	names := nn.ParamNames(m, "p.")
 	if names[m.Blocks[1].FC.Weight] != "p.blocks.1.mlp.fc1.weight" || len(names) != len(tModelNames) {
 		t.Errorf("Names: %v", names)
 	}
-	if n, err := ParamCount(m); err != nil || n != 4+2+2*(3+3+6+3)+1 {
+	if n, err := nn.ParamCount(m); err != nil || n != 4+2+2*(3+3+6+3)+1 {
 		t.Errorf("ParamCount=%d %v", n, err)
 	}
 	by, err := ParamCountByPrefix(m, "p", 2)
@@ -91,13 +93,13 @@ func (s memSource) Tensor(n string) ([]float32, []int, error) {
 func TestBindCollectSave(t *testing.T) {
 	src := newTModel()
 	i := float32(0)
-	Walk(src, "p", func(_ string, d *tensor.Dense) error {
+	for _, p := range must(nn.Parameters(src, "p")) {
+		d := p.T
 		for j := range d.Data().([]float32) {
 			i++
 			d.Data().([]float32)[j] = i
 		}
-		return nil
-	})
+	}
 	named, err := Collect(src, "p")
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +193,7 @@ func TestBindErrors(t *testing.T) {
 		type bad struct {
 			X int `weights:"x"`
 		}
-		if err := Walk(&bad{}, "", func(string, *tensor.Dense) error { return nil }); err == nil {
+		if _, err := nn.Parameters(&bad{}, ""); err == nil {
 			t.Error("int field accepted")
 		}
 	})
@@ -200,7 +202,7 @@ func TestBindErrors(t *testing.T) {
 			A *tensor.Dense `weights:"w"`
 			B *tensor.Dense `weights:"w"`
 		}
-		if err := Walk(&dup{A: dense(1), B: dense(1)}, "", func(string, *tensor.Dense) error { return nil }); err == nil {
+		if _, err := nn.Parameters(&dup{A: dense(1), B: dense(1)}, ""); err == nil {
 			t.Error("duplicate accepted")
 		}
 	})

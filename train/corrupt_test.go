@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // Issue 31, data safety point 1: a damaged checkpoint is found on --resume
@@ -253,7 +254,7 @@ func TestNonFiniteWeightsNeverSaved(t *testing.T) {
 			if si.Step != 8 { // checkpoints every 4 steps
 				return nil
 			}
-			ps, _ := model.Parameters(m, "")
+			ps, _ := nn.Parameters(m, "")
 			for _, p := range ps {
 				if d, ok := p.T.Data().([]float32); ok && len(d) > 2 && strings.Contains(p.Name, "layers.1.") {
 					d[2] = float32(math.Inf(1))

@@ -11,7 +11,7 @@ import (
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/model/ckpt"
-	"gorgonia.org/tensor"
+	"github.com/magma-go/magma/nn"
 )
 
 // Adapters are trainable tensors that live beside the model's checkpoint
@@ -24,18 +24,12 @@ import (
 type Adapters interface {
 	// Tensors lists the adapter tensors and their stable names, in a fixed
 	// order (float32, updated in place by the optimizer).
-	Tensors() []AdapterTensor
+	Tensors() []nn.Param
 	// Save writes the adapter files into a checkpoint directory.
 	Save(dir string) error
 	// Load restores the tensors bit for bit from a checkpoint directory
 	// written by Save, checking that the adapter's shape matches.
 	Load(dir string) error
-}
-
-// AdapterTensor is one adapter tensor and its name.
-type AdapterTensor struct {
-	Name string
-	T    *tensor.Dense
 }
 
 // LoRA is the Adapters of the LoRA layers attached to a Magma model's
@@ -56,10 +50,10 @@ func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*Lo
 }
 
 // Tensors lists lora_A and lora_B of every adapted layer by PEFT name, sorted.
-func (l *LoRA) Tensors() []AdapterTensor {
-	var out []AdapterTensor
+func (l *LoRA) Tensors() []nn.Param {
+	var out []nn.Param
 	for name, t := range l.Model.LM.LoRATensors(model.LoRAPrefix) {
-		out = append(out, AdapterTensor{name, t})
+		out = append(out, nn.Param{Name: name, T: t})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/magma-go/magma/model"
-	"gorgonia.org/tensor"
 )
 
 func loraTestConfig(steps int) *Config {
@@ -55,10 +55,10 @@ var errStop = errors.New("stopped by the test")
 
 func snapshot(m *model.Magma) map[string][]float32 {
 	out := map[string][]float32{}
-	_ = model.Walk(m, "", func(name string, t *tensor.Dense) error {
-		out[name] = append([]float32(nil), t.Data().([]float32)...)
-		return nil
-	})
+	ps, _ := nn.Parameters(m, "")
+	for _, p := range ps {
+		out[p.Name] = append([]float32(nil), p.T.Data().([]float32)...)
+	}
 	return out
 }
 

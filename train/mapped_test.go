@@ -10,6 +10,7 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // finetune with trainable: lora from a bf16 checkpoint (init_from): the base
@@ -34,7 +35,7 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 	}
 	mapped := func(t *testing.T, m *model.Magma) {
 		t.Helper()
-		ps, _ := model.Parameters(m, "")
+		ps, _ := nn.Parameters(m, "")
 		for _, p := range ps {
 			if p.T.Dtype() != kernels.BFloat16 || !kernels.IsReadOnly(p.T) {
 				t.Fatalf("%s: %v, read-only %v: want the mapped bf16 shard", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))
@@ -73,7 +74,7 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 	c := testConfig(1)
 	c.Model = ModelConfig{InitFrom: baseDir}
 	fm, _ = testModel(t, c)
-	ps, _ := model.Parameters(fm, "")
+	ps, _ := nn.Parameters(fm, "")
 	for _, p := range ps {
 		if p.T.Dtype() != fm.LM.Dtype() || kernels.IsReadOnly(p.T) {
 			t.Fatalf("trainable: all: %s is %v, read-only %v: want a float32 copy", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))
