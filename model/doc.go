@@ -13,8 +13,9 @@
 //
 // The rest of the package is what ties the model to its files: configs
 // (config.go, with presets from package configs), weight binding by the
-// `weights:"..."` tags (weights.go and attach.go, over the walker of
-// package nn), loading and saving a whole Magma (load.go), the decoder's
+// `weights:"..."` tags (weights.go: Bind, for load and resume alike, over
+// the walker of package nn; weightmem.go: the memory a load will take),
+// loading and saving a whole Magma (load.go), the decoder's
 // LoRA adapters in a checkpoint (lora.go), random initialisation, memory
 // checks, and the generation pipeline used by generate, eval and serve
 // (pipeline.go). The file formats themselves (safetensors, mapping, shards,

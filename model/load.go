@@ -153,7 +153,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err := checkMemoryBytes(plan.Total()+opts.Extra, fmt.Sprintf("model %s", dir), detail); err != nil {
 		return nil, err
 	}
-	stats, err := attach(m, "", ck, opts.Dtype, opts.Writable)
+	stats, err := Bind(m, "", ck, BindOptions{Replace: true, Dtype: opts.Dtype, Writable: opts.Writable})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

@@ -33,7 +33,8 @@ func New(cfg *Config) (*Magma, error) {
 }
 
 // newForLoad builds the model with placeholders for its parameters (shape
-// only, no memory): a checkpoint binding replaces every one (Attach).
+// only, no memory): a checkpoint binding replaces every one (Bind with
+// BindOptions.Replace).
 func newForLoad(cfg *Config) (m *Magma, err error) {
 	defer func() {
 		if r := recover(); r != nil { // kernels.Placeholder: address space exhausted

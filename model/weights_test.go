@@ -115,7 +115,7 @@ func TestBindCollectSave(t *testing.T) {
 	}
 	defer ck.Close()
 	dst := newTModel()
-	if err := Bind(dst, "p", ck); err != nil {
+	if _, err := Bind(dst, "p", ck, BindOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := Collect(src, "p")
@@ -147,7 +147,7 @@ func TestBindErrors(t *testing.T) {
 				s[k] = v
 			}
 		}
-		if err := Bind(newTModel(), "p", s); err != nil {
+		if _, err := Bind(newTModel(), "p", s, BindOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -158,7 +158,7 @@ func TestBindErrors(t *testing.T) {
 				s[k] = v
 			}
 		}
-		err := Bind(newTModel(), "p", s)
+		_, err := Bind(newTModel(), "p", s, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), `"p.blocks.1.gamma" missing`) {
 			t.Errorf("got %v", err)
 		}
@@ -169,7 +169,7 @@ func TestBindErrors(t *testing.T) {
 			s[k] = v
 		}
 		s["p.stem.0"] = ckpt.NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
-		err := Bind(newTModel(), "p", s)
+		_, err := Bind(newTModel(), "p", s, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), `"p.stem.0" shape mismatch: expected [2 2], got [4]`) {
 			t.Errorf("got %v", err)
 		}
@@ -177,7 +177,7 @@ func TestBindErrors(t *testing.T) {
 	t.Run("nil required tensor", func(t *testing.T) {
 		m := newTModel()
 		m.Blocks[0].Gamma = nil
-		err := Bind(m, "p", full)
+		_, err := Bind(m, "p", full, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), "p.blocks.0.gamma") {
 			t.Errorf("got %v", err)
 		}
@@ -185,7 +185,7 @@ func TestBindErrors(t *testing.T) {
 	t.Run("nil optional tensor", func(t *testing.T) {
 		m := newTModel()
 		m.Blocks[0].Norm.Bias = nil
-		if err := Bind(m, "p", full); err != nil {
+		if _, err := Bind(m, "p", full, BindOptions{}); err != nil {
 			t.Error(err)
 		}
 	})

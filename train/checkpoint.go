@@ -469,7 +469,7 @@ func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 	}
 	defer ck.Close()
 	// A frozen base used in place (read-only mapped) keeps its values.
-	if err := model.BindWritable(m, "", ck); err != nil {
+	if _, err := model.Bind(m, "", ck, model.BindOptions{KeepReadOnly: true}); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if ad != nil {
