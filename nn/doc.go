@@ -9,6 +9,13 @@
 // under its scope path (one policy for every layer) and checked once by the
 // code that compiles the graph.
 //
+// LoRA's math is here too (lora.go): the adapter layer (A, B, alpha/r,
+// dropout), its Kaiming initialisation (NewLoRA) and its merge into the
+// base weight (Linear.MergeLoRA). Which decoder layers get adapters and
+// adapter_config.json are package llm's, the Magma glue package model's,
+// the PEFT files package model/ckpt's, and the trainable adapters package
+// train's (LoRAAdapters).
+//
 // Parameters are listed one way, by Parameters (root, prefix) → []Param
 // in field order, with ParamNames (tensor → name, for kernels.NewBuilder)
 // and ParamCount built on it; vision, llm, model and train use these and

@@ -32,9 +32,9 @@ type Adapters interface {
 	Load(dir string) error
 }
 
-// LoRA is the Adapters of the LoRA layers attached to a Magma model's
-// language model (PEFT layout on disk).
-type LoRA struct {
+// LoRAAdapters is the Adapters of the LoRA layers (nn.LoRA) attached to a
+// Magma model's language model (PEFT layout on disk).
+type LoRAAdapters struct {
 	Model *model.Magma
 	// Base is adapter_config.json's base_model_name_or_path.
 	Base string
@@ -42,15 +42,15 @@ type LoRA struct {
 
 // AttachLoRA puts fresh adapters (A Kaiming-uniform from seed, B zero) on
 // the targeted decoder layers of m and returns them as Adapters.
-func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*LoRA, error) {
+func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*LoRAAdapters, error) {
 	if _, err := m.LM.AttachLoRA(c, model.LoRAPrefix, seed); err != nil {
 		return nil, err
 	}
-	return &LoRA{Model: m, Base: base}, nil
+	return &LoRAAdapters{Model: m, Base: base}, nil
 }
 
 // Tensors lists lora_A and lora_B of every adapted layer by PEFT name, sorted.
-func (l *LoRA) Tensors() []nn.Param {
+func (l *LoRAAdapters) Tensors() []nn.Param {
 	var out []nn.Param
 	for name, t := range l.Model.LM.LoRATensors(model.LoRAPrefix) {
 		out = append(out, nn.Param{Name: name, T: t})
@@ -60,11 +60,11 @@ func (l *LoRA) Tensors() []nn.Param {
 }
 
 // Save writes adapter_model.safetensors (float32) and adapter_config.json.
-func (l *LoRA) Save(dir string) error { return model.SaveLoRA(dir, l.Model, l.Base) }
+func (l *LoRAAdapters) Save(dir string) error { return model.SaveLoRA(dir, l.Model, l.Base) }
 
 // Load reads the adapter saved in dir into the attached adapters; the
 // saved adapter_config.json must describe the same adapters.
-func (l *LoRA) Load(dir string) error {
+func (l *LoRAAdapters) Load(dir string) error {
 	cj, err := os.ReadFile(filepath.Join(dir, ckpt.AdapterConfigFile))
 	if err != nil {
 		return fmt.Errorf("lora: %w", err)
