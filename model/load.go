@@ -98,7 +98,7 @@ type LoadOptions struct {
 	// Verify checks the checkpoint before use (magma --verify): every file
 	// against the checksums of its manifest.json (VerifyManifest), and
 	// every weight for NaN and infinite values (CheckFinite). Errors wrap
-	// ErrCorrupt and name the file or tensor.
+	// ckpt.ErrCorrupt and name the file or tensor.
 	Verify bool
 }
 

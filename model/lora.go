@@ -65,7 +65,7 @@ func adaptsMappedBase(m *Magma) bool {
 }
 
 // ReadLoRATensors fills the attached adapters from adapter_model.safetensors;
-// a NaN or infinite value is reported as a corrupt checkpoint (ErrCorrupt).
+// a NaN or infinite value is reported as a corrupt checkpoint (ckpt.ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
 	return ckpt.ReadAdapterTensors(dir, m.LM.LoRATensors(LoRAPrefix))
 }

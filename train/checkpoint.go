@@ -414,7 +414,7 @@ func LatestCheckpoint(runDir string) (string, *TrainerState, error) {
 }
 
 // verifyCheckpoint checks dir's files against its manifest (errors wrap
-// model.ErrCorrupt and name the file); note receives a one-line note when
+// ckpt.ErrCorrupt and name the file); note receives a one-line note when
 // the checkpoint has no manifest.
 func verifyCheckpoint(dir string, note func(string)) error {
 	v, err := ckpt.VerifyManifest(dir)
