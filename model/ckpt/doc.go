@@ -28,7 +28,8 @@
 // (the `weights:"..."` tags, walked by package nn), how a checkpoint's
 // tensors are bound to a model, configs and presets (package model), and
 // which adapters a model has and how their config is written (packages
-// llm and model). ckpt imports kernels and nn only, never model: model, train,
+// llm and model). ckpt imports kernels and nn only (and model/internal/fshook,
+// its tests' hook on os.Link), never model: model, train,
 // cmd, server and the benchmarks import it. Formats to come (GGUF, PyTorch
 // .pth) belong here, beside safetensors, behind the same Checkpoint-like
 // surface (Names, Has, Info, Tensor, Dense).
