@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -360,7 +361,7 @@ func (d *BatchDecoder) graph(sig uint64) (*batchRun, error) {
 func (d *BatchDecoder) buildStep(slots []int) (*batchRun, error) {
 	m, dt, cfg := d.m, d.m.Dtype(), &d.m.Config
 	if d.names == nil {
-		d.names = m.Names("language_model.")
+		d.names = nn.ParamNames(m, "language_model.")
 	}
 	B := len(slots)
 	b := kernels.NewBuilder(d.names)

@@ -122,27 +122,6 @@ func (m *Model) Dtype() tensor.Dtype {
 	return kernels.ComputeDtype(m.dtype)
 }
 
-// Tensors lists every parameter tensor under its checkpoint name, prefix
-// prepended (Magma uses "language_model."). Names come from the `weights`
-// tags: nested structs and slice indices are dot-joined path segments.
-func (m *Model) Tensors(prefix string) map[string]*tensor.Dense {
-	ps, _ := nn.Parameters(m, prefix)
-	out := make(map[string]*tensor.Dense, len(ps))
-	for _, p := range ps {
-		out[p.Name] = p.T
-	}
-	return out
-}
-
-// Names inverts Tensors, for kernels.NewBuilder (graph node names).
-func (m *Model) Names(prefix string) map[*tensor.Dense]string { return nn.ParamNames(m, prefix) }
-
-// NumParams is the total number of parameter elements.
-func (m *Model) NumParams() int64 {
-	n, _ := nn.ParamCount(m)
-	return n
-}
-
 // InitRandom fills the model with random weights for tests, demos and
 // benchmarks: embeddings and linear weights ~ N(0, std²), norm weights
 // 1 + N(0, (std·normJitter)²). The values depend only on seed.
@@ -251,8 +230,7 @@ func (m *Model) CheckShapes(prefix string) error {
 	if err != nil {
 		return err
 	}
-	want := ref.Tensors(prefix)
-	got := m.Tensors(prefix)
+	want, got := paramMap(ref, prefix), paramMap(m, prefix)
 	for _, k := range sortedKeys(want) {
 		g := got[k]
 		if g == nil {
@@ -301,4 +279,14 @@ func floatsOf(t *tensor.Dense) ([]float64, error) {
 		return append([]float64(nil), d...), nil
 	}
 	return nil, fmt.Errorf("llm: unsupported tensor data %T", t.Data())
+}
+
+// paramMap maps the parameter names under root to their tensors.
+func paramMap(root any, prefix string) map[string]*tensor.Dense {
+	ps, _ := nn.Parameters(root, prefix)
+	out := make(map[string]*tensor.Dense, len(ps))
+	for _, p := range ps {
+		out[p.Name] = p.T
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -61,7 +62,7 @@ func fullLogits(t testing.TB, m *Model, seqs ...[]int) []float32 {
 			pos = append(pos, p)
 		}
 	}
-	b := kernels.NewBuilder(m.Names("language_model."))
+	b := kernels.NewBuilder(nn.ParamNames(m, "language_model."))
 	idN := b.Input("ids", floatTensor(m.Dtype(), ids...))
 	posN := b.Input("positions", floatTensor(m.Dtype(), pos...))
 	x := m.Embed(b, idN)
@@ -121,7 +122,7 @@ func TestTensorNames(t *testing.T) {
 		want[p+"mlp.up_proj.weight"] = []int{48, 32}
 		want[p+"mlp.down_proj.weight"] = []int{32, 48}
 	}
-	got := m.Tensors("language_model.")
+	got := paramMap(m, "language_model.")
 	if len(got) != len(want) {
 		t.Errorf("got %d tensors, want %d", len(got), len(want))
 	}
@@ -135,8 +136,8 @@ func TestTensorNames(t *testing.T) {
 			t.Errorf("%s: shape %v dtype %v, want %v float32", name, g.Shape(), g.Dtype(), shape)
 		}
 	}
-	if len(m.Names("")) != len(want) {
-		t.Errorf("Names has %d distinct tensors, want %d", len(m.Names("")), len(want))
+	if len(nn.ParamNames(m, "")) != len(want) {
+		t.Errorf("Names has %d distinct tensors, want %d", len(nn.ParamNames(m, "")), len(want))
 	}
 	if err := m.CheckShapes("language_model."); err != nil {
 		t.Error(err)
@@ -145,7 +146,7 @@ func TestTensorNames(t *testing.T) {
 	if err := m.CheckShapes("language_model."); err == nil || !strings.Contains(err.Error(), "layers.1.mlp.up_proj.weight") {
 		t.Errorf("CheckShapes on a wrong shape: %v", err)
 	}
-	if n := m.NumParams(); n <= 0 {
+	if n, _ := nn.ParamCount(m); n <= 0 {
 		t.Errorf("NumParams %d", n)
 	}
 }
@@ -440,7 +441,7 @@ func TestGradient(t *testing.T) {
 	m := newTestModel(t, cfg, 6, tensor.Float64)
 	ids := []int{1, 5, 7, 2, 11}
 	labels := []int{5, 7, -100, 11, 3}
-	b := kernels.NewBuilder(m.Names(""))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	x := m.Embed(b, b.Input("ids", floatTensor(tensor.Float64, ids...)))
 	h := m.Forward(b, x, b.Input("pos", floatTensor(tensor.Float64, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
 	logits := m.Logits(b, h)

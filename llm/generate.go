@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -132,7 +133,7 @@ func (g *Generator) ready() error {
 		return fmt.Errorf("llm: generator is unusable after an earlier failure (call Reset): %w", g.broken)
 	}
 	if g.names == nil {
-		g.names = g.m.Names("language_model.")
+		g.names = nn.ParamNames(g.m, "language_model.")
 	}
 	if g.caches == nil {
 		cfg := &g.m.Config

@@ -10,7 +10,6 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -102,14 +101,7 @@ func (m *Model) AttachLoRA(cfg LoRAConfig, prefix string, seed uint64) ([]LoRAMo
 		if w == nil || w.Shape().Dims() != 2 {
 			return nil, fmt.Errorf("lora: %s has no 2-D weight", mod.Name)
 		}
-		outDim, inDim := w.Shape()[0], w.Shape()[1]
-		a := tensor.New(tensor.WithShape(cfg.Rank, inDim), tensor.Of(dt))
-		// kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) with
-		// gain = √(2/(1+a²)) = √(1/3), i.e. bound = 1/√fan_in.
-		bound := 1 / math.Sqrt(float64(inDim))
-		fill(a, func() float64 { return (2*r.Float64() - 1) * bound })
-		b := tensor.New(tensor.WithShape(outDim, cfg.Rank), tensor.Of(dt))
-		mod.Linear.LoRA = &nn.LoRA{A: a, B: b, Rank: cfg.Rank, Alpha: cfg.Alpha, Dropout: cfg.Dropout}
+		mod.Linear.LoRA = nn.NewLoRA(dt, w.Shape()[0], w.Shape()[1], cfg.Rank, cfg.Alpha, cfg.Dropout, r)
 		out = append(out, mod)
 	}
 	if len(out) == 0 {
@@ -214,71 +206,15 @@ func ParseLoRAAdapterConfig(b []byte) (LoRAConfig, error) {
 	return LoRAConfig{Rank: c.R, Alpha: c.LoraAlpha, Dropout: c.LoraDropout, Targets: c.TargetModules}, nil
 }
 
-// MergeLoRA folds every adapter into its base weight, W += (alpha/r)·B·A
-// (computed in float64), and detaches it: the model then computes the same
-// function with plain Linear layers and saves as an ordinary checkpoint.
+// MergeLoRA folds every adapter into its base weight (nn.Linear.MergeLoRA)
+// and detaches it: the model then computes the same function with plain
+// Linear layers and saves as an ordinary checkpoint.
 func (m *Model) MergeLoRA() (int, error) {
 	n := 0
 	for _, mod := range m.LoRAModules("") {
-		l := mod.Linear.LoRA
-		w := mod.Linear.Weight
-		out, in := w.Shape()[0], w.Shape()[1]
-		a, err := floatsOf(l.A)
-		if err != nil {
-			return n, err
+		if _, err := mod.Linear.MergeLoRA(); err != nil {
+			return n, fmt.Errorf("lora: %s: %w", mod.Name, err)
 		}
-		b, err := floatsOf(l.B)
-		if err != nil {
-			return n, err
-		}
-		s := l.Scale()
-		delta := make([]float64, out*in)
-		for o := 0; o < out; o++ {
-			for k := 0; k < l.Rank; k++ {
-				bv := b[o*l.Rank+k] * s
-				if bv == 0 {
-					continue
-				}
-				row := a[k*in : (k+1)*in]
-				d := delta[o*in : (o+1)*in]
-				for i, av := range row {
-					d[i] += bv * av
-				}
-			}
-		}
-		if kernels.IsReadOnly(w) && !kernels.IsHalf(w.Dtype()) {
-			// A base used in place (a mapped checkpoint) is read-only: the
-			// merge goes into a copy.
-			w = w.Clone().(*tensor.Dense)
-			mod.Linear.Weight = w
-		}
-		switch wd := w.Data().(type) {
-		case []float32:
-			for i := range wd {
-				wd[i] = float32(float64(wd[i]) + delta[i])
-			}
-		case []float64:
-			for i := range wd {
-				wd[i] += delta[i]
-			}
-		case []kernels.BF16, []kernels.F16:
-			// A 16-bit base may be read-only mapped: the merged weight is a
-			// new tensor of the same dtype, round(W + ΔW) to nearest even.
-			wf := make([]float32, len(delta))
-			kernels.Widen32(wf, w, 0)
-			merged := make([]float32, len(wf))
-			for i := range wf {
-				merged[i] = float32(float64(wf[i]) + delta[i])
-			}
-			nw, err := kernels.Convert(tensor.New(tensor.WithShape(w.Shape().Clone()...), tensor.WithBacking(merged)), w.Dtype())
-			if err != nil {
-				return n, fmt.Errorf("lora: %s: %w", mod.Name, err)
-			}
-			mod.Linear.Weight = nw
-		default:
-			return n, fmt.Errorf("lora: %s weight has dtype %v", mod.Name, w.Dtype())
-		}
-		mod.Linear.LoRA = nil
 		n++
 	}
 	return n, nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -24,7 +25,7 @@ func loraLoss(t *testing.T, m *Model) (*kernels.Builder, *G.Node) {
 	ids := []int{1, 5, 7, 2, 11}
 	labels := []int{5, 7, -100, 11, 3}
 	dt := m.Dtype()
-	b := kernels.NewBuilder(m.Names(""))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	x := m.Embed(b, b.Input("ids", floatTensor(dt, ids...)))
 	h := m.Forward(b, x, b.Input("pos", floatTensor(dt, 0, 1, 2, 3, 4)), ForwardOptions{Batch: 1, Seq: 5})
 	logits := m.Logits(b, h)
@@ -96,7 +97,7 @@ func TestLoRAInitAndNames(t *testing.T) {
 		t.Fatalf("down_proj lora_B shape %v", s)
 	}
 	// The base checkpoint names are unchanged (adapters are not weights).
-	for k := range m.Tensors("") {
+	for k := range paramMap(m, "") {
 		if strings.Contains(k, "lora") {
 			t.Fatalf("adapter leaked into the checkpoint names: %s", k)
 		}

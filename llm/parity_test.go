@@ -13,6 +13,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/nn"
 )
 
 // The PyTorch goldens of the decoder alone ("text" case, no image), written
@@ -113,7 +114,9 @@ func TestPyTorchParityText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, dst := range m.Tensors("language_model.") {
+	ps, _ := nn.Parameters(m, "language_model.")
+	for _, p := range ps {
+		name, dst := p.Name, p.T
 		src, ok := weights[name]
 		if !ok {
 			t.Fatalf("checkpoint lacks %s", name)

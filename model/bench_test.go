@@ -169,7 +169,7 @@ func BenchmarkSmallTrainStep(b *testing.B) {
 	labels := append([]int(nil), s.ids...)
 	b.ResetTimer()
 	for range b.N {
-		bld := kernels.NewBuilder(Names(s.m))
+		bld := kernels.NewBuilder(nn.ParamNames(s.m, ""))
 		loss, err := s.m.LossGraph(bld, s.ids, labels, s.pixels)
 		if err != nil {
 			b.Fatal(err)

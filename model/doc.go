@@ -11,12 +11,13 @@
 // KV-cached generator of package llm); training builds Loss and its
 // gradients (BuildGradients) once per batch shape.
 //
-// The rest of the package is the model's I/O: configs (config.go, with
-// presets from package configs), safetensors reading and writing, Hugging
-// Face checkpoint directories and shards, their checksum manifests
-// (manifest.go: CRC-32C of every file, VerifyManifest, CheckFinite), weight
-// binding by the
-// `weights:"..."` tags (weights.go, over the walker of package nn), PEFT
-// adapter files (lora.go), random initialisation, memory checks, and the
-// generation pipeline used by generate, eval and serve (pipeline.go).
+// The rest of the package is what ties the model to its files: configs
+// (config.go, with presets from package configs), weight binding by the
+// `weights:"..."` tags (weights.go: Bind, for load and resume alike, over
+// the walker of package nn; weightmem.go: the memory a load will take),
+// loading and saving a whole Magma (load.go), the decoder's
+// LoRA adapters in a checkpoint (lora.go), random initialisation, memory
+// checks, and the generation pipeline used by generate, eval and serve
+// (pipeline.go). The file formats themselves (safetensors, mapping, shards,
+// manifests, linking, PEFT adapter files) are package model/ckpt.
 package model

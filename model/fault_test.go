@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/magma-go/magma/model/ckpt"
 	"math"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func TestLoadRefusesUnworkableCheckpoints(t *testing.T) {
 					ts[i].Data = nan
 				}
 			}
-			if err := Save(dir, ts, SaveOptions{}); err != nil {
+			if err := ckpt.Save(dir, ts, ckpt.SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"language_model.lm_head.weight", "NaN"}},

@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 )
@@ -40,7 +41,7 @@ func TestParityHalfInMemory(t *testing.T) {
 		t.Run(kernels.DtypeName(dt), func(t *testing.T) {
 			half := loadConverted(t, dt)
 			up := loadConverted(t, dt, tensor.Float32)
-			ps, err := Parameters(half.Model, "")
+			ps, err := nn.Parameters(half.Model, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +105,7 @@ func TestParityHalfVsPyTorchBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
+	g, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

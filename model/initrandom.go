@@ -1,13 +1,11 @@
 package model
 
 import (
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -17,7 +15,7 @@ import (
 // everything else N(0, std²) with std = 0.02 (HF's initializer_range).
 // The random draws follow the parameters' order, one per element.
 func (m *Magma) InitRandom(seed uint64) error {
-	ps, err := Parameters(m, "")
+	ps, err := nn.Parameters(m, "")
 	if err != nil {
 		return err
 	}
@@ -78,20 +76,20 @@ func initFills(ps []nn.Param, seed uint64) []func(dst []float32, off int) {
 // model.safetensors.index.json for Magma-8B in bf16, the published layout);
 // config.json and preprocessor_config.json are written too. It returns the
 // number of parameters.
-func WriteRandom(dir string, cfg *Config, pp *PreprocessorConfig, seed uint64, opts SaveOptions) (int64, error) {
+func WriteRandom(dir string, cfg *Config, pp *PreprocessorConfig, seed uint64, opts ckpt.SaveOptions) (int64, error) {
 	m, err := newForLoad(cfg) // shapes only
 	if err != nil {
 		return 0, err
 	}
-	ps, err := Parameters(m, "")
+	ps, err := nn.Parameters(m, "")
 	if err != nil {
 		return 0, err
 	}
 	fills := initFills(ps, seed)
-	ts := make([]NamedTensor, len(ps))
+	ts := make([]ckpt.NamedTensor, len(ps))
 	var n int64
 	for i, p := range ps {
-		ts[i] = NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Fill: fills[i]}
+		ts[i] = ckpt.NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Fill: fills[i]}
 		n += int64(p.T.Shape().TotalSize())
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -103,17 +101,5 @@ func WriteRandom(dir string, cfg *Config, pp *PreprocessorConfig, seed uint64, o
 	if err := SaveConfig(dir, cfg, pp); err != nil {
 		return 0, err
 	}
-	return n, saveOrdered(dir, ts, opts)
-}
-
-// writeIndex writes model.safetensors.index.json.
-func writeIndex(dir string, idx indexFile) error {
-	data, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", dir, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, IndexFileName), append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", dir, err)
-	}
-	return nil
+	return n, ckpt.SaveOrdered(dir, ts, opts)
 }

@@ -11,6 +11,9 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/model/internal/fshook"
+	"github.com/magma-go/magma/nn"
 )
 
 // A model whose weights are all in place in one checkpoint saves them by
@@ -26,10 +29,10 @@ func TestSaveLinking(t *testing.T) {
 		linkable bool // false: the weights are written, not linked
 	}{
 		{"mixed shards in place", mixedDir, LoadOptions{}, false,
-			[]string{IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
-		{"single file in place", parityDir, LoadOptions{}, false, []string{SingleFileName}, true},
+			[]string{ckpt.IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
+		{"single file in place", parityDir, LoadOptions{}, false, []string{ckpt.SingleFileName}, true},
 		{"links refused: copied", mixedDir, LoadOptions{}, true,
-			[]string{IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
+			[]string{ckpt.IndexFileName, "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}, true},
 		{"F32 shards converted to bf16", mixedDir, LoadOptions{Dtype: kernels.BFloat16}, false, nil, false},
 		{"converted to f32", mixedDir, LoadOptions{Dtype: tensor.Float32, Writable: true}, false, nil, false},
 	}
@@ -42,8 +45,8 @@ func TestSaveLinking(t *testing.T) {
 			}
 			defer ld.Close()
 			if c.noLink {
-				linkFile = func(string, string) error { return &os.LinkError{Op: "link", Err: errors.New("cross-device link")} }
-				defer func() { linkFile = os.Link }()
+				fshook.Link = func(string, string) error { return &os.LinkError{Op: "link", Err: errors.New("cross-device link")} }
+				defer func() { fshook.Link = os.Link }()
 			}
 			out := filepath.Join(t.TempDir(), "ckpt")
 			// written weights take the dtype the model holds (as the trainer's
@@ -52,7 +55,7 @@ func TestSaveLinking(t *testing.T) {
 			if c.opts.Dtype == tensor.Float32 {
 				dt = "F32"
 			}
-			res, err := ld.Model.SaveLinking(out, ld.Preprocessor, SaveOptions{DType: dt})
+			res, err := ld.Model.SaveLinking(out, ld.Preprocessor, ckpt.SaveOptions{DType: dt})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,8 +95,8 @@ func TestSaveLinking(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer got.Close()
-			want, _ := Parameters(ld.Model, "")
-			have, _ := Parameters(got.Model, "")
+			want, _ := nn.Parameters(ld.Model, "")
+			have, _ := nn.Parameters(got.Model, "")
 			if len(want) != len(have) {
 				t.Fatalf("%d weights saved, model has %d", len(have), len(want))
 			}
@@ -115,40 +118,6 @@ func TestSaveLinking(t *testing.T) {
 	}
 }
 
-// MappedSource names the file and tensor of a view and nothing else.
-func TestMappedSource(t *testing.T) {
-	ld, err := Load(mixedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ld.Close()
-	ps, _ := Parameters(ld.Model, "")
-	p := ps[0]
-	path, name, ok := MappedSource(p.T)
-	if !ok || name != p.Name || filepath.Dir(path) != mixedDir {
-		t.Errorf("MappedSource(%s) = %s, %s, %v", p.Name, path, name, ok)
-	}
-	cp := p.T.Clone().(*tensor.Dense)
-	if _, _, ok := MappedSource(cp); ok {
-		t.Error("a copy reported as mapped")
-	}
-	if n := p.T.Shape().TotalSize(); n > 1 {
-		ti, file, err := ld.ck.Info(p.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := ld.ck.files[filepath.Base(file)]
-		es := int64(kernels.ElemSize(p.T.Dtype()))
-		part, err := kernels.View(p.T.Dtype(), []int{n - 1}, f.mapping[f.dataStart+ti.Begin+es:f.dataStart+ti.End])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, ok := MappedSource(part); ok {
-			t.Error("a view of part of a tensor reported as that tensor")
-		}
-	}
-}
-
 // A shard replaced on disk after it was mapped (written over by rename)
 // no longer holds the model's bytes: the weights are written, not linked.
 func TestSaveLinkingShardReplaced(t *testing.T) {
@@ -158,7 +127,7 @@ func TestSaveLinkingShardReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ld.Close()
-	data, err := os.ReadFile(filepath.Join(src, SingleFileName))
+	data, err := os.ReadFile(filepath.Join(src, ckpt.SingleFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +135,10 @@ func TestSaveLinkingShardReplaced(t *testing.T) {
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(src, SingleFileName)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(src, ckpt.SingleFileName)); err != nil {
 		t.Fatal(err)
 	}
-	res, err := ld.Model.SaveLinking(filepath.Join(t.TempDir(), "ckpt"), ld.Preprocessor, SaveOptions{DType: "F32"})
+	res, err := ld.Model.SaveLinking(filepath.Join(t.TempDir(), "ckpt"), ld.Preprocessor, ckpt.SaveOptions{DType: "F32"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +165,7 @@ func TestSaveLinkingShardInSubfolder(t *testing.T) {
 		}
 	}
 	raw, _ := json.Marshal(idx)
-	if err := os.WriteFile(filepath.Join(src, IndexFileName), raw, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, ckpt.IndexFileName), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ld, err := Load(src)
@@ -205,7 +174,7 @@ func TestSaveLinkingShardInSubfolder(t *testing.T) {
 	}
 	defer ld.Close()
 	out := filepath.Join(t.TempDir(), "ckpt")
-	res, err := ld.Model.SaveLinking(out, ld.Preprocessor, SaveOptions{DType: "BF16"})
+	res, err := ld.Model.SaveLinking(out, ld.Preprocessor, ckpt.SaveOptions{DType: "BF16"})
 	if err != nil {
 		t.Fatal(err)
 	}

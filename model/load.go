@@ -11,6 +11,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // decoderLayerName matches a decoder layer's tensor name and its index.
@@ -29,16 +31,21 @@ func checkLoaded(m *Magma, unused []string) error {
 			}
 		}
 	}
-	return Walk(m, "", func(name string, t *tensor.Dense) error {
+	ps, err := nn.Parameters(m, "")
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		name, t := p.Name, p.T
 		if !strings.HasSuffix(name, "lm_head.weight") && !strings.HasSuffix(name, "embed_tokens.weight") && name != "language_model.model.norm.weight" {
-			return nil
+			continue
 		}
-		bad, first := nonFinite(t)
+		bad, first := ckpt.NonFinite(t)
 		if bad > 0 {
-			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d): the model cannot produce answers", ErrCorrupt, name, bad, t.Shape().TotalSize(), first)
+			return fmt.Errorf("%w: tensor %q has %d NaN or infinite values of %d (first at flat index %d): the model cannot produce answers", ckpt.ErrCorrupt, name, bad, t.Shape().TotalSize(), first)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Loaded is a model read from a Hugging Face directory.
@@ -51,11 +58,11 @@ type Loaded struct {
 	Unused []string
 	// Weights tells how the parameters are held: bytes by dtype, in place
 	// (views of the mapped shards) or copied.
-	Weights WeightStats
+	Weights ckpt.WeightStats
 	// Verified is what LoadOptions.Verify checked (nil without it).
-	Verified *Verification
+	Verified *ckpt.Verification
 
-	ck *Checkpoint // open while the model uses its mapped shards
+	ck *ckpt.Checkpoint // open while the model uses its mapped shards
 }
 
 // Close releases the checkpoint's mapped shards. The model's weights are
@@ -91,7 +98,7 @@ type LoadOptions struct {
 	// Verify checks the checkpoint before use (magma --verify): every file
 	// against the checksums of its manifest.json (VerifyManifest), and
 	// every weight for NaN and infinite values (CheckFinite). Errors wrap
-	// ErrCorrupt and name the file or tensor.
+	// ckpt.ErrCorrupt and name the file or tensor.
 	Verify bool
 }
 
@@ -108,11 +115,11 @@ func Load(dir string) (*Loaded, error) { return LoadWith(dir, LoadOptions{}) }
 // the weights' bytes in memory (mapped pages count: they must be resident
 // to run) plus opts.Extra are checked against the memory available.
 func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
-	var verified *Verification
+	var verified *ckpt.Verification
 	if opts.Verify {
 		// Before anything is parsed: a damaged config or header is then
 		// reported as the damaged file it is.
-		if verified, err = VerifyManifest(dir); err != nil {
+		if verified, err = ckpt.VerifyManifest(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -124,7 +131,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFileName), err)
 	}
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +153,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err := checkMemoryBytes(plan.Total()+opts.Extra, fmt.Sprintf("model %s", dir), detail); err != nil {
 		return nil, err
 	}
-	stats, err := attach(m, "", ck, opts.Dtype, opts.Writable)
+	stats, err := Bind(m, "", ck, BindOptions{Replace: true, Dtype: opts.Dtype, Writable: opts.Writable})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
@@ -158,7 +165,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if opts.Verify {
-		if err := CheckFinite(m, "", false); err != nil {
+		if err := ckpt.CheckFinite(m, "", false); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
 	}
@@ -171,7 +178,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	return ld, nil
 }
 
-func weightsDetail(plan WeightStats, opts LoadOptions) string {
+func weightsDetail(plan ckpt.WeightStats, opts LoadOptions) string {
 	s := "weights " + plan.String()
 	if opts.Extra > 0 {
 		what := opts.ExtraWhat
@@ -185,7 +192,7 @@ func weightsDetail(plan WeightStats, opts LoadOptions) string {
 
 // Save writes the model in the layout Load reads (config.json,
 // preprocessor_config.json, model.safetensors or shards).
-func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts SaveOptions) error {
+func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts ckpt.SaveOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -199,7 +206,7 @@ func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts SaveOptions) error
 	if err != nil {
 		return err
 	}
-	return Save(dir, ts, opts)
+	return ckpt.Save(dir, ts, opts)
 }
 
 // SaveLinking is Save, except that when every weight is in place in one
@@ -208,14 +215,14 @@ func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts SaveOptions) error
 // bytes the model computes with, in their stored dtypes) and, on the same
 // filesystem, free. It returns how the weights were linked, or nil when
 // they were written.
-func (m *Magma) SaveLinking(dir string, pp *PreprocessorConfig, opts SaveOptions) (*LinkResult, error) {
+func (m *Magma) SaveLinking(dir string, pp *PreprocessorConfig, opts ckpt.SaveOptions) (*ckpt.LinkResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := removeOldCheckpoint(dir); err != nil {
+	if err := ckpt.RemoveOldCheckpoint(dir); err != nil {
 		return nil, err
 	}
-	res, err := linkWeights(dir, m, opts.Sums)
+	res, err := ckpt.LinkWeights(dir, m, opts.Sums)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

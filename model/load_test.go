@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"github.com/magma-go/magma/model/ckpt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,13 +58,13 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			ts, _ := Collect(ld.Model, "")
-			var kept []NamedTensor
+			var kept []ckpt.NamedTensor
 			for _, x := range ts {
 				if x.Name != "multi_modal_projector.row_seperator" {
 					kept = append(kept, x)
 				}
 			}
-			if err := Save(dir, kept, SaveOptions{}); err != nil {
+			if err := ckpt.Save(dir, kept, ckpt.SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"multi_modal_projector.row_seperator", "missing"}},

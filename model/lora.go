@@ -5,21 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
-// LoRA adapters on disk, in PEFT's save_pretrained layout, so adapters
-// trained here load in PEFT and the other way round.
-
-// Adapter file names in a checkpoint (PEFT's save_pretrained layout).
-const (
-	AdapterWeightsFile = "adapter_model.safetensors"
-	AdapterConfigFile  = "adapter_config.json"
-)
+// The decoder's LoRA adapters in a Magma checkpoint: the PEFT files are
+// read and written by package ckpt; this file says which tensors they hold.
 
 // LoRAPrefix is the language model's name prefix in a Magma checkpoint; the
 // PEFT tensor names are base_model.model.language_model.model.layers.{i}.….
@@ -28,36 +21,22 @@ const LoRAPrefix = "language_model."
 // SaveLoRA writes PEFT's adapter_model.safetensors and adapter_config.json
 // for the adapters attached to m's language model.
 func SaveLoRA(dir string, m *Magma, base string) error {
-	var ts []NamedTensor
-	for name, t := range m.LM.LoRATensors(LoRAPrefix) {
-		d, ok := t.Data().([]float32)
-		if !ok {
-			return fmt.Errorf("lora: %s is %v, want float32", name, t.Dtype())
-		}
-		ts = append(ts, NamedTensor{Name: name, Shape: []int(t.Shape().Clone()), Data: d})
-	}
+	ts := m.LM.LoRATensors(LoRAPrefix)
 	if len(ts) == 0 {
 		return errors.New("lora: no adapters attached")
-	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
-	if err := WriteSafetensors(filepath.Join(dir, AdapterWeightsFile), ts, WriteOptions{DType: "F32"}); err != nil {
-		return err
 	}
 	cj, err := m.LM.LoRAAdapterConfigJSON(base)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, AdapterConfigFile), append(cj, '\n'), 0o644)
+	return ckpt.WriteAdapter(dir, ts, cj)
 }
 
 // LoadLoRA attaches the adapter saved in dir (PEFT layout) to m with
 // dropout off; it reports false when dir has no adapter_config.json.
 func LoadLoRA(dir string, m *Magma) (bool, error) {
-	cj, err := os.ReadFile(filepath.Join(dir, AdapterConfigFile))
-	if os.IsNotExist(err) {
-		return false, nil
-	}
-	if err != nil {
+	cj, ok, err := ckpt.ReadAdapterConfig(dir)
+	if !ok || err != nil {
 		return false, err
 	}
 	cfg, err := llm.ParseLoRAAdapterConfig(cj)
@@ -66,7 +45,7 @@ func LoadLoRA(dir string, m *Magma) (bool, error) {
 	}
 	cfg.Dropout = 0
 	if _, err := m.LM.AttachLoRA(cfg, LoRAPrefix, 0); err != nil {
-		return false, fmt.Errorf("%s: %w", filepath.Join(dir, AdapterConfigFile), err)
+		return false, fmt.Errorf("%s: %w", filepath.Join(dir, ckpt.AdapterConfigFile), err)
 	}
 	if err := ReadLoRATensors(dir, m); err != nil {
 		return false, err
@@ -86,32 +65,9 @@ func adaptsMappedBase(m *Magma) bool {
 }
 
 // ReadLoRATensors fills the attached adapters from adapter_model.safetensors;
-// a NaN or infinite value is reported as a corrupt checkpoint (ErrCorrupt).
+// a NaN or infinite value is reported as a corrupt checkpoint (ckpt.ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
-	path := filepath.Join(dir, AdapterWeightsFile)
-	st, err := OpenSafetensors(path)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for name, dst := range m.LM.LoRATensors(LoRAPrefix) {
-		vals, shape, err := st.Tensor(name)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if !slices.Equal(shape, []int(dst.Shape())) {
-			return fmt.Errorf("%s: %s has shape %v, the model needs %v", path, name, shape, dst.Shape())
-		}
-		if err := CheckFiniteValues(name, vals); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		d, ok := dst.Data().([]float32)
-		if !ok {
-			return fmt.Errorf("lora: %s is %v, want float32", name, dst.Dtype())
-		}
-		copy(d, vals)
-	}
-	return nil
+	return ckpt.ReadAdapterTensors(dir, m.LM.LoRATensors(LoRAPrefix))
 }
 
 // SaveMerged folds the adapters attached to m into its weights (see
@@ -131,12 +87,12 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
-	sums := NewSums()
-	if err := m.Save(tmp, pp, SaveOptions{DType: "F32", Sums: sums}); err != nil {
+	sums := ckpt.NewSums()
+	if err := m.Save(tmp, pp, ckpt.SaveOptions{DType: "F32", Sums: sums}); err != nil {
 		return err
 	}
 	if tokDir != "" {
-		if err := CopyTokenizer(tokDir, tmp); err != nil {
+		if err := ckpt.CopyTokenizer(tokDir, tmp); err != nil {
 			return err
 		}
 	}
@@ -145,7 +101,7 @@ func SaveMerged(dir string, m *Magma, pp *PreprocessorConfig, tokDir string, ext
 			return err
 		}
 	}
-	if _, err := WriteManifest(tmp, sums); err != nil {
+	if _, err := ckpt.WriteManifest(tmp, sums); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // A LoRA checkpoint over a bf16 base: loaded in place, the adapters stay
@@ -32,7 +33,7 @@ func TestPipelineLoRAOverMappedBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Join(t.TempDir(), "base")
-	if err := m.Save(base, nil, SaveOptions{DType: "BF16"}); err != nil {
+	if err := m.Save(base, nil, ckpt.SaveOptions{DType: "BF16"}); err != nil {
 		t.Fatal(err)
 	}
 	adapted := copyDir(t, base)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -16,23 +17,24 @@ import (
 // gradient checks (finite differences need float64 to be meaningful).
 func toFloat64(t *testing.T, m *Magma) {
 	t.Helper()
-	err := Walk(m, "", func(name string, d *tensor.Dense) error {
+	ps, err := nn.Parameters(m, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		d := p.T
 		src := d.Data().([]float32)
 		f := make([]float64, len(src))
 		for i, v := range src {
 			f[i] = float64(v)
 		}
 		*d = *tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(f))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
 func lossValue(t *testing.T, m *Magma, ids, labels []int, px []*imaging.Pixels) float64 {
 	t.Helper()
-	b := kernels.NewBuilder(Names(m))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	loss, err := m.LossGraph(b, ids, labels, px)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +68,7 @@ func TestWholeModelGradient(t *testing.T) {
 	}
 	images := []*imaging.Pixels{px}
 
-	b := kernels.NewBuilder(Names(m))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	loss, err := m.LossGraph(b, ids, labels, images)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +85,9 @@ func TestWholeModelGradient(t *testing.T) {
 		"language_model.lm_head.weight",
 	}
 	byName := map[string]*tensor.Dense{}
-	_ = Walk(m, "", func(name string, d *tensor.Dense) error { byName[name] = d; return nil })
+	for _, p := range must(nn.Parameters(m, "")) {
+		byName[p.Name] = p.T
+	}
 	var nodes G.Nodes
 	for _, n := range checked {
 		nodes = append(nodes, b.Param(byName[n]))

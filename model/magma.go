@@ -33,7 +33,8 @@ func New(cfg *Config) (*Magma, error) {
 }
 
 // newForLoad builds the model with placeholders for its parameters (shape
-// only, no memory): a checkpoint binding replaces every one (Attach).
+// only, no memory): a checkpoint binding replaces every one (Bind with
+// BindOptions.Replace).
 func newForLoad(cfg *Config) (m *Magma, err error) {
 	defer func() {
 		if r := recover(); r != nil { // kernels.Placeholder: address space exhausted
@@ -195,7 +196,7 @@ func (m *Magma) EmbedSequence(ids []int, images []*imaging.Pixels) (*Embedded, e
 	}
 	in := NewBatch(plan.Shape, kernels.ComputeDtype(m.Projector.RowSeparator.Dtype()))
 	m.Fill(in, seq)
-	b := kernels.NewBuilder(Names(m))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	embeds, features := m.Embed(b, in)
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("embedding graph: %w", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // Issue 31, data safety point 1: manifest.json records the CRC-32C of every
@@ -37,7 +38,7 @@ func flipBytes(t *testing.T, path string, n int) {
 // of a checkpoint directory, in place.
 func putNaN(t *testing.T, dir, name string) {
 	t.Helper()
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +59,9 @@ func putNaN(t *testing.T, dir, name string) {
 	off := 8 + int64(binary.LittleEndian.Uint64(hl[:])) + ti.Begin
 	var b []byte
 	switch ti.DType {
-	case DTypeF32:
+	case ckpt.DTypeF32:
 		b = binary.LittleEndian.AppendUint32(nil, math.Float32bits(float32(math.NaN())))
-	case DTypeBF16, DTypeF16:
+	case ckpt.DTypeBF16, ckpt.DTypeF16:
 		b = binary.LittleEndian.AppendUint16(nil, 0x7e00|0x7fc0)
 	default:
 		t.Fatalf("%s is %s", name, ti.DType)
@@ -79,7 +80,7 @@ func TestManifestVerify(t *testing.T) {
 	}{
 		{"intact", func(*testing.T, string) {}, nil},
 		{"64 bytes flipped in a shard", func(t *testing.T, dir string) { flipBytes(t, filepath.Join(dir, shard), 64) },
-			[]string{"corrupt checkpoint", filepath.Join("DIR", shard), ChecksumAlgorithm + " checksum", "damaged"}},
+			[]string{"corrupt checkpoint", filepath.Join("DIR", shard), ckpt.ChecksumAlgorithm + " checksum", "damaged"}},
 		{"config changed", func(t *testing.T, dir string) { flipBytes(t, filepath.Join(dir, ConfigFileName), 1) },
 			[]string{filepath.Join("DIR", ConfigFileName), "checksum"}},
 		{"shard truncated", func(t *testing.T, dir string) { os.Truncate(filepath.Join(dir, shard), 100) },
@@ -87,31 +88,31 @@ func TestManifestVerify(t *testing.T) {
 		{"shard missing", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, shard)) },
 			[]string{filepath.Join("DIR", shard) + " is missing"}},
 		{"manifest damaged", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {`), 0o644)
-		}, []string{"corrupt checkpoint", filepath.Join("DIR", ManifestFileName), "invalid JSON"}},
+			os.WriteFile(filepath.Join(dir, ckpt.ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {`), 0o644)
+		}, []string{"corrupt checkpoint", filepath.Join("DIR", ckpt.ManifestFileName), "invalid JSON"}},
 		{"manifest emptied", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c"}`), 0o644)
+			os.WriteFile(filepath.Join(dir, ckpt.ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c"}`), 0o644)
 		}, []string{"corrupt checkpoint", "lists no files"}},
 		{"file name escaping the folder", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {"../x": {"size": 1, "checksum": "00000000"}}}`), 0o644)
+			os.WriteFile(filepath.Join(dir, ckpt.ManifestFileName), []byte(`{"format": 1, "algorithm": "crc32c", "files": {"../x": {"size": 1, "checksum": "00000000"}}}`), 0o644)
 		}, []string{"invalid file name \"../x\""}},
 		{"unknown algorithm", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, ManifestFileName), []byte(`{"format": 1, "algorithm": "md4", "files": {}}`), 0o644)
+			os.WriteFile(filepath.Join(dir, ckpt.ManifestFileName), []byte(`{"format": 1, "algorithm": "md4", "files": {}}`), 0o644)
 		}, []string{"unsupported checksum algorithm \"md4\""}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyDir(t, mixedDir)
-			man, err := WriteManifest(dir, nil)
+			man, err := ckpt.WriteManifest(dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(man.Files) != 7 || man.Algorithm != ChecksumAlgorithm {
+			if len(man.Files) != 7 || man.Algorithm != ckpt.ChecksumAlgorithm {
 				t.Fatalf("manifest %+v, want the 7 files of %s", man, mixedDir)
 			}
 			c.damage(t, dir)
 			for _, verify := range []func() error{
-				func() error { _, err := VerifyManifest(dir); return err },
+				func() error { _, err := ckpt.VerifyManifest(dir); return err },
 				func() error {
 					ld, err := LoadWith(dir, LoadOptions{Verify: true})
 					if err == nil {
@@ -148,8 +149,8 @@ func TestManifestVerify(t *testing.T) {
 // with a note; Verify still finds a NaN weight that a plain load accepts.
 func TestVerifyFindsNonFiniteWeight(t *testing.T) {
 	dir := copyDir(t, mixedDir)
-	v, err := VerifyManifest(dir)
-	if err != nil || v.Algorithm != "" || !strings.Contains(v.String(), "has no "+ManifestFileName) {
+	v, err := ckpt.VerifyManifest(dir)
+	if err != nil || v.Algorithm != "" || !strings.Contains(v.String(), "has no "+ckpt.ManifestFileName) {
 		t.Fatalf("%v %v", v, err)
 	}
 	const name = "language_model.model.layers.0.mlp.down_proj.weight"
@@ -160,13 +161,13 @@ func TestVerifyFindsNonFiniteWeight(t *testing.T) {
 	}
 	ld.Close()
 	_, err = LoadWith(dir, LoadOptions{Verify: true})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "NaN") {
+	if !errors.Is(err, ckpt.ErrCorrupt) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "NaN") {
 		t.Fatalf("--verify with a NaN in %s: %v", name, err)
 	}
 	// The weights every answer depends on are checked without Verify too,
 	// reported as corrupt.
 	putNaN(t, dir, "language_model.lm_head.weight")
-	if _, err = LoadWith(dir, LoadOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "lm_head") {
+	if _, err = LoadWith(dir, LoadOptions{}); !errors.Is(err, ckpt.ErrCorrupt) || !strings.Contains(err.Error(), "lm_head") {
 		t.Fatalf("NaN in lm_head: %v", err)
 	}
 }
@@ -175,21 +176,21 @@ func TestVerifyFindsNonFiniteWeight(t *testing.T) {
 // source's manifest records (the base is not read again at every save).
 func TestManifestSums(t *testing.T) {
 	dir := t.TempDir()
-	sums := NewSums()
+	sums := ckpt.NewSums()
 	path := filepath.Join(dir, "x.safetensors")
-	if err := WriteSafetensors(path, []NamedTensor{{Name: "a", Shape: []int{3}, Data: []float32{1, 2, 3}}}, WriteOptions{Sums: sums}); err != nil {
+	if err := ckpt.WriteSafetensors(path, []ckpt.NamedTensor{{Name: "a", Shape: []int{3}, Data: []float32{1, 2, 3}}}, ckpt.WriteOptions{Sums: sums}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
-	if got, ok := sums.lookup(path, int64(len(data))); !ok || got != crc32.Checksum(data, castagnoli) {
-		t.Fatalf("recorded %08x %v, file %08x", got, ok, crc32.Checksum(data, castagnoli))
+	if got, ok := sums.Lookup(path, int64(len(data))); !ok || got != crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) {
+		t.Fatalf("recorded %08x %v, file %08x", got, ok, crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)))
 	}
 
 	for _, withManifest := range []bool{true, false} {
 		src := copyDir(t, mixedDir)
 		const fake = "0badc0de"
 		if withManifest {
-			man, err := WriteManifest(src, nil)
+			man, err := ckpt.WriteManifest(src, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,25 +199,25 @@ func TestManifestSums(t *testing.T) {
 			e := man.Files["model-00003-of-00004.safetensors"]
 			e.Checksum = fake
 			man.Files["model-00003-of-00004.safetensors"] = e
-			writeJSON(t, filepath.Join(src, ManifestFileName), man)
+			writeJSON(t, filepath.Join(src, ckpt.ManifestFileName), man)
 		}
 		ld, err := LoadWith(src, LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := filepath.Join(t.TempDir(), "ckpt")
-		sums := NewSums()
-		res, err := ld.Model.SaveLinking(out, ld.Preprocessor, SaveOptions{DType: kernels.DtypeName(kernels.BFloat16), Sums: sums})
+		sums := ckpt.NewSums()
+		res, err := ld.Model.SaveLinking(out, ld.Preprocessor, ckpt.SaveOptions{DType: kernels.DtypeName(kernels.BFloat16), Sums: sums})
 		ld.Close()
 		if err != nil || res == nil {
 			t.Fatalf("SaveLinking: %v %v", res, err)
 		}
-		man, err := WriteManifest(out, sums)
+		man, err := ckpt.WriteManifest(out, sums)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := man.Files["model-00003-of-00004.safetensors"].Checksum
-		_, verr := VerifyManifest(out)
+		_, verr := ckpt.VerifyManifest(out)
 		if withManifest {
 			if got != fake {
 				t.Errorf("linked shard's checksum %s, want the source manifest's %s", got, fake)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/vision/imaging"
@@ -60,7 +61,7 @@ func relDiff(t *testing.T, what string, got []float32, want []float32) float64 {
 	return md / mr
 }
 
-func goldenTensor(t *testing.T, f *SafetensorsFile, name string) []float32 {
+func goldenTensor(t *testing.T, f *ckpt.SafetensorsFile, name string) []float32 {
 	t.Helper()
 	d, _, err := f.Tensor(name)
 	if err != nil {
@@ -137,7 +138,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	const tol = 1e-4
 	for name, c := range readGolden(t) {
 		t.Run(name, func(t *testing.T) {
-			g, err := OpenSafetensors(filepath.Join(parityDir, "golden_"+name+".safetensors"))
+			g, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_"+name+".safetensors"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +212,7 @@ func TestParityBF16Shards(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := bf16.Bf16["square"].Generated
-	g, err := OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
+	g, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_bf16_square.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := ld.Model.Save(dir, ld.Preprocessor, SaveOptions{MaxShardSize: 300_000}); err != nil {
+	if err := ld.Model.Save(dir, ld.Preprocessor, ckpt.SaveOptions{MaxShardSize: 300_000}); err != nil {
 		t.Fatal(err)
 	}
 	back, err := Load(dir)
@@ -341,7 +342,7 @@ func TestParityBF16KVCache(t *testing.T) {
 	const tol = 5e-3
 	for name, c := range readGolden(t) {
 		t.Run(name, func(t *testing.T) {
-			g, err := OpenSafetensors(filepath.Join(parityDir, "golden_"+name+".safetensors"))
+			g, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_"+name+".safetensors"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 )
 
 // PlanInfo is the execution plan of one batch shape, known before anything
@@ -50,7 +51,7 @@ func PlanMemory(cfg *Config, s BatchShape, training, recompute bool) (*PlanInfo,
 	if err != nil {
 		return nil, err
 	}
-	names := Names(m)
+	names := nn.ParamNames(m, "")
 	var g *G.ExprGraph
 	var outputs G.Nodes
 	mode := "forward"

@@ -14,6 +14,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // model_mixed is the parity checkpoint re-sharded by
@@ -24,7 +26,7 @@ var mixedDir = filepath.Join(parityDir, "model_mixed")
 // reference returns the parity checkpoint's float32 values by name.
 func reference(t *testing.T) map[string][]float32 {
 	t.Helper()
-	ck, err := Open(parityDir)
+	ck, err := ckpt.Open(parityDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func reference(t *testing.T) map[string][]float32 {
 // mixedDtypes reads each tensor's stored dtype from the mixed checkpoint.
 func mixedDtypes(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := Parameters(ld.Model, "")
+	ps, err := nn.Parameters(ld.Model, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +116,11 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 			t.Fatalf("%s: dtype %s in memory, stored %s", p.Name, got, stored[p.Name])
 		}
 		seen[stored[p.Name]] = true
-		f := ld.ck.files[filepath.Base(path)]
+		f := ld.ck.Shard(filepath.Base(path))
 		if !f.Mapped() {
 			t.Fatalf("%s: shard %s not mapped", p.Name, path)
 		}
-		start := uintptr(unsafe.Pointer(&f.mapping[0]))
-		if got, at := p.T.Uintptr(), start+uintptr(f.dataStart+ti.Begin); got != at {
+		if got, at := p.T.Uintptr(), uintptr(unsafe.Pointer(&f.MappedBytes(ti)[0])); got != at {
 			t.Fatalf("%s: data at %#x, not its bytes in the mapping of %s (%#x)", p.Name, got, path, at)
 		}
 		if !kernels.IsReadOnly(p.T) {
@@ -138,7 +139,12 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 	if w.Copied != 0 || w.InPlace != want || w.Bytes["BF16"]+w.Bytes["F32"] != want {
 		t.Errorf("weight stats %+v, want %d bytes all in place", w, want)
 	}
-	files := ld.ck.files
+	files := map[string]*ckpt.SafetensorsFile{}
+	for _, name := range ld.ck.Files() {
+		if f := ld.ck.Shard(name); f != nil {
+			files[name] = f
+		}
+	}
 	if err := ld.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +181,7 @@ func TestLoadDtypeConversion(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ld.Close()
-			ps, _ := Parameters(ld.Model, "")
+			ps, _ := nn.Parameters(ld.Model, "")
 			for _, p := range ps {
 				if p.T.Dtype() != c.opts.Dtype {
 					t.Fatalf("%s: dtype %v, want %v", p.Name, p.T.Dtype(), c.opts.Dtype)
@@ -221,20 +227,20 @@ func copyDir(t *testing.T, src string) string {
 	return dir
 }
 
-func readIndex(t *testing.T, dir string) indexFile {
+func readIndex(t *testing.T, dir string) ckpt.Index {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, IndexFileName))
+	raw, err := os.ReadFile(filepath.Join(dir, ckpt.IndexFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx indexFile
+	var idx ckpt.Index
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		t.Fatal(err)
 	}
 	return idx
 }
 
-func firstIn(idx indexFile, shard string) string {
+func firstIn(idx ckpt.Index, shard string) string {
 	best := ""
 	for n, s := range idx.WeightMap {
 		if s == shard && (best == "" || n < best) {
@@ -267,21 +273,21 @@ func TestLoadBrokenShards(t *testing.T) {
 			i := readIndex(t, dir)
 			i.WeightMap[n] = s3
 			raw, _ := json.Marshal(i)
-			os.WriteFile(filepath.Join(dir, IndexFileName), raw, 0o644)
+			os.WriteFile(filepath.Join(dir, ckpt.IndexFileName), raw, 0o644)
 		}, LoadOptions{}, []string{firstIn(idx, s2), s3, "does not contain"}},
 		{"extra shard not in the index", func(t *testing.T, dir string) {
 			// A stale shard holding other values for a tensor: the index
 			// decides, the extra file is not read.
 			n := firstIn(idx, s2)
-			ts := []NamedTensor{{Name: n, Shape: []int{1}, Data: []float32{42}}}
-			if err := WriteSafetensors(filepath.Join(dir, "model-00005-of-00005.safetensors"), ts, WriteOptions{}); err != nil {
+			ts := []ckpt.NamedTensor{{Name: n, Shape: []int{1}, Data: []float32{42}}}
+			if err := ckpt.WriteSafetensors(filepath.Join(dir, "model-00005-of-00005.safetensors"), ts, ckpt.WriteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, LoadOptions{}, nil},
 		{"weight of an integer dtype", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, s2)
 			n := firstIn(idx, s2)
-			f, err := OpenSafetensors(p)
+			f, err := ckpt.OpenSafetensors(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,7 +321,7 @@ func TestLoadBrokenShards(t *testing.T) {
 				if w := ld.Weights.Tensors; w != len(ref)-len(ld.Unused) {
 					t.Errorf("%d tensors loaded, want %d", w, len(ref)-len(ld.Unused))
 				}
-				for _, p := range must(Parameters(ld.Model, "")) {
+				for _, p := range must(nn.Parameters(ld.Model, "")) {
 					if p.Name == n && widened(p.T)[0] != ref[n][0] {
 						t.Errorf("%s read from the extra shard", n)
 					}
@@ -354,7 +360,7 @@ func le64(b []byte) uint64 {
 // (mapping it would fault on the first read past the end).
 func TestMapRefusesFileShrunkAfterOpen(t *testing.T) {
 	dir := copyDir(t, mixedDir)
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +399,7 @@ func TestMisalignedTensorIsCopied(t *testing.T) {
 		d[6+4*i], d[7+4*i], d[8+4*i], d[9+4*i] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
 	}
 	os.WriteFile(p, raw, 0o644)
-	f, err := OpenSafetensors(p)
+	f, err := ckpt.OpenSafetensors(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +434,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	if err := m.InitRandom(7); err != nil {
 		t.Fatal(err)
 	}
-	opts := SaveOptions{DType: "BF16", MaxShardSize: 200_000}
+	opts := ckpt.SaveOptions{DType: "BF16", MaxShardSize: 200_000}
 	inMem, streamed := t.TempDir(), t.TempDir()
 	if err := m.Save(inMem, pp, opts); err != nil {
 		t.Fatal(err)
@@ -437,7 +443,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := must(ParamCount(m)); n != want {
+	if want := must(nn.ParamCount(m)); n != want {
 		t.Errorf("%d parameters, want %d", n, want)
 	}
 	a, b := readIndex(t, inMem), readIndex(t, streamed)
@@ -458,7 +464,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	for _, nt := range must(Collect(m, "")) {
 		want[nt.Name] = roundTo(kernels.BFloat16, nt.Data)
 	}
-	for _, p := range must(Parameters(ld.Model, "")) {
+	for _, p := range must(nn.Parameters(ld.Model, "")) {
 		if p.T.Dtype() != kernels.BFloat16 {
 			t.Fatalf("%s: %v", p.Name, p.T.Dtype())
 		}
@@ -471,7 +477,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 // The memory refusal counts the weights in the dtype they will have.
 func TestLoadRefusesWithoutMemory(t *testing.T) {
 	defer func(f func() (int64, bool)) { memAvailable = f }(memAvailable)
-	st, _ := os.Stat(filepath.Join(parityDir, SingleFileName))
+	st, _ := os.Stat(filepath.Join(parityDir, ckpt.SingleFileName))
 	memAvailable = func() (int64, bool) { return st.Size() / 2, true } // bf16 fits, f32 does not
 	_, err := LoadWith(parityDir, LoadOptions{})
 	if !errors.Is(err, kernels.ErrNoMemory) || !strings.Contains(err.Error(), "F32") {
@@ -508,7 +514,7 @@ func TestModelForLoadAllocatesNothing(t *testing.T) {
 		t.Errorf("building the 8B model for loading allocated %d MB", grew>>20)
 	}
 	n := int64(0)
-	for _, p := range must(Parameters(m, "")) {
+	for _, p := range must(nn.Parameters(m, "")) {
 		if !kernels.IsReadOnly(p.T) {
 			t.Fatalf("%s is not a placeholder", p.Name)
 		}

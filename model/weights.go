@@ -9,52 +9,18 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
 // Weight binding by struct tags: the tag rules and the walker are in
 // package nn; this file binds checkpoints to them.
 
-// WeightsTag is the struct tag key.
-const WeightsTag = nn.Tag
-
-// TensorSource provides tensors by name; *Checkpoint and *SafetensorsFile
-// satisfy it.
+// TensorSource provides tensors by name; *ckpt.Checkpoint and
+// *ckpt.SafetensorsFile satisfy it.
 type TensorSource interface {
 	Tensor(name string) ([]float32, []int, error)
 	Has(name string) bool
-}
-
-// Parameters lists every tagged tensor under root with its name and the
-// properties its layer declares (nn.Param: optional, norm, no decay).
-func Parameters(root any, prefix string) ([]nn.Param, error) { return nn.Parameters(root, prefix) }
-
-// Walk calls fn for every tagged tensor under root, in field order, with
-// its full checkpoint name (prefix + "." + path). Nil optional tensors are
-// skipped; a nil required tensor is an error.
-func Walk(root any, prefix string, fn func(name string, t *tensor.Dense) error) error {
-	ps, err := Parameters(root, prefix)
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
-		if err := fn(p.Name, p.T); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Names maps each tensor under root to its checkpoint name (prefix is
-// optional; at most one is used). Structural errors (nil required tensors,
-// bad tags) are not reported here: the tensors found up to the error are
-// returned; Walk, Bind and Collect report them.
-func Names(root any, prefix ...string) map[*tensor.Dense]string {
-	pre := ""
-	if len(prefix) > 0 {
-		pre = prefix[0]
-	}
-	return nn.ParamNames(root, pre)
 }
 
 func denseFloat32(name string, t *tensor.Dense) ([]float32, error) {
@@ -89,109 +55,162 @@ func sameShape(a []int, b tensor.Shape) bool {
 // maxReportedErrors bounds how many problems Bind lists before summarising.
 const maxReportedErrors = 10
 
-// Bind fills every tagged tensor under root from src, by name. A required
-// tensor missing from src, a shape mismatch or a read error is an error
-// naming the tensor (all problems are collected, the first few listed).
-// Optional tensors missing from src are left as constructed.
-func Bind(root any, prefix string, src TensorSource) error {
-	return bind(root, prefix, src, false)
+// BindOptions says how Bind binds a model's tensors to a checkpoint.
+type BindOptions struct {
+	// Replace replaces every tensor (nn.Param.Set) with the checkpoint's in
+	// dtype Dtype (zero: each tensor's stored dtype): a read-only view of
+	// the mapped shard when the stored dtype is the wanted one and the data
+	// is aligned (unless Writable: every tensor is then a copy), a
+	// converted copy otherwise. It never allocates what it replaces: build
+	// root with kernels.Placeholder, and keep the checkpoint open while the
+	// model is used. The source must be a *ckpt.Checkpoint. Loading binds
+	// this way; optional tensors missing from the checkpoint become owned
+	// float32 zeros.
+	Replace  bool
+	Dtype    tensor.Dtype
+	Writable bool
+	// Without Replace, the source's values are copied into the model's
+	// existing float32 or half tensors (the ones an optimizer holds:
+	// resuming binds this way); optional tensors missing from the source
+	// are left as they are. A read-only tensor (a view of a mapped
+	// checkpoint) cannot be overwritten: it is an error, unless
+	// KeepReadOnly, for resuming a model whose frozen part is used in
+	// place (trainable: lora on a bf16 base): it is then only checked
+	// (present, same shape) and left as it is, since training never
+	// changes it and the checkpoint's copy holds its values.
+	KeepReadOnly bool
 }
 
-// BindWritable is Bind for resuming training on a model whose frozen part
-// is a read-only view of a mapped checkpoint (trainable: lora on a bf16
-// base used in place): the writable tensors are filled, the read-only ones
-// are only checked (present in src, same shape) and left as they are:
-// training never changes them, so a checkpoint's copy holds their values.
-func BindWritable(root any, prefix string, src TensorSource) error {
-	return bind(root, prefix, src, true)
-}
-
-func bind(root any, prefix string, src TensorSource, keepReadOnly bool) error {
-	ps, err := Parameters(root, prefix)
+// Bind binds every tagged tensor under root to src, by name, as opts says;
+// it is the one way a model's weights are bound, on load and on resume.
+// A required tensor missing from src, a shape mismatch, a non-float stored
+// dtype or a read error is an error naming the tensor (all problems are
+// collected, the first few listed). The stats say how the bound tensors
+// are held in memory (Replace only).
+func Bind(root any, prefix string, src TensorSource, opts BindOptions) (ckpt.WeightStats, error) {
+	var stats ckpt.WeightStats
+	ck, _ := src.(*ckpt.Checkpoint)
+	if opts.Replace && ck == nil {
+		return stats, fmt.Errorf("weights: binding by replacing tensors needs a checkpoint, got %T", src)
+	}
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
-		return err
+		return stats, err
 	}
 	var errs []error
 	more := 0
-	report := func(e error) {
+	for i := range ps {
+		p := &ps[i]
+		var err error
+		switch {
+		case !src.Has(p.Name):
+			if !p.Optional {
+				err = fmt.Errorf("weights: tensor %q missing from checkpoint (expected shape %v)", p.Name, []int(p.T.Shape()))
+			} else if opts.Replace && kernels.IsReadOnly(p.T) {
+				err = p.Set(tensor.New(tensor.WithShape(p.T.Shape().Clone()...), tensor.Of(tensor.Float32)))
+			}
+		case opts.Replace:
+			err = replaceParam(p, ck, opts, &stats)
+		default:
+			err = copyParam(p, src, ck, opts.KeepReadOnly)
+		}
+		if err == nil {
+			continue
+		}
 		if len(errs) < maxReportedErrors {
-			errs = append(errs, e)
+			errs = append(errs, err)
 		} else {
 			more++
-		}
-	}
-	for _, p := range ps {
-		if !src.Has(p.Name) {
-			if !p.Optional {
-				report(fmt.Errorf("weights: tensor %q missing from checkpoint (expected shape %v)", p.Name, []int(p.T.Shape())))
-			}
-			continue
-		}
-		readOnly := kernels.IsReadOnly(p.T)
-		if readOnly && !keepReadOnly {
-			report(fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name))
-			continue
-		}
-		if readOnly {
-			if ck, ok := src.(*Checkpoint); ok {
-				if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
-					report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape))
-				}
-			}
-			continue
-		}
-		half := kernels.IsHalf(p.T.Dtype())
-		var dst []float32
-		if !half {
-			if dst, err = denseFloat32(p.Name, p.T); err != nil {
-				report(err)
-				continue
-			}
-		}
-		data, shape, err := src.Tensor(p.Name)
-		if err != nil {
-			report(err)
-			continue
-		}
-		if !sameShape(shape, p.T.Shape()) {
-			report(fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), shape))
-			continue
-		}
-		if n := p.T.Shape().TotalSize(); len(data) != n {
-			report(fmt.Errorf("weights: tensor %q: got %d values for shape %v", p.Name, len(data), shape))
-			continue
-		}
-		switch d := p.T.Data().(type) {
-		case []kernels.BF16: // rounded to nearest even: exact for bf16 sources
-			for i, v := range data {
-				d[i] = kernels.BF16(kernels.Float32ToBF16(v))
-			}
-		case []kernels.F16:
-			for i, v := range data {
-				d[i] = kernels.F16(kernels.Float32ToF16(v))
-			}
-		default:
-			copy(dst, data)
 		}
 	}
 	if more > 0 {
 		errs = append(errs, fmt.Errorf("... and %d more problems", more))
 	}
-	return errors.Join(errs...)
+	return stats, errors.Join(errs...)
+}
+
+// replaceParam replaces p's tensor with ck's (BindOptions.Replace).
+func replaceParam(p *nn.Param, ck *ckpt.Checkpoint, opts BindOptions, stats *ckpt.WeightStats) error {
+	ti, _, _ := ck.Info(p.Name)
+	if !sameShape(ti.Shape, p.T.Shape()) && !(len(ti.Shape) == 0 && sameShape([]int{1}, p.T.Shape())) {
+		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape)
+	}
+	var t *tensor.Dense
+	var err error
+	inPlace := false
+	if opts.Writable {
+		t, err = ck.DenseCopy(p.Name, opts.Dtype)
+	} else {
+		t, inPlace, err = ck.Dense(p.Name, opts.Dtype)
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.Set(t); err != nil {
+		return err
+	}
+	stats.Add(t.Dtype(), int64(t.MemSize()), inPlace)
+	return nil
+}
+
+// copyParam copies src's values of p into p's tensor (Bind without
+// Replace); ck is src when it is a checkpoint (nil otherwise).
+func copyParam(p *nn.Param, src TensorSource, ck *ckpt.Checkpoint, keepReadOnly bool) error {
+	if kernels.IsReadOnly(p.T) {
+		if !keepReadOnly {
+			return fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name)
+		}
+		if ck != nil {
+			if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
+				return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape)
+			}
+		}
+		return nil
+	}
+	var dst []float32
+	if !kernels.IsHalf(p.T.Dtype()) {
+		var err error
+		if dst, err = denseFloat32(p.Name, p.T); err != nil {
+			return err
+		}
+	}
+	data, shape, err := src.Tensor(p.Name)
+	if err != nil {
+		return err
+	}
+	if !sameShape(shape, p.T.Shape()) {
+		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), shape)
+	}
+	if n := p.T.Shape().TotalSize(); len(data) != n {
+		return fmt.Errorf("weights: tensor %q: got %d values for shape %v", p.Name, len(data), shape)
+	}
+	switch d := p.T.Data().(type) {
+	case []kernels.BF16: // rounded to nearest even: exact for bf16 sources
+		for i, v := range data {
+			d[i] = kernels.BF16(kernels.Float32ToBF16(v))
+		}
+	case []kernels.F16:
+		for i, v := range data {
+			d[i] = kernels.F16(kernels.Float32ToF16(v))
+		}
+	default:
+		copy(dst, data)
+	}
+	return nil
 }
 
 // Collect returns every tagged tensor under root with its name, for Save.
 // Float32 tensors are returned as Data slices that alias them (no copy);
 // tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
 // chunk by chunk when written.
-func Collect(root any, prefix string) ([]NamedTensor, error) {
-	ps, err := Parameters(root, prefix)
+func Collect(root any, prefix string) ([]ckpt.NamedTensor, error) {
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]NamedTensor, 0, len(ps))
+	out := make([]ckpt.NamedTensor, 0, len(ps))
 	for _, p := range ps {
-		nt := NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
+		nt := ckpt.NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
 		if p.T.Dtype() == tensor.Float32 {
 			if nt.Data, err = denseFloat32(p.Name, p.T); err != nil {
 				return nil, err
@@ -219,7 +238,7 @@ type Binding struct {
 func Unused(available []string, bindings ...Binding) ([]string, error) {
 	used := map[string]bool{}
 	for _, b := range bindings {
-		ps, err := Parameters(b.Root, b.Prefix)
+		ps, err := nn.Parameters(b.Root, b.Prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -237,14 +256,11 @@ func Unused(available []string, bindings ...Binding) ([]string, error) {
 	return out, nil
 }
 
-// ParamCount returns the number of scalar parameters under root.
-func ParamCount(root any) (int64, error) { return nn.ParamCount(root) }
-
 // ParamCountByPrefix groups the parameter count of root (named under
 // prefix) by the first depth dot-separated segments of each name, e.g.
 // depth 1 on a full model gives {"language_model": ..., "vision_tower": ...}.
 func ParamCountByPrefix(root any, prefix string, depth int) (map[string]int64, error) {
-	ps, err := Parameters(root, prefix)
+	ps, err := nn.Parameters(root, prefix)
 	if err != nil {
 		return nil, err
 	}

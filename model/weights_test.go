@@ -1,6 +1,8 @@
 package model
 
 import (
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"strings"
 	"testing"
 
@@ -55,21 +57,22 @@ var tModelNames = []string{
 
 func TestWalkNames(t *testing.T) {
 	var got []string
-	if err := Walk(newTModel(), "p", func(name string, _ *tensor.Dense) error {
-		got = append(got, name)
-		return nil
-	}); err != nil {
+	ps, err := nn.Parameters(newTModel(), "p")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range ps {
+		got = append(got, p.Name)
 	}
 	if strings.Join(got, " ") != strings.Join(tModelNames, " ") {
 		t.Errorf("walk order\n got %v\nwant %v", got, tModelNames)
 	}
 	m := newTModel()
-	names := Names(m, "p.")
+	names := nn.ParamNames(m, "p.")
 	if names[m.Blocks[1].FC.Weight] != "p.blocks.1.mlp.fc1.weight" || len(names) != len(tModelNames) {
 		t.Errorf("Names: %v", names)
 	}
-	if n, err := ParamCount(m); err != nil || n != 4+2+2*(3+3+6+3)+1 {
+	if n, err := nn.ParamCount(m); err != nil || n != 4+2+2*(3+3+6+3)+1 {
 		t.Errorf("ParamCount=%d %v", n, err)
 	}
 	by, err := ParamCountByPrefix(m, "p", 2)
@@ -79,7 +82,7 @@ func TestWalkNames(t *testing.T) {
 }
 
 // memSource is an in-memory TensorSource.
-type memSource map[string]NamedTensor
+type memSource map[string]ckpt.NamedTensor
 
 func (s memSource) Has(n string) bool { _, ok := s[n]; return ok }
 func (s memSource) Tensor(n string) ([]float32, []int, error) {
@@ -90,29 +93,29 @@ func (s memSource) Tensor(n string) ([]float32, []int, error) {
 func TestBindCollectSave(t *testing.T) {
 	src := newTModel()
 	i := float32(0)
-	Walk(src, "p", func(_ string, d *tensor.Dense) error {
+	for _, p := range must(nn.Parameters(src, "p")) {
+		d := p.T
 		for j := range d.Data().([]float32) {
 			i++
 			d.Data().([]float32)[j] = i
 		}
-		return nil
-	})
+	}
 	named, err := Collect(src, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	named = append(named, NamedTensor{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
+	named = append(named, ckpt.NamedTensor{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
 	dir := t.TempDir()
-	if err := Save(dir, named, SaveOptions{MaxShardSize: 40}); err != nil {
+	if err := ckpt.Save(dir, named, ckpt.SaveOptions{MaxShardSize: 40}); err != nil {
 		t.Fatal(err)
 	}
-	ck, err := Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ck.Close()
 	dst := newTModel()
-	if err := Bind(dst, "p", ck); err != nil {
+	if _, err := Bind(dst, "p", ck, BindOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := Collect(src, "p")
@@ -144,7 +147,7 @@ func TestBindErrors(t *testing.T) {
 				s[k] = v
 			}
 		}
-		if err := Bind(newTModel(), "p", s); err != nil {
+		if _, err := Bind(newTModel(), "p", s, BindOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -155,7 +158,7 @@ func TestBindErrors(t *testing.T) {
 				s[k] = v
 			}
 		}
-		err := Bind(newTModel(), "p", s)
+		_, err := Bind(newTModel(), "p", s, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), `"p.blocks.1.gamma" missing`) {
 			t.Errorf("got %v", err)
 		}
@@ -165,8 +168,8 @@ func TestBindErrors(t *testing.T) {
 		for k, v := range full {
 			s[k] = v
 		}
-		s["p.stem.0"] = NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
-		err := Bind(newTModel(), "p", s)
+		s["p.stem.0"] = ckpt.NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
+		_, err := Bind(newTModel(), "p", s, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), `"p.stem.0" shape mismatch: expected [2 2], got [4]`) {
 			t.Errorf("got %v", err)
 		}
@@ -174,7 +177,7 @@ func TestBindErrors(t *testing.T) {
 	t.Run("nil required tensor", func(t *testing.T) {
 		m := newTModel()
 		m.Blocks[0].Gamma = nil
-		err := Bind(m, "p", full)
+		_, err := Bind(m, "p", full, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), "p.blocks.0.gamma") {
 			t.Errorf("got %v", err)
 		}
@@ -182,7 +185,7 @@ func TestBindErrors(t *testing.T) {
 	t.Run("nil optional tensor", func(t *testing.T) {
 		m := newTModel()
 		m.Blocks[0].Norm.Bias = nil
-		if err := Bind(m, "p", full); err != nil {
+		if _, err := Bind(m, "p", full, BindOptions{}); err != nil {
 			t.Error(err)
 		}
 	})
@@ -190,7 +193,7 @@ func TestBindErrors(t *testing.T) {
 		type bad struct {
 			X int `weights:"x"`
 		}
-		if err := Walk(&bad{}, "", func(string, *tensor.Dense) error { return nil }); err == nil {
+		if _, err := nn.Parameters(&bad{}, ""); err == nil {
 			t.Error("int field accepted")
 		}
 	})
@@ -199,7 +202,7 @@ func TestBindErrors(t *testing.T) {
 			A *tensor.Dense `weights:"w"`
 			B *tensor.Dense `weights:"w"`
 		}
-		if err := Walk(&dup{A: dense(1), B: dense(1)}, "", func(string, *tensor.Dense) error { return nil }); err == nil {
+		if _, err := nn.Parameters(&dup{A: dense(1), B: dense(1)}, ""); err == nil {
 			t.Error("duplicate accepted")
 		}
 	})

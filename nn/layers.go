@@ -90,37 +90,6 @@ func (e *Embedding) Forward(b *kernels.Builder, ids *G.Node) *G.Node {
 	return b.Gather(b.Param(e.Weight), ids)
 }
 
-// LoRA is a low-rank adapter on a Linear layer (Hu et al. 2021, PEFT's
-// Linear):
-//
-//	y = x·Wᵀ + (alpha/r)·(dropout(x)·Aᵀ)·Bᵀ,  A [r, in], B [out, r]
-//
-// A starts Kaiming-uniform (a = √5, PEFT's default init_lora_weights=True)
-// and B at zero, so an attached adapter leaves the layer's output unchanged
-// until B is trained. The base weight is not touched: training only A and B
-// keeps it frozen, and merging folds the product into it.
-type LoRA struct {
-	A, B    *tensor.Dense
-	Rank    int
-	Alpha   float64
-	Dropout float64
-	// Train enables dropout (off for inference and gradient checks).
-	Train bool
-}
-
-// Scale is alpha / r.
-func (l *LoRA) Scale() float64 { return l.Alpha / float64(l.Rank) }
-
-// Forward is the adapter's contribution (alpha/r)·(dropout(x)·Aᵀ)·Bᵀ.
-func (l *LoRA) Forward(b *kernels.Builder, x *G.Node) *G.Node {
-	if l.Train && l.Dropout > 0 {
-		x = b.Dropout(x, l.Dropout)
-	}
-	h := b.In("lora_A").Linear(x, b.Param(l.A), nil)
-	d := b.In("lora_B").Linear(h, b.Param(l.B), nil)
-	return b.Scale(d, l.Scale())
-}
-
 // Alloc makes a parameter tensor at construction: Zeros for a model to be
 // initialised or trained, kernels.Placeholder for a model about to be bound
 // to a checkpoint (no memory until the binding replaces it).

@@ -49,7 +49,10 @@ const Tag = "weights"
 const maxWalkDepth = 64
 
 // Param is one parameter tensor, its checkpoint name and the properties its
-// layer declares in the tag.
+// layer declares in the tag. It is the project's one named-tensor type:
+// Parameters lists a model's as Params, and the trainable adapters (LoRA
+// A and B, named as PEFT names them) are listed as Params too (without a
+// field behind them: Set refuses them).
 type Param struct {
 	Name     string
 	T        *tensor.Dense

@@ -13,6 +13,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // Checkpoint layout inside a run folder:
@@ -175,7 +176,7 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	// gradient norm, so this is damage in memory) is never saved: the
 	// checkpoints on disk stay the last good ones.
 	if err := checkLoadedFinite("", w.model, w.adapters, opt); err != nil {
-		var nf *model.NonFiniteError
+		var nf *ckpt.NonFiniteError
 		if errors.As(err, &nf) {
 			err = nf
 		}
@@ -191,8 +192,8 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	// from its checkpoint rather than written again (model.SaveLinking).
 	// The weights and moments are summed while written (linked base shards
 	// take their recorded sums) for the manifest written last.
-	sums := model.NewSums()
-	if _, err := w.model.SaveLinking(tmp, w.pp, model.SaveOptions{DType: dtype, Sums: sums}); err != nil {
+	sums := ckpt.NewSums()
+	if _, err := w.model.SaveLinking(tmp, w.pp, ckpt.SaveOptions{DType: dtype, Sums: sums}); err != nil {
 		return fail(err)
 	}
 	if w.adapters != nil {
@@ -201,7 +202,7 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		}
 	}
 	if w.tokenizer != "" {
-		if err := model.CopyTokenizer(w.tokenizer, tmp); err != nil {
+		if err := ckpt.CopyTokenizer(w.tokenizer, tmp); err != nil {
 			return fail(err)
 		}
 	}
@@ -210,16 +211,16 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 			return fail(err)
 		}
 	}
-	var moments []model.NamedTensor
+	var moments []ckpt.NamedTensor
 	for _, p := range opt.Params {
 		if p.M == nil {
 			p.M, p.V = make([]float32, len(p.Data)), make([]float32, len(p.Data))
 		}
 		moments = append(moments,
-			model.NamedTensor{Name: "exp_avg." + p.Name, Shape: []int{len(p.M)}, Data: p.M},
-			model.NamedTensor{Name: "exp_avg_sq." + p.Name, Shape: []int{len(p.V)}, Data: p.V})
+			ckpt.NamedTensor{Name: "exp_avg." + p.Name, Shape: []int{len(p.M)}, Data: p.M},
+			ckpt.NamedTensor{Name: "exp_avg_sq." + p.Name, Shape: []int{len(p.V)}, Data: p.V})
 	}
-	if err := model.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, model.WriteOptions{DType: "F32", Sums: sums}); err != nil {
+	if err := ckpt.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, ckpt.WriteOptions{DType: "F32", Sums: sums}); err != nil {
 		return fail(err)
 	}
 	js, err := json.MarshalIndent(st, "", "  ")
@@ -229,7 +230,7 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, stateFile), append(js, '\n'), 0o644); err != nil {
 		return fail(err)
 	}
-	if _, err := model.WriteManifest(tmp, sums); err != nil {
+	if _, err := ckpt.WriteManifest(tmp, sums); err != nil {
 		return fail(err)
 	}
 	entries, err := os.ReadDir(tmp)
@@ -413,10 +414,10 @@ func LatestCheckpoint(runDir string) (string, *TrainerState, error) {
 }
 
 // verifyCheckpoint checks dir's files against its manifest (errors wrap
-// model.ErrCorrupt and name the file); note receives a one-line note when
+// ckpt.ErrCorrupt and name the file); note receives a one-line note when
 // the checkpoint has no manifest.
 func verifyCheckpoint(dir string, note func(string)) error {
-	v, err := model.VerifyManifest(dir)
+	v, err := ckpt.VerifyManifest(dir)
 	if err != nil {
 		return err
 	}
@@ -431,14 +432,14 @@ func verifyCheckpoint(dir string, note func(string)) error {
 // from dir or before save writes them (weights used in place from a mapped
 // base are not the checkpoint's and are left out).
 func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
-	if err := model.CheckFinite(m, "", true); err != nil {
+	if err := ckpt.CheckFinite(m, "", true); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if ad != nil {
 		for _, a := range ad.Tensors() {
 			if d, ok := a.T.Data().([]float32); ok {
-				if err := model.CheckFiniteValues(a.Name, d); err != nil {
-					return fmt.Errorf("%s: %w", filepath.Join(dir, model.AdapterWeightsFile), err)
+				if err := ckpt.CheckFiniteValues(a.Name, d); err != nil {
+					return fmt.Errorf("%s: %w", filepath.Join(dir, ckpt.AdapterWeightsFile), err)
 				}
 			}
 		}
@@ -451,7 +452,7 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 			name string
 			v    []float32
 		}{{"exp_avg." + p.Name, p.M}, {"exp_avg_sq." + p.Name, p.V}} {
-			if err := model.CheckFiniteValues(part.name, part.v); err != nil {
+			if err := ckpt.CheckFiniteValues(part.name, part.v); err != nil {
 				return fmt.Errorf("%s: %w", filepath.Join(dir, optimizerFile), err)
 			}
 		}
@@ -462,13 +463,13 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 // loadCheckpoint reads weights into m (and the adapters, when set) and
 // moments into opt's parameters.
 func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
-	ck, err := model.Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer ck.Close()
 	// A frozen base used in place (read-only mapped) keeps its values.
-	if err := model.BindWritable(m, "", ck); err != nil {
+	if _, err := model.Bind(m, "", ck, model.BindOptions{KeepReadOnly: true}); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if ad != nil {
@@ -476,7 +477,7 @@ func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 			return fmt.Errorf("checkpoint %s: %w", dir, err)
 		}
 	}
-	f, err := model.OpenSafetensors(filepath.Join(dir, optimizerFile))
+	f, err := ckpt.OpenSafetensors(filepath.Join(dir, optimizerFile))
 	if err != nil {
 		return err
 	}

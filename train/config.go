@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/magma-go/magma/configs/pretrain"
-	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -64,7 +64,7 @@ type ModelConfig struct {
 	// values (model.LoadOptions.Verify). Not part of the recipe.
 	Verify bool `yaml:"-"`
 	// Verified is what Verify checked, set by InitModel.
-	Verified *model.Verification `yaml:"-"`
+	Verified *ckpt.Verification `yaml:"-"`
 }
 
 // OptimizerConfig configures AdamW (PyTorch/Hugging Face defaults).

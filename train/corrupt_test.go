@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // Issue 31, data safety point 1: a damaged checkpoint is found on --resume
@@ -37,13 +39,13 @@ func xorBytes(t *testing.T, path string, n int) {
 // name contains sub.
 func firstF32Tensor(t *testing.T, path, sub string) string {
 	t.Helper()
-	f, err := model.OpenSafetensors(path)
+	f, err := ckpt.OpenSafetensors(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	for _, n := range f.Names() {
-		if ti, _ := f.Info(n); ti.DType == model.DTypeF32 && strings.Contains(n, sub) && ti.NumElements() > 3 {
+		if ti, _ := f.Info(n); ti.DType == ckpt.DTypeF32 && strings.Contains(n, sub) && ti.NumElements() > 3 {
 			return n
 		}
 	}
@@ -55,7 +57,7 @@ func firstF32Tensor(t *testing.T, path, sub string) string {
 // (in place, as a bit flip in the exponent would).
 func writeNaN(t *testing.T, path, name string) {
 	t.Helper()
-	f, err := model.OpenSafetensors(path)
+	f, err := ckpt.OpenSafetensors(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,19 +102,19 @@ func TestResumeRejectsCorruptCheckpoint(t *testing.T) {
 	}
 	older, newer := stepName(steps[0]), stepName(steps[1])
 	// Every file of a checkpoint is in its manifest, with the algorithm.
-	man, err := model.ReadManifest(filepath.Join(base, checkpointsDir, newer))
+	man, err := ckpt.ReadManifest(filepath.Join(base, checkpointsDir, newer))
 	if err != nil || man == nil {
 		t.Fatalf("manifest of %s: %v %v", newer, man, err)
 	}
-	for _, f := range []string{model.SingleFileName, optimizerFile, stateFile, model.ConfigFileName} {
+	for _, f := range []string{ckpt.SingleFileName, optimizerFile, stateFile, model.ConfigFileName} {
 		if _, ok := man.Files[f]; !ok {
 			t.Errorf("manifest of %s lacks %s: %v", newer, f, man.Files)
 		}
 	}
-	if man.Algorithm != model.ChecksumAlgorithm {
+	if man.Algorithm != ckpt.ChecksumAlgorithm {
 		t.Errorf("algorithm %q", man.Algorithm)
 	}
-	tensor := firstF32Tensor(t, filepath.Join(base, checkpointsDir, newer, model.SingleFileName), "layers.0.")
+	tensor := firstF32Tensor(t, filepath.Join(base, checkpointsDir, newer, ckpt.SingleFileName), "layers.0.")
 
 	for _, tc := range []struct {
 		name string
@@ -124,31 +126,31 @@ func TestResumeRejectsCorruptCheckpoint(t *testing.T) {
 		want []string
 	}{
 		{"xor 64 bytes", func(t *testing.T, ck string) {
-			xorBytes(t, filepath.Join(ck, newer, model.SingleFileName), 64)
-		}, older, []string{"corrupt", filepath.Join(newer, model.SingleFileName), "checksum", "falling back to " + filepath.Join(ck0, older)}},
+			xorBytes(t, filepath.Join(ck, newer, ckpt.SingleFileName), 64)
+		}, older, []string{"corrupt", filepath.Join(newer, ckpt.SingleFileName), "checksum", "falling back to " + filepath.Join(ck0, older)}},
 		{"xor 64 bytes of the optimizer state", func(t *testing.T, ck string) {
 			xorBytes(t, filepath.Join(ck, newer, optimizerFile), 64)
 		}, older, []string{"corrupt", filepath.Join(newer, optimizerFile), "falling back to"}},
 		{"NaN weight saved with its checksums", func(t *testing.T, ck string) {
-			writeNaN(t, filepath.Join(ck, newer, model.SingleFileName), tensor)
-			if _, err := model.WriteManifest(filepath.Join(ck, newer), nil); err != nil {
+			writeNaN(t, filepath.Join(ck, newer, ckpt.SingleFileName), tensor)
+			if _, err := ckpt.WriteManifest(filepath.Join(ck, newer), nil); err != nil {
 				t.Fatal(err)
 			}
 		}, older, []string{"corrupt", tensor, "NaN", "falling back to"}},
 		{"NaN weight in a checkpoint without manifest", func(t *testing.T, ck string) {
-			writeNaN(t, filepath.Join(ck, newer, model.SingleFileName), tensor)
-			os.Remove(filepath.Join(ck, newer, model.ManifestFileName))
-		}, older, []string{"note: ", "has no " + model.ManifestFileName, "corrupt", tensor, "falling back to"}},
+			writeNaN(t, filepath.Join(ck, newer, ckpt.SingleFileName), tensor)
+			os.Remove(filepath.Join(ck, newer, ckpt.ManifestFileName))
+		}, older, []string{"note: ", "has no " + ckpt.ManifestFileName, "corrupt", tensor, "falling back to"}},
 		{"intact checkpoint without manifest", func(t *testing.T, ck string) {
-			os.Remove(filepath.Join(ck, newer, model.ManifestFileName))
-		}, newer, []string{"note: ", filepath.Join(ck0, newer) + " has no " + model.ManifestFileName}},
+			os.Remove(filepath.Join(ck, newer, ckpt.ManifestFileName))
+		}, newer, []string{"note: ", filepath.Join(ck0, newer) + " has no " + ckpt.ManifestFileName}},
 		{"none intact", func(t *testing.T, ck string) {
-			xorBytes(t, filepath.Join(ck, newer, model.SingleFileName), 64)
-			writeNaN(t, filepath.Join(ck, older, model.SingleFileName), tensor)
-			if _, err := model.WriteManifest(filepath.Join(ck, older), nil); err != nil {
+			xorBytes(t, filepath.Join(ck, newer, ckpt.SingleFileName), 64)
+			writeNaN(t, filepath.Join(ck, older, ckpt.SingleFileName), tensor)
+			if _, err := ckpt.WriteManifest(filepath.Join(ck, older), nil); err != nil {
 				t.Fatal(err)
 			}
-		}, "", []string{"no intact checkpoint", filepath.Join(newer, model.SingleFileName), "checksum", older, tensor}},
+		}, "", []string{"no intact checkpoint", filepath.Join(newer, ckpt.SingleFileName), "checksum", older, tensor}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "run")
@@ -197,45 +199,45 @@ func TestLinkedBaseChecksums(t *testing.T) {
 	for _, baseManifest := range []bool{true, false} {
 		base := testConfig(1)
 		m, pp := testModel(t, base)
-		ckpt := filepath.Join(t.TempDir(), "base")
-		if err := m.Save(ckpt, pp, model.SaveOptions{DType: "BF16"}); err != nil {
+		baseDir := filepath.Join(t.TempDir(), "base")
+		if err := m.Save(baseDir, pp, ckpt.SaveOptions{DType: "BF16"}); err != nil {
 			t.Fatal(err)
 		}
-		var bm *model.Manifest
+		var bm *ckpt.Manifest
 		if baseManifest {
 			var err error
-			if bm, err = model.WriteManifest(ckpt, nil); err != nil {
+			if bm, err = ckpt.WriteManifest(baseDir, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
 		out := t.TempDir()
 		edit := func(c *Config) {
-			c.Model = ModelConfig{InitFrom: ckpt}
+			c.Model = ModelConfig{InitFrom: baseDir}
 			c.Checkpoint = CheckpointConfig{Every: 2}
 		}
 		if _, _, err := runLoRAWith(t, out, 4, false, 3, edit); !errors.Is(err, errStop) {
 			t.Fatalf("interrupted run: %v", err)
 		}
 		dir := filepath.Join(out, checkpointsDir, stepName(2))
-		v, err := model.VerifyManifest(dir)
+		v, err := ckpt.VerifyManifest(dir)
 		if err != nil || v.Algorithm == "" {
 			t.Fatalf("checkpoint with a linked base (base manifest %v): %v %v", baseManifest, v, err)
 		}
-		man, _ := model.ReadManifest(dir)
-		for _, f := range []string{model.SingleFileName, model.AdapterWeightsFile, optimizerFile} {
+		man, _ := ckpt.ReadManifest(dir)
+		for _, f := range []string{ckpt.SingleFileName, ckpt.AdapterWeightsFile, optimizerFile} {
 			if _, ok := man.Files[f]; !ok {
 				t.Errorf("manifest lacks %s", f)
 			}
 		}
-		if bm != nil && man.Files[model.SingleFileName] != bm.Files[model.SingleFileName] {
-			t.Errorf("linked %s: %+v, the base recorded %+v", model.SingleFileName, man.Files[model.SingleFileName], bm.Files[model.SingleFileName])
+		if bm != nil && man.Files[ckpt.SingleFileName] != bm.Files[ckpt.SingleFileName] {
+			t.Errorf("linked %s: %+v, the base recorded %+v", ckpt.SingleFileName, man.Files[ckpt.SingleFileName], bm.Files[ckpt.SingleFileName])
 		}
 		if baseManifest {
 			continue
 		}
-		xorBytes(t, filepath.Join(dir, model.AdapterWeightsFile), 64)
+		xorBytes(t, filepath.Join(dir, ckpt.AdapterWeightsFile), 64)
 		_, _, err = runLoRAWith(t, out, 4, true, 0, edit)
-		if err == nil || !strings.Contains(err.Error(), "no intact checkpoint") || !strings.Contains(err.Error(), filepath.Join(dir, model.AdapterWeightsFile)) {
+		if err == nil || !strings.Contains(err.Error(), "no intact checkpoint") || !strings.Contains(err.Error(), filepath.Join(dir, ckpt.AdapterWeightsFile)) {
 			t.Fatalf("resume from a damaged adapter file: %v", err)
 		}
 	}
@@ -252,7 +254,7 @@ func TestNonFiniteWeightsNeverSaved(t *testing.T) {
 			if si.Step != 8 { // checkpoints every 4 steps
 				return nil
 			}
-			ps, _ := model.Parameters(m, "")
+			ps, _ := nn.Parameters(m, "")
 			for _, p := range ps {
 				if d, ok := p.T.Data().([]float32); ok && len(d) > 2 && strings.Contains(p.Name, "layers.1.") {
 					d[2] = float32(math.Inf(1))

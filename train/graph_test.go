@@ -8,12 +8,13 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/nn"
 	"gorgonia.org/tensor"
 )
 
 func singleLoss(t *testing.T, m *model.Magma, s data.Sample) float64 {
 	t.Helper()
-	b := kernels.NewBuilder(model.Names(m))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	loss, err := m.LossGraph(b, s.IDs, s.Labels, s.Images)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestBatchedLossMatchesPerSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, model.Names(m), lay.Shape, trainable, false) })
+		sg, err := cache.get(lay.Shape, func() (*stepGraph, error) { return buildGraph(m, nn.ParamNames(m, ""), lay.Shape, trainable, false) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +108,7 @@ func TestFillMasksLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, trainable, _ := trainableParams(m, TrainAll)
-	sg, err := buildGraph(m, model.Names(m), lay.Shape, trainable, false)
+	sg, err := buildGraph(m, nn.ParamNames(m, ""), lay.Shape, trainable, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestPlanMemoryMatchesTrainer(t *testing.T) {
 		{model.BatchShape{B: 2, T: 32, Crops: 2, S: 32}, true},
 	}
 	for _, tc := range cases {
-		sg, err := buildGraph(m, model.Names(m), tc.shape, trainable, tc.recompute)
+		sg, err := buildGraph(m, nn.ParamNames(m, ""), tc.shape, trainable, tc.recompute)
 		if err != nil {
 			t.Fatal(err)
 		}

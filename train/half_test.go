@@ -17,7 +17,7 @@ import (
 func halfBits(t *testing.T, m *model.Magma) map[string][]kernels.BF16 {
 	t.Helper()
 	out := map[string][]kernels.BF16{}
-	ps, err := model.Parameters(m, "")
+	ps, err := nn.Parameters(m, "")
 	if err != nil {
 		t.Fatal(err)
 	}

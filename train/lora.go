@@ -10,7 +10,8 @@ import (
 
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
-	"gorgonia.org/tensor"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // Adapters are trainable tensors that live beside the model's checkpoint
@@ -23,7 +24,7 @@ import (
 type Adapters interface {
 	// Tensors lists the adapter tensors and their stable names, in a fixed
 	// order (float32, updated in place by the optimizer).
-	Tensors() []AdapterTensor
+	Tensors() []nn.Param
 	// Save writes the adapter files into a checkpoint directory.
 	Save(dir string) error
 	// Load restores the tensors bit for bit from a checkpoint directory
@@ -31,15 +32,9 @@ type Adapters interface {
 	Load(dir string) error
 }
 
-// AdapterTensor is one adapter tensor and its name.
-type AdapterTensor struct {
-	Name string
-	T    *tensor.Dense
-}
-
-// LoRA is the Adapters of the LoRA layers attached to a Magma model's
-// language model (PEFT layout on disk).
-type LoRA struct {
+// LoRAAdapters is the Adapters of the LoRA layers (nn.LoRA) attached to a
+// Magma model's language model (PEFT layout on disk).
+type LoRAAdapters struct {
 	Model *model.Magma
 	// Base is adapter_config.json's base_model_name_or_path.
 	Base string
@@ -47,30 +42,30 @@ type LoRA struct {
 
 // AttachLoRA puts fresh adapters (A Kaiming-uniform from seed, B zero) on
 // the targeted decoder layers of m and returns them as Adapters.
-func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*LoRA, error) {
+func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*LoRAAdapters, error) {
 	if _, err := m.LM.AttachLoRA(c, model.LoRAPrefix, seed); err != nil {
 		return nil, err
 	}
-	return &LoRA{Model: m, Base: base}, nil
+	return &LoRAAdapters{Model: m, Base: base}, nil
 }
 
 // Tensors lists lora_A and lora_B of every adapted layer by PEFT name, sorted.
-func (l *LoRA) Tensors() []AdapterTensor {
-	var out []AdapterTensor
+func (l *LoRAAdapters) Tensors() []nn.Param {
+	var out []nn.Param
 	for name, t := range l.Model.LM.LoRATensors(model.LoRAPrefix) {
-		out = append(out, AdapterTensor{name, t})
+		out = append(out, nn.Param{Name: name, T: t})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
 // Save writes adapter_model.safetensors (float32) and adapter_config.json.
-func (l *LoRA) Save(dir string) error { return model.SaveLoRA(dir, l.Model, l.Base) }
+func (l *LoRAAdapters) Save(dir string) error { return model.SaveLoRA(dir, l.Model, l.Base) }
 
 // Load reads the adapter saved in dir into the attached adapters; the
 // saved adapter_config.json must describe the same adapters.
-func (l *LoRA) Load(dir string) error {
-	cj, err := os.ReadFile(filepath.Join(dir, model.AdapterConfigFile))
+func (l *LoRAAdapters) Load(dir string) error {
+	cj, err := os.ReadFile(filepath.Join(dir, ckpt.AdapterConfigFile))
 	if err != nil {
 		return fmt.Errorf("lora: %w", err)
 	}
@@ -93,7 +88,7 @@ func (l *LoRA) Load(dir string) error {
 	sort.Strings(sv)
 	if saved.Rank != cur.Rank || saved.Alpha != cur.Alpha || !slices.Equal(st, sv) {
 		return fmt.Errorf("%s: adapter r=%d alpha=%v targets=%v, this run attaches r=%d alpha=%v targets=%v",
-			filepath.Join(dir, model.AdapterConfigFile), saved.Rank, saved.Alpha, st, cur.Rank, cur.Alpha, sv)
+			filepath.Join(dir, ckpt.AdapterConfigFile), saved.Rank, saved.Alpha, st, cur.Rank, cur.Alpha, sv)
 	}
 	return model.ReadLoRATensors(dir, l.Model)
 }

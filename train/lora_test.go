@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/magma-go/magma/model"
-	"gorgonia.org/tensor"
 )
 
 func loraTestConfig(steps int) *Config {
@@ -54,10 +55,10 @@ var errStop = errors.New("stopped by the test")
 
 func snapshot(m *model.Magma) map[string][]float32 {
 	out := map[string][]float32{}
-	_ = model.Walk(m, "", func(name string, t *tensor.Dense) error {
-		out[name] = append([]float32(nil), t.Data().([]float32)...)
-		return nil
-	})
+	ps, _ := nn.Parameters(m, "")
+	for _, p := range ps {
+		out[p.Name] = append([]float32(nil), p.T.Data().([]float32)...)
+	}
 	return out
 }
 
@@ -99,7 +100,7 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 		t.Error("lora_B is still zero after training")
 	}
 	ck := filepath.Join(out, checkpointsDir, stepName(steps))
-	for _, f := range []string{model.AdapterWeightsFile, model.AdapterConfigFile, "model.safetensors", optimizerFile} {
+	for _, f := range []string{ckpt.AdapterWeightsFile, ckpt.AdapterConfigFile, "model.safetensors", optimizerFile} {
 		if _, err := os.Stat(filepath.Join(ck, f)); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +109,7 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 	if err != nil || st.Trainable != TrainLoRA || st.Optimizer.Params != 2*len(mods) {
 		t.Fatalf("state %+v %v", st, err)
 	}
-	f, err := model.OpenSafetensors(filepath.Join(ck, optimizerFile))
+	f, err := ckpt.OpenSafetensors(filepath.Join(ck, optimizerFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 )
 
 // finetune with trainable: lora from a bf16 checkpoint (init_from): the base
@@ -20,20 +22,20 @@ import (
 func TestLoRAOnMappedBF16Base(t *testing.T) {
 	base := testConfig(1)
 	m, pp := testModel(t, base)
-	ckpt := filepath.Join(t.TempDir(), "base")
-	if err := m.Save(ckpt, pp, model.SaveOptions{DType: "BF16"}); err != nil {
+	baseDir := filepath.Join(t.TempDir(), "base")
+	if err := m.Save(baseDir, pp, ckpt.SaveOptions{DType: "BF16"}); err != nil {
 		t.Fatal(err)
 	}
 	const steps = 4
 	run := func(out string, resume bool, stopAt int) (*Result, *model.Magma, error) {
 		return runLoRAWith(t, out, steps, resume, stopAt, func(c *Config) {
-			c.Model = ModelConfig{InitFrom: ckpt}
+			c.Model = ModelConfig{InitFrom: baseDir}
 			c.Checkpoint = CheckpointConfig{Every: 2}
 		})
 	}
 	mapped := func(t *testing.T, m *model.Magma) {
 		t.Helper()
-		ps, _ := model.Parameters(m, "")
+		ps, _ := nn.Parameters(m, "")
 		for _, p := range ps {
 			if p.T.Dtype() != kernels.BFloat16 || !kernels.IsReadOnly(p.T) {
 				t.Fatalf("%s: %v, read-only %v: want the mapped bf16 shard", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))
@@ -46,8 +48,8 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 	}
 	mapped(t, fm)
 	// its checkpoints link the base's files instead of writing them again
-	for _, f := range []string{model.SingleFileName} {
-		a, err1 := os.Stat(filepath.Join(ckpt, f))
+	for _, f := range []string{ckpt.SingleFileName} {
+		a, err1 := os.Stat(filepath.Join(baseDir, f))
 		b, err2 := os.Stat(filepath.Join(full.Checkpoint, f))
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
@@ -70,9 +72,9 @@ func TestLoRAOnMappedBF16Base(t *testing.T) {
 	}
 
 	c := testConfig(1)
-	c.Model = ModelConfig{InitFrom: ckpt}
+	c.Model = ModelConfig{InitFrom: baseDir}
 	fm, _ = testModel(t, c)
-	ps, _ := model.Parameters(fm, "")
+	ps, _ := nn.Parameters(fm, "")
 	for _, p := range ps {
 		if p.T.Dtype() != fm.LM.Dtype() || kernels.IsReadOnly(p.T) {
 			t.Fatalf("trainable: all: %s is %v, read-only %v: want a float32 copy", p.Name, p.T.Dtype(), kernels.IsReadOnly(p.T))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/nn"
 )
 
 // Hugging Face's schedules: linear warmup from 0 over ceil(ratio·total)
@@ -143,7 +144,7 @@ func TestNoDecay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _ := model.Parameters(m, "")
+	all, _ := nn.Parameters(m, "")
 	noDecay := map[string]bool{}
 	for i, p := range ps {
 		noDecay[p.Name] = !p.Decay

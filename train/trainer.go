@@ -24,6 +24,8 @@ import (
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/train/dist"
 	"gorgonia.org/tensor"
 )
@@ -151,7 +153,7 @@ var ErrNonFinite = errors.New("non-finite loss or gradient")
 func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dense]bool, error) {
 	var ps []*Param
 	set := map[*tensor.Dense]bool{}
-	all, err := model.Parameters(m, "")
+	all, err := nn.Parameters(m, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -193,12 +195,13 @@ func selectParams(m *model.Magma, setting string, ad Adapters) ([]*Param, []*ten
 			return nil, nil, err
 		}
 		var ts []*tensor.Dense
-		err = model.Walk(m, "", func(name string, t *tensor.Dense) error {
-			if len(ts) < len(ps) && ps[len(ts)].Name == name {
-				ts = append(ts, t)
+		var all []nn.Param
+		all, err = nn.Parameters(m, "")
+		for _, p := range all {
+			if len(ts) < len(ps) && ps[len(ts)].Name == p.Name {
+				ts = append(ts, p.T)
 			}
-			return nil
-		})
+		}
 		if err == nil && len(ts) != len(ps) {
 			err = fmt.Errorf("parameter list changed while walking the model")
 		}
@@ -361,7 +364,7 @@ func newRun(o Options) (*run, error) {
 		for _, p := range params {
 			info.Trainable += int64(len(p.Data))
 		}
-		info.Total, _ = model.ParamCount(m)
+		info.Total, _ = nn.ParamCount(m)
 		if r.adapters != nil {
 			for _, a := range r.adapters.Tensors() {
 				info.Total += int64(a.T.Shape().TotalSize())
@@ -486,7 +489,7 @@ func (r *run) latestLoadable() (string, *TrainerState, error) {
 			return "", nil, fmt.Errorf("train: --resume: no intact checkpoint in %s (%d tried): %w", r.writer.root, len(failed), errors.Join(failed...))
 		}
 		what := "that does not load"
-		if errors.Is(err, model.ErrCorrupt) {
+		if errors.Is(err, ckpt.ErrCorrupt) {
 			what = "that is corrupt"
 		}
 		fmt.Fprintf(r.logw, "warning: skipping checkpoint %s %s (%v); falling back to %s\n", d, what, err, dirs[i+1])
@@ -511,7 +514,7 @@ func (r *run) open() error {
 		}
 		return fmt.Errorf("train: opening data: %w", err)
 	}
-	r.names = model.Names(r.m)
+	r.names = nn.ParamNames(r.m, "")
 	if r.adapters != nil {
 		// Stable graph node names for the adapter tensors (PEFT names).
 		for _, a := range r.adapters.Tensors() {

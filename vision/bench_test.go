@@ -1,6 +1,7 @@
 package vision
 
 import (
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 	"math/rand"
 	"testing"
@@ -21,8 +22,8 @@ func randomTrunk(tb testing.TB, cfg Config) *ConvNeXt {
 		tb.Fatal(err)
 	}
 	r := rand.New(rand.NewSource(1))
-	for _, nt := range m.Tensors("") {
-		d := nt.Tensor.Data().([]float32)
+	for _, nt := range params(m, "") {
+		d := nt.T.Data().([]float32)
 		for i := range d {
 			d[i] = float32(r.NormFloat64() * 0.02)
 		}
@@ -39,7 +40,7 @@ func BenchmarkConvNeXtSmallForward(b *testing.B) {
 	for i := range px.Data {
 		px.Data[i] = float32(r.NormFloat64())
 	}
-	bld := kernels.NewBuilder(m.Names(""))
+	bld := kernels.NewBuilder(nn.ParamNames(m, ""))
 	x := bld.Input("pixel_values", PixelTensor(px))
 	out, _ := m.Forward(bld, x, CropGrid(px))
 	if err := bld.Err(); err != nil {

@@ -134,34 +134,6 @@ func (m *ConvNeXt) Config() Config { return m.cfg }
 // OutDim is the channel width of the output map (Dims[3]).
 func (m *ConvNeXt) OutDim() int { return m.cfg.Dims[len(m.cfg.Dims)-1] }
 
-// NamedTensor is one parameter with its checkpoint name.
-type NamedTensor struct {
-	Name     string
-	Tensor   *tensor.Dense
-	Optional bool
-}
-
-// Tensors lists every parameter in declaration order, named by the weights
-// tags with prefix prepended (e.g. "vision_tower.clip_vision_model.trunk.").
-func (m *ConvNeXt) Tensors(prefix string) []NamedTensor {
-	ps, _ := nn.Parameters(m, prefix)
-	out := make([]NamedTensor, len(ps))
-	for i, p := range ps {
-		out[i] = NamedTensor{Name: p.Name, Tensor: p.T, Optional: p.Optional}
-	}
-	return out
-}
-
-// Names maps each parameter tensor to its checkpoint name, as
-// kernels.NewBuilder wants it.
-func (m *ConvNeXt) Names(prefix string) map[*tensor.Dense]string { return nn.ParamNames(m, prefix) }
-
-// ParamCount is the total number of scalar parameters.
-func (m *ConvNeXt) ParamCount() int {
-	n, _ := nn.ParamCount(m)
-	return int(n)
-}
-
 // Forward applies the stem: a 4x4 stride-4 conv written as Patchify(4)
 // (features ordered (c, ky, kx), matching the [C0,3,4,4] weight flattened)
 // followed by one GEMM, then a per-position LayerNorm over C0 channels.
@@ -255,7 +227,7 @@ func (m *ConvNeXt) Encode(px *imaging.Pixels) (*tensor.Dense, kernels.Grid, erro
 	case len(px.Data) != px.NumCrops()*px.Base*px.Base*3:
 		return nil, kernels.Grid{}, fmt.Errorf("vision: encode: %d pixel values, want %d for %dx%d crops of %d px", len(px.Data), px.NumCrops()*px.Base*px.Base*3, px.Rows, px.Cols, px.Base)
 	}
-	b := kernels.NewBuilder(m.Names(""))
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	x := b.Input("pixel_values", PixelTensor(px))
 	out, g := m.Forward(b, x, CropGrid(px))
 	if err := b.Err(); err != nil {

@@ -2,6 +2,7 @@ package vision
 
 import (
 	"encoding/json"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/vision/imaging"
 	"math"
 	"os"
@@ -65,15 +66,15 @@ func loadFixtureTrunk(t testing.TB) *ConvNeXt {
 		t.Fatal(err)
 	}
 	used := map[string]bool{}
-	for _, nt := range m.Tensors(trunkPrefix) {
+	for _, nt := range params(m, trunkPrefix) {
 		st, ok := ckpt[nt.Name]
 		if !ok {
 			t.Fatalf("tensor %s missing from the checkpoint", nt.Name)
 		}
-		if !eqInts(st.Shape, shapeOf(nt.Tensor)) {
-			t.Fatalf("tensor %s: checkpoint shape %v, model %v", nt.Name, st.Shape, shapeOf(nt.Tensor))
+		if !eqInts(st.Shape, shapeOf(nt.T)) {
+			t.Fatalf("tensor %s: checkpoint shape %v, model %v", nt.Name, st.Shape, shapeOf(nt.T))
 		}
-		copy(nt.Tensor.Data().([]float32), st.Data)
+		copy(nt.T.Data().([]float32), st.Data)
 		used[nt.Name] = true
 	}
 	for _, name := range sortedKeys(ckpt) {
@@ -90,8 +91,8 @@ func TestConvNeXtNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][]int{}
-	for _, nt := range m.Tensors("") {
-		got[nt.Name] = shapeOf(nt.Tensor)
+	for _, nt := range params(m, "") {
+		got[nt.Name] = shapeOf(nt.T)
 	}
 	want := map[string][]int{
 		"stem.0.weight":                    {8, 3, 4, 4},
@@ -128,7 +129,7 @@ func TestConvNeXtNames(t *testing.T) {
 	if len(got) != 4+12+45 {
 		t.Errorf("%d tensors, want %d", len(got), 4+12+45)
 	}
-	if m.Names("p.")[m.Stem.Conv.Weight] != "p.stem.0.weight" {
+	if nn.ParamNames(m, "p.")[m.Stem.Conv.Weight] != "p.stem.0.weight" {
 		t.Error("Names prefix")
 	}
 }
@@ -154,15 +155,15 @@ func TestParamCount(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := m.Config()
-		if got, want := m.ParamCount(), paramFormula(c.Depths, c.Dims); got != want {
+		if got, want := paramCount(m), paramFormula(c.Depths, c.Dims); got != want {
 			t.Errorf("%s: ParamCount %d, formula %d", name, got, want)
 		}
-		t.Logf("%s: %d parameters (eps %g)", name, m.ParamCount(), c.NormEps)
+		t.Logf("%s: %d parameters (eps %g)", name, paramCount(m), c.NormEps)
 	}
 	// timm's convnext_tiny has 28.59M parameters including a 768-wide head
 	// norm (1536) and the 1000-class classifier (769000).
 	m, _ := NewConvNeXt(Config{Backbone: "convnext_tiny", ImageSize: 512})
-	if got := m.ParamCount() + 1536 + 769000; got != 28589128 {
+	if got := paramCount(m) + 1536 + 769000; got != 28589128 {
 		t.Errorf("convnext_tiny + head = %d, timm reports 28589128", got)
 	}
 	if _, err := NewConvNeXt(Config{Backbone: "nope", ImageSize: 512}); err == nil {

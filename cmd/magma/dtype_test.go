@@ -11,6 +11,7 @@ import (
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // bf16Case is a case of the PyTorch golden file's bf16 section: the prompt
@@ -81,9 +82,9 @@ func TestDtypeCLI(t *testing.T) {
 			t.Fatalf("--dtype %s: %v\n%s", dt, err, out)
 		}
 		var res struct {
-			OutputIDs []int             `json:"output_ids"`
-			Weights   model.WeightStats `json:"weights"`
-			Steps     []float64         `json:"decode_step_ms"`
+			OutputIDs []int            `json:"output_ids"`
+			Weights   ckpt.WeightStats `json:"weights"`
+			Steps     []float64        `json:"decode_step_ms"`
 		}
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("%v: %s", err, out)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision/imaging"
 	"github.com/spf13/cobra"
@@ -74,7 +75,7 @@ func newGenerateCmd() *cobra.Command {
 				return err
 			}
 			if logitsOut != "" {
-				if err := model.WriteLogits(logitsOut, res.Logits); err != nil {
+				if err := ckpt.WriteLogits(logitsOut, res.Logits); err != nil {
 					return err
 				}
 			}

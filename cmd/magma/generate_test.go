@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 const parityDir = "../../model/testdata/parity"
@@ -61,12 +62,12 @@ func TestGenerateMatchesReference(t *testing.T) {
 	if fmt.Sprint(res.OutputIDs) != fmt.Sprint(c.Generated) {
 		t.Fatalf("output ids %v, reference %v", res.OutputIDs, c.Generated)
 	}
-	got, err := model.OpenSafetensors(logits)
+	got, err := ckpt.OpenSafetensors(logits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer got.Close()
-	want, err := model.OpenSafetensors(filepath.Join(parityDir, "golden_tall.safetensors"))
+	want, err := ckpt.OpenSafetensors(filepath.Join(parityDir, "golden_tall.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

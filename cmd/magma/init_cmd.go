@@ -7,6 +7,7 @@ import (
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/spf13/cobra"
 )
 
@@ -49,7 +50,7 @@ real weights. Same seed, same values, whatever the dtype.`,
 			}
 			// Streamed: tensors are drawn and written chunk by chunk, so a
 			// full-size magma-8b needs a few MB of memory, not the model.
-			n, err := model.WriteRandom(out, cfg, pp, seed, model.SaveOptions{DType: dtype})
+			n, err := model.WriteRandom(out, cfg, pp, seed, ckpt.SaveOptions{DType: dtype})
 			if err != nil {
 				return err
 			}
@@ -59,7 +60,7 @@ real weights. Same seed, same values, whatever the dtype.`,
 				}
 			}
 			if tokPath != "" {
-				if err := model.CopyTokenizer(tokPath, out); err != nil {
+				if err := ckpt.CopyTokenizer(tokPath, out); err != nil {
 					return err
 				}
 			}

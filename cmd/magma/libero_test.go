@@ -22,6 +22,8 @@ import (
 	"github.com/magma-go/magma/eval"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/model/action"
+	"github.com/magma-go/magma/model/ckpt"
+	"github.com/magma-go/magma/nn"
 	"github.com/magma-go/magma/server"
 	"gorgonia.org/tensor"
 )
@@ -199,7 +201,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if err := model.SaveLoRA(dir, m, "init"); err != nil {
 		t.Fatal(err)
 	}
-	st, err := model.OpenSafetensors(filepath.Join(dir, "adapter_model.safetensors"))
+	st, err := ckpt.OpenSafetensors(filepath.Join(dir, "adapter_model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,19 +294,24 @@ func TestFinetuneLiberoLoRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	cw := map[string]*tensor.Dense{}
-	if err := model.Walk(ld.Model, "", func(name string, x *tensor.Dense) error { cw[name] = x; return nil }); err != nil {
+	cps, err := nn.Parameters(ld.Model, "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := model.Walk(base.Model, "", func(name string, x *tensor.Dense) error {
-		a, b := x.Data().([]float32), cw[name].Data().([]float32)
+	for _, p := range cps {
+		cw[p.Name] = p.T
+	}
+	bps, err := nn.Parameters(base.Model, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range bps {
+		a, b := p.T.Data().([]float32), cw[p.Name].Data().([]float32)
 		for i := range a {
 			if a[i] != b[i] {
-				return fmt.Errorf("%s[%d] changed: the base must stay frozen", name, i)
+				t.Fatalf("%s[%d] changed: the base must stay frozen", p.Name, i)
 			}
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 
 	out, err = runLibero(t, "eval", "libero", "--model", ck, "--data", suite, "--split", "train", "--json")

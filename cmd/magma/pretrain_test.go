@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/llm"
-	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // README's main job, shortened: `magma pretrain` on the embedded default
@@ -107,10 +107,10 @@ func TestFinetuneSFTLoRA(t *testing.T) {
 		t.Errorf("log:\n%s", log)
 	}
 	ck := filepath.Join(out, "checkpoints", "step-000002")
-	if _, err := os.Stat(filepath.Join(ck, model.AdapterWeightsFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(ck, ckpt.AdapterWeightsFile)); err != nil {
 		t.Fatalf("no adapters in the checkpoint: %v\n%s", err, log)
 	}
-	cfg, err := os.ReadFile(filepath.Join(ck, model.AdapterConfigFile))
+	cfg, err := os.ReadFile(filepath.Join(ck, ckpt.AdapterConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}

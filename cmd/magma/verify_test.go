@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 // Issue 31, data safety point 1: --verify on load names a damaged file (or
@@ -22,7 +23,7 @@ func verifyFixture(t *testing.T) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{model.ConfigFileName, "preprocessor_config.json", model.SingleFileName} {
+	for _, f := range []string{model.ConfigFileName, "preprocessor_config.json", ckpt.SingleFileName} {
 		data, err := os.ReadFile(filepath.Join(parityDir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -31,7 +32,7 @@ func verifyFixture(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	if _, err := model.WriteManifest(dir, nil); err != nil {
+	if _, err := ckpt.WriteManifest(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -56,14 +57,14 @@ func damage(t *testing.T, path string) {
 // F32 model.safetensors.
 func nanInto(t *testing.T, dir, name string) {
 	t.Helper()
-	path := filepath.Join(dir, model.SingleFileName)
-	f, err := model.OpenSafetensors(path)
+	path := filepath.Join(dir, ckpt.SingleFileName)
+	f, err := ckpt.OpenSafetensors(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ti, ok := f.Info(name)
 	f.Close()
-	if !ok || ti.DType != model.DTypeF32 {
+	if !ok || ti.DType != ckpt.DTypeF32 {
 		t.Fatalf("%s: %s is %v", path, name, ti.DType)
 	}
 	data, err := os.ReadFile(path)
@@ -86,11 +87,11 @@ func TestVerifyFlagOnLoad(t *testing.T) {
 		plain bool     // the command also succeeds without --verify
 	}{
 		{"intact", func(*testing.T, string) {}, nil, true},
-		{"64 bytes flipped", func(t *testing.T, dir string) { damage(t, filepath.Join(dir, model.SingleFileName)) },
-			[]string{"corrupt checkpoint", filepath.Join("DIR", model.SingleFileName), "checksum"}, false},
+		{"64 bytes flipped", func(t *testing.T, dir string) { damage(t, filepath.Join(dir, ckpt.SingleFileName)) },
+			[]string{"corrupt checkpoint", filepath.Join("DIR", ckpt.SingleFileName), "checksum"}, false},
 		{"NaN weight saved with its checksums", func(t *testing.T, dir string) {
 			nanInto(t, dir, tensor)
-			if _, err := model.WriteManifest(dir, nil); err != nil {
+			if _, err := ckpt.WriteManifest(dir, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"corrupt checkpoint", tensor, "NaN"}, false},
@@ -140,12 +141,12 @@ func TestVerifyFlagOnFinetune(t *testing.T) {
 	if log, err := runMagma(t, "init", "--preset", "tiny", "--out", init); err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
-	if _, err := model.WriteManifest(init, nil); err != nil {
+	if _, err := ckpt.WriteManifest(init, nil); err != nil {
 		t.Fatal(err)
 	}
-	damage(t, filepath.Join(init, model.SingleFileName))
+	damage(t, filepath.Join(init, ckpt.SingleFileName))
 	log, err := runMagma(t, "finetune", "sft", "--data", data, "--model", init, "--steps", "1", "--batch-size", "1", "--out", filepath.Join(dir, "run"), "--verify")
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(init, model.SingleFileName)) || !strings.Contains(err.Error(), "checksum") {
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(init, ckpt.SingleFileName)) || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("finetune --verify on a damaged --model: %v\n%s", err, log)
 	}
 	if _, serr := os.Stat(filepath.Join(dir, "run", "metrics.jsonl")); serr == nil {

@@ -69,6 +69,7 @@ import (
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 )
 
 type span struct {
@@ -164,7 +165,7 @@ func main() {
 // "language_model.") except its embedding table. The checkpoint stays open
 // for the spans' lifetime (the process's).
 func decoderSpans(dir string) ([]span, int64, error) {
-	ck, err := model.Open(dir)
+	ck, err := ckpt.Open(dir)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -1,4 +1,4 @@
-package model
+package ckpt
 
 import (
 	"encoding/binary"
@@ -53,6 +53,18 @@ func (s *SafetensorsFile) mapFile() ([]byte, error) {
 	s.mapping = mem
 	mappedFiles.add(s)
 	return mem, nil
+}
+
+// MappedBytes returns the bytes of tensor ti in the file's mapping, or nil
+// when the file is not mapped (a view of them is what Dense returns in
+// place).
+func (s *SafetensorsFile) MappedBytes(ti TensorInfo) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mapping == nil {
+		return nil
+	}
+	return s.mapping[s.dataStart+ti.Begin : s.dataStart+ti.End]
 }
 
 // unmap releases the mapping; views of it must no longer be used.

@@ -1,4 +1,4 @@
-package model
+package ckpt
 
 import (
 	"encoding/json"
@@ -53,7 +53,7 @@ func TestSaveOpenSingleAndSharded(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var idx indexFile
+				var idx Index
 				json.Unmarshal(raw, &idx)
 				shards := map[string]bool{}
 				for _, s := range idx.WeightMap {
@@ -121,10 +121,10 @@ func TestCheckpointBadIndex(t *testing.T) {
 		}
 		return dir
 	}
-	editIndex := func(t *testing.T, dir string, f func(*indexFile)) {
+	editIndex := func(t *testing.T, dir string, f func(*Index)) {
 		p := filepath.Join(dir, IndexFileName)
 		raw, _ := os.ReadFile(p)
-		var idx indexFile
+		var idx Index
 		json.Unmarshal(raw, &idx)
 		f(&idx)
 		raw, _ = json.Marshal(idx)
@@ -140,7 +140,7 @@ func TestCheckpointBadIndex(t *testing.T) {
 	})
 	t.Run("tensor not in shard", func(t *testing.T) {
 		dir := setup(t)
-		editIndex(t, dir, func(i *indexFile) { i.WeightMap["ghost.weight"] = "model-00001-of-00004.safetensors" })
+		editIndex(t, dir, func(i *Index) { i.WeightMap["ghost.weight"] = "model-00001-of-00004.safetensors" })
 		_, err := Open(dir)
 		if err == nil || !strings.Contains(err.Error(), `"ghost.weight"`) || !strings.Contains(err.Error(), IndexFileName) {
 			t.Errorf("got %v", err)

@@ -1,10 +1,13 @@
-package model
+package ckpt
 
 import (
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/magma-go/magma/model/internal/fshook"
+	"github.com/magma-go/magma/nn"
 )
 
 // Linked weights. A model whose every weight is a read-only view of one
@@ -25,20 +28,20 @@ type LinkResult struct {
 	Bytes  int64    // their size
 }
 
-// LinkWeights saves m's weights into dir by linking the files of the
+// LinkWeights saves the weights under root (a model, named as in its
+// checkpoint) into dir by linking the files of the
 // checkpoint they are mapped from, when every weight is in place: a
 // read-only view of the stored tensor of the same name, in the file the
 // checkpoint (found from the first weight's file, opened as Open reads it)
 // gives for that name. It returns nil (and writes nothing) when
 // some weight is not (copied, converted, trained, or from elsewhere): the
 // caller then saves the weights as usual. The config files are the caller's.
-func LinkWeights(dir string, m *Magma) (*LinkResult, error) { return linkWeights(dir, m, nil) }
-
-// linkWeights is LinkWeights recording each linked file's checksum in sums
+//
+// Each linked file's checksum is recorded in sums when it is not nil
 // (the source's manifest entry or a checksum computed before, when there
 // is one: the 17 GB of a Magma-8B base are not read at every save).
-func linkWeights(dir string, m *Magma, sums *Sums) (*LinkResult, error) {
-	ps, err := Parameters(m, "")
+func LinkWeights(dir string, root any, sums *Sums) (*LinkResult, error) {
+	ps, err := nn.Parameters(root, "")
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +115,6 @@ func hasCheckpoint(dir string) bool {
 	return false
 }
 
-// linkFile is os.Link (tests make it fail to exercise the copy).
-var linkFile = os.Link
-
 // linkOrCopy makes dst a hard link of src, or a copy when linking fails
 // (another filesystem, no permission). It reports which and the size.
 func linkOrCopy(src, dst string) (linked bool, n int64, err error) {
@@ -125,7 +125,7 @@ func linkOrCopy(src, dst string) (linked bool, n int64, err error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return false, 0, err
 	}
-	if err := linkFile(src, dst); err == nil {
+	if err := fshook.Link(src, dst); err == nil {
 		return true, st.Size(), nil
 	}
 	in, err := os.Open(src)

@@ -1,4 +1,4 @@
-package model
+package ckpt
 
 import (
 	"encoding/json"
@@ -35,7 +35,8 @@ type Checkpoint struct {
 	single bool
 }
 
-type indexFile struct {
+// Index is model.safetensors.index.json: which shard holds each tensor.
+type Index struct {
 	Metadata  map[string]any    `json:"metadata"`
 	WeightMap map[string]string `json:"weight_map"`
 }
@@ -88,7 +89,7 @@ func openIndex(dir, path string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	var idx indexFile
+	var idx Index
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: invalid JSON: %w", path, err)
 	}
@@ -161,6 +162,10 @@ func (c *Checkpoint) Files() []string {
 	}
 	return append([]string{IndexFileName}, shards...)
 }
+
+// Shard returns the open safetensors file of the checkpoint named file (as
+// Info and Files name it, relative to Dir), or nil.
+func (c *Checkpoint) Shard(file string) *SafetensorsFile { return c.files[file] }
 
 // Names returns all tensor names, sorted.
 func (c *Checkpoint) Names() []string { return append([]string(nil), c.names...) }
@@ -249,9 +254,9 @@ func Save(dir string, tensors []NamedTensor, opts SaveOptions) error {
 	return save(dir, tensors, opts, true)
 }
 
-// saveOrdered is Save with each shard's data in the order given (not sorted
-// by name): WriteRandom's values are drawn in parameter order.
-func saveOrdered(dir string, tensors []NamedTensor, opts SaveOptions) error {
+// SaveOrdered is Save with each shard's data in the order given (not sorted
+// by name): model.WriteRandom's values are drawn in parameter order.
+func SaveOrdered(dir string, tensors []NamedTensor, opts SaveOptions) error {
 	return save(dir, tensors, opts, false)
 }
 
@@ -274,7 +279,7 @@ func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if err := removeOldCheckpoint(dir); err != nil {
+	if err := RemoveOldCheckpoint(dir); err != nil {
 		return err
 	}
 	var shards [][]NamedTensor
@@ -301,7 +306,7 @@ func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) erro
 	if len(shards) == 1 {
 		return write(filepath.Join(dir, SingleFileName), shards[0], wopts)
 	}
-	idx := indexFile{Metadata: map[string]any{"total_size": total}, WeightMap: map[string]string{}}
+	idx := Index{Metadata: map[string]any{"total_size": total}, WeightMap: map[string]string{}}
 	for i, sh := range shards {
 		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
 		if err := write(filepath.Join(dir, name), sh, wopts); err != nil {
@@ -314,7 +319,9 @@ func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) erro
 	return writeIndex(dir, idx)
 }
 
-func removeOldCheckpoint(dir string) error {
+// RemoveOldCheckpoint removes the weight files of a checkpoint in dir
+// (model.safetensors, shards, index) before new ones are written.
+func RemoveOldCheckpoint(dir string) error {
 	old, _ := filepath.Glob(filepath.Join(dir, "model-*-of-*.safetensors"))
 	old = append(old, filepath.Join(dir, SingleFileName), filepath.Join(dir, IndexFileName))
 	for _, p := range old {
@@ -347,6 +354,18 @@ func CopyTokenizer(src, dst string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("copy tokenizer: no tokenizer files in %s", src)
+	}
+	return nil
+}
+
+// writeIndex writes model.safetensors.index.json.
+func writeIndex(dir string, idx Index) error {
+	data, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, IndexFileName), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package model
+package ckpt
 
 import (
 	"encoding/json"
@@ -20,6 +20,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 )
 
 // Checksum manifest. A training checkpoint carries manifest.json: the size
@@ -97,7 +98,9 @@ func (s *Sums) record(path string, size int64, sum uint32) {
 	s.mu.Unlock()
 }
 
-func (s *Sums) lookup(path string, size int64) (uint32, bool) {
+// Lookup returns the checksum recorded for the file at path when its size
+// is still size.
+func (s *Sums) Lookup(path string, size int64) (uint32, bool) {
 	if s == nil {
 		return 0, false
 	}
@@ -258,7 +261,7 @@ func WriteManifest(dir string, sums *Sums) (*Manifest, error) {
 		if !fi.Mode().IsRegular() {
 			return nil
 		}
-		sum, ok := sums.lookup(path, fi.Size())
+		sum, ok := sums.Lookup(path, fi.Size())
 		if !ok {
 			n, s, err := hashFile(path)
 			if err != nil {
@@ -414,9 +417,9 @@ func verifyFile(dir, rel string, e ManifestEntry) error {
 	return nil
 }
 
-// nonFinite counts the NaN and infinite values of t and the flat index of
+// NonFinite counts the NaN and infinite values of t and the flat index of
 // the first (-1 when none).
-func nonFinite(t *tensor.Dense) (bad, first int) {
+func NonFinite(t *tensor.Dense) (bad, first int) {
 	first = -1
 	note := func(i int) {
 		bad++
@@ -480,19 +483,23 @@ func CheckFiniteValues(name string, vals []float32) error {
 	return nil
 }
 
-// CheckFinite scans every weight under root (prefix as for Walk) for NaN
+// CheckFinite scans every weight under root (prefix as for nn.Parameters) for NaN
 // and infinite values; the first such tensor is reported as a corrupt
 // checkpoint (ErrCorrupt wrapping a *NonFiniteError). skipReadOnly leaves
 // out weights used in place from a mapped checkpoint (a frozen base: not
 // the checkpoint being checked).
 func CheckFinite(root any, prefix string, skipReadOnly bool) error {
-	return Walk(root, prefix, func(name string, t *tensor.Dense) error {
-		if skipReadOnly && kernels.IsReadOnly(t) {
-			return nil
+	ps, err := nn.Parameters(root, prefix)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if skipReadOnly && kernels.IsReadOnly(p.T) {
+			continue
 		}
-		if bad, first := nonFinite(t); bad > 0 {
-			return fmt.Errorf("%w: %w", ErrCorrupt, &NonFiniteError{name, bad, t.Shape().TotalSize(), first})
+		if bad, first := NonFinite(p.T); bad > 0 {
+			return fmt.Errorf("%w: %w", ErrCorrupt, &NonFiniteError{p.Name, bad, p.T.Shape().TotalSize(), first})
 		}
-		return nil
-	})
+	}
+	return nil
 }

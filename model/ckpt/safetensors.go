@@ -1,4 +1,4 @@
-package model
+package ckpt
 
 import (
 	"bufio"
