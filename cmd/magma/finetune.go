@@ -11,7 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func newFinetuneCmd() *cobra.Command {
+func newFinetuneCmd(j *job) *cobra.Command {
 	parent := &cobra.Command{
 		Use:   "finetune",
 		Short: "Fine-tune a checkpoint with the pretraining engine (sft: LLaVA conversations; libero: LIBERO robot demos)",
@@ -91,7 +91,7 @@ lora), or lora.rank in the --config recipe; --lora-alpha and
 				return err
 			}
 			cfg.Data = node
-			return f.trainRecipe(cmd, cfg)
+			return f.trainRecipe(cmd, j, cfg)
 		},
 	}
 	fl := sft.Flags()
