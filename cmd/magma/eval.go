@@ -96,7 +96,13 @@ func newEvalCmd() *cobra.Command {
 		Use:   "eval",
 		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero, " + qaNames(", ") + "; synthetic and synthetic-qa write demo data)",
 	}
+	evalCmd.AddCommand(newEvalScreenSpotCmd(), newEvalMind2WebCmd(), newEvalSyntheticCmd())
+	evalCmd.AddCommand(qaCommands()...)
+	evalCmd.AddCommand(syntheticQACmd())
+	return evalCmd
+}
 
+func newEvalScreenSpotCmd() *cobra.Command {
 	var ss evalFlags
 	var format string
 	ssCmd := &cobra.Command{
@@ -138,6 +144,10 @@ func newEvalCmd() *cobra.Command {
 	ss.register(ssCmd, "only this platform: mobile, desktop or web (Pro: platform, group or application)")
 	ssCmd.Flags().StringVar(&format, "format", "auto", "data layout: auto, screenspot, v2 or pro")
 
+	return ssCmd
+}
+
+func newEvalMind2WebCmd() *cobra.Command {
 	var mw evalFlags
 	var m2wCands, m2wPrompt string
 	m2wProto := eval.OfficialMind2Web
@@ -201,13 +211,11 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 	mwCmd.Flags().StringVar(&m2wPrompt, "prompt", "official", "with --candidates: official (Magma-Mind2Web-SoM prompt) or project")
 	_ = mwCmd.MarkFlagRequired("data")
 
-	var syn eval.SyntheticOptions
-	var lib eval.LiberoSyntheticOptions
-	var synOut, synFormat, synBench string
-	synCmd := &cobra.Command{
-		Use:   "synthetic",
-		Short: "Write demo data: a synthetic ScreenSpot-layout benchmark (coloured widgets, proposals.json) or a LIBERO suite (HDF5 or RLDS)",
-		Long: `synthetic writes demo data for the tests, the benchmarks and a first run.
+	return mwCmd
+}
+
+// evalSyntheticLong is eval synthetic's --help.
+const evalSyntheticLong = `synthetic writes demo data for the tests, the benchmarks and a first run.
 
 --benchmark screenspot (default): screenshots with coloured widgets in the
 ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro layout (--format), plus
@@ -220,7 +228,16 @@ no-op steps per demo with --noops) or in OpenVLA's modified RLDS release
 (--format rlds: OUT/1.0.0/dataset_info.json, features.json and
 <name>-train.tfrecord-* shards, upright JPEG frames, no-ops removed; name
 the folder like the release, e.g. libero_spatial_no_noops). Both read back
-with the same tasks, actions and statistics in finetune/eval libero --data.`,
+with the same tasks, actions and statistics in finetune/eval libero --data.`
+
+func newEvalSyntheticCmd() *cobra.Command {
+	var syn eval.SyntheticOptions
+	var lib eval.LiberoSyntheticOptions
+	var synOut, synFormat, synBench string
+	synCmd := &cobra.Command{
+		Use:   "synthetic",
+		Short: "Write demo data: a synthetic ScreenSpot-layout benchmark (coloured widgets, proposals.json) or a LIBERO suite (HDF5 or RLDS)",
+		Long:  evalSyntheticLong,
 		Example: `  magma eval synthetic --out /tmp/ss-demo
   magma init --preset tiny --out out/tiny
   magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json
@@ -266,8 +283,5 @@ with the same tasks, actions and statistics in finetune/eval libero --data.`,
 	synCmd.Flags().IntVar(&lib.Shards, "shards", 2, "libero rlds: TFRecord shards")
 	_ = synCmd.MarkFlagRequired("out")
 
-	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
-	evalCmd.AddCommand(qaCommands()...)
-	evalCmd.AddCommand(syntheticQACmd())
-	return evalCmd
+	return synCmd
 }
