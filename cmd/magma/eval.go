@@ -147,14 +147,8 @@ func newEvalScreenSpotCmd() *cobra.Command {
 	return ssCmd
 }
 
-func newEvalMind2WebCmd() *cobra.Command {
-	var mw evalFlags
-	var m2wCands, m2wPrompt string
-	m2wProto := eval.OfficialMind2Web
-	mwCmd := &cobra.Command{
-		Use:   "mind2web",
-		Short: "Mind2Web web navigation (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
-		Long: `mind2web scores web-navigation steps with SeeClick's metrics.
+// evalMind2WebLong is eval mind2web's --help.
+const evalMind2WebLong = `mind2web scores web-navigation steps with SeeClick's metrics.
 
 With --candidates (Mind2Web's candidate ranks as JSON: {"img_filename":
 [{"bbox":[x1,y1,x2,y2],"rank":0}, ...]}) it runs Magma's protocol (paper,
@@ -163,7 +157,16 @@ ground-truth box, the --top-k (30) best-ranked candidates in the window are
 marked, the model gets the Magma-Mind2Web-SoM prompt (--prompt official) and
 answers {"ACTION": ..., "MARK": ..., "VALUE": ...}. Points in
 predictions.jsonl are then in the window (crop_top gives its offset).
-Without it, --proposals/--proposer candidates and this project's prompt.`,
+Without it, --proposals/--proposer candidates and this project's prompt.`
+
+func newEvalMind2WebCmd() *cobra.Command {
+	var mw evalFlags
+	var m2wCands, m2wPrompt string
+	m2wProto := eval.OfficialMind2Web
+	mwCmd := &cobra.Command{
+		Use:   "mind2web",
+		Short: "Mind2Web web navigation (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
+		Long:  evalMind2WebLong,
 		Example: `  magma eval mind2web --model out/magma --data mind2web --candidates ranks.json --out out/m2w
   magma eval mind2web --data mind2web --split website --predictions preds.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
