@@ -185,14 +185,14 @@ func (o *finetuneLiberoFlags) check(cmd *cobra.Command) (llm.LoRAConfig, error) 
 		return lcfg, fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", o.lr)
 	}
 	if o.loraRank > 0 {
-		lcfg, err := loraConfig(o.loraRank, o.loraAlpha, o.loraDrop, o.loraTargets)
+		c, err := loraConfig(o.loraRank, o.loraAlpha, o.loraDrop, o.loraTargets)
 		if err != nil {
-			return lcfg, err
+			return c, err
 		}
 		if cmd.Flags().Changed("trainable") && o.trainable != train.TrainLoRA {
-			return lcfg, fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", o.trainable, o.loraRank)
+			return c, fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", o.trainable, o.loraRank)
 		}
-		return lcfg, nil
+		return c, nil
 	}
 	if o.merge {
 		return lcfg, fmt.Errorf("--merge folds LoRA adapters in; it needs --lora-rank > 0")
