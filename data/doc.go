@@ -22,7 +22,9 @@
 //   - robot: episode folders (episode.json + frames) → OpenVLA-style action
 //     token samples with q01/q99 statistics, plus ToM samples (RobotSource).
 //   - LiberoSource (libero.go) reads LIBERO HDF5 demos, or OpenVLA's modified
-//     LIBERO RLDS release (libero_rlds.go), for finetuning.
+//     LIBERO RLDS release (libero_rlds.go), for finetuning. What a LIBERO
+//     checkpoint records of its demos (statistics, split) is written and
+//     read back in libero_meta.go only.
 //   - rlds: Open X-Embodiment / OpenVLA RLDS directories (TFRecord shards of
 //     tf.train.Example episodes, package data/rlds) → OpenVLA action samples
 //     with statistics computed in one streaming pass (RLDSSource).

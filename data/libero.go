@@ -37,6 +37,17 @@ import (
 // LiberoSuites are the published suite folders.
 var LiberoSuites = []string{"libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"}
 
+// IsLiberoSuite reports whether name is a published suite or its RLDS
+// release's name (suite + "_no_noops").
+func IsLiberoSuite(name string) bool {
+	for _, k := range LiberoSuites {
+		if k == name || k+"_no_noops" == name {
+			return true
+		}
+	}
+	return false
+}
+
 // LiberoActionDim is the size of a LIBERO action.
 const LiberoActionDim = 7
 
@@ -480,59 +491,15 @@ func (t *LiberoTask) Split(split string) ([]int, error) {
 	return nil, fmt.Errorf("libero: split %q: want train, heldout or all", split)
 }
 
-// ApplySplit replaces the shot selection with saved demo keys (from a
-// checkpoint's libero_split.json), so evaluation holds out exactly the
-// demos training did not see.
-func (l *Libero) ApplySplit(s *LiberoSplit) error {
+// DemoCounts returns the number of training and held-out demos over the
+// tasks.
+func (l *Libero) DemoCounts() (train, heldout int) {
 	for _, t := range l.Tasks {
-		keys, ok := s.Tasks[t.Name]
-		if !ok {
-			return fmt.Errorf("libero: task %s is not in the saved split (trained on another suite?)", t.Name)
-		}
-		in := map[string]bool{}
-		for _, k := range keys {
-			in[k] = true
-		}
-		t.Train, t.Heldout = nil, nil
-		for i, d := range t.Demos {
-			if in[d.Key] {
-				t.Train = append(t.Train, i)
-			} else {
-				t.Heldout = append(t.Heldout, i)
-			}
-		}
-		if len(t.Train) != len(keys) {
-			return fmt.Errorf("libero: %s: the saved split names demos the file does not have", t.File)
-		}
+		train += len(t.Train)
+		heldout += len(t.Heldout)
 	}
-	return nil
+	return train, heldout
 }
-
-// LiberoSplit records which demos were trained on.
-type LiberoSplit struct {
-	Suite string              `json:"suite"`
-	Shots int                 `json:"shots"`
-	Per   string              `json:"shots_per,omitempty"`
-	Seed  uint64              `json:"seed"`
-	Noops bool                `json:"remove_noops"`
-	Tasks map[string][]string `json:"train_demos"`
-}
-
-// Split returns the current training selection.
-func (l *Libero) Split() *LiberoSplit {
-	s := &LiberoSplit{Suite: l.Opt.Suite, Shots: l.Opt.Shots, Per: l.Opt.ShotsPer, Seed: l.Opt.Seed, Noops: l.Opt.RemoveNoops, Tasks: map[string][]string{}}
-	for _, t := range l.Tasks {
-		keys := []string{}
-		for _, i := range t.Train {
-			keys = append(keys, t.Demos[i].Key)
-		}
-		s.Tasks[t.Name] = keys
-	}
-	return s
-}
-
-// LiberoSplitFile is the split's file name in a checkpoint.
-const LiberoSplitFile = "libero_split.json"
 
 // Close closes the files opened by Frame.
 func (l *Libero) Close() error {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -117,18 +115,6 @@ type LiberoReport struct {
 	Overall  *LiberoMetrics   `json:"overall"`
 	Seconds  float64          `json:"seconds"`
 	StepsPer float64          `json:"steps_per_second"`
-}
-
-// FindLiberoMeta looks for name in the checkpoint folder, then in the run
-// folder two levels up (runs/x/checkpoints/step-N → runs/x).
-func FindLiberoMeta(dir, name string) string {
-	for _, d := range []string{dir, filepath.Join(dir, "..", "..")} {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }
 
 // LiberoPredictor answers one step: the 7 action ids for the upright frame

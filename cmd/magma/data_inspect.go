@@ -11,18 +11,8 @@ import (
 	"github.com/magma-go/magma/model/action"
 )
 
-func newDataCmd() *cobra.Command {
-	dataCmd := &cobra.Command{
-		Use:   "data",
-		Short: "Look into training data sources (every recipe source type: released Magma sets, OXE RLDS, LLaVA, UI, video and robot data)",
-	}
-	var o data.InspectOptions
-	var out, statsOut string
-	var asJSON bool
-	inspect := &cobra.Command{
-		Use:   "inspect PATH [--type T] [--index N] [--out sample.png]",
-		Short: "Print a source's schema, record count and one rendered sample (text + PNG with marks/traces)",
-		Long: `Inspect opens PATH the way a recipe source would and prints its schema,
+// dataInspectLong is data inspect's --help.
+const dataInspectLong = `Inspect opens PATH the way a recipe source would and prints its schema,
 its number of records, the reader's rejected records, and record --index
 rendered as a training sample: the conversation text and, with --out, a PNG
 of its image with the SoM marks and ToM traces drawn.
@@ -43,7 +33,25 @@ mean/std/max/min/q01/q99 after OpenVLA's per-dataset transform; proprio as
 OpenVLA computes it with load_proprio, e.g. LIBERO's EEF_state ‖ pad ‖
 gripper_state, or zeros for datasets without a proprio mapping). OpenVLA's
 modified LIBERO release (libero_spatial_no_noops/ ...) is read this way. When no
-record is usable, the error lists the first rejected records and why.`,
+record is usable, the error lists the first rejected records and why.`
+
+func newDataCmd() *cobra.Command {
+	dataCmd := &cobra.Command{
+		Use:   "data",
+		Short: "Look into training data sources (every recipe source type: released Magma sets, OXE RLDS, LLaVA, UI, video and robot data)",
+	}
+	dataCmd.AddCommand(newDataInspectCmd())
+	return dataCmd
+}
+
+func newDataInspectCmd() *cobra.Command {
+	var o data.InspectOptions
+	var out, statsOut string
+	var asJSON bool
+	inspect := &cobra.Command{
+		Use:   "inspect PATH [--type T] [--index N] [--out sample.png]",
+		Short: "Print a source's schema, record count and one rendered sample (text + PNG with marks/traces)",
+		Long:  dataInspectLong,
 		Example: `  magma data inspect /data/open-x/bridge_orig
   magma data inspect /data/modified_libero_rlds/libero_spatial_no_noops --statistics-out stats.json
   magma data inspect /data/MagmaAI/Magma-Video-ToM/ego4d --video-folder /data/ego4d/clips --out s.png
@@ -73,23 +81,7 @@ record is usable, the error lists the first rejected records and why.`,
 			if err != nil {
 				return fmt.Errorf("sample %d: %w", o.Index, err)
 			}
-			if statsOut != "" {
-				if in.Statistics == nil {
-					return fmt.Errorf("--statistics-out: a %s source has no action statistics (rlds only)", in.Type)
-				}
-				name, _ := in.Item["dataset"].(string)
-				if err := action.WriteDatasetStatistics(statsOut, map[string]*action.DatasetStats{name: in.Statistics}); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", statsOut)
-			}
-			if out != "" {
-				if err := in.WritePNG(out); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%dx%d)\n", out, in.Image.W, in.Image.H)
-			}
-			return nil
+			return writeInspected(cmd, in, statsOut, out)
 		},
 	}
 	f := inspect.Flags()
@@ -107,6 +99,26 @@ record is usable, the error lists the first rejected records and why.`,
 	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
 	f.StringVar(&o.BBoxFormat, "bbox-format", "", "ui: box format auto, xyxy, xyxy_norm, xywh or xywh_norm (default auto)")
 	f.IntVar(&o.Steps, "steps", 0, "video, robot: ToM horizon in steps (default 16)")
-	dataCmd.AddCommand(inspect)
-	return dataCmd
+	return inspect
+}
+
+// writeInspected writes what --statistics-out and --out ask for.
+func writeInspected(cmd *cobra.Command, in *data.Inspection, statsOut, out string) error {
+	if statsOut != "" {
+		if in.Statistics == nil {
+			return fmt.Errorf("--statistics-out: a %s source has no action statistics (rlds only)", in.Type)
+		}
+		name, _ := in.Item["dataset"].(string)
+		if err := action.WriteDatasetStatistics(statsOut, map[string]*action.DatasetStats{name: in.Statistics}); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", statsOut)
+	}
+	if out != "" {
+		if err := in.WritePNG(out); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%dx%d)\n", out, in.Image.W, in.Image.H)
+	}
+	return nil
 }

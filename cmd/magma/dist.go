@@ -5,25 +5,25 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/magma-go/magma/train"
 	"github.com/magma-go/magma/train/dist"
 )
 
-// The MPI job this process belongs to (pretrain and finetune under mpirun
-// or srun); nil for a single process.
-var (
-	commOnce sync.Once
-	comm     *dist.Comm
-	commErr  error
-)
+// job is the MPI job a run of the command tree belongs to: main creates
+// it and passes it to the training commands (pretrain, finetune), which
+// join it when they start under mpirun or srun; main then ends it
+// (exitJob). comm stays nil for a single process or a command that trains
+// nothing.
+type job struct{ comm *dist.Comm }
 
-// jobComm joins the MPI job once (dist.Init: only under an MPI launcher).
-func jobComm() (*dist.Comm, error) {
-	commOnce.Do(func() { comm, commErr = dist.Init() })
-	return comm, commErr
+// join joins the MPI job (dist.Init: only under an MPI launcher; nil for a
+// single process). A command joins once.
+func (j *job) join() (*dist.Comm, error) {
+	c, err := dist.Init()
+	j.comm = c
+	return c, err
 }
 
 // rankZero reports whether this process prints (one process, or rank 0).

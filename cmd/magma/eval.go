@@ -97,7 +97,13 @@ func newEvalCmd() *cobra.Command {
 		Use:   "eval",
 		Short: "Evaluate a checkpoint on a benchmark (screenspot, mind2web, libero, " + qaNames(", ") + "; synthetic and synthetic-qa write demo data)",
 	}
+	evalCmd.AddCommand(newEvalScreenSpotCmd(), newEvalMind2WebCmd(), newEvalSyntheticCmd())
+	evalCmd.AddCommand(qaCommands()...)
+	evalCmd.AddCommand(syntheticQACmd())
+	return evalCmd
+}
 
+func newEvalScreenSpotCmd() *cobra.Command {
 	var ss evalFlags
 	var format string
 	ssCmd := &cobra.Command{
@@ -139,13 +145,11 @@ func newEvalCmd() *cobra.Command {
 	ss.register(ssCmd, "only this platform: mobile, desktop or web (Pro: platform, group or application)")
 	ssCmd.Flags().StringVar(&format, "format", "auto", "data layout: auto, screenspot, v2 or pro")
 
-	var mw evalFlags
-	var m2wCands, m2wPrompt string
-	m2wProto := eval.OfficialMind2Web
-	mwCmd := &cobra.Command{
-		Use:   "mind2web",
-		Short: "Mind2Web web navigation (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
-		Long: `mind2web scores web-navigation steps with SeeClick's metrics.
+	return ssCmd
+}
+
+// evalMind2WebLong is eval mind2web's --help.
+const evalMind2WebLong = `mind2web scores web-navigation steps with SeeClick's metrics.
 
 With --candidates (Mind2Web's candidate ranks as JSON: {"img_filename":
 [{"bbox":[x1,y1,x2,y2],"rank":0}, ...]}) it runs Magma's protocol (paper,
@@ -154,7 +158,16 @@ ground-truth box, the --top-k (30) best-ranked candidates in the window are
 marked, the model gets the Magma-Mind2Web-SoM prompt (--prompt official) and
 answers {"ACTION": ..., "MARK": ..., "VALUE": ...}. Points in
 predictions.jsonl are then in the window (crop_top gives its offset).
-Without it, --proposals/--proposer candidates and this project's prompt.`,
+Without it, --proposals/--proposer candidates and this project's prompt.`
+
+func newEvalMind2WebCmd() *cobra.Command {
+	var mw evalFlags
+	var m2wCands, m2wPrompt string
+	m2wProto := eval.OfficialMind2Web
+	mwCmd := &cobra.Command{
+		Use:   "mind2web",
+		Short: "Mind2Web web navigation (Ele.Acc, Op.F1, Step SR per cross-task/website/domain split)",
+		Long:  evalMind2WebLong,
 		Example: `  magma eval mind2web --model out/magma --data mind2web --candidates ranks.json --out out/m2w
   magma eval mind2web --data mind2web --split website --predictions preds.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -202,13 +215,11 @@ Without it, --proposals/--proposer candidates and this project's prompt.`,
 	mwCmd.Flags().StringVar(&m2wPrompt, "prompt", "official", "with --candidates: official (Magma-Mind2Web-SoM prompt) or project")
 	_ = mwCmd.MarkFlagRequired("data")
 
-	var syn eval.SyntheticOptions
-	var lib eval.LiberoSyntheticOptions
-	var synOut, synFormat, synBench string
-	synCmd := &cobra.Command{
-		Use:   "synthetic",
-		Short: "Write demo data: a synthetic ScreenSpot-layout benchmark (coloured widgets, proposals.json) or a LIBERO suite (HDF5 or RLDS)",
-		Long: `synthetic writes demo data for the tests, the benchmarks and a first run.
+	return mwCmd
+}
+
+// evalSyntheticLong is eval synthetic's --help.
+const evalSyntheticLong = `synthetic writes demo data for the tests, the benchmarks and a first run.
 
 --benchmark screenspot (default): screenshots with coloured widgets in the
 ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro layout (--format), plus
@@ -221,7 +232,16 @@ no-op steps per demo with --noops) or in OpenVLA's modified RLDS release
 (--format rlds: OUT/1.0.0/dataset_info.json, features.json and
 <name>-train.tfrecord-* shards, upright JPEG frames, no-ops removed; name
 the folder like the release, e.g. libero_spatial_no_noops). Both read back
-with the same tasks, actions and statistics in finetune/eval libero --data.`,
+with the same tasks, actions and statistics in finetune/eval libero --data.`
+
+func newEvalSyntheticCmd() *cobra.Command {
+	var syn eval.SyntheticOptions
+	var lib eval.LiberoSyntheticOptions
+	var synOut, synFormat, synBench string
+	synCmd := &cobra.Command{
+		Use:   "synthetic",
+		Short: "Write demo data: a synthetic ScreenSpot-layout benchmark (coloured widgets, proposals.json) or a LIBERO suite (HDF5 or RLDS)",
+		Long:  evalSyntheticLong,
 		Example: `  magma eval synthetic --out /tmp/ss-demo
   magma init --preset tiny --out out/tiny
   magma eval screenspot --model out/tiny --data /tmp/ss-demo --proposals /tmp/ss-demo/proposals.json
@@ -267,8 +287,5 @@ with the same tasks, actions and statistics in finetune/eval libero --data.`,
 	synCmd.Flags().IntVar(&lib.Shards, "shards", 2, "libero rlds: TFRecord shards")
 	_ = synCmd.MarkFlagRequired("out")
 
-	evalCmd.AddCommand(ssCmd, mwCmd, synCmd)
-	evalCmd.AddCommand(qaCommands()...)
-	evalCmd.AddCommand(syntheticQACmd())
-	return evalCmd
+	return synCmd
 }

@@ -76,46 +76,7 @@ func (b qaBenchmark) command() *cobra.Command {
 		Use:     b.name,
 		Short:   b.short,
 		Example: b.example,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			bench, err := b.load(&f)
-			if err != nil {
-				return err
-			}
-			opt := eval.Options{Predictions: f.predictions, Limit: f.limit, OutDir: f.out, MaxNewTokens: f.maxNew,
-				Progress: cmd.ErrOrStderr(), ProgressEvery: f.every, Frames: f.frames, Resume: f.resume}
-			if f.predictions == "" {
-				if f.modelDir == "" {
-					return fmt.Errorf("give --model (or --predictions to score a predictions file)")
-				}
-				p, err := f.load.pipeline(f.modelDir, f.tokPath, 1)
-				if err != nil {
-					return err
-				}
-				opt.Model = p
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d items from %d files\n", b.name, len(bench.Items), len(bench.Files))
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			res, err := eval.RunQA(ctx, bench, opt)
-			if err != nil {
-				return err
-			}
-			res.WriteTable(cmd.OutOrStdout())
-			for i, e := range res.ErrorRecords {
-				if i == 10 {
-					fmt.Fprintf(cmd.OutOrStdout(), "... %d more in results.json\n", len(res.ErrorRecords)-10)
-					break
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "error: %s: %s\n", e.Where, e.Error)
-			}
-			if f.out != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f.out)
-				if bench.OfficialResults {
-					fmt.Fprintf(cmd.OutOrStdout(), "official results (VQA evaluator, EvalAI): %s\n", filepath.Join(f.out, eval.OfficialResultsFile))
-				}
-			}
-			return nil
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return b.run(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.modelDir, "model", "", "checkpoint directory (not needed with --predictions)")
@@ -145,6 +106,48 @@ func (b qaBenchmark) command() *cobra.Command {
 	fl.IntVar(&f.every, "progress-every", 50, "print a progress line every N items")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
+}
+
+// run scores the benchmark: the model's answers, or --predictions.
+func (b qaBenchmark) run(cmd *cobra.Command, f *qaFlags) error {
+	bench, err := b.load(f)
+	if err != nil {
+		return err
+	}
+	opt := eval.Options{Predictions: f.predictions, Limit: f.limit, OutDir: f.out, MaxNewTokens: f.maxNew,
+		Progress: cmd.ErrOrStderr(), ProgressEvery: f.every, Frames: f.frames, Resume: f.resume}
+	if f.predictions == "" {
+		if f.modelDir == "" {
+			return fmt.Errorf("give --model (or --predictions to score a predictions file)")
+		}
+		p, err := f.load.pipeline(f.modelDir, f.tokPath, 1)
+		if err != nil {
+			return err
+		}
+		opt.Model = p
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d items from %d files\n", b.name, len(bench.Items), len(bench.Files))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := eval.RunQA(ctx, bench, opt)
+	if err != nil {
+		return err
+	}
+	res.WriteTable(cmd.OutOrStdout())
+	for i, e := range res.ErrorRecords {
+		if i == 10 {
+			fmt.Fprintf(cmd.OutOrStdout(), "... %d more in results.json\n", len(res.ErrorRecords)-10)
+			break
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "error: %s: %s\n", e.Where, e.Error)
+	}
+	if f.out != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f.out)
+		if bench.OfficialResults {
+			fmt.Fprintf(cmd.OutOrStdout(), "official results (VQA evaluator, EvalAI): %s\n", filepath.Join(f.out, eval.OfficialResultsFile))
+		}
+	}
+	return nil
 }
 
 // qaCommands are the QA benchmark subcommands of `magma eval`.

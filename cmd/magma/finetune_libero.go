@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -10,11 +11,10 @@ import (
 
 	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/llm"
-	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/train"
+	"github.com/magma-go/magma/train/dist"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 )
 
 // LIBERO finetuning: `magma finetune libero` reads a suite folder of
@@ -50,31 +50,15 @@ func (f *liberoFlags) register(cmd *cobra.Command) {
 }
 
 func (f *liberoFlags) open() (*data.Libero, error) {
-	if f.suite != "" && !knownSuite(f.suite) {
+	if f.suite != "" && !data.IsLiberoSuite(f.suite) {
 		fmt.Fprintf(os.Stderr, "note: --suite %q is not one of %s (or their RLDS _no_noops names)\n", f.suite, strings.Join(data.LiberoSuites, ", "))
 	}
-	return data.OpenLibero(f.dir, data.LiberoOptions{Suite: f.suite, Shots: f.shots, ShotsPer: f.shotsPer, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera})
+	return data.OpenLibero(f.dir, f.options())
 }
 
-func knownSuite(s string) bool {
-	for _, k := range data.LiberoSuites {
-		if k == s || k+"_no_noops" == s {
-			return true
-		}
-	}
-	return false
-}
-
-// liberoEnv is the data environment of LIBERO samples; the chat options
-// must match model.Pipeline.ChatOptions (what /act and eval prompt with):
-// images wrapped per the checkpoint's mm_use_image_start_end.
-func liberoEnv(tok *tokenizer.Tokenizer, pp *model.PreprocessorConfig, cfg *model.Config) (*data.SampleBuilder, error) {
-	env, err := data.NewSampleBuilder(tok, train.ImageOptions(pp))
-	if err != nil {
-		return nil, err
-	}
-	env.Chat = tokenizer.ChatOptions{ImageStartEnd: cfg.ImageStartEnd()}
-	return env, nil
+// options are the selection of demos as asked.
+func (f *liberoFlags) options() data.LiberoOptions {
+	return data.LiberoOptions{Suite: f.suite, Shots: f.shots, ShotsPer: f.shotsPer, Seed: f.seed, RemoveNoops: f.noops, Camera: f.camera}
 }
 
 // loraConfig checks the adapter flags.
@@ -102,24 +86,23 @@ func loraConfig(rank int, alpha, dropout float64, targets string) (llm.LoRAConfi
 	return c, nil
 }
 
-func newFinetuneLiberoCmd() *cobra.Command {
-	var (
-		f                   runFlags
-		lf                  liberoFlags
-		initDir, trainable  string
-		dtype               string
-		lr                  float64
-		batch, accum, steps int
-		loraRank            int
-		loraAlpha, loraDrop float64
-		loraTargets         string
-		merge               bool
-		every               int
-	)
-	cmd := &cobra.Command{
-		Use:   "libero --data SUITE_DIR --init CKPT --out DIR",
-		Short: "Fine-tune on LIBERO demos, HDF5 or OpenVLA's RLDS release (OpenVLA action tokens, few-shot demos)",
-		Long: `libero fine-tunes a checkpoint on one LIBERO suite: a folder of *_demo.hdf5
+// finetuneLiberoFlags are the flags of finetune libero.
+type finetuneLiberoFlags struct {
+	run                 runFlags
+	lf                  liberoFlags
+	initDir, trainable  string
+	dtype               string
+	lr                  float64
+	batch, accum, steps int
+	loraRank            int
+	loraAlpha, loraDrop float64
+	loraTargets         string
+	merge               bool
+	every               int
+}
+
+// finetuneLiberoLong is finetune libero's --help.
+const finetuneLiberoLong = `libero fine-tunes a checkpoint on one LIBERO suite: a folder of *_demo.hdf5
 files (libero_spatial, libero_object, libero_goal, libero_10, libero_90), or
 OpenVLA's modified LIBERO RLDS release (libero_spatial_no_noops/ and the
 other *_no_noops folders: one episode per demo, upright frames, no-ops
@@ -149,173 +132,170 @@ to OpenVLA's 5e-4. --merge also writes OUT/merged, a plain checkpoint with
 the adapters folded in (W += alpha/r·B·A) for serve and other tools.
 --lora-dropout must stay 0 (Gorgonia's dropout is seeded from the clock,
 which would break reproducible runs and exact --resume). --lora-rank 0
-fine-tunes all weights (--trainable selects which, lr default 2e-5).`,
+fine-tunes all weights (--trainable selects which, lr default 2e-5).`
+
+func newFinetuneLiberoCmd(j *job) *cobra.Command {
+	var o finetuneLiberoFlags
+	cmd := &cobra.Command{
+		Use:   "libero --data SUITE_DIR --init CKPT --out DIR",
+		Short: "Fine-tune on LIBERO demos, HDF5 or OpenVLA's RLDS release (OpenVLA action tokens, few-shot demos)",
+		Long:  finetuneLiberoLong,
 		Example: `  magma finetune libero --data ~/LIBERO/libero_spatial --init out/magma-8b --out runs/libero_spatial --shots 10 --steps 2000
   magma finetune libero --data ~/modified_libero_rlds/libero_spatial_no_noops --init out/magma-8b --out runs/libero_spatial_rlds
   magma eval synthetic --benchmark libero --format rlds --out /tmp/libero_spatial_no_noops   # demo data`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if initDir == "" {
-				return fmt.Errorf("finetune libero: --init CKPT is required")
-			}
-			if loraRank < 0 {
-				return fmt.Errorf("--lora-rank %d must be >= 0", loraRank)
-			}
-			if !(lr >= 0) || math.IsInf(lr, 0) {
-				return fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", lr)
-			}
-			var lcfg llm.LoRAConfig
-			if loraRank > 0 {
-				// Parse the adapter flags now so mistakes surface first.
-				var err error
-				if lcfg, err = loraConfig(loraRank, loraAlpha, loraDrop, loraTargets); err != nil {
-					return err
-				}
-				if cmd.Flags().Changed("trainable") && trainable != train.TrainLoRA {
-					return fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", trainable, loraRank)
-				}
-			} else {
-				if merge {
-					return fmt.Errorf("--merge folds LoRA adapters in; it needs --lora-rank > 0")
-				}
-				if trainable == train.TrainLoRA {
-					return fmt.Errorf("--trainable lora needs --lora-rank > 0")
-				}
-			}
-			// A run folder that cannot be written fails before the demos are read.
-			if err := checkRunFolder(f.out); err != nil {
-				return err
-			}
-			l, err := lf.open()
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			rec := "libero" // the LoRA recipe; libero-full fine-tunes the weights
-			if loraRank == 0 {
-				rec = "libero-full"
-			}
-			cp, err := train.LoadConfig(rec)
-			if err != nil {
-				return err
-			}
-			c := *cp
-			c.Source = "finetune libero"
-			c.Model = train.ModelConfig{InitFrom: initDir, Dtype: dtype}
-			c.BatchSize, c.GradAccum, c.Steps, c.Checkpoint.Every = batch, accum, steps, every
-			if lr != 0 { // 0: the recipe's (LoRA or full fine-tuning)
-				c.Optimizer.LR = lr
-			}
-			if loraRank > 0 {
-				c.LoRA = lcfg
-			} else {
-				c.Trainable = trainable
-			}
-			// The data section only records what was read, so that --resume
-			// refuses another suite or split (the recipe hash covers it).
-			var node yaml.Node
-			if err := node.Encode(map[string]any{"libero": map[string]any{"data": lf.dir, "suite": l.Opt.Suite, "shots": lf.shots, "shots_per": lf.shotsPer, "data_seed": lf.seed, "remove_noops": lf.noops, "camera": lf.camera}}); err != nil {
-				return err
-			}
-			c.Data = node
-			if err := f.apply(cmd, &c); err != nil {
-				return err
-			}
-			if err := checkRunFolder(f.out); err != nil {
-				return err
-			}
-			m, pp, tokDir, err := train.InitModel(&c)
-			if err != nil {
-				return err
-			}
-			printVerified(cmd, &c)
-			tokDir, tok, err := resolveTokenizer(f.tokPath, tokDir)
-			if err != nil {
-				return err
-			}
-			env, err := liberoEnv(tok, pp, m.Config)
-			if err != nil {
-				return err
-			}
-			src, err := data.NewLiberoSource(env, l, "train")
-			if err != nil {
-				return err
-			}
-			mix, err := data.NewMixture(env, []data.Source{src}, []float64{1})
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			var adapters train.Adapters
-			if loraRank > 0 {
-				// Fresh adapters (seeded by --seed); --resume restores them.
-				ad, err := train.AttachLoRA(m, c.LoRA, c.Seed, initDir)
-				if err != nil {
-					return fmt.Errorf("--lora-*: %w", err)
-				}
-				adapters = ad
-				mods, n := m.LM.LoRAModules(model.LoRAPrefix), 0
-				for _, a := range ad.Tensors() {
-					n += a.T.Shape().TotalSize()
-				}
-				l0 := mods[0].Linear.LoRA
-				fmt.Fprintf(w, "LoRA r=%d alpha=%g on %d layers: %d adapter parameters train, the base weights are frozen\n", l0.Rank, l0.Alpha, len(mods), n)
-			}
-			nTrain, nHeld := 0, 0
-			for _, t := range l.Tasks {
-				nTrain += len(t.Train)
-				nHeld += len(t.Heldout)
-			}
-			fmt.Fprintf(w, "%s: %d tasks, %d training demos (%d steps), %d held out\n", l.Opt.Suite, len(l.Tasks), nTrain, src.Len(), nHeld)
-			if err := os.MkdirAll(f.out, 0o755); err != nil {
-				return err
-			}
-			if err := l.CheckMeta(f.out); err != nil {
-				return err
-			}
-			if err := l.WriteMeta(f.out); err != nil {
-				return err
-			}
-			seed := c.Seed
-			open := func(state []byte) (data.Stream, error) {
-				return mix.Stream(cmd.Context(), data.StreamOptions{Seed: seed, BatchSize: c.BatchSize, State: state})
-			}
-			// Every checkpoint carries the statistics and the split.
-			if err := runTraining(cmd, train.Options{Config: &c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Adapters: adapters, BucketBytes: f.bucketBytes(),
-				Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
-				return err
-			}
-			if !merge {
-				if loraRank > 0 {
-					fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
-				}
-				return nil
-			}
-			dir := filepath.Join(f.out, "merged")
-			if err := model.SaveMerged(dir, m, pp, tokDir, l.WriteMeta); err != nil {
-				return fmt.Errorf("--merge: %w", err)
-			}
-			fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.runE(cmd, j) },
 	}
+	o.register(cmd)
+	return cmd
+}
+
+func (o *finetuneLiberoFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	lf.register(cmd)
-	fl.StringVar(&initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
-	fl.StringVar(&dtype, "dtype", "", finetuneDtypeUsage("--init"))
+	o.lf.register(cmd)
+	fl.StringVar(&o.initDir, "init", "", "checkpoint directory to start from (Hugging Face layout)")
+	fl.StringVar(&o.dtype, "dtype", "", finetuneDtypeUsage("--init"))
 	// Flag defaults come from the embedded recipes (configs/pretrain/libero*.yaml).
 	lora, full := recipeDefaults("libero"), recipeDefaults("libero-full")
-	fl.Float64Var(&lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))
-	fl.IntVar(&batch, "batch-size", lora.BatchSize, "samples per micro-batch")
-	fl.IntVar(&accum, "grad-accum", lora.GradAccum, "micro-batches per update")
-	fl.IntVar(&steps, "steps", lora.Steps, stepsUsage)
-	fl.IntVar(&every, "save-every", lora.Checkpoint.Every, "updates between checkpoints (0: only at the end)")
-	fl.StringVar(&trainable, "trainable", full.Trainable, "all | vision_frozen | projector_only (with --lora-rank 0)")
-	fl.IntVar(&loraRank, "lora-rank", lora.LoRA.Rank, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
-	fl.Float64Var(&loraAlpha, "lora-alpha", lora.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
-	fl.Float64Var(&loraDrop, "lora-dropout", lora.LoRA.Dropout, "LoRA dropout (only 0: training must be reproducible and resumable)")
-	fl.StringVar(&loraTargets, "lora-targets", strings.Join(lora.LoRA.Targets, ","), "comma-separated linear layers to adapt")
-	fl.BoolVar(&merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
-	f.register(cmd, "runs/libero")
-	return cmd
+	fl.Float64Var(&o.lr, "lr", 0, fmt.Sprintf("learning rate, constant (default %g with LoRA as OpenVLA, %g for full fine-tuning with --lora-rank 0)", lora.Optimizer.LR, full.Optimizer.LR))
+	fl.IntVar(&o.batch, "batch-size", lora.BatchSize, "samples per micro-batch")
+	fl.IntVar(&o.accum, "grad-accum", lora.GradAccum, "micro-batches per update")
+	fl.IntVar(&o.steps, "steps", lora.Steps, stepsUsage)
+	fl.IntVar(&o.every, "save-every", lora.Checkpoint.Every, "updates between checkpoints (0: only at the end)")
+	fl.StringVar(&o.trainable, "trainable", full.Trainable, "all | vision_frozen | projector_only (with --lora-rank 0)")
+	fl.IntVar(&o.loraRank, "lora-rank", lora.LoRA.Rank, "LoRA rank (OpenVLA's LIBERO recipe; 0: full fine-tuning)")
+	fl.Float64Var(&o.loraAlpha, "lora-alpha", lora.LoRA.Alpha, "LoRA alpha (0: equal to the rank)")
+	fl.Float64Var(&o.loraDrop, "lora-dropout", lora.LoRA.Dropout, "LoRA dropout (only 0: training must be reproducible and resumable)")
+	fl.StringVar(&o.loraTargets, "lora-targets", strings.Join(lora.LoRA.Targets, ","), "comma-separated linear layers to adapt")
+	fl.BoolVar(&o.merge, "merge", false, "with LoRA: also write OUT/merged, a plain checkpoint with the adapters folded in")
+	o.run.register(cmd, "runs/libero")
+}
+
+// check refuses contradictory flags before anything is read and returns
+// the adapters' configuration (zero for full fine-tuning).
+func (o *finetuneLiberoFlags) check(cmd *cobra.Command) (llm.LoRAConfig, error) {
+	var lcfg llm.LoRAConfig
+	if o.initDir == "" {
+		return lcfg, fmt.Errorf("finetune libero: --init CKPT is required")
+	}
+	if o.loraRank < 0 {
+		return lcfg, fmt.Errorf("--lora-rank %d must be >= 0", o.loraRank)
+	}
+	if !(o.lr >= 0) || math.IsInf(o.lr, 0) {
+		return lcfg, fmt.Errorf("--lr %v must be a positive number (0 = the default for the mode)", o.lr)
+	}
+	if o.loraRank > 0 {
+		c, err := loraConfig(o.loraRank, o.loraAlpha, o.loraDrop, o.loraTargets)
+		if err != nil {
+			return c, err
+		}
+		if cmd.Flags().Changed("trainable") && o.trainable != train.TrainLoRA {
+			return c, fmt.Errorf("--trainable %s is for full fine-tuning; with --lora-rank %d only the adapters train (pass --lora-rank 0 to fine-tune weights)", o.trainable, o.loraRank)
+		}
+		return c, nil
+	}
+	if o.merge {
+		return lcfg, fmt.Errorf("--merge folds LoRA adapters in; it needs --lora-rank > 0")
+	}
+	if o.trainable == train.TrainLoRA {
+		return lcfg, fmt.Errorf("--trainable lora needs --lora-rank > 0")
+	}
+	return lcfg, nil
+}
+
+// recipe is the run's recipe with the command-line overrides: the flags
+// checked, the job joined, the run folder checked, the demos read.
+func (o *finetuneLiberoFlags) recipe(cmd *cobra.Command, j *job) (*train.Config, *data.Libero, *dist.Comm, error) {
+	lcfg, err := o.check(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	comm, err := j.join()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A run folder that cannot be written fails before the demos are read.
+	if err := checkRunFolder(comm, o.run.out); err != nil {
+		return nil, nil, comm, err
+	}
+	l, err := o.lf.open()
+	if err != nil {
+		return nil, nil, comm, err
+	}
+	r := train.LiberoRun{Data: o.lf.dir, Libero: o.lf.options(), Init: o.initDir, Dtype: o.dtype, BatchSize: o.batch, GradAccum: o.accum,
+		Steps: o.steps, Every: o.every, LR: o.lr, LoRA: lcfg, Trainable: o.trainable}
+	c, err := r.Config(l.Opt.Suite)
+	if err == nil {
+		err = o.run.apply(cmd, c)
+	}
+	if err == nil {
+		err = checkRunFolder(comm, o.run.out)
+	}
+	if err != nil {
+		l.Close()
+		return nil, nil, comm, err
+	}
+	return c, l, comm, nil
+}
+
+// runE trains: the recipe, the model and its tokenizer, the demos, the
+// adapters; every checkpoint carries the statistics and the split.
+func (o *finetuneLiberoFlags) runE(cmd *cobra.Command, j *job) error {
+	c, l, comm, err := o.recipe(cmd, j)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	m, pp, tokDir, err := train.InitModel(c)
+	if err != nil {
+		return err
+	}
+	printVerified(cmd, c)
+	tokDir, tok, err := resolveTokenizer(o.run.tokPath, tokDir)
+	if err != nil {
+		return err
+	}
+	d, err := train.NewLiberoData(l, tok, pp, m.Config)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	var adapters train.Adapters
+	if o.loraRank > 0 {
+		// Fresh adapters (seeded by --seed); --resume restores them.
+		ad, err := train.AttachLoRA(m, c.LoRA, c.Seed, o.initDir)
+		if err != nil {
+			return fmt.Errorf("--lora-*: %w", err)
+		}
+		adapters = ad
+		fmt.Fprintln(w, train.LoRASummary(m, ad))
+	}
+	nTrain, nHeld := l.DemoCounts()
+	fmt.Fprintf(w, "%s: %d tasks, %d training demos (%d steps), %d held out\n", l.Opt.Suite, len(l.Tasks), nTrain, d.Source.Len(), nHeld)
+	if err := l.PrepareRunFolder(o.run.out); err != nil {
+		return err
+	}
+	// Each rank keeps its slice of the global batches.
+	open := train.SliceStreams(d.Opener(cmd.Context(), c.Seed, c.BatchSize), comm)
+	if err := runTraining(cmd, train.Options{Config: c, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: o.run.out, Resume: o.run.resume,
+		Adapters: adapters, Comm: comm, BucketBytes: o.run.bucketBytes(), Hooks: train.Hooks{OnCheckpoint: l.WriteMeta}}); err != nil {
+		return err
+	}
+	return o.finish(w, m, pp, tokDir, l)
+}
+
+// finish writes OUT/merged with --merge.
+func (o *finetuneLiberoFlags) finish(w io.Writer, m *model.Magma, pp *model.PreprocessorConfig, tokDir string, l *data.Libero) error {
+	if !o.merge {
+		if o.loraRank > 0 {
+			fmt.Fprintf(w, "note: the checkpoints hold the frozen base plus PEFT's adapter files, which generate, serve and eval apply on load; --merge also writes a plain checkpoint with them folded in\n")
+		}
+		return nil
+	}
+	dir := filepath.Join(o.run.out, "merged")
+	if err := model.SaveMerged(dir, m, pp, tokDir, l.WriteMeta); err != nil {
+		return fmt.Errorf("--merge: %w", err)
+	}
+	fmt.Fprintf(w, "merged: %s (plain checkpoint, adapters folded in)\n", dir)
+	return nil
 }

@@ -17,18 +17,21 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// generateFlags are the flags of generate.
+type generateFlags struct {
+	modelDir, tokPath, prompt, system, promptIDs, logitsOut string
+	images                                                  []string
+	video                                                   string
+	frames                                                  int
+	maxNew, topK                                            int
+	temperature, topP                                       float64
+	seed                                                    uint64
+	asJSON                                                  bool
+	load                                                    loadFlags
+}
+
 func newGenerateCmd() *cobra.Command {
-	var (
-		modelDir, tokPath, prompt, system, promptIDs, logitsOut string
-		images                                                  []string
-		video                                                   string
-		frames                                                  int
-		maxNew, topK                                            int
-		temperature, topP                                       float64
-		seed                                                    uint64
-		asJSON                                                  bool
-		load                                                    loadFlags
-	)
+	var o generateFlags
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Answer a prompt about images or a video clip with a Magma checkpoint",
@@ -37,89 +40,103 @@ func newGenerateCmd() *cobra.Command {
   magma generate --model /big/magma-8b --image photo.png --prompt "Describe it." --max-context 1024 --json   # bf16 in place
   magma generate --model DIR --dtype f32 --image photo.png --prompt "..."   # convert to float32 on load
   magma generate --model DIR --image a.png --prompt-ids 128000,128006,... --json --logits-out logits.safetensors`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := load.pipeline(modelDir, tokPath, 1)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			req := model.Request{
-				Prompt: prompt, System: system, MaxNewTokens: maxNew, Temperature: temperature,
-				TopP: topP, TopK: topK, Seed: seed, KeepLogits: logitsOut != "",
-			}
-			if promptIDs != "" {
-				if req.PromptIDs, err = parseIDs(promptIDs); err != nil {
-					return fmt.Errorf("--prompt-ids: %w", err)
-				}
-			} else if prompt == "" {
-				return fmt.Errorf("give --prompt (or --prompt-ids)")
-			}
-			for _, path := range images {
-				img, err := imaging.DecodeImage(path)
-				if err != nil {
-					return err
-				}
-				req.Images = append(req.Images, img)
-			}
-			if video != "" {
-				fr, err := tom.SampleFrames(video, frames)
-				if err != nil {
-					return fmt.Errorf("--video: %w", err)
-				}
-				req.Images = append(req.Images, fr...)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			res, err := p.Generate(ctx, req)
-			if err != nil {
-				return err
-			}
-			if logitsOut != "" {
-				if err := ckpt.WriteLogits(logitsOut, res.Logits); err != nil {
-					return err
-				}
-			}
-			out := cmd.OutOrStdout()
-			if !asJSON {
-				fmt.Fprintln(out, res.Text)
-				return nil
-			}
-			return json.NewEncoder(out).Encode(map[string]any{
-				"text":                 res.Text,
-				"prompt_ids":           res.PromptIDs,
-				"output_ids":           res.OutputIDs,
-				"sequence_length":      res.SequenceLength,
-				"preprocess_ms":        ms(res.Timing.Preprocess),
-				"embed_ms":             ms(res.Timing.Embed),
-				"prefill_ms":           ms(res.Timing.Prefill),
-				"prefill_tokens_per_s": res.Timing.PrefillTokensPerSecond(res.SequenceLength),
-				"decode_ms":            ms(res.Timing.Decode),
-				"decode_steps":         res.Timing.Steps,
-				"decode_step_ms":       stepsMS(res.Timing.StepTimes),
-				"decode_tokens_per_s":  res.Timing.DecodeTokensPerSecond(),
-				"weights":              p.Weights,
-			})
-		},
+		RunE: o.runE,
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelDir, "model", "", "checkpoint directory (Hugging Face layout)")
-	f.StringVar(&tokPath, "tokenizer", "", "tokenizer directory or tokenizer.json (default: the model directory)")
-	f.StringSliceVar(&images, "image", nil, "image file (PNG, JPEG, WebP); repeat for several")
-	f.StringVar(&video, "video", "", "video file (anything OpenCV reads) or folder of frames; --frames frames sampled uniformly are passed as images")
-	f.IntVar(&frames, "frames", 8, "frames sampled from --video")
-	f.StringVar(&prompt, "prompt", "", "user prompt")
-	f.StringVar(&system, "system", "", `system prompt (default "You are agent that can see, talk and act.")`)
-	f.StringVar(&promptIDs, "prompt-ids", "", "comma-separated prompt token ids, used as they are instead of --prompt")
-	f.IntVar(&maxNew, "max-new-tokens", 64, "tokens to generate at most")
-	f.Float64Var(&temperature, "temperature", 0, "sampling temperature; 0 = greedy")
-	f.Float64Var(&topP, "top-p", 1, "nucleus sampling threshold")
-	f.IntVar(&topK, "top-k", 0, "top-k sampling; 0 = off")
-	f.Uint64Var(&seed, "seed", 0, "sampling seed")
-	f.BoolVar(&asJSON, "json", false, `print {"text", "prompt_ids", "output_ids", ...} as JSON`)
-	f.StringVar(&logitsOut, "logits-out", "", "write the logits of every step to this safetensors file (tensor \"logits\" [steps, vocab])")
-	load.add(f, true)
+	f.StringVar(&o.modelDir, "model", "", "checkpoint directory (Hugging Face layout)")
+	f.StringVar(&o.tokPath, "tokenizer", "", "tokenizer directory or tokenizer.json (default: the model directory)")
+	f.StringSliceVar(&o.images, "image", nil, "image file (PNG, JPEG, WebP); repeat for several")
+	f.StringVar(&o.video, "video", "", "video file (anything OpenCV reads) or folder of frames; --frames frames sampled uniformly are passed as images")
+	f.IntVar(&o.frames, "frames", 8, "frames sampled from --video")
+	f.StringVar(&o.prompt, "prompt", "", "user prompt")
+	f.StringVar(&o.system, "system", "", `system prompt (default "You are agent that can see, talk and act.")`)
+	f.StringVar(&o.promptIDs, "prompt-ids", "", "comma-separated prompt token ids, used as they are instead of --prompt")
+	f.IntVar(&o.maxNew, "max-new-tokens", 64, "tokens to generate at most")
+	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 = greedy")
+	f.Float64Var(&o.topP, "top-p", 1, "nucleus sampling threshold")
+	f.IntVar(&o.topK, "top-k", 0, "top-k sampling; 0 = off")
+	f.Uint64Var(&o.seed, "seed", 0, "sampling seed")
+	f.BoolVar(&o.asJSON, "json", false, `print {"text", "prompt_ids", "output_ids", ...} as JSON`)
+	f.StringVar(&o.logitsOut, "logits-out", "", "write the logits of every step to this safetensors file (tensor \"logits\" [steps, vocab])")
+	o.load.add(f, true)
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
+}
+
+func (o *generateFlags) runE(cmd *cobra.Command, _ []string) error {
+	p, err := o.load.pipeline(o.modelDir, o.tokPath, 1)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	req, err := o.request()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := p.Generate(ctx, req)
+	if err != nil {
+		return err
+	}
+	if o.logitsOut != "" {
+		if err := ckpt.WriteLogits(o.logitsOut, res.Logits); err != nil {
+			return err
+		}
+	}
+	out := cmd.OutOrStdout()
+	if !o.asJSON {
+		fmt.Fprintln(out, res.Text)
+		return nil
+	}
+	return json.NewEncoder(out).Encode(map[string]any{
+		"text":                 res.Text,
+		"prompt_ids":           res.PromptIDs,
+		"output_ids":           res.OutputIDs,
+		"sequence_length":      res.SequenceLength,
+		"preprocess_ms":        ms(res.Timing.Preprocess),
+		"embed_ms":             ms(res.Timing.Embed),
+		"prefill_ms":           ms(res.Timing.Prefill),
+		"prefill_tokens_per_s": res.Timing.PrefillTokensPerSecond(res.SequenceLength),
+		"decode_ms":            ms(res.Timing.Decode),
+		"decode_steps":         res.Timing.Steps,
+		"decode_step_ms":       stepsMS(res.Timing.StepTimes),
+		"decode_tokens_per_s":  res.Timing.DecodeTokensPerSecond(),
+		"weights":              p.Weights,
+	})
+}
+
+// request is the generation request the flags describe: the prompt (or its
+// ids), the images and the video's sampled frames.
+func (o *generateFlags) request() (model.Request, error) {
+	req := model.Request{
+		Prompt: o.prompt, System: o.system, MaxNewTokens: o.maxNew, Temperature: o.temperature,
+		TopP: o.topP, TopK: o.topK, Seed: o.seed, KeepLogits: o.logitsOut != "",
+	}
+	if o.promptIDs != "" {
+		ids, err := parseIDs(o.promptIDs)
+		if err != nil {
+			return req, fmt.Errorf("--prompt-ids: %w", err)
+		}
+		req.PromptIDs = ids
+	} else if o.prompt == "" {
+		return req, fmt.Errorf("give --prompt (or --prompt-ids)")
+	}
+	for _, path := range o.images {
+		img, err := imaging.DecodeImage(path)
+		if err != nil {
+			return req, err
+		}
+		req.Images = append(req.Images, img)
+	}
+	if o.video != "" {
+		fr, err := tom.SampleFrames(o.video, o.frames)
+		if err != nil {
+			return req, fmt.Errorf("--video: %w", err)
+		}
+		req.Images = append(req.Images, fr...)
+	}
+	return req, nil
 }
 
 func parseIDs(s string) ([]int, error) {

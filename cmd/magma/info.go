@@ -22,17 +22,7 @@ func newInfoCmd() *cobra.Command {
   magma info --model /big/magma-8b --dtype f32   # weight bytes by dtype, stored and once loaded
   magma info --preset magma-8b --plan 1,2048,1 --train --recompute   # activation memory of a training step`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cfg *model.Config
-			var pp *model.PreprocessorConfig
-			var err error
-			switch {
-			case modelDir != "":
-				cfg, pp, err = model.LoadConfig(modelDir)
-			case preset != "":
-				cfg, pp, err = model.PresetConfigs(preset)
-			default:
-				return fmt.Errorf("give --model DIR or --preset NAME")
-			}
+			cfg, pp, err := infoConfig(modelDir, preset)
 			if err != nil {
 				return err
 			}
@@ -51,16 +41,8 @@ func newInfoCmd() *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: no weight report: %v\n", err)
 				}
 			}
-			if plan != "" {
-				shape, err := parsePlanShape(plan)
-				if err != nil {
-					return err
-				}
-				if info.Plan, err = model.PlanMemory(cfg, shape, train, recompute); err != nil {
-					return err
-				}
-			} else if train || recompute {
-				return fmt.Errorf("--train and --recompute describe a --plan")
+			if info.Plan, err = planMemory(cfg, plan, train, recompute); err != nil {
+				return err
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
@@ -77,6 +59,32 @@ func newInfoCmd() *cobra.Command {
 	f.BoolVar(&train, "train", false, "with --plan: a training step (loss and every parameter's gradient) instead of a forward pass")
 	f.BoolVar(&recompute, "recompute", false, "with --plan --train: activation recomputation (activation_checkpointing: true)")
 	return cmd
+}
+
+// infoConfig is the config of the checkpoint modelDir, else of the preset.
+func infoConfig(modelDir, preset string) (*model.Config, *model.PreprocessorConfig, error) {
+	switch {
+	case modelDir != "":
+		return model.LoadConfig(modelDir)
+	case preset != "":
+		return model.PresetConfigs(preset)
+	}
+	return nil, nil, fmt.Errorf("give --model DIR or --preset NAME")
+}
+
+// planMemory is --plan's report (nil without --plan).
+func planMemory(cfg *model.Config, plan string, train, recompute bool) (*model.PlanInfo, error) {
+	if plan == "" {
+		if train || recompute {
+			return nil, fmt.Errorf("--train and --recompute describe a --plan")
+		}
+		return nil, nil
+	}
+	shape, err := parsePlanShape(plan)
+	if err != nil {
+		return nil, err
+	}
+	return model.PlanMemory(cfg, shape, train, recompute)
 }
 
 // parsePlanShape reads --plan's B,T[,crops[,supervised]].

@@ -11,6 +11,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// initLong is init's --help.
+const initLong = `Write a randomly initialised checkpoint of a preset in the Hugging Face layout
+(config.json, preprocessor_config.json, model.safetensors or 5 GB shards with
+model.safetensors.index.json, the tokenizer). Tensors are streamed to disk as
+they are drawn, so any size fits in memory: magma-8b in bf16 is the published
+layout (4 shards, 17.8 GB) and lets you check a machine before downloading the
+real weights. Same seed, same values, whatever the dtype.`
+
 func newInitCmd() *cobra.Command {
 	var (
 		preset, out, dtype, tokPath string
@@ -20,12 +28,7 @@ func newInitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a randomly initialised checkpoint of a preset (tiny, small, magma-8b or a YAML file)",
-		Long: `Write a randomly initialised checkpoint of a preset in the Hugging Face layout
-(config.json, preprocessor_config.json, model.safetensors or 5 GB shards with
-model.safetensors.index.json, the tokenizer). Tensors are streamed to disk as
-they are drawn, so any size fits in memory: magma-8b in bf16 is the published
-layout (4 shards, 17.8 GB) and lets you check a machine before downloading the
-real weights. Same seed, same values, whatever the dtype.`,
+		Long:  initLong,
 		Example: `  magma init --preset tiny --out out/tiny
   magma init --preset configs/my.yaml --out out/my --dtype bf16
   magma init --preset tiny --out out/tiny --seed 7 --force   # replace out/tiny
@@ -38,10 +41,8 @@ real weights. Same seed, same values, whatever the dtype.`,
 				return fmt.Errorf("--dtype %q: want f32, bf16 or f16", dtype)
 			}
 			if !force {
-				for _, pat := range []string{model.ConfigFileName, "*.safetensors", "*.safetensors.index.json"} {
-					if m, _ := filepath.Glob(filepath.Join(out, pat)); len(m) > 0 {
-						return fmt.Errorf("%s already holds a checkpoint (%s): pass --force to overwrite it, or choose another --out", out, filepath.Base(m[0]))
-					}
+				if err := refuseCheckpoint(out); err != nil {
+					return err
 				}
 			}
 			cfg, pp, err := model.PresetConfigs(preset)
@@ -77,4 +78,14 @@ real weights. Same seed, same values, whatever the dtype.`,
 	f.BoolVar(&force, "force", false, "overwrite a checkpoint already in --out")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+// refuseCheckpoint refuses an out folder that already holds a checkpoint.
+func refuseCheckpoint(out string) error {
+	for _, pat := range []string{model.ConfigFileName, "*.safetensors", "*.safetensors.index.json"} {
+		if m, _ := filepath.Glob(filepath.Join(out, pat)); len(m) > 0 {
+			return fmt.Errorf("%s already holds a checkpoint (%s): pass --force to overwrite it, or choose another --out", out, filepath.Base(m[0]))
+		}
+	}
+	return nil
 }

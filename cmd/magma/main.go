@@ -13,8 +13,12 @@ import (
 	"github.com/magma-go/magma/vision"
 )
 
-// newRootCmd builds the whole command tree.
-func newRootCmd() *cobra.Command {
+// newRootCmd builds the whole command tree with a job of its own.
+func newRootCmd() *cobra.Command { return newCommandTree(new(job)) }
+
+// newCommandTree builds the whole command tree; its training commands join
+// j.
+func newCommandTree(j *job) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "magma",
 		Short: "Magma multimodal agent model: pretrain, finetune, eval, serve, generate",
@@ -45,8 +49,8 @@ Every command has --help with examples. Start with: magma pretrain`,
 			vision.QuietLibraryLogs()
 		}
 	}
-	finetune := newFinetuneCmd() // sft
-	finetune.AddCommand(newFinetuneLiberoCmd())
+	finetune := newFinetuneCmd(j) // sft
+	finetune.AddCommand(newFinetuneLiberoCmd(j))
 	eval := newEvalCmd() // screenspot, mind2web, synth
 	eval.AddCommand(newEvalLiberoCmd())
 	root.AddCommand(
@@ -57,7 +61,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		newSomCmd(),
 		newTomCmd(),
 		newDataCmd(),
-		newPretrainCmd(),
+		newPretrainCmd(j),
 		finetune,
 		eval,
 		newServeCmd(),
@@ -67,9 +71,10 @@ Every command has --help with examples. Start with: magma pretrain`,
 }
 
 func main() {
-	err := newRootCmd().Execute()
-	if comm != nil {
-		exitJob(comm, err) // an MPI job (pretrain/finetune under mpirun)
+	var j job
+	err := newCommandTree(&j).Execute()
+	if j.comm != nil {
+		exitJob(j.comm, err) // an MPI job (pretrain/finetune under mpirun)
 	}
 	if err != nil {
 		if r := dist.LauncherRank(); r != "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/train"
+	"github.com/magma-go/magma/train/dist"
 	"github.com/spf13/cobra"
 )
 
@@ -90,13 +91,11 @@ func (f *runFlags) checkSteps(cmd *cobra.Command) error {
 }
 
 // checkRunFolder is checkOutDir for a training run: rank 0 alone writes
-// the run folder, so it alone checks it, and under MPI every rank returns
-// its verdict as one agreed error (printed once by rank 0).
-func checkRunFolder(dir string) error {
-	c, err := jobComm()
-	if err != nil {
-		return err
-	}
+// the run folder, so it alone checks it, and under MPI (c, the job joined)
+// every rank returns its verdict as one agreed error (printed once by
+// rank 0).
+func checkRunFolder(c *dist.Comm, dir string) error {
+	var err error
 	if rankZero(c) {
 		err = checkOutDir(dir)
 	}
@@ -194,13 +193,11 @@ func resolveTokenizer(flag, candidate string) (string, *tokenizer.Tokenizer, err
 	return dir, tok, nil
 }
 
-// runTraining runs the engine with Ctrl-C saving a checkpoint, and prints
-// the summary.
-// trainRecipe runs a recipe whose data: section is a mixture: flags
-// applied, model initialised, tokenizer resolved and checked against the
-// model's vocabulary, data stream opened, training run.
-func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
-	comm, err := jobComm()
+// trainRecipe runs a recipe whose data: section is a mixture: job j
+// joined, flags applied, model initialised, tokenizer resolved and checked
+// against the model's vocabulary, data stream opened, training run.
+func (f *runFlags) trainRecipe(cmd *cobra.Command, j *job, cfg *train.Config) error {
+	comm, err := j.join()
 	if err != nil {
 		return err
 	}
@@ -211,7 +208,7 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := checkRunFolder(f.out); err != nil {
+	if err := checkRunFolder(comm, f.out); err != nil {
 		return err
 	}
 	m, pp, tokDir, err := train.InitModel(cfg)
@@ -237,20 +234,14 @@ func (f *runFlags) trainRecipe(cmd *cobra.Command, cfg *train.Config) error {
 	return runTraining(cmd, train.Options{Config: cfg, Model: m, Preprocessor: pp, Tokenizer: tokDir, Allowed: tok.IDMask(m.Config.Text.VocabSize), Data: open, OutDir: f.out, Resume: f.resume, Comm: comm, BucketBytes: f.bucketBytes()})
 }
 
+// runTraining runs the engine with Ctrl-C saving a checkpoint, and prints
+// the summary (rank 0 of o.Comm).
 func runTraining(cmd *cobra.Command, o train.Options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer stop()
 	o.SaveOnCancel = true
 	o.Log = cmd.ErrOrStderr()
 	w := cmd.OutOrStdout()
-	if o.Comm == nil {
-		// An opener of global batches (finetune libero): each rank keeps its slice.
-		comm, err := jobComm()
-		if err != nil {
-			return err
-		}
-		o.Comm, o.Data = comm, train.SliceStreams(o.Data, comm)
-	}
 	if !rankZero(o.Comm) {
 		w = io.Discard
 	}
@@ -284,7 +275,7 @@ func runTraining(cmd *cobra.Command, o train.Options) error {
 	return nil
 }
 
-func newPretrainCmd() *cobra.Command {
+func newPretrainCmd(j *job) *cobra.Command {
 	var (
 		config string
 		f      runFlags
@@ -316,7 +307,7 @@ steps:), and the learning-rate schedule is laid out over N.`,
 			if err != nil {
 				return err
 			}
-			return f.trainRecipe(cmd, cfg)
+			return f.trainRecipe(cmd, j, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "recipe YAML (default: the embedded configs/pretrain/tiny.yaml)")

@@ -39,43 +39,9 @@ func newSomCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res *som.Result
-			switch {
-			case boxesPath != "":
-				data, err := os.ReadFile(boxesPath)
-				if err != nil {
-					return err
-				}
-				boxes, err := som.ParseBoxesJSON(data)
-				if err != nil {
-					return fmt.Errorf("%s: %w", boxesPath, err)
-				}
-				res, err = som.DrawBoxes(img, boxes, som.Options{})
-				if err != nil {
-					return err
-				}
-			case pointsPath != "":
-				data, err := os.ReadFile(pointsPath)
-				if err != nil {
-					return err
-				}
-				pts, err := som.ParsePointsJSON(data)
-				if err != nil {
-					return fmt.Errorf("%s: %w", pointsPath, err)
-				}
-				res, err = som.DrawPoints(img, pts, som.Options{})
-				if err != nil {
-					return err
-				}
-			default:
-				boxes, err := som.NewClassicalProposer().Propose(img)
-				if err != nil {
-					return err
-				}
-				res, err = som.DrawBoxes(img, boxes, som.Options{})
-				if err != nil {
-					return err
-				}
+			res, err := markImage(img, boxesPath, pointsPath)
+			if err != nil {
+				return err
 			}
 			if err := som.WriteImage(out, res.Image); err != nil {
 				return err
@@ -101,4 +67,37 @@ func newSomCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "marked image to write")
 	f.BoolVar(&asJSON, "json", false, "print the mark map (id -> bbox/point) as JSON")
 	return cmd
+}
+
+// markImage draws the marks of the boxes file, else of the points file,
+// else of the classical proposer's boxes on img.
+func markImage(img imaging.Image, boxesPath, pointsPath string) (*som.Result, error) {
+	switch {
+	case boxesPath != "":
+		data, err := os.ReadFile(boxesPath)
+		if err != nil {
+			return nil, err
+		}
+		boxes, err := som.ParseBoxesJSON(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", boxesPath, err)
+		}
+		return som.DrawBoxes(img, boxes, som.Options{})
+	case pointsPath != "":
+		data, err := os.ReadFile(pointsPath)
+		if err != nil {
+			return nil, err
+		}
+		pts, err := som.ParsePointsJSON(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pointsPath, err)
+		}
+		return som.DrawPoints(img, pts, som.Options{})
+	default:
+		boxes, err := som.NewClassicalProposer().Propose(img)
+		if err != nil {
+			return nil, err
+		}
+		return som.DrawBoxes(img, boxes, som.Options{})
+	}
 }

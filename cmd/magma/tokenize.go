@@ -8,6 +8,19 @@ import (
 	"github.com/magma-go/magma/llm/tokenizer"
 )
 
+// tokenizeLong is tokenize's --help.
+const tokenizeLong = `Reads JSON lines on stdin, writes one JSON line per input line on stdout:
+  (default)  {"text": "..."}                 -> {"ids": [...]}
+  --decode   {"ids": [...]}                  -> {"text": "..."}
+  --chat     {"messages": [{"role","content"}...], "system"?, "no_system"?,
+              "image_start_end"?, "add_generation_prompt"? (default true)}
+                                             -> {"ids": [...]}
+  --chat --train  same input                 -> {"ids": [...], "labels": [...]}
+The first bad line stops the command with "line N: reason".
+--add-magma-tokens --out DIR writes Magma's tokenizer (Llama-3 + <pad>, <image>,
+<image_start>, <image_end>; bos/eos/pad) from the --tokenizer directory.
+--tokenizer defaults to assets/tokenizer/magma (or $MAGMA_TOKENIZER/magma).`
+
 // tokenize wires flags to llm/tokenizer; all logic lives in that package.
 func newTokenizeCmd() *cobra.Command {
 	var (
@@ -18,17 +31,7 @@ func newTokenizeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tokenize",
 		Short: "Encode/decode JSON lines with the Llama-3/Magma tokenizer",
-		Long: `Reads JSON lines on stdin, writes one JSON line per input line on stdout:
-  (default)  {"text": "..."}                 -> {"ids": [...]}
-  --decode   {"ids": [...]}                  -> {"text": "..."}
-  --chat     {"messages": [{"role","content"}...], "system"?, "no_system"?,
-              "image_start_end"?, "add_generation_prompt"? (default true)}
-                                             -> {"ids": [...]}
-  --chat --train  same input                 -> {"ids": [...], "labels": [...]}
-The first bad line stops the command with "line N: reason".
---add-magma-tokens --out DIR writes Magma's tokenizer (Llama-3 + <pad>, <image>,
-<image_start>, <image_end>; bos/eos/pad) from the --tokenizer directory.
---tokenizer defaults to assets/tokenizer/magma (or $MAGMA_TOKENIZER/magma).`,
+		Long:  tokenizeLong,
 		Example: `  echo '{"text": "Hello world"}' | magma tokenize
   echo '{"ids": [9906, 1917]}' | magma tokenize --decode
   echo '{"messages": [{"role": "user", "content": "<image>\nWhat is this?"}]}' | magma tokenize --chat
@@ -52,18 +55,9 @@ The first bad line stops the command with "line N: reason".
 			if err != nil {
 				return err
 			}
-			mode := tokenizer.StreamEncode
-			switch {
-			case decode && chat:
-				return errors.New("--decode and --chat are exclusive")
-			case train && !chat:
-				return errors.New("--train needs --chat")
-			case decode:
-				mode = tokenizer.StreamDecode
-			case chat && train:
-				mode = tokenizer.StreamTrain
-			case chat:
-				mode = tokenizer.StreamChat
+			mode, err := streamMode(decode, chat, train)
+			if err != nil {
+				return err
 			}
 			return tok.RunJSONLines(cmd.InOrStdin(), cmd.OutOrStdout(), mode,
 				tokenizer.StreamOptions{AddBOS: bos, SkipSpecial: skipSpecial})
@@ -79,4 +73,21 @@ The first bad line stops the command with "line N: reason".
 	f.BoolVar(&addMagmaTokens, "add-magma-tokens", false, "write Magma's tokenizer variant to --out and exit")
 	f.StringVar(&addOut, "out", "", "output directory for --add-magma-tokens")
 	return cmd
+}
+
+// streamMode is the JSON-lines mode --decode, --chat and --train select.
+func streamMode(decode, chat, train bool) (tokenizer.StreamMode, error) {
+	switch {
+	case decode && chat:
+		return 0, errors.New("--decode and --chat are exclusive")
+	case train && !chat:
+		return 0, errors.New("--train needs --chat")
+	case decode:
+		return tokenizer.StreamDecode, nil
+	case chat && train:
+		return tokenizer.StreamTrain, nil
+	case chat:
+		return tokenizer.StreamChat, nil
+	}
+	return tokenizer.StreamEncode, nil
 }

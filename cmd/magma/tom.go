@@ -12,13 +12,8 @@ import (
 	"github.com/magma-go/magma/tom"
 )
 
-func newTomCmd() *cobra.Command {
-	var video, out, viz, source, task string
-	var grid, future, start, height int
-	var seed int64
-	cmd := &cobra.Command{
-		Use: "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
-		Long: `Extract Trace-of-Mark traces with microsoft/Magma's rules for a source:
+// tomLong is tom's --help.
+const tomLong = `Extract Trace-of-Mark traces with microsoft/Magma's rules for a source:
 
   demo   tools/som_tom/demo.py: frames resized to height 512, camera motion when
          more than 80% of traces move over 0.5 px per step, foreground over 2 px,
@@ -31,7 +26,15 @@ func newTomCmd() *cobra.Command {
 
 Lengths are mean per-step displacements in pixels of the frames as tracked
 (after --height). When no trace qualifies for the ToM answer, tom_text is
-empty and the reason is printed as a warning and written to "warnings".`,
+empty and the reason is printed as a warning and written to "warnings".`
+
+func newTomCmd() *cobra.Command {
+	var video, out, viz, source, task string
+	var grid, future, start, height int
+	var seed int64
+	cmd := &cobra.Command{
+		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
+		Long:  tomLong,
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
 		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
   magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
@@ -40,16 +43,8 @@ empty and the reason is printed as a warning and written to "warnings".`,
 			if video == "" || out == "" {
 				return errors.New("tom: --video and --out are required")
 			}
-			// Zero means "default" inside tom; typed on the command line it
-			// is a mistake, as are negative values.
-			for _, fl := range []struct {
-				name string
-				v    int
-				min  int
-			}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}, {"height", height, 0}} {
-				if fl.v < fl.min {
-					return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
-				}
+			if err := checkTomCounts(grid, future, start, height); err != nil {
+				return err
 			}
 			src, err := tom.ParseSource(source)
 			if err != nil {
@@ -67,34 +62,7 @@ empty and the reason is printed as a warning and written to "warnings".`,
 			for _, w := range res.Warnings {
 				cmd.PrintErrln("tom: warning:", w)
 			}
-			data, err := json.MarshalIndent(res, "", "  ")
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
-				return err
-			}
-			if viz != "" {
-				img, err := tom.DrawTraces(res.First, res.Marks)
-				if err != nil {
-					return err
-				}
-				if err := som.WriteImage(viz, img); err != nil {
-					return err
-				}
-			}
-			fg := 0
-			for _, m := range res.Marks {
-				if m.Foreground {
-					fg++
-				}
-			}
-			extra := ""
-			if viz != "" {
-				extra = ", drawing " + viz
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, res.FramesUsed, extra)
-			return nil
+			return writeTom(cmd, res, out, viz)
 		},
 	}
 	f := cmd.Flags()
@@ -109,4 +77,53 @@ empty and the reason is printed as a warning and written to "warnings".`,
 	f.IntVar(&start, "start", 0, "first frame")
 	f.Int64Var(&seed, "seed", 1, "seed for k, k-means and mark ids")
 	return cmd
+}
+
+// checkTomCounts refuses counts below their minimum.
+func checkTomCounts(grid, future, start, height int) error {
+	// Zero means "default" inside tom; typed on the command line it
+	// is a mistake, as are negative values.
+	for _, fl := range []struct {
+		name string
+		v    int
+		min  int
+	}{{"grid", grid, 1}, {"future", future, 1}, {"start", start, 0}, {"height", height, 0}} {
+		if fl.v < fl.min {
+			return fmt.Errorf("tom: --%s %d must be an integer >= %d", fl.name, fl.v, fl.min)
+		}
+	}
+	return nil
+}
+
+// writeTom writes the traces to out, draws them into viz when given, and
+// prints a summary.
+func writeTom(cmd *cobra.Command, res *tom.Result, out, viz string) error {
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if viz != "" {
+		img, err := tom.DrawTraces(res.First, res.Marks)
+		if err != nil {
+			return err
+		}
+		if err := som.WriteImage(viz, img); err != nil {
+			return err
+		}
+	}
+	fg := 0
+	for _, m := range res.Marks {
+		if m.Foreground {
+			fg++
+		}
+	}
+	extra := ""
+	if viz != "" {
+		extra = ", drawing " + viz
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d traces (%d foreground) over %d frames%s\n", out, len(res.Marks), fg, res.FramesUsed, extra)
+	return nil
 }
