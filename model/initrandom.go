@@ -86,10 +86,10 @@ func WriteRandom(dir string, cfg *Config, pp *PreprocessorConfig, seed uint64, o
 		return 0, err
 	}
 	fills := initFills(ps, seed)
-	ts := make([]ckpt.NamedTensor, len(ps))
+	ts := make([]ckpt.WriteItem, len(ps))
 	var n int64
 	for i, p := range ps {
-		ts[i] = ckpt.NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Fill: fills[i]}
+		ts[i] = ckpt.WriteItem{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...), Fill: fills[i]}
 		n += int64(p.T.Shape().TotalSize())
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

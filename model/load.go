@@ -202,7 +202,7 @@ func (m *Magma) Save(dir string, pp *PreprocessorConfig, opts ckpt.SaveOptions) 
 	if err := SaveConfig(dir, m.Config, pp); err != nil {
 		return err
 	}
-	ts, err := Collect(m, "")
+	ts, err := ckpt.WriteItems(m, "")
 	if err != nil {
 		return err
 	}

@@ -57,8 +57,8 @@ func TestLoadErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ts, _ := Collect(ld.Model, "")
-			var kept []ckpt.NamedTensor
+			ts, _ := ckpt.WriteItems(ld.Model, "")
+			var kept []ckpt.WriteItem
 			for _, x := range ts {
 				if x.Name != "multi_modal_projector.row_seperator" {
 					kept = append(kept, x)

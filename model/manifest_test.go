@@ -178,7 +178,7 @@ func TestManifestSums(t *testing.T) {
 	dir := t.TempDir()
 	sums := ckpt.NewSums()
 	path := filepath.Join(dir, "x.safetensors")
-	if err := ckpt.WriteSafetensors(path, []ckpt.NamedTensor{{Name: "a", Shape: []int{3}, Data: []float32{1, 2, 3}}}, ckpt.WriteOptions{Sums: sums}); err != nil {
+	if err := ckpt.WriteSafetensors(path, []ckpt.WriteItem{{Name: "a", Shape: []int{3}, Data: []float32{1, 2, 3}}}, ckpt.WriteOptions{Sums: sums}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)

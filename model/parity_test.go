@@ -307,8 +307,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := Collect(ld.Model, "")
-	b, _ := Collect(back.Model, "")
+	a, _ := ckpt.WriteItems(ld.Model, "")
+	b, _ := ckpt.WriteItems(back.Model, "")
 	if len(a) != len(b) {
 		t.Fatalf("%d tensors, reloaded %d", len(a), len(b))
 	}

@@ -279,7 +279,7 @@ func TestLoadBrokenShards(t *testing.T) {
 			// A stale shard holding other values for a tensor: the index
 			// decides, the extra file is not read.
 			n := firstIn(idx, s2)
-			ts := []ckpt.NamedTensor{{Name: n, Shape: []int{1}, Data: []float32{42}}}
+			ts := []ckpt.WriteItem{{Name: n, Shape: []int{1}, Data: []float32{42}}}
 			if err := ckpt.WriteSafetensors(filepath.Join(dir, "model-00005-of-00005.safetensors"), ts, ckpt.WriteOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -461,7 +461,7 @@ func TestWriteRandomMatchesInitRandom(t *testing.T) {
 	}
 	defer ld.Close()
 	want := map[string][]float32{}
-	for _, nt := range must(Collect(m, "")) {
+	for _, nt := range must(ckpt.WriteItems(m, "")) {
 		want[nt.Name] = roundTo(kernels.BFloat16, nt.Data)
 	}
 	for _, p := range must(nn.Parameters(ld.Model, "")) {

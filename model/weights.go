@@ -199,32 +199,6 @@ func copyParam(p *nn.Param, src TensorSource, ck *ckpt.Checkpoint, keepReadOnly 
 	return nil
 }
 
-// Collect returns every tagged tensor under root with its name, for Save.
-// Float32 tensors are returned as Data slices that alias them (no copy);
-// tensors of the other storage dtypes (BF16, F16, F64) as Src, widened
-// chunk by chunk when written.
-func Collect(root any, prefix string) ([]ckpt.NamedTensor, error) {
-	ps, err := nn.Parameters(root, prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ckpt.NamedTensor, 0, len(ps))
-	for _, p := range ps {
-		nt := ckpt.NamedTensor{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
-		if p.T.Dtype() == tensor.Float32 {
-			if nt.Data, err = denseFloat32(p.Name, p.T); err != nil {
-				return nil, err
-			}
-		} else if p.T.IsScalar() || p.T.DataSize() != p.T.Shape().TotalSize() {
-			return nil, fmt.Errorf("weights: tensor %q: scalar, view or non-contiguous tensor (shape %v)", p.Name, p.T.Shape())
-		} else {
-			nt.Src = p.T
-		}
-		out = append(out, nt)
-	}
-	return out, nil
-}
-
 // Binding is one (root, prefix) pair of a model, e.g. the vision tower
 // under "vision_tower.clip_vision_model.trunk".
 type Binding struct {

@@ -82,7 +82,7 @@ func TestWalkNames(t *testing.T) {
 }
 
 // memSource is an in-memory TensorSource.
-type memSource map[string]ckpt.NamedTensor
+type memSource map[string]ckpt.WriteItem
 
 func (s memSource) Has(n string) bool { _, ok := s[n]; return ok }
 func (s memSource) Tensor(n string) ([]float32, []int, error) {
@@ -100,11 +100,11 @@ func TestBindCollectSave(t *testing.T) {
 			d.Data().([]float32)[j] = i
 		}
 	}
-	named, err := Collect(src, "p")
+	named, err := ckpt.WriteItems(src, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	named = append(named, ckpt.NamedTensor{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
+	named = append(named, ckpt.WriteItem{Name: "p.head.fc.weight", Shape: []int{1}, Data: []float32{9}})
 	dir := t.TempDir()
 	if err := ckpt.Save(dir, named, ckpt.SaveOptions{MaxShardSize: 40}); err != nil {
 		t.Fatal(err)
@@ -118,8 +118,8 @@ func TestBindCollectSave(t *testing.T) {
 	if _, err := Bind(dst, "p", ck, BindOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := Collect(src, "p")
-	b, _ := Collect(dst, "p")
+	a, _ := ckpt.WriteItems(src, "p")
+	b, _ := ckpt.WriteItems(dst, "p")
 	for k := range a {
 		for j := range a[k].Data {
 			if a[k].Data[j] != b[k].Data[j] {
@@ -136,7 +136,7 @@ func TestBindCollectSave(t *testing.T) {
 func TestBindErrors(t *testing.T) {
 	full := memSource{}
 	m := newTModel()
-	named, _ := Collect(m, "p")
+	named, _ := ckpt.WriteItems(m, "p")
 	for _, n := range named {
 		full[n.Name] = n
 	}
@@ -168,7 +168,7 @@ func TestBindErrors(t *testing.T) {
 		for k, v := range full {
 			s[k] = v
 		}
-		s["p.stem.0"] = ckpt.NamedTensor{Shape: []int{4}, Data: make([]float32, 4)}
+		s["p.stem.0"] = ckpt.WriteItem{Shape: []int{4}, Data: make([]float32, 4)}
 		_, err := Bind(newTModel(), "p", s, BindOptions{})
 		if err == nil || !strings.Contains(err.Error(), `"p.stem.0" shape mismatch: expected [2 2], got [4]`) {
 			t.Errorf("got %v", err)

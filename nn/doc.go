@@ -23,7 +23,7 @@
 // because it is what a layer declares about its tensors (name, optional,
 // norm, no decay), which the optimizer and initialisation need as much as
 // checkpoint I/O; ckpt imports nn, never the other way round.
-// ckpt.NamedTensor is not a second parameter type but a tensor to be
+// ckpt.WriteItem is not a second parameter type but a tensor to be
 // written (values from a float32 slice, a half tensor or a fill function,
 // e.g. optimizer moments or a random initialisation never held in memory).
 //

@@ -211,14 +211,14 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 			return fail(err)
 		}
 	}
-	var moments []ckpt.NamedTensor
+	var moments []ckpt.WriteItem
 	for _, p := range opt.Params {
 		if p.M == nil {
 			p.M, p.V = make([]float32, len(p.Data)), make([]float32, len(p.Data))
 		}
 		moments = append(moments,
-			ckpt.NamedTensor{Name: "exp_avg." + p.Name, Shape: []int{len(p.M)}, Data: p.M},
-			ckpt.NamedTensor{Name: "exp_avg_sq." + p.Name, Shape: []int{len(p.V)}, Data: p.V})
+			ckpt.WriteItem{Name: "exp_avg." + p.Name, Shape: []int{len(p.M)}, Data: p.M},
+			ckpt.WriteItem{Name: "exp_avg_sq." + p.Name, Shape: []int{len(p.V)}, Data: p.V})
 	}
 	if err := ckpt.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, ckpt.WriteOptions{DType: "F32", Sums: sums}); err != nil {
 		return fail(err)

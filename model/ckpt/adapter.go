@@ -25,13 +25,13 @@ const (
 // WriteAdapter writes adapter_model.safetensors (the float32 tensors, by
 // their PEFT names, sorted) and adapter_config.json (configJSON) into dir.
 func WriteAdapter(dir string, tensors map[string]*tensor.Dense, configJSON []byte) error {
-	var ts []NamedTensor
+	var ts []WriteItem
 	for name, t := range tensors {
 		d, ok := t.Data().([]float32)
 		if !ok {
 			return fmt.Errorf("lora: %s is %v, want float32", name, t.Dtype())
 		}
-		ts = append(ts, NamedTensor{Name: name, Shape: []int(t.Shape().Clone()), Data: d})
+		ts = append(ts, WriteItem{Name: name, Shape: []int(t.Shape().Clone()), Data: d})
 	}
 	if len(ts) == 0 {
 		return errors.New("lora: no adapters attached")

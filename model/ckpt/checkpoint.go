@@ -250,17 +250,17 @@ func ParseSize(s string) (int64, error) {
 // tensor larger than the limit gets a shard of its own); names are used
 // exactly as given. Existing model*.safetensors files and index in dir are
 // removed first so a stale layout cannot shadow the new one.
-func Save(dir string, tensors []NamedTensor, opts SaveOptions) error {
+func Save(dir string, tensors []WriteItem, opts SaveOptions) error {
 	return save(dir, tensors, opts, true)
 }
 
 // SaveOrdered is Save with each shard's data in the order given (not sorted
 // by name): model.WriteRandom's values are drawn in parameter order.
-func SaveOrdered(dir string, tensors []NamedTensor, opts SaveOptions) error {
+func SaveOrdered(dir string, tensors []WriteItem, opts SaveOptions) error {
 	return save(dir, tensors, opts, false)
 }
 
-func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) error {
+func save(dir string, tensors []WriteItem, opts SaveOptions, sorted bool) error {
 	dtype, _, err := normDType(opts.DType)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
@@ -282,8 +282,8 @@ func save(dir string, tensors []NamedTensor, opts SaveOptions, sorted bool) erro
 	if err := RemoveOldCheckpoint(dir); err != nil {
 		return err
 	}
-	var shards [][]NamedTensor
-	var cur []NamedTensor
+	var shards [][]WriteItem
+	var cur []WriteItem
 	var curSize, total int64
 	for _, t := range tensors {
 		sz := tensorBytes(t, dtype)

@@ -10,14 +10,14 @@ import (
 	"github.com/magma-go/magma/kernels"
 )
 
-func makeTensors(n, size int) []NamedTensor {
-	var ts []NamedTensor
+func makeTensors(n, size int) []WriteItem {
+	var ts []WriteItem
 	for i := 0; i < n; i++ {
 		d := make([]float32, size)
 		for j := range d {
 			d[j] = float32(i*1000 + j)
 		}
-		ts = append(ts, NamedTensor{Name: "layers." + string(rune('a'+i)) + ".weight", Shape: []int{size}, Data: d})
+		ts = append(ts, WriteItem{Name: "layers." + string(rune('a'+i)) + ".weight", Shape: []int{size}, Data: d})
 	}
 	return ts
 }

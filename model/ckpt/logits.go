@@ -12,5 +12,5 @@ func WriteLogits(path string, rows [][]float32) error {
 	for _, r := range rows {
 		data = append(data, r...)
 	}
-	return WriteSafetensors(path, []NamedTensor{{Name: "logits", Shape: []int{len(rows), v}, Data: data}}, WriteOptions{})
+	return WriteSafetensors(path, []WriteItem{{Name: "logits", Shape: []int{len(rows), v}, Data: data}}, WriteOptions{})
 }

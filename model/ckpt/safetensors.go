@@ -16,6 +16,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
+	"github.com/magma-go/magma/nn"
 )
 
 // Safetensors dtype names (as written in the JSON header).
@@ -422,11 +423,15 @@ func float32Converter(dtype string) (func(dst []float32, b []byte), error) {
 	return nil, fmt.Errorf("dtype %s cannot be converted to float32", dtype)
 }
 
-// NamedTensor is a tensor with its checkpoint name, for writing: float32
-// values in Data, or (Data nil) any parameter tensor in Src (BF16, F16,
-// F32, F64: widened chunk by chunk while writing, so an 8B bf16 model is
-// never copied to float32 whole), or (both nil) values produced by Fill.
-type NamedTensor struct {
+// WriteItem is the writers' input (WriteSafetensors, Save, SaveOrdered):
+// one tensor to be written under its checkpoint name, with where its values
+// come from — float32 values in Data, or (Data nil) any parameter tensor in
+// Src (BF16, F16, F32, F64: widened chunk by chunk while writing, so an 8B
+// bf16 model is never copied to float32 whole), or (both nil) values
+// produced by Fill (a random initialisation never held in memory). It is
+// not a parameter type: a model's parameters are nn.Param, turned into
+// WriteItems by WriteItems; optimizer moments and logits have no nn.Param.
+type WriteItem struct {
 	Name  string
 	Shape []int
 	Data  []float32
@@ -436,8 +441,45 @@ type NamedTensor struct {
 	Fill func(dst []float32, off int)
 }
 
+// WriteItems lists the parameters under root (nn.Parameters, same order
+// and names) as WriteItems, for Save: float32 tensors as Data slices that
+// alias them (no copy), tensors of the other storage dtypes (BF16, F16,
+// F64) as Src, widened chunk by chunk when written.
+func WriteItems(root any, prefix string) ([]WriteItem, error) {
+	ps, err := nn.Parameters(root, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WriteItem, 0, len(ps))
+	for _, p := range ps {
+		it := WriteItem{Name: p.Name, Shape: append([]int(nil), p.T.Shape()...)}
+		switch {
+		case p.T.IsScalar():
+			if p.T.Dtype() == tensor.Float32 {
+				return nil, fmt.Errorf("weights: tensor %q is a scalar; allocate it with shape [1]", p.Name)
+			}
+			return nil, fmt.Errorf("weights: tensor %q: scalar, view or non-contiguous tensor (shape %v)", p.Name, p.T.Shape())
+		case p.T.Dtype() == tensor.Float32:
+			d, ok := p.T.Data().([]float32)
+			if !ok {
+				return nil, fmt.Errorf("weights: tensor %q: backing data is not []float32", p.Name)
+			}
+			if len(d) != p.T.Shape().TotalSize() {
+				return nil, fmt.Errorf("weights: tensor %q: view or non-contiguous tensor (data %d, shape %v)", p.Name, len(d), p.T.Shape())
+			}
+			it.Data = d
+		case p.T.DataSize() != p.T.Shape().TotalSize():
+			return nil, fmt.Errorf("weights: tensor %q: scalar, view or non-contiguous tensor (shape %v)", p.Name, p.T.Shape())
+		default:
+			it.Src = p.T
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
 // values writes elements [off, off+len(dst)) of t into dst.
-func (t NamedTensor) values(dst []float32, off int) {
+func (t WriteItem) values(dst []float32, off int) {
 	switch {
 	case t.Data != nil:
 		copy(dst, t.Data[off:])
@@ -449,7 +491,7 @@ func (t NamedTensor) values(dst []float32, off int) {
 }
 
 // length is the number of values t holds (-1 when it has no source).
-func (t NamedTensor) length() int64 {
+func (t WriteItem) length() int64 {
 	switch {
 	case t.Data != nil:
 		return int64(len(t.Data))
@@ -498,8 +540,8 @@ func normDType(d string) (string, int, error) {
 // WriteSafetensors writes tensors to path (sorted by name, header padded
 // with spaces to 8-byte alignment). The file is written to a temporary name
 // and renamed, so a failed write never leaves a truncated checkpoint.
-func WriteSafetensors(path string, tensors []NamedTensor, opts WriteOptions) error {
-	sorted := append([]NamedTensor(nil), tensors...)
+func WriteSafetensors(path string, tensors []WriteItem, opts WriteOptions) error {
+	sorted := append([]WriteItem(nil), tensors...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	return writeSafetensors(path, sorted, opts)
 }
@@ -510,7 +552,7 @@ const writeChunk = 1 << 20
 // writeSafetensors writes tensors in the order given (the header lists them
 // sorted, as JSON objects are; offsets follow the given order), streaming
 // each one's values chunk by chunk.
-func writeSafetensors(path string, tensors []NamedTensor, opts WriteOptions) error {
+func writeSafetensors(path string, tensors []WriteItem, opts WriteOptions) error {
 	dtype, esize, err := normDType(opts.DType)
 	if err != nil {
 		return fmt.Errorf("safetensors %s: %w", path, err)
@@ -614,7 +656,7 @@ func writeSafetensors(path string, tensors []NamedTensor, opts WriteOptions) err
 }
 
 // tensorBytes is the stored size of a tensor in dtype.
-func tensorBytes(t NamedTensor, dtype string) int64 {
+func tensorBytes(t WriteItem, dtype string) int64 {
 	_, es, err := normDType(dtype)
 	if err != nil {
 		es = 4

@@ -14,7 +14,7 @@ import (
 
 func TestSafetensorsRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	tensors := []NamedTensor{
+	tensors := []WriteItem{
 		{Name: "b.weight", Shape: []int{2, 3}, Data: []float32{1, -2, 3.5, 0, 1e-3, -7}},
 		{Name: "a.bias", Shape: []int{3}, Data: []float32{0.1, 0.2, 0.3}},
 		{Name: "empty", Shape: []int{0, 4}, Data: []float32{}},
@@ -228,10 +228,10 @@ func TestSafetensorsBadInput(t *testing.T) {
 func TestWriteSafetensorsRejects(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "x.safetensors")
-	if err := WriteSafetensors(p, []NamedTensor{{Name: "a", Shape: []int{3}, Data: []float32{1}}}, WriteOptions{}); err == nil || !strings.Contains(err.Error(), `"a"`) {
+	if err := WriteSafetensors(p, []WriteItem{{Name: "a", Shape: []int{3}, Data: []float32{1}}}, WriteOptions{}); err == nil || !strings.Contains(err.Error(), `"a"`) {
 		t.Errorf("shape/data mismatch: %v", err)
 	}
-	if err := WriteSafetensors(p, []NamedTensor{{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{1}}}, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "duplicate") {
+	if err := WriteSafetensors(p, []WriteItem{{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{1}}}, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "duplicate") {
 		t.Errorf("duplicate: %v", err)
 	}
 	if err := WriteSafetensors(p, nil, WriteOptions{DType: "I8"}); err == nil {
