@@ -138,7 +138,7 @@ type dataParallel struct {
 }
 
 // newDataParallel lays out the buckets and this rank's shard.
-func newDataParallel(c *dist.Comm, params []*Param, full *AdamW, bucketBytes int) *dataParallel {
+func newDataParallel(c *dist.Comm, params []*optSlot, full *AdamW, bucketBytes int) *dataParallel {
 	d := &dataParallel{c: c, rank: c.Rank(), world: c.Size()}
 	if bucketBytes <= 0 {
 		bucketBytes = DefaultBucketBytes
@@ -182,7 +182,7 @@ func newDataParallel(c *dist.Comm, params []*Param, full *AdamW, bucketBytes int
 		for _, p := range ps {
 			n := p.hi - p.lo
 			src := params[p.param]
-			d.opt.Params = append(d.opt.Params, &Param{Name: src.Name, Data: src.Data[p.lo:p.hi], Decay: src.Decay,
+			d.opt.Params = append(d.opt.Params, &optSlot{Name: src.Name, Data: src.Data[p.lo:p.hi], Decay: src.Decay,
 				M: d.shardM[p.shard : p.shard+n], V: d.shardV[p.shard : p.shard+n]})
 			d.shardG = append(d.shardG, d.gshard[p.shard:p.shard+n])
 		}
@@ -499,7 +499,7 @@ func (d *dataParallel) gradients(ctx context.Context, r *run, step int) (loss, n
 }
 
 // eachBucket calls fn for every bucket that parameter pi overlaps.
-func (d *dataParallel) eachBucket(pi int, params []*Param, fn func(k int)) {
+func (d *dataParallel) eachBucket(pi int, params []*optSlot, fn func(k int)) {
 	a, z := d.flatOff[pi], d.flatOff[pi]+len(params[pi].Data)
 	if a == z || len(d.buckets) == 0 {
 		return
@@ -538,7 +538,7 @@ func (d *dataParallel) reduce(ready <-chan int, done chan<- error) {
 }
 
 // update applies AdamW to this rank's shard and all-gathers the weights.
-func (d *dataParallel) update(params []*Param, lr, scale float64) error {
+func (d *dataParallel) update(params []*optSlot, lr, scale float64) error {
 	t := time.Now()
 	if err := d.opt.Update(d.shardG, lr, scale); err != nil {
 		return err

@@ -38,8 +38,11 @@ func (s Schedule) LR(step int) float64 {
 	return s.Base * math.Max(0, 0.5*(1+math.Cos(math.Pi*progress)))
 }
 
-// Param is one trainable tensor as the optimizer sees it.
-type Param struct {
+// optSlot is the optimizer's state for one trainable tensor: its name, its
+// host values (updated in place), whether weight decay applies, and the
+// AdamW moments. It is not a named-tensor type (the model's parameters are
+// nn.Param; trainableParams and selectParams make one optSlot from each).
+type optSlot struct {
 	Name  string
 	Data  []float32 // the host tensor's backing array (updated in place)
 	Decay bool      // weight decay applies (not to what its layer declares exempt: nn.Param.NoDecay)
@@ -58,7 +61,7 @@ type Param struct {
 // scheduling.
 type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
-	Params                         []*Param
+	Params                         []*optSlot
 	Step                           int // updates done
 }
 
@@ -134,7 +137,7 @@ func (o *AdamW) Update(grads [][]float32, lr, scale float64) error {
 	stepSize := lr / bc1
 	b1, b2, eps := o.Beta1, o.Beta2, o.Eps
 	type piece struct {
-		p      *Param
+		p      *optSlot
 		g      []float32
 		lo, hi int
 	}

@@ -48,7 +48,7 @@ func TestSchedules(t *testing.T) {
 func TestAdamWReference(t *testing.T) {
 	w0 := []float32{0.5, -1.25, 2}
 	b0 := []float32{0.1, -0.2}
-	o := &AdamW{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Params: []*Param{
+	o := &AdamW{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Params: []*optSlot{
 		{Name: "w", Data: append([]float32(nil), w0...), Decay: true},
 		{Name: "b", Data: append([]float32(nil), b0...), Decay: false},
 	}}
@@ -115,8 +115,8 @@ func TestClipping(t *testing.T) {
 		t.Error("no clipping expected")
 	}
 	// A clipped update moves parameters exactly as the scaled gradient.
-	a := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*Param{{Name: "x", Data: []float32{1, 1}}}}
-	b := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*Param{{Name: "x", Data: []float32{1, 1}}}}
+	a := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
+	b := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
 	g := []float32{30, 40}
 	coef := ClipCoef(GradNorm([][]float32{g}), 1)
 	_ = a.Update([][]float32{g}, 0.1, coef)

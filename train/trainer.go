@@ -150,8 +150,8 @@ var ErrNonFinite = errors.New("non-finite loss or gradient")
 
 // trainableParams lists the model's tensors in checkpoint order with the
 // ones to train for the setting.
-func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dense]bool, error) {
-	var ps []*Param
+func trainableParams(m *model.Magma, setting string) ([]*optSlot, map[*tensor.Dense]bool, error) {
+	var ps []*optSlot
 	set := map[*tensor.Dense]bool{}
 	all, err := nn.Parameters(m, "")
 	if err != nil {
@@ -180,7 +180,7 @@ func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dens
 		}
 		// Biases, norm scales, layer scales and the row separator declare
 		// themselves exempt from weight decay (nn tags "norm", "nodecay").
-		ps = append(ps, &Param{Name: p.Name, Data: d, Decay: !p.NoDecay})
+		ps = append(ps, &optSlot{Name: p.Name, Data: d, Decay: !p.NoDecay})
 		set[p.T] = true
 	}
 	return ps, set, nil
@@ -188,7 +188,7 @@ func trainableParams(m *model.Magma, setting string) ([]*Param, map[*tensor.Dens
 
 // selectParams lists the parameters to train and their tensors (aligned):
 // the model's for the setting, or the adapters' for lora.
-func selectParams(m *model.Magma, setting string, ad Adapters) ([]*Param, []*tensor.Dense, error) {
+func selectParams(m *model.Magma, setting string, ad Adapters) ([]*optSlot, []*tensor.Dense, error) {
 	if setting != TrainLoRA {
 		ps, _, err := trainableParams(m, setting)
 		if err != nil {
@@ -207,7 +207,7 @@ func selectParams(m *model.Magma, setting string, ad Adapters) ([]*Param, []*ten
 		}
 		return ps, ts, err
 	}
-	var ps []*Param
+	var ps []*optSlot
 	var ts []*tensor.Dense
 	seen := map[string]bool{}
 	for _, a := range ad.Tensors() {
@@ -219,7 +219,7 @@ func selectParams(m *model.Magma, setting string, ad Adapters) ([]*Param, []*ten
 			return nil, nil, fmt.Errorf("adapter tensor name %s used twice", a.Name)
 		}
 		seen[a.Name] = true
-		ps = append(ps, &Param{Name: a.Name, Data: d, Decay: true})
+		ps = append(ps, &optSlot{Name: a.Name, Data: d, Decay: true})
 		ts = append(ts, a.T)
 	}
 	if len(ps) == 0 {
@@ -279,7 +279,7 @@ type run struct {
 	maxLen int
 
 	adapters    Adapters
-	params      []*Param
+	params      []*optSlot
 	tensorIndex map[*tensor.Dense]int
 	trainable   map[*tensor.Dense]bool
 	opt         *AdamW
