@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,11 +9,14 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
-// LoRA adapters (nn.LoRA) on the decoder's linear layers: attaching,
-// listing, PEFT's names and adapter_config.json, and merging.
+// LoRA adapters (nn.LoRA) on the decoder's linear layers: which layers get
+// them (attaching, listing under their PEFT names), the config that
+// describes them (adapter_config.json's format is package ckpt's), and
+// merging.
 
 // LoRAConfig selects and shapes the adapters (PEFT's LoraConfig fields; a
 // training recipe's lora: section).
@@ -130,43 +132,15 @@ func (m *Model) SetLoRATraining(on bool) {
 	}
 }
 
-// PEFT tensor names of a module's adapter.
-func LoRANameA(module string) string { return "base_model.model." + module + ".lora_A.weight" }
-func LoRANameB(module string) string { return "base_model.model." + module + ".lora_B.weight" }
-
 // LoRATensors lists the adapter tensors under their PEFT names
 // (base_model.model.<module>.lora_{A,B}.weight), for adapter_model.safetensors.
 func (m *Model) LoRATensors(prefix string) map[string]*tensor.Dense {
 	out := map[string]*tensor.Dense{}
 	for _, mod := range m.LoRAModules(prefix) {
-		out[LoRANameA(mod.Name)] = mod.Linear.LoRA.A
-		out[LoRANameB(mod.Name)] = mod.Linear.LoRA.B
+		out[ckpt.LoRANameA(mod.Name)] = mod.Linear.LoRA.A
+		out[ckpt.LoRANameB(mod.Name)] = mod.Linear.LoRA.B
 	}
 	return out
-}
-
-// LoRAAdapterConfig is PEFT's adapter_config.json (the keys PEFT needs to
-// load the adapter).
-type LoRAAdapterConfig struct {
-	PeftType            string   `json:"peft_type"`
-	TaskType            string   `json:"task_type"`
-	R                   int      `json:"r"`
-	LoraAlpha           float64  `json:"lora_alpha"`
-	LoraDropout         float64  `json:"lora_dropout"`
-	TargetModules       []string `json:"target_modules"`
-	Bias                string   `json:"bias"`
-	FanInFanOut         bool     `json:"fan_in_fan_out"`
-	InitLoraWeights     bool     `json:"init_lora_weights"`
-	InferenceMode       bool     `json:"inference_mode"`
-	UseRSLoRA           bool     `json:"use_rslora"`
-	BaseModelNameOrPath string   `json:"base_model_name_or_path"`
-	ModulesToSave       []string `json:"modules_to_save"`
-	RankPattern         struct{} `json:"rank_pattern"`
-	AlphaPattern        struct{} `json:"alpha_pattern"`
-	LayersToTransform   []int    `json:"layers_to_transform"`
-	LayersPattern       []string `json:"layers_pattern"`
-	Revision            *string  `json:"revision"`
-	AutoMapping         *string  `json:"auto_mapping"`
 }
 
 // LoRAAdapterConfigJSON renders adapter_config.json for the attached adapters.
@@ -186,22 +160,15 @@ func (m *Model) LoRAAdapterConfigJSON(baseModel string) ([]byte, error) {
 		}
 	}
 	sort.Strings(targets)
-	c := LoRAAdapterConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: l.Rank, LoraAlpha: l.Alpha, LoraDropout: l.Dropout,
-		TargetModules: targets, Bias: "none", InitLoraWeights: true, InferenceMode: true, BaseModelNameOrPath: baseModel}
-	return json.MarshalIndent(c, "", "  ")
+	return ckpt.NewAdapterConfig(l.Rank, l.Alpha, l.Dropout, targets, baseModel).JSON()
 }
 
-// ParseLoRAAdapterConfig reads adapter_config.json.
+// ParseLoRAAdapterConfig reads adapter_config.json (ckpt.ParseAdapterConfig)
+// as the LoRAConfig that attaches the same adapters.
 func ParseLoRAAdapterConfig(b []byte) (LoRAConfig, error) {
-	var c LoRAAdapterConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		return LoRAConfig{}, fmt.Errorf("adapter_config.json: %w", err)
-	}
-	if c.PeftType != "" && c.PeftType != "LORA" {
-		return LoRAConfig{}, fmt.Errorf("adapter_config.json: peft_type %q, want LORA", c.PeftType)
-	}
-	if c.UseRSLoRA {
-		return LoRAConfig{}, fmt.Errorf("adapter_config.json: use_rslora is not supported")
+	c, err := ckpt.ParseAdapterConfig(b)
+	if err != nil {
+		return LoRAConfig{}, err
 	}
 	return LoRAConfig{Rank: c.R, Alpha: c.LoraAlpha, Dropout: c.LoraDropout, Targets: c.TargetModules}, nil
 }

@@ -1,6 +1,7 @@
 package ckpt
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,15 +13,74 @@ import (
 )
 
 // Adapter files, in PEFT's save_pretrained layout, so that adapters trained
-// here load in PEFT and the other way round. Which layers have adapters and
-// what the config says is the caller's (package llm writes and parses
-// adapter_config.json); this file only reads and writes the files.
+// here load in PEFT and the other way round: the file names, the PEFT
+// tensor names (LoRANameA, LoRANameB), adapter_config.json (AdapterConfig)
+// and reading and writing the files. Which layers have adapters is the
+// caller's (package llm places them on the decoder and fills the config).
 
 // Adapter file names in a checkpoint (PEFT's save_pretrained layout).
 const (
 	AdapterWeightsFile = "adapter_model.safetensors"
 	AdapterConfigFile  = "adapter_config.json"
 )
+
+// PEFT tensor names of a module's adapter: base_model.model.<module>.lora_A.weight
+// and …lora_B.weight, module being the adapted layer's checkpoint name
+// (e.g. language_model.model.layers.0.self_attn.q_proj).
+func LoRANameA(module string) string { return "base_model.model." + module + ".lora_A.weight" }
+func LoRANameB(module string) string { return "base_model.model." + module + ".lora_B.weight" }
+
+// AdapterConfig is PEFT's adapter_config.json (the keys PEFT needs to load
+// the adapter).
+type AdapterConfig struct {
+	PeftType            string   `json:"peft_type"`
+	TaskType            string   `json:"task_type"`
+	R                   int      `json:"r"`
+	LoraAlpha           float64  `json:"lora_alpha"`
+	LoraDropout         float64  `json:"lora_dropout"`
+	TargetModules       []string `json:"target_modules"`
+	Bias                string   `json:"bias"`
+	FanInFanOut         bool     `json:"fan_in_fan_out"`
+	InitLoraWeights     bool     `json:"init_lora_weights"`
+	InferenceMode       bool     `json:"inference_mode"`
+	UseRSLoRA           bool     `json:"use_rslora"`
+	BaseModelNameOrPath string   `json:"base_model_name_or_path"`
+	ModulesToSave       []string `json:"modules_to_save"`
+	RankPattern         struct{} `json:"rank_pattern"`
+	AlphaPattern        struct{} `json:"alpha_pattern"`
+	LayersToTransform   []int    `json:"layers_to_transform"`
+	LayersPattern       []string `json:"layers_pattern"`
+	Revision            *string  `json:"revision"`
+	AutoMapping         *string  `json:"auto_mapping"`
+}
+
+// NewAdapterConfig is the adapter_config.json of causal-LM LoRA adapters
+// of rank r (scale alpha/r, no bias) on the target modules (short names,
+// e.g. q_proj), trained from base (base_model_name_or_path).
+func NewAdapterConfig(r int, alpha, dropout float64, targets []string, base string) AdapterConfig {
+	return AdapterConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: r, LoraAlpha: alpha, LoraDropout: dropout,
+		TargetModules: targets, Bias: "none", InitLoraWeights: true, InferenceMode: true, BaseModelNameOrPath: base}
+}
+
+// JSON renders c as adapter_config.json (indented; WriteAdapter adds the
+// final newline).
+func (c AdapterConfig) JSON() ([]byte, error) { return json.MarshalIndent(c, "", "  ") }
+
+// ParseAdapterConfig reads adapter_config.json; another peft_type than
+// LORA and rsLoRA scaling are refused.
+func ParseAdapterConfig(b []byte) (AdapterConfig, error) {
+	var c AdapterConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return AdapterConfig{}, fmt.Errorf("adapter_config.json: %w", err)
+	}
+	if c.PeftType != "" && c.PeftType != "LORA" {
+		return AdapterConfig{}, fmt.Errorf("adapter_config.json: peft_type %q, want LORA", c.PeftType)
+	}
+	if c.UseRSLoRA {
+		return AdapterConfig{}, fmt.Errorf("adapter_config.json: use_rslora is not supported")
+	}
+	return c, nil
+}
 
 // WriteAdapter writes adapter_model.safetensors (the float32 tensors, by
 // their PEFT names, sorted) and adapter_config.json (configJSON) into dir.

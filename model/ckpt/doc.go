@@ -5,8 +5,8 @@
 //
 //   - safetensors reading and writing (safetensors.go): the header, every
 //     float dtype (F32, BF16, F16, F64) widened to float32 on read, tensors
-//     written from float32 slices, half tensors or fill functions, chunk by
-//     chunk;
+//     written (WriteItem; WriteItems lists a model's parameters as such)
+//     from float32 slices, half tensors or fill functions, chunk by chunk;
 //   - memory mapping (mmap.go): a tensor stored in the dtype it is used in
 //     is a read-only view of the mapped file (SafetensorsFile.Dense,
 //     Checkpoint.Dense), MappedSource names the file and tensor of a view;
@@ -18,8 +18,8 @@
 //     (CheckFinite, CheckFiniteValues) that report a corrupt checkpoint
 //     (ErrCorrupt);
 //   - hard-linking a frozen base's files into a new checkpoint (link.go);
-//   - PEFT adapter files, adapter_model.safetensors and
-//     adapter_config.json (adapter.go);
+//   - PEFT's adapter format (adapter.go): adapter_model.safetensors with
+//     its lora_A/lora_B tensor names, adapter_config.json (AdapterConfig);
 //   - what loading will hold in memory, by dtype, in place or copied
 //     (weights.go: WeightStats, Checkpoint.Plan), from the headers alone;
 //   - logits files for the parity checks (logits.go).
@@ -27,10 +27,10 @@
 // What it does not hold: which tensors a model has and what they are called
 // (the `weights:"..."` tags, walked by package nn), how a checkpoint's
 // tensors are bound to a model, configs and presets (package model), and
-// which adapters a model has and how their config is written (packages
-// llm and model). ckpt imports kernels and nn only (and model/internal/fshook,
-// its tests' hook on os.Link), never model: model, train,
-// cmd, server and the benchmarks import it. Formats to come (GGUF, PyTorch
+// which adapters a model has (packages llm and model). ckpt imports kernels
+// and nn only (and model/internal/fshook, its tests' hook on os.Link), never
+// llm or model: llm (PEFT names and config), model, train, cmd, server and
+// the benchmarks import it. Formats to come (GGUF, PyTorch
 // .pth) belong here, beside safetensors, behind the same Checkpoint-like
 // surface (Names, Has, Info, Tensor, Dense).
 package ckpt
