@@ -212,7 +212,7 @@ func (w *checkpointWriter) save(st *TrainerState, opt *AdamW) (string, error) {
 		}
 	}
 	var moments []ckpt.WriteItem
-	for _, p := range opt.Params {
+	for _, p := range opt.slots {
 		if p.M == nil {
 			p.M, p.V = make([]float32, len(p.Data)), make([]float32, len(p.Data))
 		}
@@ -447,7 +447,7 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 	if opt == nil {
 		return nil
 	}
-	for _, p := range opt.Params {
+	for _, p := range opt.slots {
 		for _, part := range []struct {
 			name string
 			v    []float32
@@ -482,7 +482,7 @@ func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
 		return err
 	}
 	defer f.Close()
-	for _, p := range opt.Params {
+	for _, p := range opt.slots {
 		for _, part := range []struct {
 			name string
 			dst  *[]float32

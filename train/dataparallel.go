@@ -128,7 +128,7 @@ type dataParallel struct {
 	gshard  []float32   // this rank's reduced gradient pieces
 	mine    [][]piece   // per bucket: this rank's pieces
 	opt     *AdamW      // the shard's optimizer (Params = pieces, moments = this rank's)
-	shardG  [][]float32 // gradients aligned with opt.Params
+	shardG  [][]float32 // gradients aligned with opt.slots
 	shardM  []float32
 	shardV  []float32
 	times   DistTimes
@@ -182,7 +182,7 @@ func newDataParallel(c *dist.Comm, params []*optSlot, full *AdamW, bucketBytes i
 		for _, p := range ps {
 			n := p.hi - p.lo
 			src := params[p.param]
-			d.opt.Params = append(d.opt.Params, &optSlot{Name: src.Name, Data: src.Data[p.lo:p.hi], Decay: src.Decay,
+			d.opt.slots = append(d.opt.slots, &optSlot{Name: src.Name, Data: src.Data[p.lo:p.hi], Decay: src.Decay,
 				M: d.shardM[p.shard : p.shard+n], V: d.shardV[p.shard : p.shard+n]})
 			d.shardG = append(d.shardG, d.gshard[p.shard:p.shard+n])
 		}
@@ -197,15 +197,15 @@ func (d *dataParallel) takeMoments(full *AdamW) {
 	k := 0
 	for _, ps := range d.mine {
 		for _, p := range ps {
-			src := full.Params[p.param]
+			src := full.slots[p.param]
 			if src.M != nil {
-				copy(d.opt.Params[k].M, src.M[p.lo:p.hi])
-				copy(d.opt.Params[k].V, src.V[p.lo:p.hi])
+				copy(d.opt.slots[k].M, src.M[p.lo:p.hi])
+				copy(d.opt.slots[k].V, src.V[p.lo:p.hi])
 			}
 			k++
 		}
 	}
-	for _, p := range full.Params {
+	for _, p := range full.slots {
 		p.M, p.V = nil, nil
 	}
 	d.opt.Step = full.Step
@@ -245,7 +245,7 @@ func (d *dataParallel) gatherMoments(full *AdamW) error {
 			src += n
 		}
 	}
-	for i, p := range full.Params {
+	for i, p := range full.slots {
 		a := d.flatOff[i]
 		p.M, p.V = fm[a:a+len(p.Data)], fv[a:a+len(p.Data)]
 	}
@@ -254,7 +254,7 @@ func (d *dataParallel) gatherMoments(full *AdamW) error {
 }
 
 func releaseMoments(full *AdamW) {
-	for _, p := range full.Params {
+	for _, p := range full.slots {
 		p.M, p.V = nil, nil
 	}
 }

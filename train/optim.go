@@ -61,13 +61,13 @@ type optSlot struct {
 // scheduling.
 type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
-	Params                         []*optSlot
+	slots                          []*optSlot
 	Step                           int // updates done
 }
 
 const chunk = 1 << 15
 
-// GradNorm is the global L2 norm of grads (aligned with o.Params), summed
+// GradNorm is the global L2 norm of grads (aligned with o.slots), summed
 // in float64 over fixed chunks in a fixed order (deterministic).
 func GradNorm(grads [][]float32) float64 {
 	type piece struct {
@@ -119,10 +119,10 @@ func ClipCoef(norm, maxNorm float64) float64 {
 // grads[i] (aligned with Params, nil = zero gradient) is multiplied by
 // scale first (clipping and accumulation averaging).
 func (o *AdamW) Update(grads [][]float32, lr, scale float64) error {
-	if len(grads) != len(o.Params) {
-		return fmt.Errorf("adamw: %d gradients for %d parameters", len(grads), len(o.Params))
+	if len(grads) != len(o.slots) {
+		return fmt.Errorf("adamw: %d gradients for %d parameters", len(grads), len(o.slots))
 	}
-	for i, p := range o.Params {
+	for i, p := range o.slots {
 		if grads[i] != nil && len(grads[i]) != len(p.Data) {
 			return fmt.Errorf("adamw: %s: gradient of %d elements for %d parameters", p.Name, len(grads[i]), len(p.Data))
 		}
@@ -142,7 +142,7 @@ func (o *AdamW) Update(grads [][]float32, lr, scale float64) error {
 		lo, hi int
 	}
 	var pieces []piece
-	for i, p := range o.Params {
+	for i, p := range o.slots {
 		for off := 0; off < len(p.Data); off += chunk {
 			pieces = append(pieces, piece{p, grads[i], off, min(off+chunk, len(p.Data))})
 		}

@@ -48,7 +48,7 @@ func TestSchedules(t *testing.T) {
 func TestAdamWReference(t *testing.T) {
 	w0 := []float32{0.5, -1.25, 2}
 	b0 := []float32{0.1, -0.2}
-	o := &AdamW{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Params: []*optSlot{
+	o := &AdamW{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, slots: []*optSlot{
 		{Name: "w", Data: append([]float32(nil), w0...), Decay: true},
 		{Name: "b", Data: append([]float32(nil), b0...), Decay: false},
 	}}
@@ -81,7 +81,7 @@ func TestAdamWReference(t *testing.T) {
 				ref[p][j] -= lrs[step] * mhat / (math.Sqrt(vhat) + 1e-8)
 			}
 		}
-		for p, prm := range o.Params {
+		for p, prm := range o.slots {
 			for j := range prm.Data {
 				if d := math.Abs(float64(prm.Data[j]) - ref[p][j]); d > 1e-6 {
 					t.Errorf("step %d %s[%d]: got %v want %v", step+1, prm.Name, j, prm.Data[j], ref[p][j])
@@ -115,14 +115,14 @@ func TestClipping(t *testing.T) {
 		t.Error("no clipping expected")
 	}
 	// A clipped update moves parameters exactly as the scaled gradient.
-	a := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
-	b := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Params: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
+	a := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, slots: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
+	b := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, slots: []*optSlot{{Name: "x", Data: []float32{1, 1}}}}
 	g := []float32{30, 40}
 	coef := ClipCoef(GradNorm([][]float32{g}), 1)
 	_ = a.Update([][]float32{g}, 0.1, coef)
 	_ = b.Update([][]float32{{float32(30 * coef), float32(40 * coef)}}, 0.1, 1)
-	if math.Abs(float64(a.Params[0].M[0]-b.Params[0].M[0])) > 1e-7 || math.Abs(float64(a.Params[0].Data[1]-b.Params[0].Data[1])) > 1e-7 {
-		t.Errorf("clipped update differs: %v vs %v", a.Params[0], b.Params[0])
+	if math.Abs(float64(a.slots[0].M[0]-b.slots[0].M[0])) > 1e-7 || math.Abs(float64(a.slots[0].Data[1]-b.slots[0].Data[1])) > 1e-7 {
+		t.Errorf("clipped update differs: %v vs %v", a.slots[0], b.slots[0])
 	}
 }
 

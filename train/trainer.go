@@ -378,7 +378,7 @@ func newRun(o Options) (*run, error) {
 		r.tensorIndex[t] = i
 		r.trainable[t] = true
 	}
-	r.opt = &AdamW{Beta1: cfg.Optimizer.Beta1, Beta2: cfg.Optimizer.Beta2, Eps: cfg.Optimizer.Eps, WeightDecay: cfg.Optimizer.WeightDecay, Params: params}
+	r.opt = &AdamW{Beta1: cfg.Optimizer.Beta1, Beta2: cfg.Optimizer.Beta2, Eps: cfg.Optimizer.Eps, WeightDecay: cfg.Optimizer.WeightDecay, slots: params}
 	r.sched = NewSchedule(cfg.Schedule.Name, cfg.Optimizer.LR, cfg.Steps, cfg.Schedule.WarmupRatio)
 	r.pcg = rand.NewPCG(cfg.Seed, 0x747261696e)
 	ckRoot := filepath.Join(o.OutDir, checkpointsDir)
