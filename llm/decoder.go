@@ -257,30 +257,6 @@ func shapeOf(n *G.Node) any {
 	return n.Shape()
 }
 
-// floatsOf copies a float32, float64, BF16 or F16 tensor's data into float64.
-func floatsOf(t *tensor.Dense) ([]float64, error) {
-	if kernels.IsHalf(t.Dtype()) {
-		w := make([]float32, t.Shape().TotalSize())
-		kernels.Widen32(w, t, 0)
-		out := make([]float64, len(w))
-		for i, v := range w {
-			out[i] = float64(v)
-		}
-		return out, nil
-	}
-	switch d := t.Data().(type) {
-	case []float32:
-		out := make([]float64, len(d))
-		for i, v := range d {
-			out[i] = float64(v)
-		}
-		return out, nil
-	case []float64:
-		return append([]float64(nil), d...), nil
-	}
-	return nil, fmt.Errorf("llm: unsupported tensor data %T", t.Data())
-}
-
 // paramMap maps the parameter names under root to their tensors.
 func paramMap(root any, prefix string) map[string]*tensor.Dense {
 	ps, _ := nn.Parameters(root, prefix)

@@ -510,7 +510,7 @@ func TestGradient(t *testing.T) {
 	run()
 	analytic := make([][]float64, len(names))
 	for i := range names {
-		v, err := floatsOf(value(grads[i]).(*tensor.Dense))
+		v, err := nn.Float64s(value(grads[i]).(*tensor.Dense))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -563,7 +563,7 @@ func scalarValue(v G.Value) (float64, error) {
 	case *G.F32:
 		return float64(*x), nil
 	case *tensor.Dense:
-		vals, err := floatsOf(x)
+		vals, err := nn.Float64s(x)
 		if err != nil || len(vals) != 1 {
 			return 0, fmt.Errorf("cost is not a scalar: %v", x.Shape())
 		}

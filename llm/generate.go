@@ -403,7 +403,7 @@ func asDtype(t *tensor.Dense, dt tensor.Dtype) (*tensor.Dense, error) {
 	if t.Dtype() == dt {
 		return t, nil
 	}
-	vals, err := floatsOf(t)
+	vals, err := nn.Float64s(t)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"gorgonia.org/tensor"
-
-	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -130,47 +127,6 @@ func (m *Model) SetLoRATraining(on bool) {
 	for _, mod := range m.LoRAModules("") {
 		mod.Linear.LoRA.Train = on
 	}
-}
-
-// LoRATensors lists the adapter tensors under their PEFT names
-// (base_model.model.<module>.lora_{A,B}.weight), for adapter_model.safetensors.
-func (m *Model) LoRATensors(prefix string) map[string]*tensor.Dense {
-	out := map[string]*tensor.Dense{}
-	for _, mod := range m.LoRAModules(prefix) {
-		out[ckpt.LoRANameA(mod.Name)] = mod.Linear.LoRA.A
-		out[ckpt.LoRANameB(mod.Name)] = mod.Linear.LoRA.B
-	}
-	return out
-}
-
-// LoRAAdapterConfigJSON renders adapter_config.json for the attached adapters.
-func (m *Model) LoRAAdapterConfigJSON(baseModel string) ([]byte, error) {
-	mods := m.LoRAModules("")
-	if len(mods) == 0 {
-		return nil, fmt.Errorf("lora: no adapter attached")
-	}
-	l := mods[0].Linear.LoRA
-	seen := map[string]bool{}
-	var targets []string
-	for _, mod := range mods {
-		s := mod.Name[strings.LastIndexByte(mod.Name, '.')+1:]
-		if !seen[s] {
-			seen[s] = true
-			targets = append(targets, s)
-		}
-	}
-	sort.Strings(targets)
-	return ckpt.NewAdapterConfig(l.Rank, l.Alpha, l.Dropout, targets, baseModel).JSON()
-}
-
-// ParseLoRAAdapterConfig reads adapter_config.json (ckpt.ParseAdapterConfig)
-// as the LoRAConfig that attaches the same adapters.
-func ParseLoRAAdapterConfig(b []byte) (LoRAConfig, error) {
-	c, err := ckpt.ParseAdapterConfig(b)
-	if err != nil {
-		return LoRAConfig{}, err
-	}
-	return LoRAConfig{Rank: c.R, Alpha: c.LoraAlpha, Dropout: c.LoraDropout, Targets: c.TargetModules}, nil
 }
 
 // MergeLoRA folds every adapter into its base weight (nn.Linear.MergeLoRA)

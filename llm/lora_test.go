@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -84,36 +83,11 @@ func TestLoRAInitAndNames(t *testing.T) {
 	if q.Scale() != 2 {
 		t.Fatalf("scale %v", q.Scale())
 	}
-	names := m.LoRATensors("language_model.")
-	for _, want := range []string{
-		"base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight",
-		"base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight",
-	} {
-		if _, ok := names[want]; !ok {
-			t.Fatalf("missing %s", want)
-		}
-	}
-	if s := names["base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight"].Shape(); s[0] != cfg.HiddenSize || s[1] != 4 {
-		t.Fatalf("down_proj lora_B shape %v", s)
-	}
 	// The base checkpoint names are unchanged (adapters are not weights).
 	for k := range paramMap(m, "") {
 		if strings.Contains(k, "lora") {
 			t.Fatalf("adapter leaked into the checkpoint names: %s", k)
 		}
-	}
-	cj, err := m.LoRAAdapterConfigJSON("base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	json.Unmarshal(cj, &c)
-	if c["r"].(float64) != 4 || c["lora_alpha"].(float64) != 8 || c["peft_type"] != "LORA" || len(c["target_modules"].([]any)) != 7 {
-		t.Fatalf("adapter_config.json: %s", cj)
-	}
-	back, err := ParseLoRAAdapterConfig(cj)
-	if err != nil || back.Rank != 4 || back.Alpha != 8 || len(back.Targets) != 7 {
-		t.Fatalf("parse back: %+v %v", back, err)
 	}
 	// Targets select layers; unknown ones are errors.
 	mods, err = m.AttachLoRA(LoRAConfig{Rank: 2, Targets: []string{"q_proj", "v_proj"}}, "", 1)
@@ -184,7 +158,7 @@ func TestLoRAGradient(t *testing.T) {
 	run()
 	analytic := make([][]float64, len(check))
 	for i := range check {
-		analytic[i], _ = floatsOf(value(grads[i]).(*tensor.Dense))
+		analytic[i], _ = nn.Float64s(value(grads[i]).(*tensor.Dense))
 	}
 	const eps = 1e-6
 	var worst float64

@@ -4,6 +4,8 @@ import (
 	"math"
 
 	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/nn"
 )
 
 // refLlama is a plain float64 Llama forward pass (loops, no graph) written
@@ -24,7 +26,7 @@ type refLayer struct {
 }
 
 func refMatrix(t *tensor.Dense) [][]float64 {
-	vals, err := floatsOf(t)
+	vals, err := nn.Float64s(t)
 	if err != nil {
 		panic(err)
 	}
@@ -37,7 +39,7 @@ func refMatrix(t *tensor.Dense) [][]float64 {
 }
 
 func refVector(t *tensor.Dense) []float64 {
-	vals, err := floatsOf(t)
+	vals, err := nn.Float64s(t)
 	if err != nil {
 		panic(err)
 	}

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+
+	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/llm"
@@ -18,14 +22,57 @@ import (
 // PEFT tensor names are base_model.model.language_model.model.layers.{i}.….
 const LoRAPrefix = "language_model."
 
+// LoRATensors lists the adapters attached to lm (modules under prefix, as
+// llm.Model.LoRAModules) under their PEFT names
+// (base_model.model.<module>.lora_{A,B}.weight), for adapter_model.safetensors.
+func LoRATensors(lm *llm.Model, prefix string) map[string]*tensor.Dense {
+	out := map[string]*tensor.Dense{}
+	for _, mod := range lm.LoRAModules(prefix) {
+		out[ckpt.LoRANameA(mod.Name)] = mod.Linear.LoRA.A
+		out[ckpt.LoRANameB(mod.Name)] = mod.Linear.LoRA.B
+	}
+	return out
+}
+
+// LoRAAdapterConfigJSON renders adapter_config.json for the adapters
+// attached to lm.
+func LoRAAdapterConfigJSON(lm *llm.Model, baseModel string) ([]byte, error) {
+	mods := lm.LoRAModules("")
+	if len(mods) == 0 {
+		return nil, fmt.Errorf("lora: no adapter attached")
+	}
+	l := mods[0].Linear.LoRA
+	seen := map[string]bool{}
+	var targets []string
+	for _, mod := range mods {
+		s := mod.Name[strings.LastIndexByte(mod.Name, '.')+1:]
+		if !seen[s] {
+			seen[s] = true
+			targets = append(targets, s)
+		}
+	}
+	sort.Strings(targets)
+	return ckpt.NewAdapterConfig(l.Rank, l.Alpha, l.Dropout, targets, baseModel).JSON()
+}
+
+// ParseLoRAAdapterConfig reads adapter_config.json (ckpt.ParseAdapterConfig)
+// as the llm.LoRAConfig that attaches the same adapters.
+func ParseLoRAAdapterConfig(b []byte) (llm.LoRAConfig, error) {
+	c, err := ckpt.ParseAdapterConfig(b)
+	if err != nil {
+		return llm.LoRAConfig{}, err
+	}
+	return llm.LoRAConfig{Rank: c.R, Alpha: c.LoraAlpha, Dropout: c.LoraDropout, Targets: c.TargetModules}, nil
+}
+
 // SaveLoRA writes PEFT's adapter_model.safetensors and adapter_config.json
 // for the adapters attached to m's language model.
 func SaveLoRA(dir string, m *Magma, base string) error {
-	ts := m.LM.LoRATensors(LoRAPrefix)
+	ts := LoRATensors(m.LM, LoRAPrefix)
 	if len(ts) == 0 {
 		return errors.New("lora: no adapters attached")
 	}
-	cj, err := m.LM.LoRAAdapterConfigJSON(base)
+	cj, err := LoRAAdapterConfigJSON(m.LM, base)
 	if err != nil {
 		return err
 	}
@@ -39,7 +86,7 @@ func LoadLoRA(dir string, m *Magma) (bool, error) {
 	if !ok || err != nil {
 		return false, err
 	}
-	cfg, err := llm.ParseLoRAAdapterConfig(cj)
+	cfg, err := ParseLoRAAdapterConfig(cj)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", dir, err)
 	}
@@ -67,7 +114,7 @@ func adaptsMappedBase(m *Magma) bool {
 // ReadLoRATensors fills the attached adapters from adapter_model.safetensors;
 // a NaN or infinite value is reported as a corrupt checkpoint (ckpt.ErrCorrupt).
 func ReadLoRATensors(dir string, m *Magma) error {
-	return ckpt.ReadAdapterTensors(dir, m.LM.LoRATensors(LoRAPrefix))
+	return ckpt.ReadAdapterTensors(dir, LoRATensors(m.LM, LoRAPrefix))
 }
 
 // SaveMerged folds the adapters attached to m into its weights (see

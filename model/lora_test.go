@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -102,5 +103,47 @@ func TestPipelineLoRAOverMappedBase(t *testing.T) {
 	}
 	if baseDiff < 1e-3 {
 		t.Errorf("the adapter changed the logits by only %.3g: not applied?", baseDiff)
+	}
+}
+
+// The adapters attached to the decoder are written under PEFT's names
+// (LoRATensors) and described by PEFT's adapter_config.json
+// (LoRAAdapterConfigJSON), which reads back as the same LoRAConfig.
+func TestLoRAPEFTNamesAndConfig(t *testing.T) {
+	cfg, _, err := PresetConfigs("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.LM.AttachLoRA(llm.LoRAConfig{Rank: 4, Alpha: 8}, LoRAPrefix, 1); err != nil {
+		t.Fatal(err)
+	}
+	names := LoRATensors(m.LM, LoRAPrefix)
+	for _, want := range []string{
+		"base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight",
+		"base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight",
+	} {
+		if _, ok := names[want]; !ok {
+			t.Fatalf("missing %s", want)
+		}
+	}
+	if s := names["base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight"].Shape(); s[0] != cfg.Text.HiddenSize || s[1] != 4 {
+		t.Fatalf("down_proj lora_B shape %v", s)
+	}
+	cj, err := LoRAAdapterConfigJSON(m.LM, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	json.Unmarshal(cj, &c)
+	if c["r"].(float64) != 4 || c["lora_alpha"].(float64) != 8 || c["peft_type"] != "LORA" || len(c["target_modules"].([]any)) != 7 {
+		t.Fatalf("adapter_config.json: %s", cj)
+	}
+	back, err := ParseLoRAAdapterConfig(cj)
+	if err != nil || back.Rank != 4 || back.Alpha != 8 || len(back.Targets) != 7 {
+		t.Fatalf("parse back: %+v %v", back, err)
 	}
 }

@@ -16,13 +16,15 @@
 //
 //   - nn (lora.go): the math — the layer, its init, its merge;
 //   - llm (lora.go): which decoder linears get adapters (LoRAConfig,
-//     AttachLoRA, LoRAModules), dropout on/off, merging them all, and the
-//     config of the attached adapters (to and from adapter_config.json);
+//     AttachLoRA, LoRAModules), dropout on/off, merging them all;
 //   - model/ckpt (adapter.go): PEFT's file format — the file names, the
 //     lora_A/lora_B tensor names, adapter_config.json (AdapterConfig) and
 //     reading and writing the files;
-//   - model (lora.go): a whole Magma's adapters on disk (SaveLoRA, LoadLoRA,
-//     SaveMerged), which inference needs without the trainer;
+//   - model (lora.go): the decoder's adapters in PEFT's terms (LoRATensors,
+//     LoRAAdapterConfigJSON, ParseLoRAAdapterConfig) and a whole Magma's
+//     adapters on disk (SaveLoRA, LoadLoRA, SaveMerged), which inference
+//     needs without the trainer — model, not llm, because it is the lowest
+//     package that sees both the decoder and ckpt (llm stays below ckpt);
 //   - train (lora.go): the adapters as the trainer's trainable tensors
 //     (LoRAAdapters, the Adapters of trainable: lora).
 //

@@ -81,11 +81,11 @@ func (l *Linear) MergeLoRA() (bool, error) {
 	}
 	w := l.Weight
 	out, in := w.Shape()[0], w.Shape()[1]
-	a, err := float64s(lo.A)
+	a, err := Float64s(lo.A)
 	if err != nil {
 		return false, err
 	}
-	b, err := float64s(lo.B)
+	b, err := Float64s(lo.B)
 	if err != nil {
 		return false, err
 	}
@@ -140,8 +140,8 @@ func (l *Linear) MergeLoRA() (bool, error) {
 	return true, nil
 }
 
-// float64s copies a float32, float64, BF16 or F16 tensor's data into float64.
-func float64s(t *tensor.Dense) ([]float64, error) {
+// Float64s copies a float32, float64, BF16 or F16 tensor's data into float64.
+func Float64s(t *tensor.Dense) ([]float64, error) {
 	if kernels.IsHalf(t.Dtype()) {
 		w := make([]float32, t.Shape().TotalSize())
 		kernels.Widen32(w, t, 0)

@@ -77,7 +77,7 @@ func TestLoRAOnBF16Base(t *testing.T) {
 			t.Errorf("loss %d: bf16 base %.7g, float32 upcast %.7g (rel %.3g)", i, resH.Losses[i], resU.Losses[i], d)
 		}
 	}
-	a, b := mH.LM.LoRATensors(""), mU.LM.LoRATensors("")
+	a, b := model.LoRATensors(mH.LM, ""), model.LoRATensors(mU.LM, "")
 	worst := 0.0
 	for k, v := range a {
 		got, want := v.Data().([]float32), b[k].Data().([]float32)

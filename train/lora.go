@@ -52,7 +52,7 @@ func AttachLoRA(m *model.Magma, c llm.LoRAConfig, seed uint64, base string) (*Lo
 // Tensors lists lora_A and lora_B of every adapted layer by PEFT name, sorted.
 func (l *LoRAAdapters) Tensors() []nn.Param {
 	var out []nn.Param
-	for name, t := range l.Model.LM.LoRATensors(model.LoRAPrefix) {
+	for name, t := range model.LoRATensors(l.Model.LM, model.LoRAPrefix) {
 		out = append(out, nn.Param{Name: name, T: t})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -69,7 +69,7 @@ func (l *LoRAAdapters) Load(dir string) error {
 	if err != nil {
 		return fmt.Errorf("lora: %w", err)
 	}
-	saved, err := llm.ParseLoRAAdapterConfig(cj)
+	saved, err := model.ParseLoRAAdapterConfig(cj)
 	if err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
@@ -78,11 +78,11 @@ func (l *LoRAAdapters) Load(dir string) error {
 		return errors.New("lora: no adapter attached to the model")
 	}
 	cur := mods[0].Linear.LoRA
-	ours, err := l.Model.LM.LoRAAdapterConfigJSON("")
+	ours, err := model.LoRAAdapterConfigJSON(l.Model.LM, "")
 	if err != nil {
 		return err
 	}
-	want, _ := llm.ParseLoRAAdapterConfig(ours)
+	want, _ := model.ParseLoRAAdapterConfig(ours)
 	st, sv := slices.Clone(saved.Targets), slices.Clone(want.Targets)
 	sort.Strings(st)
 	sort.Strings(sv)

@@ -127,7 +127,7 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("LoadLoRA: %v %v", ok, err)
 	}
-	a, b := m.LM.LoRATensors(""), m2.Model.LM.LoRATensors("")
+	a, b := model.LoRATensors(m.LM, ""), model.LoRATensors(m2.Model.LM, "")
 	if len(a) != len(b) {
 		t.Fatalf("%d adapter tensors loaded, want %d", len(b), len(a))
 	}

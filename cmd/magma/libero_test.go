@@ -216,7 +216,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("load: %v %v", ok, err)
 	}
-	a, b := m.LM.LoRATensors(""), m2.LM.LoRATensors("")
+	a, b := model.LoRATensors(m.LM, ""), model.LoRATensors(m2.LM, "")
 	for k, v := range a {
 		w := b[k].Data().([]float32)
 		for i, x := range v.Data().([]float32) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magma-go/magma/llm"
+	"github.com/magma-go/magma/model"
 	"github.com/magma-go/magma/model/ckpt"
 )
 
@@ -114,7 +114,7 @@ func TestFinetuneSFTLoRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac, err := llm.ParseLoRAAdapterConfig(cfg)
+	ac, err := model.ParseLoRAAdapterConfig(cfg)
 	if err != nil || ac.Rank != 4 || ac.Alpha != 8 || len(ac.Targets) != 2 {
 		t.Errorf("adapter_config.json %s: %+v %v", cfg, ac, err)
 	}

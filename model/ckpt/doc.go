@@ -29,8 +29,8 @@
 // tensors are bound to a model, configs and presets (package model), and
 // which adapters a model has (packages llm and model). ckpt imports kernels
 // and nn only (and model/internal/fshook, its tests' hook on os.Link), never
-// llm or model: llm (PEFT names and config), model, train, cmd, server and
-// the benchmarks import it. Formats to come (GGUF, PyTorch
+// llm or model: model (PEFT names and config of the decoder's adapters),
+// train, cmd, server and the benchmarks import it. Formats to come (GGUF, PyTorch
 // .pth) belong here, beside safetensors, behind the same Checkpoint-like
 // surface (Names, Has, Info, Tensor, Dense).
 package ckpt
