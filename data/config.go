@@ -98,24 +98,15 @@ type MixtureConfig struct {
 // MixtureLimits are the upper limits of the `data:` section's numbers
 // (all must be >= 0); a larger value is an error naming the key.
 var MixtureLimits = []struct {
-	Key string
-	Max int
-}{{"batch_size", 4096}, {"workers", 64}, {"prefetch", 65536}, {"max_crops", 64}, {"max_tokens", 1 << 20}}
-
-func (c *MixtureConfig) limitValue(key string) int {
-	switch key {
-	case "batch_size":
-		return c.BatchSize
-	case "workers":
-		return c.Workers
-	case "prefetch":
-		return c.Prefetch
-	case "max_crops":
-		return c.MaxCrops
-	case "max_tokens":
-		return c.MaxTokens
-	}
-	return 0
+	Key   string
+	Max   int
+	value func(*MixtureConfig) int
+}{
+	{"batch_size", 4096, func(c *MixtureConfig) int { return c.BatchSize }},
+	{"workers", 64, func(c *MixtureConfig) int { return c.Workers }},
+	{"prefetch", 65536, func(c *MixtureConfig) int { return c.Prefetch }},
+	{"max_crops", 64, func(c *MixtureConfig) int { return c.MaxCrops }},
+	{"max_tokens", 1 << 20, func(c *MixtureConfig) int { return c.MaxTokens }},
 }
 
 // SourceConfig is one entry of `sources:`. Options holds the per-type keys.
@@ -176,7 +167,7 @@ func (c *MixtureConfig) Validate() error {
 		return err
 	}
 	for _, l := range MixtureLimits {
-		if v := c.limitValue(l.Key); v < 0 || v > l.Max {
+		if v := l.value(c); v < 0 || v > l.Max {
 			return fmt.Errorf("data: %s: %d is outside the limit [0, %d]", l.Key, v, l.Max)
 		}
 	}
