@@ -245,7 +245,7 @@ func (p *File) loadStorage(id any, byName map[string]*zip.File, storages map[str
 func (p *File) checkEntryBounds(e *zip.File) error {
 	off, err := e.DataOffset()
 	if err != nil {
-		return fmt.Errorf("entry %s: %w", e.Name, err)
+		return fmt.Errorf("entry %s: reading its local header: %w", e.Name, err)
 	}
 	if e.CompressedSize64 > uint64(p.size) || off < 0 || off > p.size-int64(e.CompressedSize64) {
 		return fmt.Errorf("entry %s: data (%d bytes at offset %d) runs past the end of the file (%d bytes)", e.Name, e.CompressedSize64, off, p.size)
@@ -301,7 +301,7 @@ func (p *File) flatten(root any) error {
 	case *tensorRef:
 		return errors.New("the file holds a single tensor, not a state dict")
 	default:
-		return fmt.Errorf("the file holds a %s, not a state dict", typeName(root))
+		return fmt.Errorf("the file holds a value of type %s, not a state dict", typeName(root))
 	}
 	visits := 0
 	var walk func(v any, name string, depth int) error

@@ -667,6 +667,15 @@ func (u *unpickler) step() (any, bool, error) {
 		if id, err = u.pop(); err == nil {
 			err = u.persid(id)
 		}
+	case 'i': // INST "module\nname\n": builds an arbitrary object; its global is checked first
+		var mod, name string
+		if mod, err = u.line(); err == nil {
+			if name, err = u.line(); err == nil {
+				if _, err = lookupGlobal(mod, name); err == nil {
+					err = fmt.Errorf("opcode INST (of %s) is not supported in a state dict", quoteGlobal(mod+"."+name))
+				}
+			}
+		}
 	case 'P': // PERSID (text id)
 		var s string
 		if s, err = u.line(); err == nil {
@@ -685,7 +694,7 @@ func (u *unpickler) step() (any, bool, error) {
 // opNames are the known opcodes the VM refuses (they build arbitrary
 // objects or need out-of-band data).
 var opNames = map[byte]string{
-	'i': "INST", 'o': "OBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4",
+	'o': "OBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4",
 	0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
 }
 
