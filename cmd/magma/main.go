@@ -37,6 +37,7 @@ func newCommandTree(j *job) *cobra.Command {
                eval synthetic / synthetic-qa (demo data)
   Data tools:  data inspect (training sources), som (Set-of-Mark),
                tom (Trace-of-Mark), tokenize
+  Checkpoints: convert pth2safetensors (PyTorch state dicts)
 
 Every command has --help with examples. Start with: magma pretrain`,
 		SilenceUsage:  true,
@@ -66,6 +67,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		eval,
 		newServeCmd(),
 		newPlotCmd(),
+		newConvertCmd(),
 	)
 	return root
 }

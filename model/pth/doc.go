@@ -66,7 +66,7 @@
 // if deflated, declare no more than deflate's maximum ratio allows; a
 // tensor's offset, shape and strides must be non-negative and its view must
 // end inside its storage (an error names the tensor), and a view larger
-// than its storage (stride 0) has at most 2^24 elements. Every error names
+// than its storage (stride 0) has at most 2^22 elements. Every error names
 // the file and the reason (entry, tensor, opcode offset in data.pkl).
 //
 // Not supported: the legacy pre-1.6 (non-zip) torch.save format, TorchScript

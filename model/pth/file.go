@@ -25,7 +25,7 @@ const (
 	maxTensors   = 1 << 20   // tensors of a state dict
 	maxNesting   = 64        // dict/list nesting of the flattened names
 	maxVisits    = 1 << 24   // values visited while flattening
-	maxExpanded  = 1 << 24   // elements of a view larger than its storage (stride 0)
+	maxExpanded  = 1 << 22   // elements of a view larger than its storage (stride 0)
 	maxRatio     = 1100      // deflate's largest expansion is 1032:1
 	maxSmallFile = 1 << 10   // bytes of "version" and "byteorder"
 )
