@@ -138,14 +138,14 @@ func (u *unpickler) call(f, a any) error {
 	if !ok {
 		return fmt.Errorf("REDUCE of %s with %s arguments (want a tuple)", g.full(), typeName(a))
 	}
-	v, err := callGlobal(g, args)
+	v, err := u.callGlobal(g, args)
 	if err != nil {
 		return fmt.Errorf("%s: %w", g.full(), err)
 	}
 	return u.push(v)
 }
 
-func callGlobal(g *pyGlobal, args pyTuple) (any, error) {
+func (u *unpickler) callGlobal(g *pyGlobal, args pyTuple) (any, error) {
 	switch g.full() {
 	case gOrderedDict:
 		// OrderedDict() or OrderedDict(list of pairs)
@@ -162,7 +162,7 @@ func callGlobal(g *pyGlobal, args pyTuple) (any, error) {
 				items = c
 			case *pyDict:
 				for i := range c.keys {
-					if err := d.set(c.keys[i], c.vals[i]); err != nil {
+					if err := d.set(c.keys[i], c.vals[i], &u.work); err != nil {
 						return nil, err
 					}
 				}
@@ -175,7 +175,7 @@ func callGlobal(g *pyGlobal, args pyTuple) (any, error) {
 				if !ok || len(p) != 2 {
 					return nil, errors.New("items are not (key, value) pairs")
 				}
-				if err := d.set(p[0], p[1]); err != nil {
+				if err := d.set(p[0], p[1], &u.work); err != nil {
 					return nil, err
 				}
 			}
@@ -232,7 +232,7 @@ func callGlobal(g *pyGlobal, args pyTuple) (any, error) {
 		default:
 			return nil, fmt.Errorf("rebuild function %s is not supported", fn.full())
 		}
-		v, err := callGlobal(fn, inner)
+		v, err := u.callGlobal(fn, inner)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", fn.full(), err)
 		}

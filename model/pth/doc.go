@@ -59,9 +59,10 @@
 //
 // Work and memory are bounded for any input: data.pkl at most 512 MiB, at
 // most 2^26 opcodes, 2^20 stack values, 2^22 memo entries, 2^24 values in
-// all; dicts/lists nested at most 64 deep when flattened and at most 2^24
-// values visited (shared or cyclic containers cannot blow up); at most
-// 2^20 tensors of at most 64 dimensions. A storage's zip entry must hold
+// all, 2 GiB of dict keys hashed and values copied, dict keys of tuples at
+// most 16 deep; dicts/lists nested at most 64 deep when flattened and at
+// most 2^22 values visited (shared or cyclic containers cannot blow up);
+// at most 2^20 tensors of at most 64 dimensions, names of at most 64 KiB. A storage's zip entry must hold
 // exactly the bytes its persistent id declares, lie inside the file, and,
 // if deflated, declare no more than deflate's maximum ratio allows; a
 // tensor's offset, shape and strides must be non-negative and its view must

@@ -24,7 +24,8 @@ const (
 	maxEntries   = 1 << 20   // entries of the zip directory
 	maxTensors   = 1 << 20   // tensors of a state dict
 	maxNesting   = 64        // dict/list nesting of the flattened names
-	maxVisits    = 1 << 24   // values visited while flattening
+	maxVisits    = 1 << 22   // values visited while flattening
+	maxNameBytes = 1 << 16   // bytes of a flattened tensor name
 	maxExpanded  = 1 << 22   // elements of a view larger than its storage (stride 0)
 	maxRatio     = 1100      // deflate's largest expansion is 1032:1
 	maxSmallFile = 1 << 10   // bytes of "version" and "byteorder"
@@ -294,6 +295,8 @@ func (p *File) readEntry(e *zip.File, limit int64) ([]byte, error) {
 }
 
 // flatten lists the tensors of the pickled object under dotted names.
+// Names are joined only for tensors, so the work is bounded by the values
+// visited (maxVisits) and the bytes of the names (maxNameBytes each).
 func (p *File) flatten(root any) error {
 	p.tensors = map[string]*tensorRef{}
 	switch root.(type) {
@@ -304,34 +307,47 @@ func (p *File) flatten(root any) error {
 		return fmt.Errorf("the file holds a value of type %s, not a state dict", typeName(root))
 	}
 	visits := 0
-	var walk func(v any, name string, depth int) error
-	walk = func(v any, name string, depth int) error {
+	var path []string
+	pathLen := 0
+	name := func() string { return strings.Join(path, ".") }
+	// walk visits v under path; unnamed is set below a dict key that is
+	// neither str nor int, where a tensor has no name.
+	var walk func(v any, unnamed any) error
+	walk = func(v any, unnamed any) error {
 		visits++
 		if visits > maxVisits {
 			return fmt.Errorf("more than %d values to walk (shared or cyclic containers?)", maxVisits)
 		}
-		if depth > maxNesting {
-			return fmt.Errorf("%s: nested more than %d levels deep", name, maxNesting)
+		if len(path) > maxNesting {
+			return fmt.Errorf("%s...: nested more than %d levels deep", truncate(name()), maxNesting)
 		}
-		child := func(k string) string {
-			if name == "" {
-				return k
+		enter := func(k string, v any) error {
+			if pathLen += len(k) + 1; pathLen > maxNameBytes {
+				return fmt.Errorf("%s...: a tensor name longer than %d bytes", truncate(name()), maxNameBytes)
 			}
-			return name + "." + k
+			path = append(path, k)
+			err := walk(v, unnamed)
+			path = path[:len(path)-1]
+			pathLen -= len(k) + 1
+			return err
 		}
 		switch c := v.(type) {
 		case *tensorRef:
-			if _, dup := p.tensors[name]; dup {
-				return fmt.Errorf("tensor name %q appears twice after flattening nested dicts with \".\"", name)
+			if unnamed != nil {
+				return fmt.Errorf("%s: dict key of type %s holds tensors (only str and int keys name tensors)", orRoot(name()), typeName(unnamed))
+			}
+			n := name()
+			if _, dup := p.tensors[n]; dup {
+				return fmt.Errorf("tensor name %q appears twice after flattening nested dicts with \".\"", n)
 			}
 			if len(p.tensors) >= maxTensors {
 				return fmt.Errorf("more than %d tensors", maxTensors)
 			}
-			if err := c.check(name); err != nil {
+			if err := c.check(n); err != nil {
 				return err
 			}
-			p.tensors[name] = c
-			p.names = append(p.names, name)
+			p.tensors[n] = c
+			p.names = append(p.names, n)
 		case *pyDict:
 			for i, k := range c.keys {
 				var ks string
@@ -341,24 +357,30 @@ func (p *File) flatten(root any) error {
 				case int64:
 					ks = strconv.FormatInt(kk, 10)
 				default:
-					if containsTensor(c.vals[i], 0) {
-						return fmt.Errorf("%s: dict key of type %s holds tensors (only str and int keys name tensors)", orRoot(name), typeName(k))
+					saved := unnamed
+					if unnamed == nil {
+						unnamed = k
+					}
+					err := enter("?", c.vals[i])
+					unnamed = saved
+					if err != nil {
+						return err
 					}
 					continue
 				}
-				if err := walk(c.vals[i], child(ks), depth+1); err != nil {
+				if err := enter(ks, c.vals[i]); err != nil {
 					return err
 				}
 			}
 		case *pyList:
 			for i, it := range c.items {
-				if err := walk(it, child(strconv.Itoa(i)), depth+1); err != nil {
+				if err := enter(strconv.Itoa(i), it); err != nil {
 					return err
 				}
 			}
 		case pyTuple:
 			for i, it := range c {
-				if err := walk(it, child(strconv.Itoa(i)), depth+1); err != nil {
+				if err := enter(strconv.Itoa(i), it); err != nil {
 					return err
 				}
 			}
@@ -366,7 +388,7 @@ func (p *File) flatten(root any) error {
 		// Other values (numbers, strings, None, dtypes) carry no tensor.
 		return nil
 	}
-	return walk(root, "", 0)
+	return walk(root, nil)
 }
 
 func orRoot(name string) string {
@@ -374,35 +396,6 @@ func orRoot(name string) string {
 		return "top-level dict"
 	}
 	return name
-}
-
-func containsTensor(v any, depth int) bool {
-	if depth > maxNesting {
-		return true
-	}
-	switch c := v.(type) {
-	case *tensorRef:
-		return true
-	case *pyDict:
-		for _, x := range c.vals {
-			if containsTensor(x, depth+1) {
-				return true
-			}
-		}
-	case *pyList:
-		for _, x := range c.items {
-			if containsTensor(x, depth+1) {
-				return true
-			}
-		}
-	case pyTuple:
-		for _, x := range c {
-			if containsTensor(x, depth+1) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // newTensorRef builds the tensor of _rebuild_tensor*: dt overrides the

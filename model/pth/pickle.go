@@ -24,6 +24,9 @@ const (
 	maxItems    = 1 << 24 // values created (containers' items included)
 	maxLongSize = 64      // bytes of a LONG1/LONG4 integer
 	maxTextLine = 1 << 16 // a protocol-0 text argument (GLOBAL, INT, ...)
+	maxKeyDepth = 16      // tuple nesting of a dict key
+	maxKeyBytes = 1 << 20 // a tuple key's identity
+	maxWork     = 1 << 31 // bytes of dict keys hashed and values copied
 )
 
 // Values of the VM. Python's None is pyNone, ints are int64 (or *big.Int
@@ -46,10 +49,13 @@ type (
 	pyMark struct{}
 )
 
-func (d *pyDict) set(k, v any) error {
-	h, err := hashKey(k)
+func (d *pyDict) set(k, v any, work *int64) error {
+	h, err := hashKey(k, 0)
 	if err != nil {
 		return err
+	}
+	if *work += int64(len(h)); *work > maxWork {
+		return fmt.Errorf("more than %d bytes of dict keys hashed", maxWork)
 	}
 	if d.index == nil {
 		d.index = map[string]int{}
@@ -65,8 +71,11 @@ func (d *pyDict) set(k, v any) error {
 }
 
 // hashKey is a dict key's identity; only Python's hashable scalars (and
-// tuples of them) may be keys.
-func hashKey(k any) (string, error) {
+// tuples of them, nested at most maxKeyDepth deep) may be keys.
+func hashKey(k any, depth int) (string, error) {
+	if depth > maxKeyDepth {
+		return "", fmt.Errorf("dict key of tuples nested more than %d deep", maxKeyDepth)
+	}
 	switch v := k.(type) {
 	case string:
 		return "s" + v, nil
@@ -92,9 +101,12 @@ func hashKey(k any) (string, error) {
 		var b strings.Builder
 		b.WriteString("t(")
 		for _, e := range v {
-			h, err := hashKey(e)
+			h, err := hashKey(e, depth+1)
 			if err != nil {
 				return "", err
+			}
+			if b.Len()+len(h) > maxKeyBytes {
+				return "", fmt.Errorf("dict key of more than %d bytes", maxKeyBytes)
 			}
 			b.WriteString(strconv.Itoa(len(h)))
 			b.WriteByte(':')
@@ -150,6 +162,7 @@ type unpickler struct {
 	memo  map[int]any
 	ops   int
 	items int
+	work  int64 // maxWork budget
 	proto int
 	// persistentLoad resolves a BINPERSID/PERSID id (a storage).
 	persistentLoad func(id any) (any, error)
@@ -233,6 +246,9 @@ func (u *unpickler) popMark() ([]any, error) {
 	}
 	m := u.marks[n-1]
 	u.marks = u.marks[:n-1]
+	if u.work += int64(len(u.stack) - m); u.work > maxWork {
+		return nil, fmt.Errorf("more than %d values copied", maxWork)
+	}
 	vals := append([]any(nil), u.stack[m:]...)
 	u.stack = u.stack[:m]
 	return vals, nil
@@ -493,7 +509,7 @@ func (u *unpickler) step() (any, bool, error) {
 		var vals []any
 		if vals, err = u.popMark(); err == nil {
 			d := &pyDict{}
-			if err = setItems(d, vals); err == nil {
+			if err = setItems(d, vals, &u.work); err == nil {
 				err = u.push(d)
 			}
 		}
@@ -517,7 +533,7 @@ func (u *unpickler) step() (any, bool, error) {
 		if v, err = u.pop(); err == nil {
 			if k, err = u.pop(); err == nil {
 				if d, err = u.top(); err == nil {
-					err = setItemsOn(d, []any{k, v})
+					err = setItemsOn(d, []any{k, v}, &u.work)
 				}
 			}
 		}
@@ -526,7 +542,7 @@ func (u *unpickler) step() (any, bool, error) {
 		if vals, err = u.popMark(); err == nil {
 			var d any
 			if d, err = u.top(); err == nil {
-				err = setItemsOn(d, vals)
+				err = setItemsOn(d, vals, &u.work)
 			}
 		}
 	case 0x8f: // EMPTY_SET: only an empty set survives (as a list)
@@ -790,20 +806,20 @@ func appendItems(l any, vals []any) error {
 	return fmt.Errorf("APPEND(S) to a %s", typeName(l))
 }
 
-func setItemsOn(d any, vals []any) error {
+func setItemsOn(d any, vals []any, work *int64) error {
 	dd, ok := d.(*pyDict)
 	if !ok {
 		return fmt.Errorf("SETITEM(S) on a %s", typeName(d))
 	}
-	return setItems(dd, vals)
+	return setItems(dd, vals, work)
 }
 
-func setItems(d *pyDict, vals []any) error {
+func setItems(d *pyDict, vals []any, work *int64) error {
 	if len(vals)%2 != 0 {
 		return fmt.Errorf("SETITEMS with an odd number (%d) of values", len(vals))
 	}
 	for i := 0; i < len(vals); i += 2 {
-		if err := d.set(vals[i], vals[i+1]); err != nil {
+		if err := d.set(vals[i], vals[i+1], work); err != nil {
 			return err
 		}
 	}
