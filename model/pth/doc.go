@@ -28,7 +28,8 @@
 // view out contiguous and little-endian: non-contiguous views (transposes,
 // slices with an offset) are materialised, shared storages are read once
 // per tensor. dtypes: F32, F64, BF16, F16, I64, I32, I16, I8, U8, BOOL.
-// ConvertToSafetensors writes every tensor to a safetensors file under the
+// A File may be read from several goroutines at once (each read opens its
+// own zip entry reader). ConvertToSafetensors writes every tensor to a safetensors file under the
 // same names, shapes and dtypes (magma convert pth2safetensors).
 //
 // # The allow-list
