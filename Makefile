@@ -83,5 +83,16 @@ bench-mpi:                  ## mpirun -np 2 pretrain on small: compute / comm wa
 parity: setup-ref
 	$(PYTHON) scripts/reference/magma_ref.py make-parity --out model/testdata/parity
 
+## pth-fixtures: regenerate model/pth/testdata with Debian's python3-torch
+pth-fixtures:
+	/usr/bin/python3 scripts/fixtures/pth_fixtures.py
+
+## fuzz-pth: fuzz the .pth reader, 60 s per target (the seeds run in make test)
+fuzz-pth:
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime 60s -fuzzminimizetime 5s ./model/pth
+	$(GO) test -run '^$$' -fuzz '^FuzzPickle$$' -fuzztime 60s -fuzzminimizetime 5s ./model/pth
+
+.PHONY: pth-fixtures fuzz-pth
+
 clean:
 	rm -rf bin out

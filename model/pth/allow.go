@@ -132,7 +132,7 @@ func (g *pyGlobal) dtypeValue() *dtype {
 func (u *unpickler) call(f, a any) error {
 	g, ok := f.(*pyGlobal)
 	if !ok {
-		return fmt.Errorf("REDUCE of a %s (not a callable)", typeName(f))
+		return fmt.Errorf("REDUCE of a value of type %s (not a callable)", typeName(f))
 	}
 	args, ok := a.(pyTuple)
 	if !ok {

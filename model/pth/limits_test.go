@@ -54,8 +54,8 @@ func TestPickleLimits(t *testing.T) {
 		{"STOP on empty stack", "underflow", newPickle().op('.').b},
 		{"STOP inside a MARK", "open MARK", newPickle().op('(', 'N', '.').b},
 		{"SETITEMS odd", "odd number", newPickle().op('}', '(', 'N', 'u', '.').b},
-		{"APPEND to a dict", "APPEND(S) to a dict", newPickle().op('}', 'N', 'a', '.').b},
-		{"BUILD of an int", "BUILD of a int", newPickle().int(1).op('}', 'b', '.').b},
+		{"APPEND to a dict", "APPEND(S) to a value of type dict", newPickle().op('}', 'N', 'a', '.').b},
+		{"BUILD of an int", "BUILD of a value of type int", newPickle().int(1).op('}', 'b', '.').b},
 		{"unknown opcode", "unknown opcode 0xff", newPickle().op(0xff).b},
 		{"TUPLE without MARK", "no MARK", newPickle().op('t', '.').b},
 	}

@@ -803,13 +803,13 @@ func appendItems(l any, vals []any) error {
 		c.items = append(c.items, vals...)
 		return nil
 	}
-	return fmt.Errorf("APPEND(S) to a %s", typeName(l))
+	return fmt.Errorf("APPEND(S) to a value of type %s", typeName(l))
 }
 
 func setItemsOn(d any, vals []any, work *int64) error {
 	dd, ok := d.(*pyDict)
 	if !ok {
-		return fmt.Errorf("SETITEM(S) on a %s", typeName(d))
+		return fmt.Errorf("SETITEM(S) on a value of type %s", typeName(d))
 	}
 	return setItems(dd, vals, work)
 }
@@ -836,7 +836,7 @@ func build(obj, state any) error {
 			if _, none := state.(pyNone); none {
 				return nil
 			}
-			return fmt.Errorf("BUILD of a dict with a %s state", typeName(state))
+			return fmt.Errorf("BUILD of a dict with a state of type %s", typeName(state))
 		}
 		o.attrs = st
 		return nil
@@ -846,5 +846,5 @@ func build(obj, state any) error {
 		// the older form): ignored like backward hooks.
 		return nil
 	}
-	return fmt.Errorf("BUILD of a %s", typeName(obj))
+	return fmt.Errorf("BUILD of a value of type %s", typeName(obj))
 }

@@ -210,3 +210,42 @@ func TestEvilFixtures(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentReads: one File read from several goroutines gives the
+// same bytes as a sequential read.
+func TestConcurrentReads(t *testing.T) {
+	f, err := Open("testdata/views.pth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := map[string]string{}
+	for _, n := range f.Names() {
+		b, _, err := f.Raw(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[n] = hex.EncodeToString(b)
+	}
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for _, n := range f.Names() {
+				b, _, err := f.Raw(n)
+				if err == nil && hex.EncodeToString(b) != want[n] {
+					err = errors.New(n + ": different bytes")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
