@@ -623,7 +623,9 @@ func copyStrided(dst, src []byte, offset int64, shape, stride []int64, es int64)
 // Tensor returns a contiguous copy of name in its stored dtype:
 // tensor.Float32, tensor.Float64, kernels.BFloat16, kernels.Float16,
 // tensor.Int64, tensor.Int32, tensor.Int16, tensor.Int8, tensor.Uint8 or
-// tensor.Bool. A 0-d tensor has shape () and one element.
+// tensor.Bool. A 0-d tensor has shape () and one element. An empty tensor
+// (a 0 in its shape) has an empty backing slice, on which gorgonia's
+// Dense.Data panics: use Info, Raw or Float32 for those.
 func (p *File) Tensor(name string) (*tensor.Dense, error) {
 	b, info, err := p.Raw(name)
 	if err != nil {
