@@ -234,6 +234,7 @@ type Mark struct {
 // `magma tom`.
 type Result struct {
 	Source     Source  `json:"source"`
+	Tracker    string  `json:"tracker,omitempty"` // the point tracker (TrackerName: lk, cotracker, precomputed)
 	Width      int     `json:"width"`
 	Height     int     `json:"height"`
 	FPS        float64 `json:"fps"`
@@ -327,7 +328,7 @@ func Run(frames []imaging.Image, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	W, H, pts, vis, fg, bg := ts.w, ts.h, ts.pts, ts.vis, ts.fg, ts.bg
-	res := &Result{Source: cfg.Source, Width: W, Height: H, FramesUsed: T, StartFrame: ts.start,
+	res := &Result{Source: cfg.Source, Tracker: TrackerName(cfg.Tracker), Width: W, Height: H, FramesUsed: T, StartFrame: ts.start,
 		First: frames[ts.start], CameraMotion: ts.camera}
 	drawK := func(r [2]int) int { return r[0] + rng.Intn(r[1]-r[0]+1) }
 	kPos := drawK(cfg.PosClusters)

@@ -102,6 +102,20 @@ func NewTracker(name, weights string) (tr Tracker, warn string, err error) {
 	return &occlusionTracker{t: t}, "", nil
 }
 
+// TrackerName names a tracker for TRACES.json: "lk", "cotracker",
+// "precomputed", or "" for another implementation.
+func TrackerName(t Tracker) string {
+	switch t.(type) {
+	case LKTracker, *LKTracker:
+		return TrackerLK
+	case *occlusionTracker:
+		return TrackerCoTracker
+	case Precomputed, *Precomputed:
+		return "precomputed"
+	}
+	return ""
+}
+
 // occlusionTracker wraps a tracker that estimates occluded positions
 // (CoTracker): its tracks are marked ThroughOcclusion, and calls are
 // serialised.
