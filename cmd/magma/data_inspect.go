@@ -99,6 +99,8 @@ func newDataInspectCmd() *cobra.Command {
 	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
 	f.StringVar(&o.BBoxFormat, "bbox-format", "", "ui: box format auto, xyxy, xyxy_norm, xywh or xywh_norm (default auto)")
 	f.IntVar(&o.Steps, "steps", 0, "video, robot: ToM horizon in steps (default 16)")
+	f.StringVar(&o.Tracker, "tracker", "", "video, robot: point tracker cotracker or lk (default: cotracker when --tracker-weights is given, else lk with a warning)")
+	f.StringVar(&o.TrackerWeights, "tracker-weights", "", "video, robot: CoTracker3 checkpoint (scaled_offline.pth or scaled_online.pth)")
 	return inspect
 }
 
