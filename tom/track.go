@@ -95,8 +95,8 @@ type LKTracker struct {
 	FBMaxError   float64 // forward-backward tolerance in px (default 1)
 	CheckWinSize int     // window of the second backward check (default 7)
 	PatchRadius  int     // appearance patch radius in px (default 4: 9x9)
-	MinNCC       float64 // least patch correlation with the query (default 0.8)
-	MaxPatchDiff float64 // most RMS patch difference over the query's contrast (default 0.7)
+	MinNCC       float64 // least patch correlation with the query (default 0.5)
+	MaxPatchDiff float64 // most RMS patch difference over the query's contrast (default 1.5)
 	// NoAppearance turns the two patch checks off (forward-backward only).
 	NoAppearance bool
 }
@@ -110,8 +110,8 @@ const (
 	lkFBMaxError   = 1.0
 	lkCheckWinSize = 5
 	lkPatchRadius  = 4
-	lkMinNCC       = 0.8
-	lkMaxPatchDiff = 0.7
+	lkMinNCC       = 0.5
+	lkMaxPatchDiff = 1.5
 	// lkFlatStd: a query patch whose grey levels vary less than this
 	// (standard deviation) has no appearance to compare.
 	lkFlatStd = 2.0
