@@ -17,6 +17,8 @@
 //	func DetectShots(frames []imaging.Image, threshold float64) ([]int, error)
 //	func GridQueries(w, h, s int) []som.Point
 //	type Tracker interface{ Track(frames []imaging.Image, queries []som.Point) (*Tracks, error) }
+//	func NewTracker(name, weights string) (Tracker, string, error) // --tracker cotracker|lk, --tracker-weights; the string is LKWarning or ""
+//	func RegisterCoTracker(f CoTrackerFactory)                     // tom/cotracker's init; else "cotracker" is ErrNoCoTracker
 //	type LKTracker struct{ WinSize, Levels, CheckWinSize, PatchRadius int; FBMaxError, MinNCC, MaxPatchDiff float64; NoAppearance bool }
 //	type Tracks struct{ Points [][]som.Point; Visible [][]bool; ThroughOcclusion bool } // [t][n]
 //	type Mark struct{ ID int; Foreground bool; Points [][2]float64; Visible []bool }

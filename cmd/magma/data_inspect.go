@@ -33,7 +33,11 @@ mean/std/max/min/q01/q99 after OpenVLA's per-dataset transform; proprio as
 OpenVLA computes it with load_proprio, e.g. LIBERO's EEF_state ‖ pad ‖
 gripper_state, or zeros for datasets without a proprio mapping). OpenVLA's
 modified LIBERO release (libero_spatial_no_noops/ ...) is read this way. When no
-record is usable, the error lists the first rejected records and why.`
+record is usable, the error lists the first rejected records and why.
+
+Video and robot samples are traced with the tracker --tracker and
+--tracker-weights choose, as in magma tom (CoTracker3 when weights are
+given, else Lucas-Kanade with a warning); the output names it.`
 
 func newDataCmd() *cobra.Command {
 	dataCmd := &cobra.Command{
