@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/magma-go/magma/data"
 	"github.com/magma-go/magma/tom"
 )
 
@@ -68,5 +69,21 @@ func TestTomTrackerChoice(t *testing.T) {
 		if err := json.Unmarshal(b, &res); err != nil || res.Tracker != "lk" {
 			t.Errorf("%v: TRACES.json tracker %q (%v)", c.args, res.Tracker, err)
 		}
+	}
+}
+
+// The same choice on `magma data inspect` for a video source.
+func TestDataInspectTracker(t *testing.T) {
+	dir := t.TempDir()
+	if err := data.GenerateSynthetic(data.SyntheticConfig{Videos: 1, Size: 64, Frames: 5, Dir: dir}, 1); err != nil {
+		t.Fatal(err)
+	}
+	video := filepath.Join(dir, data.SyntheticVideoFile)
+	if _, err := runMagma(t, "data", "inspect", video, "--tracker", "cotracker"); err == nil || !strings.Contains(err.Error(), "needs its weights") {
+		t.Errorf("--tracker cotracker: %v", err)
+	}
+	log, err := runMagma(t, "data", "inspect", video, "--steps", "4")
+	if err != nil || !strings.Contains(log, "tracker: lk\nwarning: "+tom.LKWarning) {
+		t.Errorf("default: %v\n%s", err, log)
 	}
 }
