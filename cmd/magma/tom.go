@@ -62,9 +62,6 @@ func newTomCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if warn != "" {
-				cmd.PrintErrln("tom: warning:", warn)
-			}
 			cfg := tom.SourceConfig(src)
 			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task, cfg.Tracker = grid, future, seed, height, task, tr
 			res, err := tom.RunFile(video, start, cfg)
@@ -73,6 +70,11 @@ func newTomCmd() *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			// the LK warning comes with the result: a run that fails
+			// prints its error only.
+			if warn != "" {
+				cmd.PrintErrln("tom: warning:", warn)
 			}
 			for _, w := range res.Warnings {
 				cmd.PrintErrln("tom: warning:", w)
