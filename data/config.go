@@ -40,6 +40,12 @@ import (
 //	      weight: 1.0        # relative sampling weight
 //	      image_folder: data # per-type options follow, see below
 //
+// Data-section keys tracker: (cotracker | lk) and tracker_weights: (a
+// CoTracker3 .pth) choose the point tracker of the video and robot sources
+// (the synthetic ones included); a video or robot source's own tracker:
+// and tracker_weights: override them. Default: CoTracker3 when weights are
+// given, else LK with a one-line warning that traces are approximate.
+//
 // Per-type options (unknown keys are errors; given numbers must lie in
 // their range: ui max_marks [1, 1000], max_turns [1, 64]; video and robot
 // steps [1, 1024], grid [1, 128]; video fps [0.01, 1000]; weight (0, 1e6]):
@@ -50,11 +56,13 @@ import (
 //	       max_marks (20), max_turns (4)
 //	video: video_folder, steps (frames tracked from the segment start - 1,
 //	       16), grid (15), fps (of frame folders, 30), skip_tom (share of
-//	       caption-only items, 0.2), egocentric (always remove camera motion)
+//	       caption-only items, 0.2), egocentric (always remove camera motion),
+//	       tracker, tracker_weights (as the data section's)
 //	robot: steps (ToM horizon t..t+steps, 16), grid (15), tom_ratio (share
 //	       of items with the ToM turn after the action turn, 1),
 //	       statistics (a dataset_statistics.json instead of computing
-//	       q01/q99), key (its entry; default the source name or the only one)
+//	       q01/q99), key (its entry; default the source name or the only one),
+//	       tracker, tracker_weights
 //	rlds:  (path: an RLDS dataset or version directory) dataset (feature
 //	       mapping, default the directory name), split (train), image,
 //	       statistics, key, keep_unlabeled (RLDSSource)
@@ -86,6 +94,13 @@ type MixtureConfig struct {
 	MaxTokens int              `yaml:"max_tokens,omitempty"`
 	Synthetic *SyntheticConfig `yaml:"synthetic,omitempty"`
 	Sources   []SourceConfig   `yaml:"sources,omitempty"`
+	// Tracker and TrackerWeights are the point tracker of the video and
+	// robot sources (the synthetic ones included) that choose none
+	// themselves: tom.NewTracker's cotracker or lk, and a CoTracker3
+	// checkpoint (default: CoTracker3 when weights are given, else LK with
+	// a warning that traces are approximate).
+	Tracker        string `yaml:"tracker,omitempty"`
+	TrackerWeights string `yaml:"tracker_weights,omitempty"`
 
 	// Base is the directory relative paths are resolved against (set by
 	// ParseMixtureConfig; not part of the YAML).
@@ -183,6 +198,9 @@ func (c *MixtureConfig) Validate() error {
 	if len(c.Sources) == 0 && c.Synthetic == nil {
 		return errors.New("data: no sources and no synthetic data")
 	}
+	if err := checkTracker("data: tracker", c.Tracker); err != nil {
+		return err
+	}
 	for i, s := range c.Sources {
 		if _, ok := sourceTypes[s.Type]; !ok {
 			return fmt.Errorf("data: source %d: unknown type %q (want %s)", i, s.Type, strings.Join(sourceTypeNames(), ", "))
@@ -192,6 +210,21 @@ func (c *MixtureConfig) Validate() error {
 		}
 		if !(s.Weight > 0) || s.Weight > 1e6 {
 			return fmt.Errorf("data: source %d (%s): weight %v must be in (0, 1e6]", i, s.Type, s.Weight)
+		}
+		for _, key := range trackerKeys[s.Type] {
+			raw, ok := s.Options[key]
+			if !ok {
+				continue
+			}
+			v, isStr := raw.(string)
+			if !isStr {
+				return fmt.Errorf("data: source %d (%s): %s: %v is not a string", i, s.Type, key, raw)
+			}
+			if key == "tracker" {
+				if err := checkTracker(fmt.Sprintf("data: source %d (%s): tracker", i, s.Type), v); err != nil {
+					return err
+				}
+			}
 		}
 		for _, l := range optionLimits[s.Type] {
 			raw, ok := s.Options[l.key]
@@ -229,6 +262,22 @@ var optionLimits = map[string][]struct {
 	"ui":    {{"max_marks", 1, 1000, true}, {"max_turns", 1, 64, true}},
 	"video": {{"steps", 1, tom.MaxFuture, true}, {"grid", 1, tom.MaxGrid, true}, {"fps", 0.01, 1000, false}},
 	"robot": {{"steps", 1, tom.MaxFuture, true}, {"grid", 1, tom.MaxGrid, true}},
+}
+
+// trackerKeys are the per-type string options that choose the point
+// tracker (tom.NewTracker); tracker must name one.
+var trackerKeys = map[string][]string{
+	"video": {"tracker", "tracker_weights"},
+	"robot": {"tracker", "tracker_weights"},
+}
+
+// checkTracker refuses a tracker name tom.NewTracker does not know.
+func checkTracker(what, name string) error {
+	switch name {
+	case "", tom.TrackerCoTracker, tom.TrackerLK:
+		return nil
+	}
+	return fmt.Errorf("%s: %q is not %s or %s", what, name, tom.TrackerCoTracker, tom.TrackerLK)
 }
 
 // options decodes the per-type keys into v, rejecting unknown ones.
@@ -273,6 +322,9 @@ func (c *MixtureConfig) Build(env *SampleBuilder, runDir string, seed uint64) (*
 	}
 	if err := env.init(); err != nil {
 		return nil, err
+	}
+	if c.Tracker != "" || c.TrackerWeights != "" {
+		env.Tracker, env.TrackerWeights = c.Tracker, c.abs(c.TrackerWeights)
 	}
 	sources := c.Sources
 	abs := c.abs

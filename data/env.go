@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"sync"
 	"sync/atomic"
 
 	"github.com/magma-go/magma/llm/tokenizer"
 	"github.com/magma-go/magma/model/action"
+	"github.com/magma-go/magma/tom"
 	"github.com/magma-go/magma/vision/imaging"
 )
 
@@ -42,8 +44,17 @@ type SampleBuilder struct {
 	// (AssignShards; World <= 1 reads every shard).
 	Rank, World int
 
-	imageID int
-	skipped atomic.Int64
+	// Tracker and TrackerWeights are the default point-tracker choice of
+	// the video and robot sources that set none (tom.NewTracker; the
+	// recipe's data-section tracker: and tracker_weights:, data inspect's
+	// --tracker and --tracker-weights).
+	Tracker, TrackerWeights string
+
+	imageID  int
+	skipped  atomic.Int64
+	trMu     sync.Mutex
+	trackers map[[2]string]tom.Tracker
+	lkWarned bool
 }
 
 // NewSampleBuilder checks the settings and resolves the <image> token id.
@@ -83,6 +94,47 @@ func (e *SampleBuilder) init() error {
 		e.Actions = at
 	}
 	return nil
+}
+
+// tracker resolves a video or robot source's tracker choice (its own keys,
+// else the builder's defaults) with tom.NewTracker. Sources with the same
+// choice share one tracker (CoTracker3 weights are loaded once), and the
+// LK fallback's warning is logged once per builder.
+func (e *SampleBuilder) tracker(source, name, weights string) (tom.Tracker, error) {
+	if name == "" && weights == "" {
+		name, weights = e.Tracker, e.TrackerWeights
+	}
+	e.trMu.Lock()
+	defer e.trMu.Unlock()
+	key := [2]string{name, weights}
+	if t, ok := e.trackers[key]; ok {
+		return t, nil
+	}
+	t, warn, err := tom.NewTracker(name, weights)
+	if err != nil {
+		return nil, fmt.Errorf("data: source %q: %w", source, err)
+	}
+	if warn != "" && !e.lkWarned {
+		e.lkWarned = true
+		e.logf("data: warning: %s", warn)
+	}
+	if e.trackers == nil {
+		e.trackers = map[[2]string]tom.Tracker{}
+	}
+	e.trackers[key] = t
+	return t, nil
+}
+
+// useTracker makes t the builder's default tracker, already resolved from
+// name and weights (its warning, if any, reported by the caller).
+func (e *SampleBuilder) useTracker(name, weights string, t tom.Tracker) {
+	e.trMu.Lock()
+	defer e.trMu.Unlock()
+	e.Tracker, e.TrackerWeights, e.lkWarned = name, weights, true
+	if e.trackers == nil {
+		e.trackers = map[[2]string]tom.Tracker{}
+	}
+	e.trackers[[2]string{name, weights}] = t
 }
 
 // Skipped is the number of records dropped under the skip policy so far.

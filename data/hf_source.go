@@ -372,7 +372,9 @@ func tracksFrom(tr, vis *hf.Tensor, sx, sy float64) (*tom.Tracks, error) {
 	if T < 2 || N == 0 {
 		return nil, fmt.Errorf("trace has shape %v: need at least 2 steps and 1 point", tr.Shape)
 	}
-	out := &tom.Tracks{Points: make([][]som.Point, T), Visible: make([][]bool, T)}
+	// CoTracker placed occluded points too: Magma's rules use every
+	// position (tom.Tracks.ThroughOcclusion).
+	out := &tom.Tracks{Points: make([][]som.Point, T), Visible: make([][]bool, T), ThroughOcclusion: true}
 	for t := 0; t < T; t++ {
 		out.Points[t] = make([]som.Point, N)
 		out.Visible[t] = make([]bool, N)

@@ -40,6 +40,10 @@ type InspectOptions struct {
 	// Steps is the ToM horizon of video and robot sources (0: their
 	// default, 16).
 	Steps int
+	// Tracker and TrackerWeights choose the point tracker of video and
+	// robot sources (tom.NewTracker; default CoTracker3 when weights are
+	// given, else LK with a warning).
+	Tracker, TrackerWeights string
 }
 
 // Inspection is what `magma data inspect` prints.
@@ -54,6 +58,10 @@ type Inspection struct {
 	Episodes int `json:"episodes,omitempty"`
 	// Bad lists the records the reader rejected while indexing.
 	Bad []string `json:"bad,omitempty"`
+	// Tracker is the point tracker of a video or robot sample (lk,
+	// cotracker) and Warnings what its choice warned about.
+	Tracker  string   `json:"tracker,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 	// Statistics are OpenVLA's dataset statistics (rlds).
 	Statistics *action.DatasetStats `json:"statistics,omitempty"`
 	// Item describes the rendered record (its decoded fields).
@@ -285,6 +293,17 @@ func Inspect(path string, o InspectOptions) (*Inspection, error) {
 		}
 		return in, nil
 	case "ui", "video", "robot":
+		if o.Type != "ui" {
+			t, warn, err := tom.NewTracker(o.Tracker, o.TrackerWeights)
+			if err != nil {
+				return nil, fmt.Errorf("data: inspect: %w", err)
+			}
+			if warn != "" {
+				in.Warnings = append(in.Warnings, warn)
+			}
+			in.Tracker = tom.TrackerName(t)
+			env.useTracker(o.Tracker, o.TrackerWeights, t)
+		}
 		f := map[string]func(*Inspection, *SampleBuilder, string, InspectOptions, *rand.Rand) error{
 			"ui": inspectUI, "video": inspectVideo, "robot": inspectRobot}[o.Type]
 		if err := f(in, env, path, o, rng); err != nil {
@@ -476,6 +495,12 @@ func (in *Inspection) WriteText(w *strings.Builder) {
 		fmt.Fprintf(w, "records: %d (steps)\nepisodes: %d\n", in.Records, in.Episodes)
 	} else {
 		fmt.Fprintf(w, "records: %d\n", in.Records)
+	}
+	if in.Tracker != "" {
+		fmt.Fprintf(w, "tracker: %s\n", in.Tracker)
+	}
+	for _, s := range in.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
 	}
 	if len(in.Bad) > 0 {
 		fmt.Fprintf(w, "bad records (%d):\n", len(in.Bad))

@@ -43,6 +43,10 @@ type RobotOptions struct {
 	// Key is the dataset name inside the statistics file (default: the
 	// source name, or the only key).
 	Key string `yaml:"key"`
+	// Tracker and TrackerWeights choose the point tracker, as for video
+	// sources (VideoOptions.Tracker).
+	Tracker        string `yaml:"tracker"`
+	TrackerWeights string `yaml:"tracker_weights"`
 }
 
 // RobotSource reads robot episodes in this layout (the LIBERO HDF5 reader
@@ -76,6 +80,7 @@ type RobotSource struct {
 	eps        []episode
 	steps      []stepRef
 	stats      action.DatasetStats
+	tracker    tom.Tracker
 }
 
 type episode struct {
@@ -118,7 +123,11 @@ func NewRobotSource(env *SampleBuilder, name, path string, o RobotOptions) (*Rob
 		}
 	}
 	sort.Strings(dirs)
-	s := &RobotSource{name: name, path: path, env: env, opt: o}
+	tr, err := env.tracker(name, o.Tracker, o.TrackerWeights)
+	if err != nil {
+		return nil, err
+	}
+	s := &RobotSource{name: name, path: path, env: env, opt: o, tracker: tr}
 	var bad []*RecordError
 	for i, d := range dirs {
 		ep, err := loadEpisode(filepath.Join(path, d))
@@ -312,7 +321,7 @@ func (s *RobotSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, 
 			frames = append(frames, f)
 		}
 		cfg := tom.SourceConfig(tom.SourceRobot)
-		cfg.Seed, cfg.Task, cfg.Grid, cfg.Future = rng.Int64(), ep.instruction, s.opt.Grid, s.opt.Steps
+		cfg.Seed, cfg.Task, cfg.Grid, cfg.Future, cfg.Tracker = rng.Int64(), ep.instruction, s.opt.Grid, s.opt.Steps, s.tracker
 		q, a, marked, err := marksTurn(frames, cfg)
 		switch {
 		case err == nil:

@@ -17,8 +17,12 @@ var sourceTable = []struct {
 		return NewLLaVASource(env, name, path, o.ImageFolder)
 	}, func(o *llavaOptions, abs func(string) string) { o.ImageFolder = abs(o.ImageFolder) })},
 	{"ui", opener(NewUISource, func(o *UIOptions, abs func(string) string) { o.ImageFolder = abs(o.ImageFolder) })},
-	{"video", opener(NewVideoSource, func(o *VideoOptions, abs func(string) string) { o.VideoFolder = abs(o.VideoFolder) })},
-	{"robot", opener(NewRobotSource, func(o *RobotOptions, abs func(string) string) { o.Statistics = abs(o.Statistics) })},
+	{"video", opener(NewVideoSource, func(o *VideoOptions, abs func(string) string) {
+		o.VideoFolder, o.TrackerWeights = abs(o.VideoFolder), abs(o.TrackerWeights)
+	})},
+	{"robot", opener(NewRobotSource, func(o *RobotOptions, abs func(string) string) {
+		o.Statistics, o.TrackerWeights = abs(o.Statistics), abs(o.TrackerWeights)
+	})},
 	{"rlds", opener(func(env *SampleBuilder, name, path string, o RLDSOptions) (*RLDSSource, error) {
 		return NewRLDSSource(env, name, filepath.Clean(path), o)
 	}, func(o *RLDSOptions, abs func(string) string) { o.Statistics = abs(o.Statistics) })},

@@ -37,6 +37,12 @@ type VideoOptions struct {
 	// Egocentric always removes camera motion, as Magma does for ego4d,
 	// epic and exoego4d.
 	Egocentric bool `yaml:"egocentric"`
+	// Tracker and TrackerWeights choose the point tracker (tom.NewTracker:
+	// cotracker or lk; default CoTracker3 when weights are given, else LK
+	// with a warning). Empty: the data section's tracker: and
+	// tracker_weights:.
+	Tracker        string `yaml:"tracker"`
+	TrackerWeights string `yaml:"tracker_weights"`
 }
 
 // VideoCaptionQuestion is the first question of a video sample, Magma's
@@ -76,6 +82,7 @@ type VideoSource struct {
 	env        *SampleBuilder
 	opt        VideoOptions
 	recs       []videoRecord
+	tracker    tom.Tracker
 }
 
 type videoRecord struct {
@@ -115,7 +122,11 @@ func NewVideoSource(env *SampleBuilder, name, path string, o VideoOptions) (*Vid
 	if !(*o.SkipToM >= 0 && *o.SkipToM <= 1) {
 		return nil, fmt.Errorf("data: source %q: skip_tom %v is not in [0,1]", name, *o.SkipToM)
 	}
-	s := &VideoSource{name: name, path: path, env: env, opt: o}
+	tr, err := env.tracker(name, o.Tracker, o.TrackerWeights)
+	if err != nil {
+		return nil, err
+	}
+	s := &VideoSource{name: name, path: path, env: env, opt: o, tracker: tr}
 	recs, err := loadRecords(env, path, func(index int, data []byte) (videoRecord, error) {
 		var j videoJSON
 		if err := strictDecode(data, &j); err != nil {
@@ -290,7 +301,7 @@ func (s *VideoSource) conversation(i int, rng *rand.Rand) ([]tokenizer.Message, 
 	images := []imaging.Image{frames[0]}
 	if rng.Float64() >= *s.opt.SkipToM {
 		cfg := tom.SourceConfig(tom.SourceVideo)
-		cfg.Seed, cfg.Task, cfg.Grid, cfg.ForceCamera = rng.Int64(), rec.task, s.opt.Grid, s.opt.Egocentric
+		cfg.Seed, cfg.Task, cfg.Grid, cfg.ForceCamera, cfg.Tracker = rng.Int64(), rec.task, s.opt.Grid, s.opt.Egocentric, s.tracker
 		q, a, img, err := marksTurn(frames, cfg)
 		if err != nil && !errors.Is(err, tom.ErrNoTraces) {
 			return nil, nil, recordErr(s.path, rec.index, "video %s: %v", rec.video, err)

@@ -1,8 +1,10 @@
 // Package tom implements Magma's Trace-of-Mark (ToM) pipeline, paper
 // Algorithm 2, on gocv (OpenCV 4.6): frames from a video or an image folder,
 // content-based shot detection, an s x s grid of CoTracker-style query
-// points tracked by pyramidal Lucas-Kanade with a forward-backward check
-// (a stand-in for CoTracker behind the Tracker interface), the visibility
+// points tracked by a Tracker (CoTracker3 where the binary has it and
+// weights are given, see NewTracker; otherwise the robust pyramidal
+// Lucas-Kanade fallback, whose forward-backward and appearance checks lose a
+// point for good once it is occluded or dragged), the visibility
 // filter, camera-motion detection and removal by RANSAC homography,
 // foreground/background classification, K-Means selection of marks, SoM
 // on the first frame, and the exact ToM training strings.
@@ -15,8 +17,10 @@
 //	func DetectShots(frames []imaging.Image, threshold float64) ([]int, error)
 //	func GridQueries(w, h, s int) []som.Point
 //	type Tracker interface{ Track(frames []imaging.Image, queries []som.Point) (*Tracks, error) }
-//	type LKTracker struct{ WinSize, Levels int; FBMaxError float64 }
-//	type Tracks struct{ Points [][]som.Point; Visible [][]bool } // [t][n]
+//	func NewTracker(name, weights string) (Tracker, string, error) // --tracker cotracker|lk, --tracker-weights; the string is LKWarning or ""
+//	func RegisterCoTracker(f CoTrackerFactory)                     // tom/cotracker's init; else "cotracker" is ErrNoCoTracker
+//	type LKTracker struct{ WinSize, Levels, CheckWinSize, PatchRadius int; FBMaxError, MinNCC, MaxPatchDiff float64; NoAppearance bool }
+//	type Tracks struct{ Points [][]som.Point; Visible [][]bool; ThroughOcclusion bool } // [t][n]
 //	type Mark struct{ ID int; Foreground bool; Points [][2]float64; Visible []bool }
 //	type Result struct{ Source; Width, Height, FramesUsed, StartFrame, Steps int; CameraMotion bool; Marks []Mark; SoMText, ToMText, ToMQuestion string; Warnings []string; ... }
 //	func ToMQuestion(task string, steps int, ids []int, robot bool) string
@@ -45,12 +49,17 @@
 // answer and Result.Warnings says why (static clip, or query points on
 // texture-less regions where nothing can be tracked).
 //
-// Kept from before: invisible positions hold the last visible one (Magma
-// measures CoTracker's raw positions; the LK stand-in drifts when lost).
+// Visibility follows the tracker. A tracker that estimates occluded
+// positions (CoTracker, Tracks.ThroughOcclusion) gets Magma's rules as
+// they are: the visibility filter, then lengths and homographies on every
+// position. For LK, whose lost points have no position, invisible steps
+// hold the last visible position (in the start frame's coordinates after
+// camera-motion removal), lengths average the visible steps and the
+// homography is fitted on visible points only.
 //
 // Documented behaviour on bad input: fewer than Future+1 frames is
 // ErrTooShort, a shot cut inside them ErrShotBoundary, an unreadable path
 // ErrUnreadable, an empty video ErrNoFrames, no trace visible in half the
-// steps ErrNoTraces. Invisible positions in Mark.Points hold the last
-// visible position (Visible says which steps were seen).
+// steps ErrNoTraces. With LK, invisible positions in Mark.Points hold the
+// last visible position (Visible says which steps were seen).
 package tom

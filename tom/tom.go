@@ -234,6 +234,7 @@ type Mark struct {
 // `magma tom`.
 type Result struct {
 	Source     Source  `json:"source"`
+	Tracker    string  `json:"tracker,omitempty"` // the point tracker (TrackerName: lk, cotracker, precomputed)
 	Width      int     `json:"width"`
 	Height     int     `json:"height"`
 	FPS        float64 `json:"fps"`
@@ -327,7 +328,7 @@ func Run(frames []imaging.Image, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	W, H, pts, vis, fg, bg := ts.w, ts.h, ts.pts, ts.vis, ts.fg, ts.bg
-	res := &Result{Source: cfg.Source, Width: W, Height: H, FramesUsed: T, StartFrame: ts.start,
+	res := &Result{Source: cfg.Source, Tracker: TrackerName(cfg.Tracker), Width: W, Height: H, FramesUsed: T, StartFrame: ts.start,
 		First: frames[ts.start], CameraMotion: ts.camera}
 	drawK := func(r [2]int) int { return r[0] + rng.Intn(r[1]-r[0]+1) }
 	kPos := drawK(cfg.PosClusters)
@@ -422,7 +423,10 @@ func analyze(frames []imaging.Image, cfg Config, rng *rand.Rand) (*traceSet, err
 		allPts[t] = append([]som.Point(nil), tr.Points[t]...)
 		allVis[t] = append([]bool(nil), tr.Visible[t]...)
 	}
-	holdLastVisible(allPts, allVis)
+	raw := tr.ThroughOcclusion
+	if !raw {
+		holdLastVisible(allPts, allVis)
+	}
 
 	// Video: a random start before StartMotionRatio of the accumulated
 	// motion (conversations.py: frame_rightmost, then randint(0, rightmost)).
@@ -462,15 +466,23 @@ func analyze(frames []imaging.Image, cfg Config, rng *rand.Rand) (*traceSet, err
 	}
 
 	ts := &traceSet{w: W, h: H, start: start, pts: pts, vis: vis, queries: queries, dropped: len(queries) - N}
+	// length is Magma's over every step for a tracker that estimates
+	// occluded positions; otherwise the lost steps are left out.
+	length := func(i int) float64 {
+		if raw {
+			return traceLength(pts, i)
+		}
+		return visibleLength(pts, vis, i)
+	}
 	moving := 0
 	for i := 0; i < N; i++ {
-		if traceLength(pts, i) > cfg.Eta {
+		if length(i) > cfg.Eta {
 			moving++
 		}
 	}
 	if cfg.ForceCamera || float64(moving) > cfg.CameraMotionFrac*float64(N) {
 		ts.camera = true
-		if err := removeCameraMotion(pts, vis, cfg.RANSACThreshold); err != nil {
+		if err := removeCameraMotion(pts, vis, cfg.RANSACThreshold, raw); err != nil {
 			return nil, err
 		}
 	}
@@ -479,7 +491,7 @@ func analyze(frames []imaging.Image, cfg Config, rng *rand.Rand) (*traceSet, err
 	// removal (conversations.py and openx_magma recompute them).
 	var fg, bg []int
 	for i := 0; i < N; i++ {
-		if traceLength(pts, i) > cfg.Epsilon {
+		if length(i) > cfg.Epsilon {
 			fg = append(fg, i)
 		} else {
 			bg = append(bg, i)
@@ -571,8 +583,6 @@ func holdLastVisible(pts [][]som.Point, vis [][]bool) {
 
 // traceLength is Magma's visual_trace_length with image_size (1,1): the
 // mean displacement in pixels over all consecutive steps of trace i.
-// (Invisible steps hold the last visible position, see holdLastVisible, so
-// a lost point adds no motion instead of the tracker's drifting guess.)
 func traceLength(pts [][]som.Point, i int) float64 {
 	if len(pts) < 2 {
 		return 0
@@ -584,17 +594,39 @@ func traceLength(pts [][]som.Point, i int) float64 {
 	return s / float64(len(pts)-1)
 }
 
+// visibleLength is traceLength over the visible steps of trace i only
+// (the steps t with vis[t][i]), for trackers whose invisible positions are
+// not estimates: a lost point then counts with the speed it was seen
+// moving at, neither slowed by its held steps nor sped up by a guess.
+func visibleLength(pts [][]som.Point, vis [][]bool, i int) float64 {
+	s, n := 0.0, 0
+	for t := 1; t < len(pts); t++ {
+		if vis[t][i] {
+			s += math.Hypot(pts[t][i].X-pts[t-1][i].X, pts[t][i].Y-pts[t-1][i].Y)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return s / float64(n)
+}
+
 // removeCameraMotion fits, for every future frame t, a RANSAC homography
-// from the points visible at t to their frame-0 positions and maps all of
-// frame t's points through it: the traces then live in the first frame's
-// coordinates. A frame with fewer than 4 visible points or no homography
-// keeps its points and marks them invisible.
-func removeCameraMotion(pts [][]som.Point, vis [][]bool, thr float64) error {
+// from frame t's points to their frame-0 positions and maps frame t's
+// points through it: the traces then live in the first frame's
+// coordinates. raw (a tracker that estimates occluded positions) fits on
+// every point as Magma does; otherwise only visible points are fitted and
+// mapped, and an invisible point holds its previous, already mapped,
+// position (mapping a held position with a later frame's homography would
+// move it with the camera). A frame with fewer than 4 points to fit or no
+// homography keeps its points and marks them invisible.
+func removeCameraMotion(pts [][]som.Point, vis [][]bool, thr float64, raw bool) error {
 	N := len(pts[0])
 	for t := 1; t < len(pts); t++ {
 		var idx []int
 		for i := 0; i < N; i++ {
-			if vis[t][i] {
+			if raw || vis[t][i] {
 				idx = append(idx, i)
 			}
 		}
@@ -602,16 +634,26 @@ func removeCameraMotion(pts [][]som.Point, vis [][]bool, thr float64) error {
 		if !ok {
 			for i := 0; i < N; i++ {
 				vis[t][i] = false
+				if !raw {
+					pts[t][i] = pts[t-1][i]
+				}
 			}
 			continue
 		}
 		for i := 0; i < N; i++ {
+			if !raw && !vis[t][i] {
+				pts[t][i] = pts[t-1][i]
+				continue
+			}
 			p := pts[t][i]
 			x := hm[0]*p.X + hm[1]*p.Y + hm[2]
 			y := hm[3]*p.X + hm[4]*p.Y + hm[5]
 			z := hm[6]*p.X + hm[7]*p.Y + hm[8]
 			if math.Abs(z) < 1e-12 {
 				vis[t][i] = false
+				if !raw {
+					pts[t][i] = pts[t-1][i]
+				}
 				continue
 			}
 			pts[t][i] = som.Point{X: x / z, Y: y / z}

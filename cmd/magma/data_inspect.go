@@ -33,7 +33,11 @@ mean/std/max/min/q01/q99 after OpenVLA's per-dataset transform; proprio as
 OpenVLA computes it with load_proprio, e.g. LIBERO's EEF_state ‖ pad ‖
 gripper_state, or zeros for datasets without a proprio mapping). OpenVLA's
 modified LIBERO release (libero_spatial_no_noops/ ...) is read this way. When no
-record is usable, the error lists the first rejected records and why.`
+record is usable, the error lists the first rejected records and why.
+
+Video and robot samples are traced with the tracker --tracker and
+--tracker-weights choose, as in magma tom (CoTracker3 when weights are
+given, else Lucas-Kanade with a warning); the output names it.`
 
 func newDataCmd() *cobra.Command {
 	dataCmd := &cobra.Command{
@@ -99,6 +103,8 @@ func newDataInspectCmd() *cobra.Command {
 	f.StringVar(&o.Split, "split", "", "rlds: split (default train)")
 	f.StringVar(&o.BBoxFormat, "bbox-format", "", "ui: box format auto, xyxy, xyxy_norm, xywh or xywh_norm (default auto)")
 	f.IntVar(&o.Steps, "steps", 0, "video, robot: ToM horizon in steps (default 16)")
+	f.StringVar(&o.Tracker, "tracker", "", "video, robot: point tracker cotracker or lk (default: cotracker when --tracker-weights is given, else lk with a warning)")
+	f.StringVar(&o.TrackerWeights, "tracker-weights", "", "video, robot: CoTracker3 checkpoint (scaled_offline.pth or scaled_online.pth)")
 	return inspect
 }
 

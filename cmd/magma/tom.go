@@ -26,17 +26,25 @@ const tomLong = `Extract Trace-of-Mark traces with microsoft/Magma's rules for a
 
 Lengths are mean per-step displacements in pixels of the frames as tracked
 (after --height). When no trace qualifies for the ToM answer, tom_text is
-empty and the reason is printed as a warning and written to "warnings".`
+empty and the reason is printed as a warning and written to "warnings".
+
+Tracker: --tracker cotracker|lk, --tracker-weights FILE. Magma uses
+CoTracker3 (--tracker-weights scaled_offline.pth or scaled_online.pth);
+it is the default when weights are given. Without weights the robust
+Lucas-Kanade fallback runs, with a warning that traces are approximate: it
+drops a point for good once it is occluded or dragged (forward-backward
+and appearance checks) instead of tracking it through.`
 
 func newTomCmd() *cobra.Command {
-	var video, out, viz, source, task string
+	var video, out, viz, source, task, tracker, weights string
 	var grid, future, start, height int
 	var seed int64
 	cmd := &cobra.Command{
-		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
+		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--tracker cotracker|lk] [--tracker-weights FILE] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
 		Long:  tomLong,
 		Short: "Extract Trace-of-Mark traces, marks and training text from a video or image folder",
-		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png
+		Example: `  magma tom --video clip.mp4 --out traces.json --viz traces.png --tracker-weights scaled_offline.pth
+  magma tom --video clip.mp4 --out traces.json --tracker lk
   magma tom --video frames/ --out traces.json --grid 10 --future 8 --start 30`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,14 +58,23 @@ func newTomCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			tr, warn, err := tom.NewTracker(tracker, weights)
+			if err != nil {
+				return err
+			}
 			cfg := tom.SourceConfig(src)
-			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task = grid, future, seed, height, task
+			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task, cfg.Tracker = grid, future, seed, height, task, tr
 			res, err := tom.RunFile(video, start, cfg)
 			if errors.Is(err, tom.ErrTooShort) && src != tom.SourceVideo {
 				return fmt.Errorf("%w (--future %d tracks %d frames from --start %d; pass a smaller --future or an earlier --start)", err, future, future+1, start)
 			}
 			if err != nil {
 				return err
+			}
+			// the LK warning comes with the result: a run that fails
+			// prints its error only.
+			if warn != "" {
+				cmd.PrintErrln("tom: warning:", warn)
 			}
 			for _, w := range res.Warnings {
 				cmd.PrintErrln("tom: warning:", w)
@@ -70,6 +87,8 @@ func newTomCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "TRACES.json to write")
 	f.StringVar(&viz, "viz", "", "optional PNG with the traces drawn over the first frame")
 	f.StringVar(&source, "source", "demo", "official rules to follow: demo, video or robot")
+	f.StringVar(&tracker, "tracker", "", "point tracker: cotracker or lk (default: cotracker when --tracker-weights is given, else lk with a warning)")
+	f.StringVar(&weights, "tracker-weights", "", "CoTracker3 checkpoint (scaled_offline.pth or scaled_online.pth)")
 	f.IntVar(&height, "height", 512, "resize frames to this height before tracking, as the official demo does (0 keeps the size)")
 	f.StringVar(&task, "task", "", "task text for the ToM question")
 	f.IntVar(&grid, "grid", 15, "query grid size s (s x s points)")
