@@ -48,72 +48,31 @@ package kernels
 import (
 	"fmt"
 	"math"
+
+	"gorgonia.org/tensor"
 )
 
-// Block geometry of the quantized formats (ggml's QK8_0 and QK_K).
-const (
-	Q8_0BlockWeights = 32
-	Q8_0BlockBytes   = 34
-	QKBlockWeights   = 256
-	Q4KBlockBytes    = 144
-	Q6KBlockBytes    = 210
-)
-
-// QuantFormat names a ggml block format the quantizers write.
-type QuantFormat int
-
-const (
-	FormatQ8_0 QuantFormat = iota
-	FormatQ4K
-	FormatQ6K
-)
-
-func (f QuantFormat) String() string {
-	switch f {
-	case FormatQ8_0:
-		return "Q8_0"
-	case FormatQ4K:
-		return "Q4_K"
-	case FormatQ6K:
-		return "Q6_K"
-	}
-	return fmt.Sprintf("QuantFormat(%d)", int(f))
+// quantizer is one format's block quantizer and the largest magnitude it
+// stores: the fp16 maximum 65504 times the largest level (Q8_0 127; Q4_K
+// 63*15; Q6_K 128*32).
+type quantizer struct {
+	block  func(s *qzScratch, y []byte, x []float32) bool
+	maxAbs float64
 }
 
-// BlockWeights is the number of weights of one block of f.
-func (f QuantFormat) BlockWeights() int {
-	if f == FormatQ8_0 {
-		return Q8_0BlockWeights
-	}
-	return QKBlockWeights
+var quantizers = map[tensor.Dtype]quantizer{
+	Q8_0: {func(_ *qzScratch, y []byte, x []float32) bool { return quantizeQ8_0Block(y, x) }, 65504 * 127},
+	Q4K:  {(*qzScratch).quantizeQ4KBlock, 65504 * 63 * 15},
+	Q6K:  {(*qzScratch).quantizeQ6KBlock, 65504 * 128 * 32},
 }
 
-// BlockBytes is the size in bytes of one block of f.
-func (f QuantFormat) BlockBytes() int {
-	switch f {
-	case FormatQ8_0:
-		return Q8_0BlockBytes
-	case FormatQ4K:
-		return Q4KBlockBytes
-	}
-	return Q6KBlockBytes
-}
+// QuantMaxMagnitude is the largest |value| the quantized dtype dt stores
+// (0 for a dtype without a quantizer).
+func QuantMaxMagnitude(dt tensor.Dtype) float64 { return quantizers[dt].maxAbs }
 
-// MaxMagnitude is the largest |value| f can store: the fp16 maximum
-// 65504 times the largest level (Q8_0 127; Q4_K 63*15; Q6_K 128*32).
-func (f QuantFormat) MaxMagnitude() float64 {
-	switch f {
-	case FormatQ8_0:
-		return 65504 * 127
-	case FormatQ4K:
-		return 65504 * 63 * 15
-	}
-	return 65504 * 128 * 32
-}
-
-// QuantizedSize is the byte size of n weights in f (n a multiple of the
-// block size).
-func (f QuantFormat) QuantizedSize(n int) int { return n / f.BlockWeights() * f.BlockBytes() }
+// QuantizedSize is the byte size of n weights in the quantized dtype dt (n
+// a multiple of BlockWeights(dt)).
+func QuantizedSize(dt tensor.Dtype, n int) int { return n / BlockWeights(dt) * ElemSize(dt) }
 
 // NonFiniteError reports a NaN or infinite value given to a quantizer.
 type NonFiniteError struct {
@@ -125,43 +84,37 @@ func (e *NonFiniteError) Error() string {
 	return fmt.Sprintf("value %v at index %d cannot be quantized", e.Value, e.Index)
 }
 
-// Quantize writes x as blocks of format f into dst (len(dst) ==
-// f.QuantizedSize(len(x)); len(x) a multiple of f.BlockWeights()). A NaN
-// or infinite value is a *NonFiniteError; a block whose fp16 scale would
-// overflow or a value beyond f.MaxMagnitude() is an error naming it.
-func Quantize(f QuantFormat, dst []byte, x []float32) error {
-	bw, bb := f.BlockWeights(), f.BlockBytes()
+// Quantize writes x as blocks of the quantized dtype dt (Q8_0, Q4K, Q6K)
+// into dst (len(dst) == QuantizedSize(dt, len(x)); len(x) a multiple of
+// BlockWeights(dt)): ggml's layout, so dst can be written to a GGUF file
+// as is. A NaN or infinite value is a *NonFiniteError; a value beyond
+// QuantMaxMagnitude(dt) or a block whose fp16 scale would overflow is an
+// error naming it.
+func Quantize(dt tensor.Dtype, dst []byte, x []float32) error {
+	qz, ok := quantizers[dt]
+	if !ok {
+		return fmt.Errorf("kernels: quantize: %s is not a quantized dtype", DtypeName(dt))
+	}
+	name := DtypeName(dt)
+	bw, bb := BlockWeights(dt), ElemSize(dt)
 	if len(x)%bw != 0 {
-		return fmt.Errorf("kernels: quantize %v: %d values are not a multiple of the block size %d", f, len(x), bw)
+		return fmt.Errorf("kernels: quantize %s: %d values are not a multiple of the block size %d", name, len(x), bw)
 	}
 	if len(dst) != len(x)/bw*bb {
-		return fmt.Errorf("kernels: quantize %v: %d values need %d bytes, got %d", f, len(x), len(x)/bw*bb, len(dst))
+		return fmt.Errorf("kernels: quantize %s: %d values need %d bytes, got %d", name, len(x), len(x)/bw*bb, len(dst))
 	}
-	limit := f.MaxMagnitude()
 	for i, v := range x {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return &NonFiniteError{Index: i, Value: v}
 		}
-		if math.Abs(float64(v)) > limit {
-			return fmt.Errorf("kernels: quantize %v: value %g at index %d is too large for the format (largest magnitude %g)", f, v, i, limit)
+		if math.Abs(float64(v)) > qz.maxAbs {
+			return fmt.Errorf("kernels: quantize %s: value %g at index %d is too large for the format (largest magnitude %g)", name, v, i, qz.maxAbs)
 		}
 	}
-	var q qzScratch
+	var s qzScratch
 	for b := 0; b < len(x)/bw; b++ {
-		xb, yb := x[b*bw:(b+1)*bw], dst[b*bb:(b+1)*bb]
-		var ok bool
-		switch f {
-		case FormatQ8_0:
-			ok = quantizeQ8_0Block(yb, xb)
-		case FormatQ4K:
-			ok = q.quantizeQ4KBlock(yb, xb)
-		case FormatQ6K:
-			ok = q.quantizeQ6KBlock(yb, xb)
-		default:
-			return fmt.Errorf("kernels: quantize: unknown format %v", f)
-		}
-		if !ok {
-			return fmt.Errorf("kernels: quantize %v: block %d (values %d..%d) is too large for the format's fp16 scale", f, b, b*bw, (b+1)*bw-1)
+		if !qz.block(&s, dst[b*bb:(b+1)*bb], x[b*bw:(b+1)*bw]) {
+			return fmt.Errorf("kernels: quantize %s: block %d (values %d..%d) is too large for the format's fp16 scale", name, b, b*bw, (b+1)*bw-1)
 		}
 	}
 	return nil
@@ -175,8 +128,6 @@ func qzPutHalf(b []byte, f float32) bool {
 	b[0], b[1] = byte(h), byte(h>>8)
 	return h&0x7c00 != 0x7c00
 }
-
-func qzHalf(b []byte) float32 { return F16ToFloat32(uint16(b[0]) | uint16(b[1])<<8) }
 
 func quantizeQ8_0Block(y []byte, x []float32) bool {
 	var amax float32
@@ -199,12 +150,12 @@ func quantizeQ8_0Block(y []byte, x []float32) bool {
 
 // qzScratch holds a K-quant block's working arrays.
 type qzScratch struct {
-	l       [QKBlockWeights]uint8
+	l       [256]uint8
 	laux    [32]uint8
 	weights [32]float32
 	scales  [16]float32
 	mins    [8]float32
-	ls      [QKBlockWeights]int8
+	ls      [256]int8
 }
 
 // makeQKX2 is make_qkx2_quants: an asymmetric grid (scale, min <= 0) for
@@ -273,15 +224,6 @@ func makeQKX2(x, w []float32, L, laux []uint8, nmax int, rmin, rdelta float32, n
 	return scale, -mn
 }
 
-// qzScaleMinK4 unpacks sub-block j's 6-bit scale and min of a Q4_K block
-// (ggml's get_scale_min_k4).
-func qzScaleMinK4(j int, q []byte) (uint8, uint8) {
-	if j < 4 {
-		return q[j] & 63, q[j+4] & 63
-	}
-	return q[j+4]&0xf | (q[j-4]>>6)<<4, q[j+4]>>4 | (q[j]>>6)<<4
-}
-
 func (s *qzScratch) quantizeQ4KBlock(y []byte, x []float32) bool {
 	var maxScale, maxMin float32
 	for j := 0; j < 8; j++ {
@@ -322,9 +264,9 @@ func (s *qzScratch) quantizeQ4KBlock(y []byte, x []float32) bool {
 	if !qzPutHalf(y[0:], maxScale/63) || !qzPutHalf(y[2:], maxMin/63) {
 		return false
 	}
-	d, dmin := qzHalf(y[0:]), qzHalf(y[2:])
+	d, dmin := f16At(y[0:]), f16At(y[2:])
 	for j := 0; j < 8; j++ {
-		a, m := qzScaleMinK4(j, sc)
+		a, m := q4KScaleMin(j, sc)
 		dj := d * float32(a)
 		if dj == 0 {
 			continue
@@ -409,7 +351,7 @@ func (s *qzScratch) quantizeQ6KBlock(y []byte, x []float32) bool {
 		}
 	}
 	if maxAbs < 1e-15 {
-		for i := range y[:Q6KBlockBytes] {
+		for i := range y[:210] {
 			y[i] = 0
 		}
 		return true
@@ -418,7 +360,7 @@ func (s *qzScratch) quantizeQ6KBlock(y []byte, x []float32) bool {
 	if !qzPutHalf(y[208:], 1/iscale) {
 		return false
 	}
-	d := qzHalf(y[208:])
+	d := f16At(y[208:])
 	scales := y[192:208]
 	for ib := 0; ib < 16; ib++ {
 		scales[ib] = byte(int8(max(-128, min(127, qzNearest(iscale*s.scales[ib])))))
