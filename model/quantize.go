@@ -100,8 +100,10 @@ func QuantTypeFor(name string, shape []int, nLayers int, qt string) (tensor.Dtyp
 		}
 	case visionLinear.MatchString(name):
 		why = "vision/projector linear"
+	case name == "language_model.model.embed_tokens.weight":
+		return tensor.Dtype{}, "kept: token embedding (a decode step gathers one row)"
 	default:
-		return tensor.Dtype{}, "kept: not a linear weight"
+		return tensor.Dtype{}, "kept: not a linear weight (norm, bias, layer scale, conv kernel, row separator)"
 	}
 	if len(shape) != 2 {
 		return tensor.Dtype{}, fmt.Sprintf("kept: shape %v is not a matrix", shape)

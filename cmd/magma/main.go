@@ -66,6 +66,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		eval,
 		newServeCmd(),
 		newPlotCmd(),
+		newQuantizeCmd(),
 	)
 	return root
 }
