@@ -36,8 +36,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -348,12 +350,8 @@ func quantizeTensor(w *gguf.Writer, ck *ckpt.Checkpoint, it quantItem, progress 
 				out = make([]byte, size)
 			}
 			chunk = out[:size]
-			if err := kernels.Quantize(it.dt, chunk, vals); err != nil {
-				var nf *kernels.NonFiniteError
-				if errors.As(err, &nf) {
-					return written, fmt.Errorf("value %v at flat index %d: NaN and infinite weights cannot be quantized (magma --verify names every damaged tensor)", nf.Value, r0*rowLen+nf.Index)
-				}
-				return written, fmt.Errorf("rows %d..%d: %w", r0, r1-1, err)
+			if err := quantizeRows(it.dt, chunk, vals, rowLen, r0); err != nil {
+				return written, err
 			}
 		case it.dt == src.Dtype():
 			chunk = raw[int64(r0*rowLen)*es : int64(r1*rowLen)*es]
@@ -370,6 +368,33 @@ func quantizeTensor(w *gguf.Writer, ck *ckpt.Checkpoint, it quantItem, progress 
 		progress(int64(r1) * it.srcBytes / int64(rows))
 	}
 	return written, nil
+}
+
+// quantizeRows quantizes rows of rowLen values (the first is row r0 of
+// the tensor) into dst, the rows split over GOMAXPROCS goroutines.
+func quantizeRows(dt tensor.Dtype, dst []byte, vals []float32, rowLen, r0 int) error {
+	rows := len(vals) / rowLen
+	workers := min(rows, runtime.GOMAXPROCS(0))
+	rowBytes := kernels.QuantizedSize(dt, rowLen)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		a, b := rows*w/workers, rows*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := kernels.Quantize(dt, dst[a*rowBytes:b*rowBytes], vals[a*rowLen:b*rowLen]); err != nil {
+				var nf *kernels.NonFiniteError
+				if errors.As(err, &nf) {
+					errs[w] = fmt.Errorf("value %v at flat index %d: NaN and infinite weights cannot be quantized (magma generate --verify names every damaged tensor)", nf.Value, (r0+a)*rowLen+nf.Index)
+					return
+				}
+				errs[w] = fmt.Errorf("rows %d..%d: %w", r0+a, r0+b-1, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // denseBytes is the backing bytes of a contiguous tensor.
