@@ -55,7 +55,9 @@ func quantizeTo(t *testing.T, src, typ string) string {
 // TestQuantTypeFor: the mix table, including llama.cpp's Q4_K_M layers
 // (use_more_bits for 8 layers: 0, 3, 6, 7) and the block fallbacks.
 func TestQuantTypeFor(t *testing.T) {
-	dec := func(l int, w string) string { return "language_model.model.layers." + string(rune('0'+l)) + "." + w + ".weight" }
+	dec := func(l int, w string) string {
+		return "language_model.model.layers." + string(rune('0'+l)) + "." + w + ".weight"
+	}
 	cases := []struct {
 		name  string
 		shape []int
