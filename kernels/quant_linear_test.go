@@ -84,7 +84,7 @@ func actBlock(dt tensor.Dtype) int { return BlockWeights(dt) }
 
 var quantCases = []struct{ rows, out, in int }{
 	{1, 1, 256}, {1, 7, 512}, {2, 67, 768}, {3, 130, 256}, {4, 65, 1024}, // decode GEMV (≤ gemvMaxRows)
-	{1, 600, 4096}, // above parGemmMin: split over goroutines in 64-row pieces
+	{1, 600, 4096},              // above parGemmMin: split over goroutines in 64-row pieces
 	{5, 33, 512}, {9, 131, 768}, // prefill: dequantized tiles + sgemm
 }
 
