@@ -350,9 +350,9 @@ func TestQuantizedFolderMismatch(t *testing.T) {
 
 // quantLogits runs the prompt (text and one image) through a loaded
 // model: the greedy steps' logits.
-func quantLogits(t *testing.T, ld *Loaded, steps int) [][]float32 {
+func quantLogits(t *testing.T, ld *Loaded, steps int, opts kernels.Options) [][]float32 {
 	t.Helper()
-	ld.Model.SetKernels(kernels.TestOptions())
+	ld.Model.SetKernels(opts)
 	px := preprocessFile(t, filepath.Join(parityDir, "square.png"), ld.Preprocessor)
 	ids := []int{1, 7, 42, ld.Model.Config.ImageTokenIndex, 99, 300, 11}
 	emb, err := ld.Model.EmbedSequence(ids, []*imaging.Pixels{px})
@@ -361,4 +361,52 @@ func quantLogits(t *testing.T, ld *Loaded, steps int) [][]float32 {
 	}
 	rows, _ := greedyLogits(t, ld.Model, emb.Embeds, steps)
 	return rows
+}
+
+// TestQuantizedExactPath: the quantized model (weights used in place, the
+// vision tower and projector included) computes what float32 computes on
+// the dequantized weights: logits within 1e-4 relative (max|diff| over
+// max|ref|) at every greedy step with float32 activations
+// (Options.QuantExact), the same greedy tokens. With activations quantized
+// to 8 bits per block (the default decode path) the extra error is
+// measured and logged, and bounded loosely (5e-2).
+func TestQuantizedExactPath(t *testing.T) {
+	src := quantTestDir(t)
+	for _, typ := range QuantTypes {
+		t.Run(typ, func(t *testing.T) {
+			dst := quantizeTo(t, src, typ)
+			ref, err := LoadWith(dst, LoadOptions{Dtype: tensor.Float32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			q, err := Load(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			const steps = 4
+			want := quantLogits(t, ref, steps, kernels.TestOptions())
+			exact := kernels.TestOptions()
+			exact.QuantExact = true
+			got := quantLogits(t, q, steps, exact)
+			worst := 0.0
+			for s := range want {
+				d := relDiff(t, "logits", got[s], want[s])
+				worst = max(worst, d)
+				if d > 1e-4 {
+					t.Errorf("step %d: logits rel diff %.3g > 1e-4", s, d)
+				}
+			}
+			q8 := quantLogits(t, q, steps, kernels.TestOptions())
+			worst8 := 0.0
+			for s := range want {
+				worst8 = max(worst8, relDiff(t, "logits", q8[s], want[s]))
+			}
+			t.Logf("%s: logits vs float32 on the dequantized weights: %.3g (float32 activations), %.3g (8-bit activations)", typ, worst, worst8)
+			if worst8 > 5e-2 {
+				t.Errorf("8-bit activations: logits rel diff %.3g > 5e-2", worst8)
+			}
+		})
+	}
 }
