@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -193,6 +194,18 @@ func TestQuantizeFolderLoads(t *testing.T) {
 				}
 			}
 
+			numpyDecode(t, src, dst, true)
+			if typ == "q8_0" { // the decoder does fail: one quant moved far off
+				bad := rewriteGGUF(t, dst, func(n string, ty gguf.TensorType, s []int, d []byte) (string, gguf.TensorType, []int, []byte) {
+					if n == "language_model.lm_head.weight" {
+						d = append([]byte(nil), d...)
+						d[2+5] ^= 0x80
+					}
+					return n, ty, s, d
+				})
+				numpyDecode(t, src, bad, false)
+			}
+
 			info, err := DescribeWeights(dst, cfg, tensor.Dtype{})
 			if err != nil {
 				t.Fatal(err)
@@ -209,6 +222,31 @@ func TestQuantizeFolderLoads(t *testing.T) {
 				t.Errorf("info: %d bytes by type, %d in memory", total, info.InMemory.Total())
 			}
 		})
+	}
+}
+
+// numpyDecode runs scripts/fixtures/ggml_decode.py (numpy, written from
+// ggml's block definitions) on dst's GGUF against the source checkpoint:
+// it must pass (ok) or fail naming a value. Skipped without python3 and
+// numpy.
+func numpyDecode(t *testing.T, src, dst string, ok bool) {
+	t.Helper()
+	py := os.Getenv("PYTHON")
+	if py == "" {
+		py = "/usr/bin/python3"
+	}
+	if err := exec.Command(py, "-c", "import numpy").Run(); err != nil {
+		t.Logf("numpy decoder skipped: %s cannot import numpy (%v)", py, err)
+		return
+	}
+	out, err := exec.Command(py, "../scripts/fixtures/ggml_decode.py", "--gguf", filepath.Join(dst, GGUFFileName), "--source", src).CombinedOutput()
+	switch {
+	case ok && err != nil:
+		t.Errorf("numpy decoder: %v\n%s", err, out)
+	case !ok && (err == nil || !strings.Contains(string(out), "FAIL language_model.lm_head.weight")):
+		t.Errorf("numpy decoder accepted a corrupted block: %v\n%s", err, out)
+	case ok:
+		t.Logf("numpy decoder:\n%s", out)
 	}
 }
 
