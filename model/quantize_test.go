@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -17,12 +18,28 @@ import (
 	"github.com/magma-go/magma/vision/imaging"
 )
 
-// quantTestDir writes a random bf16 checkpoint shaped for the quantizers:
-// the parity fixture's config (vocab 512) with a 256-wide decoder of 8
-// layers (so Q4_K_M mixes Q6_K and Q4_K layers) and a ConvNeXt whose last
-// stage is 256 wide (Q4_K there, Q8_0 before).
+// quantFixtures holds what the quantization tests share within one test
+// binary (removed by TestMain): the source checkpoint and one quantized
+// folder per type.
+var quantFixtures struct {
+	mu   sync.Mutex
+	root string
+	src  string
+	dirs map[string]string
+}
+
+// quantTestDir writes (once) a random bf16 checkpoint shaped for the
+// quantizers: the parity fixture's config (vocab 512) with a 256-wide
+// decoder of 8 layers (so Q4_K_M mixes Q6_K and Q4_K layers) and a
+// ConvNeXt whose last stage is 256 wide (Q4_K there, Q8_0 before).
 func quantTestDir(t *testing.T) string {
 	t.Helper()
+	f := &quantFixtures
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.src != "" {
+		return f.src
+	}
 	cfg, pp, err := LoadConfig(parityDir)
 	if err != nil {
 		t.Fatal(err)
@@ -35,22 +52,47 @@ func quantTestDir(t *testing.T) string {
 	if err := cfg.Resolve(); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "src")
+	if f.root, err = os.MkdirTemp("", "magma-quant-test-"); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.root, "src")
 	if _, err := WriteRandom(dir, cfg, pp, 5, ckpt.SaveOptions{DType: "bf16"}); err != nil {
 		t.Fatal(err)
 	}
+	f.src, f.dirs = dir, map[string]string{}
 	return dir
 }
 
+// quantizeTo quantizes src (quantTestDir's) with typ, once per type.
 func quantizeTo(t *testing.T, src, typ string) string {
 	t.Helper()
+	f := &quantFixtures
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.dirs[typ]; ok && src == f.src {
+		return d
+	}
 	dst := filepath.Join(t.TempDir(), typ)
+	if src == f.src {
+		dst = filepath.Join(f.root, typ)
+	}
 	rep, err := Quantize(src, dst, QuantizeOptions{Type: typ})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s: %d tensors, %d bytes from %d, by type %v, %.2fs", typ, len(rep.Tensors), rep.FileBytes, rep.SourceBytes, rep.BytesByType, rep.Seconds)
+	if src == f.src {
+		f.dirs[typ] = dst
+	}
 	return dst
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if quantFixtures.root != "" {
+		os.RemoveAll(quantFixtures.root)
+	}
+	os.Exit(code)
 }
 
 // TestQuantTypeFor: the mix table, including llama.cpp's Q4_K_M layers
