@@ -171,6 +171,9 @@ func Quantize(src, dst string, opts QuantizeOptions) (_ *QuantizeReport, err err
 	if same, _ := sameDir(src, dst); same {
 		return nil, fmt.Errorf("quantize: --out %s is the source checkpoint folder", dst)
 	}
+	if IsQuantizedDir(src) {
+		return nil, fmt.Errorf("quantize: %s is already quantized (%s): quantize the safetensors checkpoint it came from", src, GGUFFileName)
+	}
 	ck, err := ckpt.Open(src)
 	if err != nil {
 		return nil, err

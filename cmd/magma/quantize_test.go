@@ -58,6 +58,7 @@ func TestQuantizeCLI(t *testing.T) {
 	}{
 		{[]string{"--model", src, "--type", "q3_k", "--out", filepath.Join(t.TempDir(), "x")}, "q4_k_m"},
 		{[]string{"--model", src, "--type", "q8_0", "--out", src}, "already holds a checkpoint"},
+		{[]string{"--model", out, "--type", "q4_k", "--out", filepath.Join(t.TempDir(), "z")}, "already quantized"},
 		{[]string{"--model", filepath.Join(t.TempDir(), "none"), "--type", "q8_0", "--out", filepath.Join(t.TempDir(), "y")}, "config"},
 	} {
 		if msg, err := runMagma(t, append([]string{"quantize"}, c.args...)...); err == nil || !strings.Contains(err.Error(), c.want) {
