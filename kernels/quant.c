@@ -423,20 +423,22 @@ static float dot_q6k_scalar(const uint8_t *wr, long nb, const int8_t *xq, const 
 	for (long b = 0; b < nb; b++) {
 		const uint8_t *blk = wr + 210 * b;
 		const int8_t *sc = (const int8_t *)(blk + 192), *x = xq + 256 * b;
-		int g16[16] = {0};
+		int s = 0;
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
 			const int8_t *xh = x + 128 * h;
-			for (int l = 0; l < 32; l++) {
-				int g = 8 * h + l / 16;
-				g16[g] += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
-				g16[g + 2] += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
-				g16[g + 4] += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
-				g16[g + 6] += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+			for (int l0 = 0; l0 < 32; l0 += 16) {
+				int g = 8 * h + l0 / 16, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+				for (int l = l0; l < l0 + 16; l++) {
+					s0 += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
+					s1 += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
+					s2 += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
+					s3 += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+				}
+				s += sc[g] * s0 + sc[g + 2] * s1 + sc[g + 4] * s2 + sc[g + 6] * s3;
 			}
 		}
-		int s = 0;
-		for (int g = 0; g < 16; g++) s += sc[g] * (g16[g] - 32 * xs[16 * b + g]);
+		for (int g = 0; g < 16; g++) s -= 32 * sc[g] * xs[16 * b + g];
 		acc += fp16(blk + 208) * xd[b] * (float)s;
 	}
 	return acc;
