@@ -286,27 +286,109 @@ T_AVX2 static void gemvf_avx2(int type, const float *x, long rows, const uint8_t
 	}
 }
 
-T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
-	deq_fn f = deq_for(QP_AVX512, type);
-	int bs = qt_bytes[type], bw = qt_weights[type];
-	long nb = k / bw;
-	float buf[256] __attribute__((aligned(64)));
-	for (long o = o0; o < o1; o++) {
-		const uint8_t *wr = w + o * nb * bs;
-		__m512 a[4][2];
-		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+// The AVX-512 exact GEMV dequantizes each 16 weights in registers (the
+// same float32 values as ggml's dequantize_row_*) and multiplies them with
+// the R rows of x; four accumulators per row hide the FMA latency. R is a
+// constant in each instantiation (rowf_avx512 is always inlined).
+#define EAT(wv, i, c)                                                                              \
+	do {                                                                                       \
+		__m512 w_ = (wv);                                                                  \
+		_Pragma("GCC unroll 4") for (int r = 0; r < R; r++) a[r][c] = _mm512_fmadd_ps(w_, _mm512_loadu_ps(xb + r * k + (i)), a[r][c]); \
+	} while (0)
+
+T_AVX512 static inline __attribute__((always_inline)) void rowf_avx512(int type, const int R, const float *x, const uint8_t *wr,
+								     long nb, long k, float *out) {
+	__m512 a[4][4];
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+	if (type == QT_Q8_0) {
+#define Q8F(p, xoff, c)                                                                                                         \
+	do {                                                                                                                    \
+		__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)((p)[0] | (p)[1] << 8)));                                         \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 2)))), d), xoff, c); \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 18)))), d), xoff + 16, c + 1); \
+	} while (0)
+		long b = 0;
+		for (; b + 2 <= nb; b += 2) {
+			const uint8_t *p = wr + 34 * b;
+			const float *xb = x + 32 * b;
+			_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);
+			Q8F(p, 0, 0);
+			Q8F(p + 34, 32, 2);
+		}
+		if (b < nb) {
+			const float *xb = x + 32 * b;
+			Q8F(wr + 34 * b, 0, 0);
+		}
+#undef Q8F
+	} else if (type == QT_Q4K) {
+		const __m128i m4 = _mm_set1_epi8(0xf);
 		for (long b = 0; b < nb; b++) {
-			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
-			f(wr + b * bs, buf);
-			for (long r = 0; r < rows; r++) {
-				const float *xr = x + r * k + b * bw;
-				for (int i = 0; i < bw; i += 32) {
-					a[r][0] = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xr + i), a[r][0]);
-					a[r][1] = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xr + i + 16), a[r][1]);
+			const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			// ds[0..7] = d·sc_j, ds[8..15] = dmin·m_j (exact products)
+			float ds[16] __attribute__((aligned(64)));
+			uint32_t dd;
+			memcpy(&dd, blk, 4);
+			__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+			__m512 dmv = _mm512_insertf32x8(_mm512_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), 1);
+			_mm512_store_ps(ds, _mm512_mul_ps(dmv, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4k_scales_vec(blk + 4)))));
+			_Pragma("GCC unroll 4") for (int j = 0; j < 8; j += 2) {
+				__m512 d0 = _mm512_set1_ps(ds[j]), m0 = _mm512_set1_ps(ds[8 + j]);
+				__m512 d1 = _mm512_set1_ps(ds[j + 1]), m1 = _mm512_set1_ps(ds[9 + j]);
+				_Pragma("GCC unroll 2") for (int l = 0; l < 32; l += 16) {
+					__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * j + l));
+					__m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m4)));
+					__m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+					EAT(_mm512_fmsub_ps(d0, lo, m0), 32 * j + l, l / 8);
+					EAT(_mm512_fmsub_ps(d1, hi, m1), 32 * j + 32 + l, l / 8 + 1);
 				}
 			}
 		}
-		for (long r = 0; r < rows; r++) y[r * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+	} else {
+		const __m256i off = _mm256_set1_epi8(32);
+		for (long b = 0; b < nb; b++) {
+			const uint8_t *blk = wr + 210 * b;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);
+			float dsc[16] __attribute__((aligned(64)));
+			__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)));
+			_mm512_store_ps(dsc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192))))));
+			_Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+				__m256i q[4];
+				q6k_quants32(blk, h, q);
+				_Pragma("GCC unroll 4") for (int r4 = 0; r4 < 4; r4++) {
+					__m256i sq = _mm256_sub_epi8(q[r4], off);
+					int g = 8 * h + 2 * r4;
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(sq))), _mm512_set1_ps(dsc[g])), 128 * h + 32 * r4, (r4 & 1) * 2);
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(sq, 1))), _mm512_set1_ps(dsc[g + 1])), 128 * h + 32 * r4 + 16, (r4 & 1) * 2 + 1);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3])));
+}
+#undef EAT
+
+T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		float out[4];
+		switch (rows) {
+		case 1: rowf_avx512(type, 1, x, wr, nb, k, out); break;
+		case 2: rowf_avx512(type, 2, x, wr, nb, k, out); break;
+		case 3: rowf_avx512(type, 3, x, wr, nb, k, out); break;
+		default: rowf_avx512(type, 4, x, wr, nb, k, out);
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = out[r];
 	}
 }
 
