@@ -428,26 +428,54 @@ static void gemvf(int path, int type, const float *x, long rows, const uint8_t *
 // ---- 8-bit activations ----
 //
 // mg_quant_act quantizes x [rows, k] per block of bs (32 for Q8_0 weights,
-// 256 for the K-quants) to int8 q = round(x/d), d = max|x|/127 (d = 0 for
-// an all-zero block), and stores the sums of q per 16 (s16). The error of
+// 256 for the K-quants) to int8 q = round(x/d) (nearest, ties to even),
+// d = max|x|/127 (d = 0 for an all-zero block), and stores the sums of q per 16 (s16). The error of
 // each activation is at most d/2.
 //
 // With perm (the K-quants' AVX-512 Q4_K kernel), the 32-byte pieces of
 // every 128 activations are stored in the order 0, 2, 1, 3; s16 stays in
 // the natural order.
-void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
+static void quant_block_scalar(const float *xb, long bs, int8_t *qb, float *dout) {
+	float amax = 0;
+	for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
+	float db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	for (long i = 0; i < bs; i++) {
+		float v = rintf(xb[i] * id); // ties to even, as vroundps
+		qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+	}
+}
+
+// quant_block_avx2 is quant_block_scalar with AVX2 (the same values: the
+// same float32 operations, round to nearest even); bs a multiple of 32.
+T_AVX2 static void quant_block_avx2(const float *xb, long bs, int8_t *qb, float *dout) {
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 mx = _mm256_setzero_ps();
+	for (long i = 0; i < bs; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	float amax = _mm_cvtss_f32(m), db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	const __m256 idv = _mm256_set1_ps(id);
+	const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#define QR(o) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i + (o)), idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+	for (long i = 0; i < bs; i += 32) {
+		__m256i a = _mm256_packs_epi32(QR(0), QR(8)), b = _mm256_packs_epi32(QR(16), QR(24));
+		_mm256_storeu_si256((__m256i *)(qb + i), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), fix));
+	}
+#undef QR
+}
+
+void mg_quant_act(int path, const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
 	for (long r = 0; r < rows; r++)
 		for (long b = 0; b < k / bs; b++) {
 			const float *xb = x + r * k + b * bs;
 			int8_t *qb = q + r * k + b * bs;
-			float amax = 0;
-			for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
-			float db = amax / 127, id = db != 0 ? 1 / db : 0;
-			d[r * (k / bs) + b] = db;
-			for (long i = 0; i < bs; i++) {
-				float v = roundf(xb[i] * id);
-				qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-			}
+			if (path >= QP_AVX2)
+				quant_block_avx2(xb, bs, qb, d + r * (k / bs) + b);
+			else
+				quant_block_scalar(xb, bs, qb, d + r * (k / bs) + b);
 			for (long g = 0; g < bs / 16; g++) {
 				int s = 0;
 				for (int i = 0; i < 16; i++) s += qb[16 * g + i];
