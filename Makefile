@@ -55,6 +55,7 @@ test-quant-numpy: build
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
 BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
+BENCHES += bench-quant-kernels
 bench: $(BENCHES)
 
 bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
@@ -63,6 +64,8 @@ bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
 bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth
 	sh scripts/bench/bf16.sh
+bench-quant-kernels:        ## quantized decode GEMV (Q8_0/Q4_K/Q6_K, every path) GB/s vs bf16 and read bandwidth
+	sh scripts/bench/quant_kernels.sh
 bench-tokenizer:            ## encode MB/s vs the two JS tokenizers
 	bash scripts/tokenizer/bench.sh 10 3
 bench-som-tom: setup-ref    ## SoM marks/s and ToM frames/s vs Python OpenCV
