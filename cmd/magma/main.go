@@ -67,6 +67,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		eval,
 		newServeCmd(),
 		newPlotCmd(),
+		newQuantizeCmd(),
 	)
 	return root
 }
