@@ -52,6 +52,16 @@ test-openai-sdk: build
 test-quant-numpy: build
 	BIN=$(BIN) PYTHON=$(PYTHON) sh scripts/fixtures/quant_numpy.sh
 
+## test-gguf-npm: npm @huggingface/gguf parses our GGUF files (every value/tensor type, `magma export gguf`)
+.PHONY: test-gguf-npm
+test-gguf-npm: build
+	BIN=$(abspath $(BIN)) bash scripts/gguf/run.sh npm
+
+## test-llamacpp: llama.cpp (node-llama-cpp 3.22.1, prebuilt) loads `magma export gguf` files; logits vs ours
+.PHONY: test-llamacpp
+test-llamacpp: build
+	BIN=$(abspath $(BIN)) bash scripts/gguf/run.sh llamacpp
+
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
 BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
