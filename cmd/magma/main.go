@@ -58,6 +58,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		newGenerateCmd(),
 		newInfoCmd(),
 		newInitCmd(),
+		newExportCmd(),
 		newTokenizeCmd(),
 		newSomCmd(),
 		newTomCmd(),
@@ -68,6 +69,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		newServeCmd(),
 		newPlotCmd(),
 		newConvertCmd(),
+		newQuantizeCmd(),
 	)
 	return root
 }
