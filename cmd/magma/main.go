@@ -37,7 +37,8 @@ func newCommandTree(j *job) *cobra.Command {
                eval synthetic / synthetic-qa (demo data)
   Data tools:  data inspect (training sources), som (Set-of-Mark),
                tom (Trace-of-Mark), tokenize
-  Checkpoints: convert pth2safetensors (PyTorch state dicts)
+  Checkpoints: quantize (Q8_0/Q4_K/Q4_K_M in GGUF), export gguf (llama.cpp),
+               convert pth2safetensors (PyTorch state dicts)
 
 Every command has --help with examples. Start with: magma pretrain`,
 		SilenceUsage:  true,
