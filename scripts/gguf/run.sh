@@ -8,7 +8,8 @@
 #                    tensor type (scripts/gguf/fixture) and `magma export gguf`
 #                    files of a random tiny checkpoint (bf16, q8_0,
 #                    q4_k_m): names, shapes, types
-#   run.sh llamacpp  1. llama.cpp loads `magma export gguf` files (f32, bf16)
+#   run.sh llamacpp  0. the parity checkpoint: llama.cpp's logits vs PyTorch's
+#                    golden ones and ours; 1. llama.cpp loads `magma export gguf` files (f32, bf16)
 #                    of a random tiny checkpoint; its next-token logits for a
 #                    prompt of token ids are compared with ours and with a
 #                    reference forward of the file (scripts/gguf/refllama);
@@ -52,6 +53,22 @@ npm)
 llamacpp)
 	ids=128000,128006,882,128007,271,9906,1917,11,1268,527,499,30,128009,128006,78191,128007,271
 	(cd "$repo" && go build -o "$tmp/refllama" ./scripts/gguf/refllama && go build -o "$tmp/blockcmp" ./scripts/gguf/blockcmp)
+
+	echo "== 0. the parity checkpoint (model/testdata/parity): llama.cpp vs PyTorch's golden logits and vs ours"
+	# no tokenizer there: a byte-level placeholder vocabulary; f32 and bf16
+	# copies of the same model (model_bf16)
+	par=$repo/model/testdata/parity
+	pids=1,30,31,32,33,34,35 # golden.json's "text" case
+	"$BIN" export gguf --model "$par" --text-only --type f32 --placeholder-vocab --out "$tmp/parity-f32.gguf" >/dev/null
+	"$BIN" export gguf --model "$par/model_bf16" --text-only --type bf16 --placeholder-vocab --out "$tmp/parity-bf16.gguf" >/dev/null
+	"$BIN" generate --model "$par" --prompt-ids "$pids" --max-new-tokens 1 --logits-out "$tmp/parity-ours.safetensors" >/dev/null
+	"$BIN" generate --model "$par/model_bf16" --prompt-ids "$pids" --max-new-tokens 1 --logits-out "$tmp/parity-bf16-ours.safetensors" >/dev/null
+	"$tmp/refllama" -round-bf16 "$tmp/parity-bf16.gguf" "$pids" "$tmp/parity-ref-bf16.safetensors"
+	node llamacpp_logits.mjs "$pids" \
+		"$tmp/parity-f32.gguf" "$par/golden_text.safetensors" "${MAX_REL_F32:-1e-5}" \
+		"$tmp/parity-f32.gguf" "$tmp/parity-ours.safetensors" "${MAX_REL_F32:-1e-5}" \
+		"$tmp/parity-bf16.gguf" "$tmp/parity-ref-bf16.safetensors" "${MAX_REL_REF:-1e-5}" \
+		"$tmp/parity-bf16.gguf" "$tmp/parity-bf16-ours.safetensors" "${MAX_REL_BF16:-5e-3}"
 
 	echo "== 1. tiny (bf16 weights): llama.cpp's next-token logits vs ours"
 	# bf16 weights, so that the bf16 file holds exactly our weights; the f32
