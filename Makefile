@@ -11,6 +11,7 @@ REF_PKGS = python3-torch python3-numpy python3-opencv python3-yaml python3-h5py
 export GOFLAGS ?= -mod=mod
 
 .PHONY: setup setup-ref deps tokenizer build test test-openai-sdk vet fmt bench bench-go parity clean
+.PHONY: test-quant-numpy
 
 ## setup: system packages + Go modules + tokenizer assets (idempotent)
 setup: deps tokenizer
@@ -47,6 +48,10 @@ test: vet
 test-openai-sdk: build
 	BIN=$(abspath $(BIN)) bash scripts/openai-sdk/run.sh
 
+## test-quant-numpy: magma quantize's blocks decoded by numpy from ggml's definitions (~30 s)
+test-quant-numpy: build
+	BIN=$(BIN) PYTHON=$(PYTHON) sh scripts/fixtures/quant_numpy.sh
+
 ## test-gguf-npm: npm @huggingface/gguf parses our GGUF files (every value/tensor type, `magma export gguf`)
 .PHONY: test-gguf-npm
 test-gguf-npm: build
@@ -60,6 +65,7 @@ test-llamacpp: build
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
 BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
+BENCHES += bench-quant-kernels
 bench: $(BENCHES)
 
 bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
@@ -68,6 +74,8 @@ bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
 bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth
 	sh scripts/bench/bf16.sh
+bench-quant-kernels:        ## quantized decode GEMV (Q8_0/Q4_K/Q6_K, every path) GB/s vs bf16 and read bandwidth
+	sh scripts/bench/quant_kernels.sh
 bench-tokenizer:            ## encode MB/s vs the two JS tokenizers
 	bash scripts/tokenizer/bench.sh 10 3
 bench-som-tom: setup-ref    ## SoM marks/s and ToM frames/s vs Python OpenCV

@@ -286,27 +286,109 @@ T_AVX2 static void gemvf_avx2(int type, const float *x, long rows, const uint8_t
 	}
 }
 
-T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
-	deq_fn f = deq_for(QP_AVX512, type);
-	int bs = qt_bytes[type], bw = qt_weights[type];
-	long nb = k / bw;
-	float buf[256] __attribute__((aligned(64)));
-	for (long o = o0; o < o1; o++) {
-		const uint8_t *wr = w + o * nb * bs;
-		__m512 a[4][2];
-		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+// The AVX-512 exact GEMV dequantizes each 16 weights in registers (the
+// same float32 values as ggml's dequantize_row_*) and multiplies them with
+// the R rows of x; four accumulators per row hide the FMA latency. R is a
+// constant in each instantiation (rowf_avx512 is always inlined).
+#define EAT(wv, i, c)                                                                              \
+	do {                                                                                       \
+		__m512 w_ = (wv);                                                                  \
+		_Pragma("GCC unroll 4") for (int r = 0; r < R; r++) a[r][c] = _mm512_fmadd_ps(w_, _mm512_loadu_ps(xb + r * k + (i)), a[r][c]); \
+	} while (0)
+
+T_AVX512 static inline __attribute__((always_inline)) void rowf_avx512(int type, const int R, const float *x, const uint8_t *wr,
+								     long nb, long k, float *out) {
+	__m512 a[4][4];
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+	if (type == QT_Q8_0) {
+#define Q8F(p, xoff, c)                                                                                                         \
+	do {                                                                                                                    \
+		__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)((p)[0] | (p)[1] << 8)));                                         \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 2)))), d), xoff, c); \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 18)))), d), xoff + 16, c + 1); \
+	} while (0)
+		long b = 0;
+		for (; b + 2 <= nb; b += 2) {
+			const uint8_t *p = wr + 34 * b;
+			const float *xb = x + 32 * b;
+			_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);
+			Q8F(p, 0, 0);
+			Q8F(p + 34, 32, 2);
+		}
+		if (b < nb) {
+			const float *xb = x + 32 * b;
+			Q8F(wr + 34 * b, 0, 0);
+		}
+#undef Q8F
+	} else if (type == QT_Q4K) {
+		const __m128i m4 = _mm_set1_epi8(0xf);
 		for (long b = 0; b < nb; b++) {
-			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
-			f(wr + b * bs, buf);
-			for (long r = 0; r < rows; r++) {
-				const float *xr = x + r * k + b * bw;
-				for (int i = 0; i < bw; i += 32) {
-					a[r][0] = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xr + i), a[r][0]);
-					a[r][1] = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xr + i + 16), a[r][1]);
+			const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			// ds[0..7] = d·sc_j, ds[8..15] = dmin·m_j (exact products)
+			float ds[16] __attribute__((aligned(64)));
+			uint32_t dd;
+			memcpy(&dd, blk, 4);
+			__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+			__m512 dmv = _mm512_insertf32x8(_mm512_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), 1);
+			_mm512_store_ps(ds, _mm512_mul_ps(dmv, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4k_scales_vec(blk + 4)))));
+			_Pragma("GCC unroll 4") for (int j = 0; j < 8; j += 2) {
+				__m512 d0 = _mm512_set1_ps(ds[j]), m0 = _mm512_set1_ps(ds[8 + j]);
+				__m512 d1 = _mm512_set1_ps(ds[j + 1]), m1 = _mm512_set1_ps(ds[9 + j]);
+				_Pragma("GCC unroll 2") for (int l = 0; l < 32; l += 16) {
+					__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * j + l));
+					__m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m4)));
+					__m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+					EAT(_mm512_fmsub_ps(d0, lo, m0), 32 * j + l, l / 8);
+					EAT(_mm512_fmsub_ps(d1, hi, m1), 32 * j + 32 + l, l / 8 + 1);
 				}
 			}
 		}
-		for (long r = 0; r < rows; r++) y[r * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+	} else {
+		const __m256i off = _mm256_set1_epi8(32);
+		for (long b = 0; b < nb; b++) {
+			const uint8_t *blk = wr + 210 * b;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);
+			float dsc[16] __attribute__((aligned(64)));
+			__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)));
+			_mm512_store_ps(dsc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192))))));
+			_Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+				__m256i q[4];
+				q6k_quants32(blk, h, q);
+				_Pragma("GCC unroll 4") for (int r4 = 0; r4 < 4; r4++) {
+					__m256i sq = _mm256_sub_epi8(q[r4], off);
+					int g = 8 * h + 2 * r4;
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(sq))), _mm512_set1_ps(dsc[g])), 128 * h + 32 * r4, (r4 & 1) * 2);
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(sq, 1))), _mm512_set1_ps(dsc[g + 1])), 128 * h + 32 * r4 + 16, (r4 & 1) * 2 + 1);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3])));
+}
+#undef EAT
+
+T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		float out[4];
+		switch (rows) {
+		case 1: rowf_avx512(type, 1, x, wr, nb, k, out); break;
+		case 2: rowf_avx512(type, 2, x, wr, nb, k, out); break;
+		case 3: rowf_avx512(type, 3, x, wr, nb, k, out); break;
+		default: rowf_avx512(type, 4, x, wr, nb, k, out);
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = out[r];
 	}
 }
 
@@ -346,26 +428,54 @@ static void gemvf(int path, int type, const float *x, long rows, const uint8_t *
 // ---- 8-bit activations ----
 //
 // mg_quant_act quantizes x [rows, k] per block of bs (32 for Q8_0 weights,
-// 256 for the K-quants) to int8 q = round(x/d), d = max|x|/127 (d = 0 for
-// an all-zero block), and stores the sums of q per 16 (s16). The error of
+// 256 for the K-quants) to int8 q = round(x/d) (nearest, ties to even),
+// d = max|x|/127 (d = 0 for an all-zero block), and stores the sums of q per 16 (s16). The error of
 // each activation is at most d/2.
 //
 // With perm (the K-quants' AVX-512 Q4_K kernel), the 32-byte pieces of
 // every 128 activations are stored in the order 0, 2, 1, 3; s16 stays in
 // the natural order.
-void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
+static void quant_block_scalar(const float *xb, long bs, int8_t *qb, float *dout) {
+	float amax = 0;
+	for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
+	float db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	for (long i = 0; i < bs; i++) {
+		float v = rintf(xb[i] * id); // ties to even, as vroundps
+		qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+	}
+}
+
+// quant_block_avx2 is quant_block_scalar with AVX2 (the same values: the
+// same float32 operations, round to nearest even); bs a multiple of 32.
+T_AVX2 static void quant_block_avx2(const float *xb, long bs, int8_t *qb, float *dout) {
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 mx = _mm256_setzero_ps();
+	for (long i = 0; i < bs; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	float amax = _mm_cvtss_f32(m), db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	const __m256 idv = _mm256_set1_ps(id);
+	const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#define QR(o) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i + (o)), idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+	for (long i = 0; i < bs; i += 32) {
+		__m256i a = _mm256_packs_epi32(QR(0), QR(8)), b = _mm256_packs_epi32(QR(16), QR(24));
+		_mm256_storeu_si256((__m256i *)(qb + i), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), fix));
+	}
+#undef QR
+}
+
+void mg_quant_act(int path, const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
 	for (long r = 0; r < rows; r++)
 		for (long b = 0; b < k / bs; b++) {
 			const float *xb = x + r * k + b * bs;
 			int8_t *qb = q + r * k + b * bs;
-			float amax = 0;
-			for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
-			float db = amax / 127, id = db != 0 ? 1 / db : 0;
-			d[r * (k / bs) + b] = db;
-			for (long i = 0; i < bs; i++) {
-				float v = roundf(xb[i] * id);
-				qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-			}
+			if (path >= QP_AVX2)
+				quant_block_avx2(xb, bs, qb, d + r * (k / bs) + b);
+			else
+				quant_block_scalar(xb, bs, qb, d + r * (k / bs) + b);
 			for (long g = 0; g < bs / 16; g++) {
 				int s = 0;
 				for (int i = 0; i < 16; i++) s += qb[16 * g + i];
@@ -423,20 +533,22 @@ static float dot_q6k_scalar(const uint8_t *wr, long nb, const int8_t *xq, const 
 	for (long b = 0; b < nb; b++) {
 		const uint8_t *blk = wr + 210 * b;
 		const int8_t *sc = (const int8_t *)(blk + 192), *x = xq + 256 * b;
-		int g16[16] = {0};
+		int s = 0;
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
 			const int8_t *xh = x + 128 * h;
-			for (int l = 0; l < 32; l++) {
-				int g = 8 * h + l / 16;
-				g16[g] += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
-				g16[g + 2] += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
-				g16[g + 4] += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
-				g16[g + 6] += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+			for (int l0 = 0; l0 < 32; l0 += 16) {
+				int g = 8 * h + l0 / 16, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+				for (int l = l0; l < l0 + 16; l++) {
+					s0 += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
+					s1 += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
+					s2 += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
+					s3 += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+				}
+				s += sc[g] * s0 + sc[g + 2] * s1 + sc[g + 4] * s2 + sc[g + 6] * s3;
 			}
 		}
-		int s = 0;
-		for (int g = 0; g < 16; g++) s += sc[g] * (g16[g] - 32 * xs[16 * b + g]);
+		for (int g = 0; g < 16; g++) s -= 32 * sc[g] * xs[16 * b + g];
 		acc += fp16(blk + 208) * xd[b] * (float)s;
 	}
 	return acc;
@@ -565,6 +677,17 @@ T_AVX2 static float dot_q6k_avx2(const uint8_t *wr, long nb, const int8_t *xq, c
 // -- AVX-512 (BW) and AVX-512 VNNI: one body, the VNNI variant fuses the
 // int16 multiply-add into vpdpwssd / vpdpbusd --
 
+// dot32_s8_tail: Σ of 32 int8·int8 products for the Q8_0 kernels' tail
+// blocks, kept out of the AVX-512 VNNI function: inlined there, GCC 12
+// vectorizes this signed·signed loop into vpdpbusd (unsigned·signed) and
+// gets it wrong (nb % 4 != 0 rows, e.g. k = 64, 96, 192; found by
+// TestQuantQ8_0Tail).
+__attribute__((noinline, optimize("no-tree-vectorize"))) static int dot32_s8_tail(const int8_t *w, const int8_t *x) {
+	int s = 0;
+	for (int j = 0; j < 32; j++) s += w[j] * x[j];
+	return s;
+}
+
 #define Q8_0_512(NAME, TGT, DOT4)                                                                                  \
 	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
 		(void)xs;                                                                                          \
@@ -590,8 +713,7 @@ T_AVX2 static float dot_q6k_avx2(const uint8_t *wr, long nb, const int8_t *xq, c
 		float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                             \
 		for (; b < nb; b++) {                                                                              \
 			const uint8_t *p = wr + 34 * b;                                                            \
-			int s = 0;                                                                                 \
-			for (int j = 0; j < 32; j++) s += (int8_t)p[2 + j] * xq[32 * b + j];                       \
+			int s = dot32_s8_tail((const int8_t *)p + 2, xq + 32 * b);                                 \
 			r += _cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b] * (float)s;                           \
 		}                                                                                                  \
 		return r;                                                                                          \

@@ -30,13 +30,14 @@ package kernels
 int mg_quant_best_path(void);
 void mg_dequant(int path, int type, const uint8_t *w, long ldw, long rows, long nb, float *d, long ldd);
 void mg_gemv_qf32(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
-void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16);
+void mg_quant_act(int path, const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16);
 void mg_gemv_q8(int path, int type, const int8_t *xq, const float *xd, const int16_t *xs, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
 */
 import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"gorgonia.org/tensor"
@@ -130,19 +131,34 @@ type q8Act struct {
 	bs int
 }
 
+// q8Pool reuses activation buffers across decode steps.
+var q8Pool = sync.Pool{New: func() any { return new(q8Act) }}
+
 // quantAct quantizes x [rows, k] per block of bs activations; perm stores
 // them in the order of the AVX-512 Q4_K kernel (see quant.c).
 func quantAct(x []float32, rows, k, bs int, perm bool) q8Act {
-	a := q8Act{q: make([]int8, rows*k), d: make([]float32, rows*k/bs), s: make([]int16, rows*k/16), bs: bs}
+	var a q8Act
+	quantActInto(&a, x, rows, k, bs, perm)
+	return a
+}
+
+func quantActInto(a *q8Act, x []float32, rows, k, bs int, perm bool) {
+	a.q, a.d, a.s, a.bs = resize(a.q, rows*k), resize(a.d, rows*k/bs), resize(a.s, rows*k/16), bs
 	pm := C.int(0)
 	if perm {
 		pm = 1
 	}
 	if rows*k > 0 {
-		C.mg_quant_act(fp(x), C.long(rows), C.long(k), C.long(bs), pm, (*C.int8_t)(unsafe.Pointer(&a.q[0])),
+		C.mg_quant_act(C.int(quantPath), fp(x), C.long(rows), C.long(k), C.long(bs), pm, (*C.int8_t)(unsafe.Pointer(&a.q[0])),
 			fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])))
 	}
-	return a
+}
+
+func resize[E any](s []E, n int) []E {
+	if cap(s) < n {
+		return make([]E, n)
+	}
+	return s[:n]
 }
 
 // gemvQuant: y [rows, out] = x [rows, k]·wᵀ (rows ≤ gemvMaxRows) over
@@ -158,7 +174,9 @@ func gemvQuant(x []float32, rows, k int, w *tensor.Dense, out int, y []float32, 
 			C.mg_gemv_qf32(C.int(quantPath), kind, fp(x), C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 		}
 	} else {
-		a := quantAct(x, rows, k, bw, w.Dtype() == Q4K && quantPath >= QuantAVX512)
+		a := q8Pool.Get().(*q8Act)
+		defer q8Pool.Put(a)
+		quantActInto(a, x, rows, k, bw, w.Dtype() == Q4K && quantPath >= QuantAVX512)
 		run = func(lo, hi int) {
 			C.mg_gemv_q8(C.int(quantPath), kind, (*C.int8_t)(unsafe.Pointer(&a.q[0])), fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])),
 				C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))

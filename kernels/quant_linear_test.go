@@ -245,3 +245,44 @@ func TestQuantRefusals(t *testing.T) {
 		t.Error("SetQuantPath accepted a path beyond the CPU's")
 	}
 }
+
+// TestQuantActPaths: the 8-bit activation quantization gives the same
+// bytes, scales and sums on every path (ties round to even: 2.5 → 2, 3.5 →
+// 4 in a block whose scale is 1), within half a step of x.
+func TestQuantActPaths(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	const rows, k = 2, 512
+	x := randF32(rng, rows, k).Data().([]float32)
+	x[0], x[1], x[2], x[3] = 127, 2.5, 3.5, -2.5 // first block: d = 1
+	for _, bs := range []int{32, 256} {
+		withQuantPath(t, QuantScalar)
+		want := quantAct(x, rows, k, bs, false)
+		if want.q[1] != 2 || want.q[2] != 4 || want.q[3] != -2 {
+			t.Errorf("bs %d: ties rounded to %d %d %d, want 2 4 -2", bs, want.q[1], want.q[2], want.q[3])
+		}
+		for i, v := range x {
+			if d := want.d[i/bs]; math.Abs(float64(v)-float64(d)*float64(want.q[i])) > float64(d)/2*(1+1e-6) {
+				t.Fatalf("bs %d: x[%d] = %v quantized to %d·%v", bs, i, v, want.q[i], d)
+			}
+		}
+		for _, p := range quantPaths(t)[1:] {
+			withQuantPath(t, p)
+			got := quantAct(x, rows, k, bs, false)
+			for i := range got.q {
+				if got.q[i] != want.q[i] {
+					t.Fatalf("%v bs %d: q[%d] = %d, scalar %d", p, bs, i, got.q[i], want.q[i])
+				}
+			}
+			for i := range got.d {
+				if got.d[i] != want.d[i] {
+					t.Fatalf("%v bs %d: d[%d] = %v, scalar %v", p, bs, i, got.d[i], want.d[i])
+				}
+			}
+			for i := range got.s {
+				if got.s[i] != want.s[i] {
+					t.Fatalf("%v bs %d: s16[%d] = %d, scalar %d", p, bs, i, got.s[i], want.s[i])
+				}
+			}
+		}
+	}
+}
