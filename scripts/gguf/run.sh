@@ -23,6 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 BIN=${BIN:-$repo/bin/magma}
+PYTHON=${PYTHON:-/usr/bin/python3} # Debian's, with numpy (make setup-ref)
 mode=${1:?usage: run.sh npm|llamacpp}
 
 cd "$here"
@@ -92,13 +93,13 @@ llamacpp)
 	"$BIN" init --preset "$tmp/w256.yaml" --out "$tmp/w256" >/dev/null
 	"$BIN" export gguf --model "$tmp/w256" --text-only --type f32 --out "$tmp/w256-f32.gguf" >/dev/null
 	for type in q8_0 q4_k_m; do
-		python3 llamacpp_quantize.py "$tmp/w256-f32.gguf" "$tmp/w256-llamacpp-$type.gguf" "$type" >"$tmp/quantize.log" 2>&1 ||
+		"$PYTHON" llamacpp_quantize.py "$tmp/w256-f32.gguf" "$tmp/w256-llamacpp-$type.gguf" "$type" >"$tmp/quantize.log" 2>&1 ||
 			{ cat "$tmp/quantize.log"; exit 1; }
 		"$BIN" export gguf --model "$tmp/w256" --text-only --type "$type" --out "$tmp/w256-$type.gguf" >/dev/null
 		echo "$type: llama.cpp's blocks vs magma export gguf's"
 		"$tmp/blockcmp" "$tmp/w256-llamacpp-$type.gguf" "$tmp/w256-$type.gguf"
-		if [ -f "$repo/scripts/fixtures/ggml_decode.py" ] && python3 -c "import numpy" 2>/dev/null; then
-			python3 "$repo/scripts/fixtures/ggml_decode.py" --gguf "$tmp/w256-llamacpp-$type.gguf"
+		if [ -f "$repo/scripts/fixtures/ggml_decode.py" ] && "$PYTHON" -c "import numpy" 2>/dev/null; then
+			"$PYTHON" "$repo/scripts/fixtures/ggml_decode.py" --gguf "$tmp/w256-llamacpp-$type.gguf"
 		else
 			echo "(numpy decoder of llama.cpp's file skipped: numpy or scripts/fixtures/ggml_decode.py missing)"
 		fi
