@@ -32,8 +32,11 @@ want() { node -p "require('./package.json').dependencies['$1']"; }
 if [ "$(installed @huggingface/gguf)" != "$(want @huggingface/gguf)" ] || [ "$(installed node-llama-cpp)" != "$(want node-llama-cpp)" ] ||
 	[ "$(installed @node-llama-cpp/linux-x64)" != "$(want @node-llama-cpp/linux-x64)" ]; then
 	# --ignore-scripts: node-llama-cpp's postinstall would look for a build;
-	# --omit=optional: only the CPU prebuilt (linux-x64) is wanted
-	npm ci --no-audit --no-fund --loglevel=error --ignore-scripts --omit=optional
+	# --omit=optional: only the CPU prebuilt (linux-x64, a direct dependency)
+	# is wanted. `npm install` with the lock file, not `npm ci`: npm ci
+	# refuses the lock because node-llama-cpp lists platform packages that
+	# the registry does not serve at 3.22.1 (linux-riscv64, win-*, mac-*).
+	npm install --no-audit --no-fund --loglevel=error --ignore-scripts --omit=optional
 fi
 
 tmp=$(mktemp -d)
