@@ -102,7 +102,8 @@ llamacpp)
 		echo "$type: llama.cpp's blocks vs magma export gguf's"
 		"$tmp/blockcmp" "$tmp/w256-llamacpp-$type.gguf" "$tmp/w256-$type.gguf"
 		if [ -f "$repo/scripts/fixtures/ggml_decode.py" ] && "$PYTHON" -c "import numpy" 2>/dev/null; then
-			"$PYTHON" "$repo/scripts/fixtures/ggml_decode.py" --gguf "$tmp/w256-llamacpp-$type.gguf"
+			# llama.cpp's blocks decoded with numpy, within the format's bound of the f32 source
+			"$PYTHON" "$repo/scripts/fixtures/ggml_decode.py" --gguf "$tmp/w256-llamacpp-$type.gguf" --source-gguf "$tmp/w256-f32.gguf"
 		else
 			echo "(numpy decoder of llama.cpp's file skipped: numpy or scripts/fixtures/ggml_decode.py missing)"
 		fi
