@@ -10,8 +10,10 @@ package kernels
 //     K-quants, scale max|x|/127, round to nearest) and the blocks are
 //     multiplied with integer dot products (vpmaddubsw, vpdpbusd,
 //     vpdpwssd), one float scale multiply per block; with
-//     Options.QuantExact the activations stay float32 and each block is
-//     dequantized into an L1 buffer and multiplied with FMAs.
+//     Options.QuantExact the activations stay float32 and the weights are
+//     dequantized in registers (ggml's float32 values exactly) and
+//     multiplied with FMAs, four accumulators per input row (the scalar
+//     path dequantizes a block into an L1 buffer).
 //   - Prefill: tiles of output rows are dequantized into a float32 scratch
 //     and multiplied by sgemm (as linearHalf).
 //   - dx = dy·W (QLoRA): strips of whole blocks of columns dequantized.

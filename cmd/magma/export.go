@@ -52,6 +52,7 @@ func newExportGGUFCmd() *cobra.Command {
 	var (
 		dir, out, typ, tokDir, name string
 		textOnly, force, asJSON     bool
+		placeholder                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gguf",
@@ -100,6 +101,11 @@ func newExportGGUFCmd() *cobra.Command {
 				opts.Name = filepath.Base(filepath.Clean(dir))
 			}
 			opts.TokenizerDir = tokDir
+			if placeholder {
+				if opts.Tokenizer, err = gguf.PlaceholderTokenizer(cfg.Text.VocabSize, cfg.Text); err != nil {
+					return err
+				}
+			}
 			if opts.Type.BlockWeights() > 1 {
 				// magma quantize's table: the same tensors get the same types
 				layers := cfg.Text.NumHiddenLayers
@@ -127,6 +133,7 @@ func newExportGGUFCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the tensors written (name, checkpoint name, shape, type) as JSON")
 	f.BoolVar(&textOnly, "text-only", false, "export the language model only (required: the vision tower has no llama.cpp architecture)")
 	f.StringVar(&tokDir, "tokenizer", "", "folder of tokenizer.json (default: --model)")
+	f.BoolVar(&placeholder, "placeholder-vocab", false, "no tokenizer: write a byte-level placeholder vocabulary (for test checkpoints such as model/testdata/parity; evaluate the file with token ids)")
 	f.StringVar(&name, "name", "", "general.name (default: the model folder's name)")
 	f.BoolVar(&force, "force", false, "replace --out if it exists")
 	return cmd

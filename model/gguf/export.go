@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"gorgonia.org/tensor"
 
@@ -263,7 +265,19 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 		if err != nil {
 			return nil, err
 		}
+		// the source's mapped bytes, released as rows are done (sequential
+		// tensors) or at the end (permuted Q/K)
+		srcBytes := sourceBytes(ck, it.src)
+		rowBytes := 0
+		if rows > 0 {
+			rowBytes = len(srcBytes) / rows
+		}
+		done := 0
 		for r := 0; r < rows; r++ {
+			if it.perm == nil && rowBytes > 0 && (r-done)*rowBytes >= releaseChunk {
+				release(srcBytes[done*rowBytes : r*rowBytes])
+				done = r
+			}
 			sr := r
 			if it.perm != nil {
 				sr = it.perm[r]
@@ -276,6 +290,7 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 				return nil, err
 			}
 		}
+		release(srcBytes)
 		c := rep.ByType[it.typ]
 		n := int64(rows) * int64(len(out))
 		rep.ByType[it.typ] = [2]int64{c[0] + 1, c[1] + n}
@@ -374,4 +389,40 @@ func (r *ExportReport) TypesSummary() string {
 		s += fmt.Sprintf("%v: %d tensors, %d bytes", t, c[0], c[1])
 	}
 	return s
+}
+
+// releaseChunk is how many source bytes are read before their pages are
+// released.
+const releaseChunk = 32 << 20
+
+// sourceBytes returns tensor name's bytes in its shard's mapping (nil when
+// not mapped).
+func sourceBytes(ck *ckpt.Checkpoint, name string) []byte {
+	ti, path, err := ck.Info(name)
+	if err != nil {
+		return nil
+	}
+	sh := ck.Shard(filepath.Base(path))
+	if sh == nil {
+		return nil
+	}
+	return sh.MappedBytes(ti)
+}
+
+// release drops the pages of mapped source bytes from the process
+// (MADV_DONTNEED: the file's pages stay in the page cache but no longer
+// count in this process's RSS), so that exporting a model larger than
+// memory never holds more than a chunk of it resident. Partial pages at
+// both ends (shared with neighbouring bytes) are kept.
+func release(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	addr := uintptr(unsafe.Pointer(&b[0]))
+	start := int((page - addr%page) % page)
+	end := len(b) - int((addr+uintptr(len(b)))%page)
+	if end-start >= int(page) {
+		_ = syscall.Madvise(b[start:end], syscall.MADV_DONTNEED) // advisory
+	}
 }

@@ -434,3 +434,37 @@ func TestExportLlamaQ8_0(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceholderTokenizer(t *testing.T) {
+	c := tinyText()
+	c.BosTokenID, c.EosTokenID, c.PadTokenID = 1, 2, nil
+	kvs, err := PlaceholderTokenizer(512, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value
+	}
+	toks, types := m["tokenizer.ggml.tokens"].([]string), m["tokenizer.ggml.token_type"].([]int32)
+	if len(toks) != 512 || m["tokenizer.ggml.bos_token_id"] != uint32(1) || m["tokenizer.ggml.eos_token_id"] != uint32(2) {
+		t.Fatalf("%d tokens, bos %v eos %v", len(toks), m["tokenizer.ggml.bos_token_id"], m["tokenizer.ggml.eos_token_id"])
+	}
+	// GPT-2's byte-level alphabet: '\n' is Ċ, ' ' is Ġ, printable bytes
+	// are themselves, all 256 distinct
+	for id, want := range map[int]string{10: "Ċ", 32: "Ġ", 'A': "A", 0xA1: "¡", 0xAD: "Ń", 0xFF: "ÿ", 1: "<|bos|>", 300: "<|reserved_300|>"} {
+		if toks[id] != want {
+			t.Errorf("token %d = %q, want %q", id, toks[id], want)
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range toks[3:256] {
+		seen[s] = true
+	}
+	if len(seen) != 253 || types[5] != TokenNormal || types[1] != TokenControl || types[400] != TokenControl {
+		t.Errorf("%d distinct byte tokens; types %d %d %d", len(seen), types[5], types[1], types[400])
+	}
+	if _, err := PlaceholderTokenizer(100, c); err == nil {
+		t.Error("vocab_size 100 accepted")
+	}
+}
