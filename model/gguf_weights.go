@@ -19,13 +19,6 @@ import (
 	"github.com/magma-go/magma/model/gguf"
 )
 
-func init() {
-	for _, dt := range []tensor.Dtype{kernels.Q8_0, kernels.Q4K, kernels.Q6K} {
-		id, _ := kernels.GGMLType(dt)
-		gguf.RegisterDequantizer(gguf.TensorType(id), func(dst []float32, src []byte) error { return kernels.Dequantize(dt, src, dst) })
-	}
-}
-
 // weightFile is a checkpoint's weights as loading binds them: safetensors
 // shards (*ckpt.Checkpoint) or a quantized folder's GGUF (*ggufWeights).
 type weightFile interface {
