@@ -170,6 +170,10 @@ func gemvQuant(x []float32, rows, k int, w *tensor.Dense, out int, y []float32, 
 	if rows == 0 || out == 0 {
 		return
 	}
+	if k == 0 {
+		clear(y[:rows*out])
+		return
+	}
 	var run func(lo, hi int)
 	if exact {
 		run = func(lo, hi int) {

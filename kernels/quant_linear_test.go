@@ -247,6 +247,18 @@ func TestQuantRefusals(t *testing.T) {
 	if _, err := Linear(x32, wn, nil); err == nil || !strings.Contains(err.Error(), "in-dim mismatch") {
 		t.Errorf("Linear with 255 features against a [4, 256] q4_k weight: %v", err)
 	}
+	// An empty input dimension gives zeros (no block to read).
+	w0, err := View(Q8_0, []int{3, 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, exact := range []bool{false, true} {
+		y := []float32{1, 2, 3}
+		linearQuant(nil, 1, 0, w0, 3, y, exact)
+		if y[0] != 0 || y[1] != 0 || y[2] != 0 {
+			t.Errorf("k = 0, exact %v: %v", exact, y)
+		}
+	}
 	if _, err := SetQuantPath(BestQuantPath + 1); err == nil && BestQuantPath < QuantVNNI {
 		t.Error("SetQuantPath accepted a path beyond the CPU's")
 	}
