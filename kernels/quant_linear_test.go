@@ -190,9 +190,11 @@ func TestQuantGradXAndGather(t *testing.T) {
 				ga := func(b *Builder, n []*G.Node) *G.Node { return b.Gather(n[0], n[1]) }
 				sameBits(t, "gather", runOne(t, ga, w, idx), runOne(t, ga, wUp, idx))
 
-				// Linear through the executor, both modes, and dx through Grad.
-				x := randF32(rng, 1, in)
-				for _, exact := range []bool{true, false} {
+				// Linear through the executor (a decode row and a prefill of 6
+				// rows), both modes, and dx through Grad.
+				for i, exact := range []bool{true, false, true, false} {
+					nr := 1 + 5*(i/2)
+					x := randF32(rng, nr, in)
 					g := G.NewGraph()
 					wn := G.NodeFromAny(g, w, G.WithName("model.layers.0.mlp.up_proj.weight"))
 					xn := G.NodeFromAny(g, x, G.WithName("x"))
@@ -204,9 +206,9 @@ func TestQuantGradXAndGather(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					ref := make([]float32, out)
-					linearQuant(x.Data().([]float32), 1, in, w, out, ref, exact)
-					sameBits(t, fmt.Sprintf("Linear exact=%v", exact), v[0].Data().([]float32), ref)
+					ref := make([]float32, nr*out)
+					linearQuant(x.Data().([]float32), nr, in, w, out, ref, exact)
+					sameBits(t, fmt.Sprintf("Linear rows=%d exact=%v", nr, exact), v[0].Data().([]float32), ref)
 					if err := CheckTrainable(G.Nodes{wn}); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.up_proj.weight is "+strings.ToLower(DtypeName(dt))+" and frozen") {
 						t.Errorf("CheckTrainable: %v", err)
 					}
@@ -244,6 +246,18 @@ func TestQuantRefusals(t *testing.T) {
 	x32 := G.NodeFromAny(g, randF32(rand.New(rand.NewSource(2)), 2, 255), G.WithName("x32"))
 	if _, err := Linear(x32, wn, nil); err == nil || !strings.Contains(err.Error(), "in-dim mismatch") {
 		t.Errorf("Linear with 255 features against a [4, 256] q4_k weight: %v", err)
+	}
+	// An empty input dimension gives zeros (no block to read).
+	w0, err := View(Q8_0, []int{3, 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, exact := range []bool{false, true} {
+		y := []float32{1, 2, 3}
+		linearQuant(nil, 1, 0, w0, 3, y, exact)
+		if y[0] != 0 || y[1] != 0 || y[2] != 0 {
+			t.Errorf("k = 0, exact %v: %v", exact, y)
+		}
 	}
 	if _, err := SetQuantPath(BestQuantPath + 1); err == nil && BestQuantPath < QuantVNNI {
 		t.Error("SetQuantPath accepted a path beyond the CPU's")
