@@ -147,41 +147,44 @@ func supportPoints(qs []Query, frame func(Query) float64, l int) []float64 {
 }
 
 // timeEmbed is the [t, 1110] time embedding: the sin/cos table of
-// window_len positions (float32, as the buffer is stored) and, when t
-// differs, its linear interpolation (align_corners=False) to t positions,
-// computed in float32 as the reference does.
-func timeEmbed(windowLen, t int) []float64 {
+// window_len positions (computed in float64 and stored as float32, as the
+// reference's buffer is) and, when t differs, its linear interpolation
+// (F.interpolate, align_corners=False) to t positions, in float32
+// arithmetic for a float32 model as the reference computes it, in float64
+// for a float64 one.
+func timeEmbed(windowLen, t int, f64 bool) []float64 {
 	const half = InputDim / 2
-	tab := make([]float32, windowLen*InputDim)
+	tab := make([]float64, windowLen*InputDim)
 	for p := 0; p < windowLen; p++ {
 		for d := 0; d < half; d++ {
 			omega := 1 / math.Pow(10000, float64(d)/(float64(InputDim)/2))
-			tab[p*InputDim+d] = float32(math.Sin(float64(p) * omega))
-			tab[p*InputDim+half+d] = float32(math.Cos(float64(p) * omega))
+			tab[p*InputDim+d] = round32(math.Sin(float64(p)*omega), !f64)
+			tab[p*InputDim+half+d] = round32(math.Cos(float64(p)*omega), !f64)
 		}
+	}
+	if t == windowLen {
+		return tab
 	}
 	out := make([]float64, t*InputDim)
-	if t == windowLen {
-		for i, v := range tab {
-			out[i] = float64(v)
-		}
-		return out
-	}
-	scale := float32(windowLen) / float32(t)
 	for o := 0; o < t; o++ {
-		src := scale*(float32(o)+0.5) - 0.5
-		if src < 0 {
-			src = 0
+		if f64 {
+			src := max(float64(windowLen)/float64(t)*(float64(o)+0.5)-0.5, 0)
+			i0 := int(src)
+			i1 := min(i0+1, windowLen-1)
+			l1 := src - float64(i0)
+			l0 := 1 - l1
+			for d := 0; d < InputDim; d++ {
+				out[o*InputDim+d] = l0*tab[i0*InputDim+d] + l1*tab[i1*InputDim+d]
+			}
+			continue
 		}
+		src := max(float32(windowLen)/float32(t)*(float32(o)+0.5)-0.5, 0)
 		i0 := int(src)
-		i1 := i0
-		if i0 < windowLen-1 {
-			i1 = i0 + 1
-		}
+		i1 := min(i0+1, windowLen-1)
 		l1 := src - float32(i0)
 		l0 := 1 - l1
 		for d := 0; d < InputDim; d++ {
-			out[o*InputDim+d] = float64(l0*tab[i0*InputDim+d] + l1*tab[i1*InputDim+d])
+			out[o*InputDim+d] = float64(l0*float32(tab[i0*InputDim+d]) + l1*float32(tab[i1*InputDim+d]))
 		}
 	}
 	return out
@@ -239,7 +242,7 @@ func (m *Model) update(py *pyramid, sup [CorrLevels]*tensor.Dense, s, n int, coo
 	nm := norms{one: b.Input("ln_one", denseOf(dt, ones, HiddenSize)), zero: b.Input("ln_zero", denseOf(dt, make([]float64, HiddenSize), HiddenSize))}
 	sx, sy := float64(m.cfg.Resolution[1])/Stride, float64(m.cfg.Resolution[0])/Stride
 	relScale := b.Input("rel_scale", denseOf(dt, []float64{1 / sx, 1 / sy, 1 / sx, 1 / sy}, 4))
-	temb := b.Input("time_emb", denseOf(dt, timeEmbed(m.cfg.WindowLen, s), s, InputDim))
+	temb := b.Input("time_emb", denseOf(dt, timeEmbed(m.cfg.WindowLen, s, dt == tensor.Float64), s, InputDim))
 
 	co := b.Input("coords_init", denseOf(dt, coords0, s*n, 2))
 	v := b.Input("visconf_init", denseOf(dt, vc0, s*n, 2))
@@ -332,4 +335,12 @@ func (m *Model) ForwardOffline(c Clip, qs []Query) (*Result, error) {
 		r.VisLogits[i], r.ConfLogits[i] = vc[2*i], vc[2*i+1]
 	}
 	return r, nil
+}
+
+// round32 rounds v to float32 precision when r is set.
+func round32(v float64, r bool) float64 {
+	if r {
+		return float64(float32(v))
+	}
+	return v
 }

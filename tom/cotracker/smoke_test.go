@@ -1,43 +1,57 @@
 package cotracker
 
 import (
-	"math/rand"
+	"encoding/binary"
+	"math"
+	"os"
 	"testing"
 	"time"
 
 	"gorgonia.org/tensor"
 )
 
-func TestSmokeOffline(t *testing.T) {
+func readF64(t *testing.T, p string) []float64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skip(err)
+	}
+	v := make([]float64, len(b)/8)
+	for i := range v {
+		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	return v
+}
+
+func TestDevOffline(t *testing.T) {
 	cfg := Config{Variant: Offline, WindowLen: 60, Resolution: [2]int{64, 96}, Iters: 2}
-	m, err := New(cfg)
+	m, err := LoadModel("/tmp/cotdev/offline.pth", cfg, tensor.Float64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewSource(1))
-	ps, _ := m.Params()
-	for _, p := range ps {
-		d := p.T.Data().([]float32)
-		sh := p.T.Shape()
-		fan := 1
-		for _, s := range sh[1:] {
-			fan *= s
+	T, H, W := 5, 64, 96
+	v := readF64(t, "/tmp/cotdev/video.f64") // [T,3,H,W]
+	c := Clip{T: T, H: H, W: W, Data: make([]float64, T*H*W*3)}
+	for f := 0; f < T; f++ {
+		for ch := 0; ch < 3; ch++ {
+			for p := 0; p < H*W; p++ {
+				c.Data[(f*H*W+p)*3+ch] = v[(f*3+ch)*H*W+p]
+			}
 		}
-		for i := range d {
-			d[i] = float32((rng.Float64()*2 - 1) / float64(fan))
-		}
-	}
-	if err := m.SetDtype(tensor.Float64); err != nil {
-		t.Fatal(err)
-	}
-	c := Clip{T: 5, H: 64, W: 96, Data: make([]float64, 5*64*96*3)}
-	for i := range c.Data {
-		c.Data[i] = float64(rng.Intn(256))
 	}
 	st := time.Now()
 	r, err := m.ForwardOffline(c, []Query{{0, 10, 20}, {0, 50.5, 30}, {1, 80, 60}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(time.Since(st), r.Coords[:6], r.VisLogits[:3])
+	t.Log(time.Since(st))
+	tr := readF64(t, "/tmp/cotdev/tracks.f64")
+	vl := readF64(t, "/tmp/cotdev/vis.f64")
+	var e1, e2 float64
+	for i := range tr {
+		e1 = math.Max(e1, math.Abs(tr[i]-r.Coords[i]))
+	}
+	for i := range vl {
+		e2 = math.Max(e2, math.Abs(vl[i]-r.VisLogits[i]))
+	}
+	t.Logf("track err %g logit err %g; %v vs %v", e1, e2, r.Coords[:4], tr[:4])
 }
