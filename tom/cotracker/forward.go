@@ -344,3 +344,115 @@ func round32(v float64, r bool) float64 {
 	}
 	return v
 }
+
+// onlineChunk is one call of the online predictor: the frames [Ind, End)
+// processed as one window of WindowLen frames (padded with the last frame).
+type onlineChunk struct{ Ind, End int }
+
+// onlineChunks is the schedule of CoTrackerOnlinePredictor as the official
+// online demo drives it on a t-frame video: with step = S/2, a window of
+// the last 2·step frames is processed whenever step more frames have
+// arrived (from the second step on), and a last window covers the frames
+// left at the end; window k starts at frame k·step. (A clip of at most
+// step frames, which the demo leaves unprocessed, is one window.)
+func onlineChunks(t, s int) []onlineChunk {
+	step := s / 2
+	var out []onlineChunk
+	ind := 0
+	for i := 2 * step; i <= t-1; i += step {
+		out = append(out, onlineChunk{Ind: ind, End: i})
+		ind += step
+	}
+	return append(out, onlineChunk{Ind: ind, End: t})
+}
+
+// ForwardOnline is CoTrackerThreeOnline in online mode (is_online=True)
+// driven over the whole clip as the online predictor and demo do (see
+// onlineChunks). For the window starting at ind:
+//
+//   - a query on frame q contributes its support features from the window
+//     with left <= q < ind+S (left = 0 for the first window, ind+step
+//     after), accumulated over windows;
+//   - tracks whose query frame is not before ind+S get zero support;
+//   - tracks queried before ind+S−step start from the previous window's
+//     predictions on the overlapping frames (the last one repeated), the
+//     others from their query with zero logits;
+//   - the window's predictions overwrite frames [ind, end).
+func (m *Model) ForwardOnline(c Clip, qs []Query) (*Result, error) {
+	if err := m.checkClip(c); err != nil {
+		return nil, err
+	}
+	if err := checkQueries(qs, c); err != nil {
+		return nil, err
+	}
+	S := m.cfg.WindowLen
+	step := S / 2
+	n := len(qs)
+	const ss = (2*CorrRadius + 1) * (2*CorrRadius + 1)
+	r := &Result{T: c.T, N: n, Coords: make([]float64, c.T*n*2), VisLogits: make([]float64, c.T*n), ConfLogits: make([]float64, c.T*n)}
+	var acc [CorrLevels][]float64
+	for _, ch := range onlineChunks(c.T, S) {
+		ind := ch.Ind
+		left, right := ind+step, ind+S
+		if ind == 0 {
+			left = 0
+		}
+		var pts [CorrLevels][]float64
+		for l := range pts {
+			pts[l] = supportPoints(qs, func(q Query) float64 { return float64(q.T - ind) }, l)
+		}
+		py, sup, err := m.encode(c, ind, S, pts)
+		if err != nil {
+			return nil, err
+		}
+		var use [CorrLevels]*tensor.Dense
+		for l := 0; l < CorrLevels; l++ {
+			f, err := nn.Float64s(sup[l])
+			if err != nil {
+				return nil, err
+			}
+			if acc[l] == nil {
+				acc[l] = make([]float64, len(f))
+			}
+			rowLen := len(f) / n
+			u := make([]float64, len(f))
+			for i, q := range qs {
+				if q.T >= left && q.T < right {
+					for j := i * rowLen; j < (i+1)*rowLen; j++ {
+						acc[l][j] += f[j]
+					}
+				}
+				if q.T < ind+S {
+					copy(u[i*rowLen:(i+1)*rowLen], acc[l][i*rowLen:(i+1)*rowLen])
+				}
+			}
+			use[l] = denseOf(m.Dtype(), u, n*ss, LatentDim)
+		}
+		coords0 := make([]float64, S*n*2)
+		vc0 := make([]float64, S*n*2)
+		for t := 0; t < S; t++ {
+			for i, q := range qs {
+				k := t*n + i
+				if ind > 0 && q.T < ind+S-step {
+					src := (ind+min(t, S-step-1))*n + i
+					coords0[2*k], coords0[2*k+1] = r.Coords[2*src]/Stride, r.Coords[2*src+1]/Stride
+					vc0[2*k], vc0[2*k+1] = r.VisLogits[src], r.ConfLogits[src]
+					continue
+				}
+				coords0[2*k], coords0[2*k+1] = q.X/Stride, q.Y/Stride
+			}
+		}
+		co, vc, err := m.update(py, use, S, n, coords0, vc0)
+		if err != nil {
+			return nil, err
+		}
+		for t := 0; t < ch.End-ind; t++ {
+			for i := 0; i < n; i++ {
+				src, dst := t*n+i, (ind+t)*n+i
+				r.Coords[2*dst], r.Coords[2*dst+1] = co[2*src], co[2*src+1]
+				r.VisLogits[dst], r.ConfLogits[dst] = vc[2*src], vc[2*src+1]
+			}
+		}
+	}
+	return r, nil
+}
