@@ -71,7 +71,7 @@ func (m *Model) checkClip(c Clip) error {
 // pooling and samples it at pts[l] ([P, 3] = (frame, x, y) at level l, nil
 // for none):
 //
-//	f = fnet(2·v/255 − 1);  f = f / max(|f|, 1e-6);  f_{l+1} = avgpool2(f_l)
+//	f = fnet(2·v/255 − 1);  f = f / sqrt(max(|f|², 1e-12));  f_{l+1} = avgpool2(f_l)
 func (m *Model) encode(c Clip, first, s int, pts [CorrLevels][]float64) (*pyramid, [CorrLevels]*tensor.Dense, error) {
 	var sup [CorrLevels]*tensor.Dense
 	dt := m.Dtype()
@@ -148,7 +148,7 @@ func supportPoints(qs []Query, frame func(Query) float64, l int) []float64 {
 
 // timeEmbed is the [t, 1110] time embedding: the sin/cos table of
 // window_len positions (computed in float64 and stored as float32, as the
-// reference's buffer is) and, when t differs, its linear interpolation
+// reference's buffer is, also in a model converted to float64) and, when t differs, its linear interpolation
 // (F.interpolate, align_corners=False) to t positions, in float32
 // arithmetic for a float32 model as the reference computes it, in float64
 // for a float64 one.
@@ -158,8 +158,8 @@ func timeEmbed(windowLen, t int, f64 bool) []float64 {
 	for p := 0; p < windowLen; p++ {
 		for d := 0; d < half; d++ {
 			omega := 1 / math.Pow(10000, float64(d)/(float64(InputDim)/2))
-			tab[p*InputDim+d] = round32(math.Sin(float64(p)*omega), !f64)
-			tab[p*InputDim+half+d] = round32(math.Cos(float64(p)*omega), !f64)
+			tab[p*InputDim+d] = float64(float32(math.Sin(float64(p) * omega)))
+			tab[p*InputDim+half+d] = float64(float32(math.Cos(float64(p) * omega)))
 		}
 	}
 	if t == windowLen {
@@ -335,14 +335,6 @@ func (m *Model) ForwardOffline(c Clip, qs []Query) (*Result, error) {
 		r.VisLogits[i], r.ConfLogits[i] = vc[2*i], vc[2*i+1]
 	}
 	return r, nil
-}
-
-// round32 rounds v to float32 precision when r is set.
-func round32(v float64, r bool) float64 {
-	if r {
-		return float64(float32(v))
-	}
-	return v
 }
 
 // onlineChunk is one call of the online predictor: the frames [Ind, End)
