@@ -1,0 +1,332 @@
+package cotracker
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/vision/imaging"
+)
+
+// Test-side implementations of the shared formulas (testdata/README.md):
+// the deterministic weights and clips, and a reader for the goldens'
+// safetensors files.
+
+// gWeights is the deterministic weight formula of the shared facts as a
+// Source over the model's own parameter names and shapes.
+type gWeights struct {
+	names  []string
+	shapes map[string][]int
+}
+
+func newGWeights(t testing.TB, m *Model) gWeights {
+	ps, err := m.Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := gWeights{shapes: map[string][]int{}}
+	for _, p := range ps {
+		w.names = append(w.names, p.Name)
+		w.shapes[p.Name] = append([]int(nil), p.T.Shape()...)
+	}
+	return w
+}
+
+func (w gWeights) Names() []string { return w.names }
+func (w gWeights) Shape(n string) ([]int, bool) {
+	s, ok := w.shapes[n]
+	return s, ok
+}
+
+func gSplitmix(x uint64) uint64 {
+	x += 0x9E3779B97F4A7C15
+	z := x
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+func (w gWeights) Values(name string) ([]float64, error) {
+	shape, ok := w.shapes[name]
+	if !ok {
+		return nil, fmt.Errorf("no tensor %q", name)
+	}
+	h := uint64(0xCBF29CE484222325)
+	for _, c := range []byte(name) {
+		h ^= uint64(c)
+		h *= 0x100000001B3
+	}
+	n, fan := 1, 1
+	for i, s := range shape {
+		n *= s
+		if i > 0 {
+			fan *= s
+		}
+	}
+	out := make([]float64, n)
+	for i := range out {
+		u := float64(gSplitmix(h^(uint64(i)*0x9E3779B97F4A7C15))>>40) / (1 << 24)
+		r := 2*u - 1
+		switch {
+		case len(shape) >= 2:
+			out[i] = r / math.Sqrt(float64(fan))
+		case len(name) > 7 && name[len(name)-7:] == ".weight":
+			out[i] = 1 + 0.1*r
+		default:
+			out[i] = 0.1 * r
+		}
+	}
+	return out, nil
+}
+
+func gHash32(x uint32) uint32 {
+	x ^= x >> 16
+	x *= 0x7FEB352D
+	x ^= x >> 15
+	x *= 0x846CA68B
+	x ^= x >> 16
+	return x
+}
+
+func gCell(a, b, c, salt int) uint32 {
+	return gHash32(uint32(a)*0x9E3779B1 + uint32(b)*0x85EBCA77 + uint32(c)*0xC2B2AE3D + uint32(salt)*0x27D4EB2F)
+}
+
+// gClip is the clip formula: a hashed 4x4-cell background panning by
+// (panX, panY) px/frame and a square of 3x3 cells moving by (vx, vy).
+func gClip(T, H, W, panX, panY, vx, vy int) []imaging.Image {
+	side := min(H, W) * 3 / 8
+	out := make([]imaging.Image, T)
+	for t := 0; t < T; t++ {
+		img := imaging.Image{W: W, H: H, Pix: make([]uint8, W*H*3)}
+		ox, oy := W/4+vx*t, H/8+vy*t
+		for y := 0; y < H; y++ {
+			for x := 0; x < W; x++ {
+				X, Y := x+panX*t+1024, y+panY*t+1024
+				inside := x >= ox && x < ox+side && y >= oy && y < oy+side
+				for c := 0; c < 3; c++ {
+					var v uint32
+					if inside {
+						v = 96 + gCell((x-ox)/3, (y-oy)/3, c, 2)%160
+					} else {
+						v = 32 + gCell(floorDiv(X, 4), floorDiv(Y, 4), c, 1)%160
+					}
+					img.Pix[(y*W+x)*3+c] = uint8(v)
+				}
+			}
+		}
+		out[t] = img
+	}
+	return out
+}
+
+func floorDiv(a, b int) int {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// gTensor is one tensor of a golden file.
+type gTensor struct {
+	Shape []int
+	F     []float64 // F64 and U8 (widened) data
+}
+
+func readGolden(t testing.TB, path string) map[string]gTensor {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := binary.LittleEndian.Uint64(b)
+	var hdr map[string]json.RawMessage
+	if err := json.Unmarshal(b[8:8+n], &hdr); err != nil {
+		t.Fatalf("%s: header: %v", path, err)
+	}
+	data := b[8+n:]
+	out := map[string]gTensor{}
+	for name, raw := range hdr {
+		if name == "__metadata__" {
+			continue
+		}
+		var e struct {
+			Dtype   string `json:"dtype"`
+			Shape   []int  `json:"shape"`
+			Offsets [2]int `json:"data_offsets"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		d := data[e.Offsets[0]:e.Offsets[1]]
+		var f []float64
+		switch e.Dtype {
+		case "F64":
+			f = make([]float64, len(d)/8)
+			for i := range f {
+				f[i] = math.Float64frombits(binary.LittleEndian.Uint64(d[8*i:]))
+			}
+		case "U8":
+			f = make([]float64, len(d))
+			for i, v := range d {
+				f[i] = float64(v)
+			}
+		case "I64":
+			f = make([]float64, len(d)/8)
+			for i := range f {
+				f[i] = float64(int64(binary.LittleEndian.Uint64(d[8*i:])))
+			}
+		default:
+			t.Fatalf("%s: %s: dtype %s", path, name, e.Dtype)
+		}
+		out[name] = gTensor{Shape: e.Shape, F: f}
+	}
+	return out
+}
+
+type goldenSpec struct {
+	Name    string `json:"name"`
+	Variant string `json:"variant"`
+	Clip    string `json:"clip"`
+	Grid    int    `json:"grid"`
+	Res     [2]int `json:"res"`
+	Dtype   string `json:"dtype"`
+	Full    bool   `json:"full"`
+	File    string `json:"file"`
+	Iters   int    `json:"iters"`
+	Params  struct {
+		T, H, W int
+		PanX    int `json:"pan_x"`
+		PanY    int `json:"pan_y"`
+		VX      int `json:"vx"`
+		VY      int `json:"vy"`
+	} `json:"clip_params"`
+}
+
+func goldenSpecs(t testing.TB) []goldenSpec {
+	b, err := os.ReadFile(filepath.Join("testdata", "goldens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct{ Goldens []goldenSpec }
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(idx.Goldens, func(i, j int) bool { return idx.Goldens[i].Name < idx.Goldens[j].Name })
+	return idx.Goldens
+}
+
+// goldenModel builds the golden's model with the formula weights.
+func goldenModel(t testing.TB, g goldenSpec, dt tensor.Dtype) *Model {
+	cfg, err := DefaultConfig(Variant(g.Variant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Resolution = g.Res
+	cfg.Iters = g.Iters
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Bind(newGWeights(t, m), "formula weights", dt); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func maxAbs(a, b []float64) float64 {
+	var e float64
+	for i := range a {
+		e = math.Max(e, math.Abs(a[i]-b[i]))
+	}
+	return e
+}
+
+// parityResult is what one golden run measures.
+type parityResult struct {
+	track, modelTrack, vis, conf float64
+	visFlips, visBorder          int
+}
+
+// runGolden runs the predictor of golden g in dtype dt and compares.
+func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
+	gold := readGolden(t, filepath.Join("testdata", g.File))
+	p := g.Params
+	frames := gClip(p.T, p.H, p.W, p.PanX, p.PanY, p.VX, p.VY)
+	pr, err := NewPredictor(goldenModel(t, g, dt)).Grid(frames, g.Grid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q []float64
+	for _, qq := range pr.Queries {
+		q = append(q, float64(qq.T), qq.X, qq.Y)
+	}
+	if e := maxAbs(q, gold["queries"].F); e > 1e-9 {
+		t.Errorf("%s: queries differ by %g", g.Name, e)
+	}
+	var r parityResult
+	r.track = maxAbs(pr.Tracks, gold["tracks"].F)
+	r.modelTrack = maxAbs(pr.Model.Coords, gold["model_tracks"].F)
+	r.vis = maxAbs(pr.Model.VisLogits, gold["vis_logits"].F)
+	r.conf = maxAbs(pr.Model.ConfLogits, gold["conf_logits"].F)
+	for i, v := range pr.Visible {
+		if v != (gold["visible"].F[i] != 0) {
+			r.visFlips++
+			k := i
+			var s float64
+			if g.Variant == "offline" {
+				s = math.Abs(sigmoid(gold["vis_logits"].F[k]) - 0.9)
+			} else {
+				s = math.Abs(sigmoid(gold["vis_logits"].F[k])*sigmoid(gold["conf_logits"].F[k]) - 0.6)
+			}
+			if s < 1e-4 {
+				r.visBorder++
+			}
+		}
+	}
+	return r
+}
+
+// TestGoldens: the predictor's tracks within 1e-3 px and the visibility
+// and confidence logits within 1e-4 of the official code's float64
+// goldens (both variants, clips a and b, grids 10 and 15); the model runs
+// in float64. The full-resolution goldens run with COTRACKER_FULL=1 (make
+// test-cotracker-full).
+func TestGoldens(t *testing.T) {
+	full := os.Getenv("COTRACKER_FULL") != ""
+	for _, g := range goldenSpecs(t) {
+		if g.Full != full {
+			continue
+		}
+		t.Run(g.Name, func(t *testing.T) {
+			dt := tensor.Float64
+			if g.Dtype == "f32" {
+				dt = tensor.Float32
+			}
+			r := runGolden(t, g, dt)
+			t.Logf("%s (%v): tracks %.3g px (model res %.3g px), vis logits %.3g, conf logits %.3g, visibility flips %d (%d at the threshold)",
+				g.Name, dt, r.track, r.modelTrack, r.vis, r.conf, r.visFlips, r.visBorder)
+			trackTol, logitTol := 1e-3, 1e-4
+			if dt == tensor.Float32 {
+				trackTol, logitTol = 1e-2, 1e-3
+			}
+			if r.track > trackTol || r.modelTrack > trackTol {
+				t.Errorf("tracks differ by %g px (model resolution %g), tolerance %g", r.track, r.modelTrack, trackTol)
+			}
+			if r.vis > logitTol || r.conf > logitTol {
+				t.Errorf("logits differ: visibility %g, confidence %g, tolerance %g", r.vis, r.conf, logitTol)
+			}
+			if r.visFlips != r.visBorder {
+				t.Errorf("%d visibility decisions differ away from the threshold", r.visFlips-r.visBorder)
+			}
+		})
+	}
+}
