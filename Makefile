@@ -42,6 +42,19 @@ vet:
 test: vet
 	$(GO) test -count=1 -timeout 30m ./...
 
+## test-cotracker-goldens: every CoTracker3 parity golden at the test resolution (float64 and float32; ~0.6 TFLOP each)
+test-cotracker-goldens:
+	COTRACKER_GOLDENS=all $(GO) test -count=1 -timeout 90m -run 'TestGoldens' -v ./tom/cotracker
+
+## test-cotracker-full: the CoTracker3 goldens at the published 384x512 resolution
+test-cotracker-full:
+	COTRACKER_FULL=1 $(GO) test -count=1 -timeout 90m -run 'TestGoldens$$' -v ./tom/cotracker
+
+## test-cotracker-pth: formula weights written by torch.save, read through model/pth (needs make setup-ref)
+test-cotracker-pth:
+	d=$$(mktemp -d) && /usr/bin/python3 scripts/cotracker/goldens.py --save-pth $$d && COTRACKER_PTH_DIR=$$d $(GO) test -count=1 -timeout 30m -run TestPthCheckpoints -v ./tom/cotracker; s=$$?; rm -rf $$d; exit $$s
+.PHONY: test-cotracker-goldens test-cotracker-full test-cotracker-pth
+
 ## test-openai-sdk: the official OpenAI JavaScript SDK (npm openai 6.49.0, pinned in
 ## scripts/openai-sdk) against `magma serve` on a random tiny checkpoint (~15 s)
 test-openai-sdk: build

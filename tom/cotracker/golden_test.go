@@ -269,7 +269,11 @@ func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 	for _, qq := range pr.Queries {
 		q = append(q, float64(qq.T), qq.X, qq.Y)
 	}
-	if e := maxAbs(q, gold["queries"].F); e > 1e-9 {
+	qtol := 1e-9
+	if dt == tensor.Float32 {
+		qtol = 1e-4 // the float32 predictor's grid (torch.linspace in float32)
+	}
+	if e := maxAbs(q, gold["queries"].F); e > qtol {
 		t.Errorf("%s: queries differ by %g", g.Name, e)
 	}
 	var r parityResult
@@ -295,15 +299,25 @@ func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 	return r
 }
 
-// TestGoldens: the predictor's tracks within 1e-3 px and the visibility
-// and confidence logits within 1e-4 of the official code's float64
-// goldens (both variants, clips a and b, grids 10 and 15); the model runs
-// in float64. The full-resolution goldens run with COTRACKER_FULL=1 (make
+// shortGoldens are the goldens plain `go test` (make test) runs: one per
+// variant, between them both clips (a, b) and both grids (10, 15). Each
+// costs ~0.6 TFLOP in float64 (the 6 transformer iterations dominate), so
+// the other goldens run with COTRACKER_GOLDENS=all (make
+// test-cotracker-goldens) and the 384x512 ones with COTRACKER_FULL=1 (make
 // test-cotracker-full).
+var shortGoldens = map[string]bool{"offline_a_g10_f64": true, "online_b_g15_f64": true}
+
+// TestGoldens: the predictor's tracks within 1e-3 px and the visibility
+// and confidence logits within 1e-4 of the official code's goldens (both
+// variants, clips a and b, grids 10 and 15); a float64 golden runs the
+// model in float64, a float32 golden in float32. Visibility decisions may
+// differ only where the golden's probability is within 1e-4 of the
+// threshold.
 func TestGoldens(t *testing.T) {
 	full := os.Getenv("COTRACKER_FULL") != ""
+	all := os.Getenv("COTRACKER_GOLDENS") == "all"
 	for _, g := range goldenSpecs(t) {
-		if g.Full != full {
+		if g.Full != full || (!full && !all && !shortGoldens[g.Name]) {
 			continue
 		}
 		t.Run(g.Name, func(t *testing.T) {
@@ -314,15 +328,11 @@ func TestGoldens(t *testing.T) {
 			r := runGolden(t, g, dt)
 			t.Logf("%s (%v): tracks %.3g px (model res %.3g px), vis logits %.3g, conf logits %.3g, visibility flips %d (%d at the threshold)",
 				g.Name, dt, r.track, r.modelTrack, r.vis, r.conf, r.visFlips, r.visBorder)
-			trackTol, logitTol := 1e-3, 1e-4
-			if dt == tensor.Float32 {
-				trackTol, logitTol = 1e-2, 1e-3
+			if r.track > 1e-3 || r.modelTrack > 1e-3 {
+				t.Errorf("tracks differ by %g px (model resolution %g), tolerance 1e-3", r.track, r.modelTrack)
 			}
-			if r.track > trackTol || r.modelTrack > trackTol {
-				t.Errorf("tracks differ by %g px (model resolution %g), tolerance %g", r.track, r.modelTrack, trackTol)
-			}
-			if r.vis > logitTol || r.conf > logitTol {
-				t.Errorf("logits differ: visibility %g, confidence %g, tolerance %g", r.vis, r.conf, logitTol)
+			if r.vis > 1e-4 || r.conf > 1e-4 {
+				t.Errorf("logits differ: visibility %g, confidence %g, tolerance 1e-4", r.vis, r.conf)
 			}
 			if r.visFlips != r.visBorder {
 				t.Errorf("%d visibility decisions differ away from the threshold", r.visFlips-r.visBorder)

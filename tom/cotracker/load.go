@@ -10,6 +10,7 @@ import (
 
 	"github.com/magma-go/magma/model/pth"
 	"github.com/magma-go/magma/nn"
+	"github.com/magma-go/magma/tom"
 )
 
 // Source provides checkpoint tensors by their official names: a .pth
@@ -161,4 +162,51 @@ func LoadModel(path string, cfg Config, dt tensor.Dtype) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// Options configure Load; the zero value is the official predictor.
+type Options struct {
+	// Resolution overrides the model resolution (H, W) (default 384x512).
+	Resolution [2]int
+	// Iters overrides the refinement iterations (default 6, the predictors').
+	Iters int
+	// Float64 runs the model in float64 (parity checks; float32 otherwise).
+	Float64 bool
+}
+
+// Load reads an official CoTracker3 checkpoint — variant "offline"
+// (scaled_offline.pth) or "online" (scaled_online.pth) — and returns it as
+// a tom.Tracker with the official predictor's pre- and post-processing.
+// A missing or unreadable file, a missing tensor, a wrong shape or the
+// other variant's checkpoint is an error naming the file and the tensor.
+func Load(weightsPath, variant string, opts Options) (tom.Tracker, error) {
+	p, err := LoadPredictor(weightsPath, variant, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Tracker{P: p}, nil
+}
+
+// LoadPredictor is Load returning the Predictor (grid and point queries,
+// the model's logits).
+func LoadPredictor(weightsPath, variant string, opts Options) (*Predictor, error) {
+	cfg, err := DefaultConfig(Variant(variant))
+	if err != nil {
+		return nil, err
+	}
+	if opts.Resolution != [2]int{} {
+		cfg.Resolution = opts.Resolution
+	}
+	if opts.Iters != 0 {
+		cfg.Iters = opts.Iters
+	}
+	dt := tensor.Float32
+	if opts.Float64 {
+		dt = tensor.Float64
+	}
+	m, err := LoadModel(weightsPath, cfg, dt)
+	if err != nil {
+		return nil, err
+	}
+	return NewPredictor(m), nil
 }
