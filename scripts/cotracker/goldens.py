@@ -254,7 +254,7 @@ class Recorder:
             return
         x = self.np(inp[0])  # (B*T*N, 2401), level 0, iteration 0
         self.d["dbg.corr_in_rows"] = x[:2]
-        self.d["dbg.corr_in_sum"] = x.sum(axis=1)
+        self.d["dbg.corr_in_sum"] = x[:64].sum(axis=1)
         self.d["dbg.corr_out_rows"] = self.np(out)[:2]
 
     def _uf(self, mod, inp, out):
