@@ -15,9 +15,9 @@ import (
 	"github.com/magma-go/magma/vision/imaging"
 )
 
-// Test-side implementations of the shared formulas (testdata/README.md):
-// the deterministic weights and clips, and a reader for the goldens'
-// safetensors files.
+// Test helpers: the deterministic weights (DetWeights) as a Source, the
+// synthetic clips (SyntheticClip) and a reader for the goldens'
+// safetensors files (testdata/README.md).
 
 // gWeights is the deterministic weight formula of the shared facts as a
 // Source over the model's own parameter names and shapes.
@@ -45,94 +45,22 @@ func (w gWeights) Shape(n string) ([]int, bool) {
 	return s, ok
 }
 
-func gSplitmix(x uint64) uint64 {
-	x += 0x9E3779B97F4A7C15
-	z := x
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-	return z ^ (z >> 31)
-}
-
 func (w gWeights) Values(name string) ([]float64, error) {
 	shape, ok := w.shapes[name]
 	if !ok {
 		return nil, fmt.Errorf("no tensor %q", name)
 	}
-	h := uint64(0xCBF29CE484222325)
-	for _, c := range []byte(name) {
-		h ^= uint64(c)
-		h *= 0x100000001B3
-	}
-	n, fan := 1, 1
-	for i, s := range shape {
-		n *= s
-		if i > 0 {
-			fan *= s
-		}
-	}
-	out := make([]float64, n)
-	for i := range out {
-		u := float64(gSplitmix(h^(uint64(i)*0x9E3779B97F4A7C15))>>40) / (1 << 24)
-		r := 2*u - 1
-		switch {
-		case len(shape) >= 2:
-			out[i] = r / math.Sqrt(float64(fan))
-		case len(name) > 7 && name[len(name)-7:] == ".weight":
-			out[i] = 1 + 0.1*r
-		default:
-			out[i] = 0.1 * r
-		}
-	}
-	return out, nil
+	return DetWeights(name, shape)
 }
 
-func gHash32(x uint32) uint32 {
-	x ^= x >> 16
-	x *= 0x7FEB352D
-	x ^= x >> 15
-	x *= 0x846CA68B
-	x ^= x >> 16
-	return x
-}
-
-func gCell(a, b, c, salt int) uint32 {
-	return gHash32(uint32(a)*0x9E3779B1 + uint32(b)*0x85EBCA77 + uint32(c)*0xC2B2AE3D + uint32(salt)*0x27D4EB2F)
-}
-
-// gClip is the clip formula: a hashed 4x4-cell background panning by
-// (panX, panY) px/frame and a square of 3x3 cells moving by (vx, vy).
-func gClip(T, H, W, panX, panY, vx, vy int) []imaging.Image {
-	side := min(H, W) * 3 / 8
-	out := make([]imaging.Image, T)
-	for t := 0; t < T; t++ {
-		img := imaging.Image{W: W, H: H, Pix: make([]uint8, W*H*3)}
-		ox, oy := W/4+vx*t, H/8+vy*t
-		for y := 0; y < H; y++ {
-			for x := 0; x < W; x++ {
-				X, Y := x+panX*t+1024, y+panY*t+1024
-				inside := x >= ox && x < ox+side && y >= oy && y < oy+side
-				for c := 0; c < 3; c++ {
-					var v uint32
-					if inside {
-						v = 96 + gCell((x-ox)/3, (y-oy)/3, c, 2)%160
-					} else {
-						v = 32 + gCell(floorDiv(X, 4), floorDiv(Y, 4), c, 1)%160
-					}
-					img.Pix[(y*W+x)*3+c] = uint8(v)
-				}
-			}
-		}
-		out[t] = img
+// gClip is the goldens' synthetic clip (SyntheticClip).
+func gClip(t testing.TB, T, H, W, panX, panY, vx, vy int) []imaging.Image {
+	t.Helper()
+	frames, err := SyntheticClip(ClipParams{T: T, H: H, W: W, PanX: panX, PanY: panY, VX: vx, VY: vy})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-func floorDiv(a, b int) int {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
+	return frames
 }
 
 // gTensor is one tensor of a golden file.
@@ -260,7 +188,7 @@ type parityResult struct {
 func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 	gold := readGolden(t, filepath.Join("testdata", g.File))
 	p := g.Params
-	frames := gClip(p.T, p.H, p.W, p.PanX, p.PanY, p.VX, p.VY)
+	frames := gClip(t, p.T, p.H, p.W, p.PanX, p.PanY, p.VX, p.VY)
 	pr, err := NewPredictor(goldenModel(t, g, dt)).Grid(frames, g.Grid, 0)
 	if err != nil {
 		t.Fatal(err)

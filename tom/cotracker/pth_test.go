@@ -58,7 +58,7 @@ func TestPthCheckpoints(t *testing.T) {
 				return
 			}
 			gold := readGolden(t, filepath.Join("testdata", g.File))
-			pr, err := p.Grid(gClip(g.Params.T, g.Params.H, g.Params.W, g.Params.PanX, g.Params.PanY, g.Params.VX, g.Params.VY), g.Grid, 0)
+			pr, err := p.Grid(gClip(t, g.Params.T, g.Params.H, g.Params.W, g.Params.PanX, g.Params.PanY, g.Params.VX, g.Params.VY), g.Grid, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
