@@ -60,42 +60,20 @@ func crossAttnDo[T float](c CrossAttentionConfig, in []*tensor.Dense, o *tensor.
 	q, kv := data[T](in[0]), data[T](in[1])
 	hd := c.Heads * c.HeadDim
 	t, y := newOut[T](o, c.Batch*c.SeqQ, hd)
-	scale := 1 / math.Sqrt(float64(c.HeadDim))
+	scale := T(1 / math.Sqrt(float64(c.HeadDim)))
 	parallelFor(c.Batch*c.Heads, 1, func(lo, hi int) {
-		s := make([]float64, c.SeqK)
-		acc := make([]float64, c.HeadDim)
+		s := make([]T, c.SeqQ*c.SeqK)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/c.Heads, bh%c.Heads
+			qb := q[b*c.SeqQ*hd+h*c.HeadDim:]
+			kb := kv[b*c.SeqK*2*hd+h*c.HeadDim:]
+			vb := kv[b*c.SeqK*2*hd+hd+h*c.HeadDim:]
+			// s = q·kᵀ/√D for this head (strided rows, no copies)
+			gemmSeq(false, true, c.SeqQ, c.SeqK, c.HeadDim, scale, qb, hd, kb, 2*hd, 0, s, c.SeqK)
 			for i := 0; i < c.SeqQ; i++ {
-				qr := q[(b*c.SeqQ+i)*hd+h*c.HeadDim:][:c.HeadDim]
-				m := math.Inf(-1)
-				for j := 0; j < c.SeqK; j++ {
-					kr := kv[(b*c.SeqK+j)*2*hd+h*c.HeadDim:][:c.HeadDim]
-					var d float64
-					for e, v := range qr {
-						d += float64(v) * float64(kr[e])
-					}
-					s[j] = d * scale
-					m = max(m, s[j])
-				}
-				var sum float64
-				for j := range s {
-					s[j] = math.Exp(s[j] - m)
-					sum += s[j]
-				}
-				clear(acc)
-				for j := 0; j < c.SeqK; j++ {
-					p := s[j] / sum
-					vr := kv[(b*c.SeqK+j)*2*hd+hd+h*c.HeadDim:][:c.HeadDim]
-					for e, v := range vr {
-						acc[e] += p * float64(v)
-					}
-				}
-				dst := y[(b*c.SeqQ+i)*hd+h*c.HeadDim:][:c.HeadDim]
-				for e := range dst {
-					dst[e] = T(acc[e])
-				}
+				softmaxRow(s[i*c.SeqK : (i+1)*c.SeqK])
 			}
+			gemmSeq(false, false, c.SeqQ, c.HeadDim, c.SeqK, 1, s, c.SeqK, vb, 2*hd, 0, y[b*c.SeqQ*hd+h*c.HeadDim:], hd)
 		}
 	})
 	return t

@@ -301,6 +301,7 @@ func TestCrossAttention(t *testing.T) {
 	for _, cfg := range []CrossAttentionConfig{
 		{Batch: 2, SeqQ: 3, SeqK: 5, Heads: 2, HeadDim: 4},
 		{Batch: 1, SeqQ: 4, SeqK: 4, Heads: 3, HeadDim: 2},
+		{Batch: 3, SeqQ: 1, SeqK: 7, Heads: 2, HeadDim: 3}, // one query row: the GEMV path
 	} {
 		hd := cfg.Heads * cfg.HeadDim
 		q := randF64(rng, cfg.Batch*cfg.SeqQ, hd)
