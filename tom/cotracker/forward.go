@@ -65,34 +65,88 @@ func (m *Model) checkClip(c Clip) error {
 	return nil
 }
 
-// encode runs the feature CNN on frames [first, first+s) of c (frames past
-// the end repeat the last one, the online model's padding), normalises the
-// features to unit length, builds the 4-level pyramid by 2x2 average
-// pooling and samples it at pts[l] ([P, 3] = (frame, x, y) at level l, nil
-// for none):
+// encodeChunkValues bounds the activations of one feature-CNN run: about
+// 80 values per input pixel live at its peak, so frames go through fnet in
+// chunks of at most 2^26/(80·H·W) (e.g. 4 at 384x512, every frame of a
+// small clip at once). fnet works frame by frame (instance norms
+// included), so chunking changes nothing.
+const encodeChunkValues = 1 << 26
+
+// features runs fnet and the L2 normalisation on frames [first, first+s)
+// of c (frames past the end repeat the last one, the online model's
+// padding) and returns the [s*(H/4)*(W/4), 128] feature maps:
 //
-//	f = fnet(2·v/255 − 1);  f = f / sqrt(max(|f|², 1e-12));  f_{l+1} = avgpool2(f_l)
+//	f = fnet(2·v/255 − 1);  f = f / sqrt(max(|f|², 1e-12))
+func (m *Model) features(c Clip, first, s int) (*tensor.Dense, error) {
+	dt := m.Dtype()
+	hw := c.H * c.W * 3
+	k := max(1, min(s, encodeChunkValues/(80*c.H*c.W)))
+	px := make([]float64, k*hw)
+	in := denseOf(dt, px, k*c.H*c.W, 3)
+	b := kernels.NewBuilder(nn.ParamNames(m, ""))
+	x := b.Input("video", in)
+	f, g := m.FNet.Forward(b.In("fnet"), x, kernels.Grid{N: k, H: c.H, W: c.W})
+	f = b.L2NormRows(f, 1e-12)
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("cotracker: encoder graph: %w", err)
+	}
+	if want := levelGrids(k, c.H, c.W)[0]; g != want {
+		return nil, fmt.Errorf("cotracker: encoder grid %+v, want %+v", g, want)
+	}
+	prog, err := kernels.Compile(b.G, kernels.CompileOptions{Name: fmt.Sprintf("cotracker fnet %dx%dx%d", k, c.H, c.W), Outputs: G.Nodes{f}})
+	if err != nil {
+		return nil, fmt.Errorf("cotracker: encoder: %w", err)
+	}
+	exec := kernels.NewExecutor()
+	defer exec.Release()
+	per := g.H * g.W * LatentDim
+	out := make([]float64, s*per)
+	for c0 := 0; c0 < s; c0 += k {
+		for i := 0; i < k; i++ {
+			fr := min(first+min(c0+i, s-1), c.T-1)
+			src := c.Data[fr*hw : (fr+1)*hw]
+			dst := px[i*hw : (i+1)*hw]
+			for j, v := range src {
+				dst[j] = 2*(v/255) - 1
+			}
+		}
+		if err := G.Let(x, denseOf(dt, px, k*c.H*c.W, 3)); err != nil {
+			return nil, fmt.Errorf("cotracker: encoder input: %w", err)
+		}
+		if err := exec.Run(prog, nil); err != nil {
+			return nil, fmt.Errorf("cotracker: encoder: %w", err)
+		}
+		v, err := prog.Value(f)
+		if err != nil {
+			return nil, fmt.Errorf("cotracker: encoder: %w", err)
+		}
+		fv, err := nn.Float64s(v.(*tensor.Dense))
+		if err != nil {
+			return nil, err
+		}
+		n := min(k, s-c0)
+		copy(out[c0*per:(c0+n)*per], fv[:n*per])
+	}
+	return denseOf(dt, out, s*g.H*g.W, LatentDim), nil
+}
+
+// encode computes the features of frames [first, first+s) of c (see
+// features), builds the 4-level pyramid by 2x2 average pooling,
+//
+//	f_{l+1} = avgpool2(f_l)
+//
+// and samples it at pts[l] ([P, 3] = (frame, x, y) at level l; nil for
+// none) with border padding.
 func (m *Model) encode(c Clip, first, s int, pts [CorrLevels][]float64) (*pyramid, [CorrLevels]*tensor.Dense, error) {
 	var sup [CorrLevels]*tensor.Dense
 	dt := m.Dtype()
-	hw := c.H * c.W * 3
-	px := make([]float64, s*hw)
-	for i := 0; i < s; i++ {
-		f := min(first+i, c.T-1)
-		src := c.Data[f*hw : (f+1)*hw]
-		dst := px[i*hw : (i+1)*hw]
-		for j, v := range src {
-			dst[j] = 2*(v/255) - 1
-		}
+	feats, err := m.features(c, first, s)
+	if err != nil {
+		return nil, sup, err
 	}
 	b := kernels.NewBuilder(nn.ParamNames(m, ""))
-	x := b.Input("video", denseOf(dt, px, s*c.H*c.W, 3))
-	f, g := m.FNet.Forward(b.In("fnet"), x, kernels.Grid{N: s, H: c.H, W: c.W})
-	f = b.L2NormRows(f, 1e-12)
+	f := b.Input("fmaps", feats)
 	grids := levelGrids(s, c.H, c.W)
-	if g != grids[0] && b.Err() == nil {
-		return nil, sup, fmt.Errorf("cotracker: encoder grid %+v, want %+v", g, grids[0])
-	}
 	outs := []*G.Node{f}
 	lv := f
 	for l := 1; l < CorrLevels; l++ {
@@ -105,21 +159,21 @@ func (m *Model) encode(c Clip, first, s int, pts [CorrLevels][]float64) (*pyrami
 			continue
 		}
 		p := b.Input(fmt.Sprintf("support_points_%d", l), denseOf(dt, pts[l], len(pts[l])/3, 3))
-		n := b.GridSample(outs[l], p, grids[l], kernels.PadBorder)
-		supN = append(supN, n)
+		supN = append(supN, b.GridSample(outs[l], p, grids[l], kernels.PadBorder))
 	}
 	if err := b.Err(); err != nil {
-		return nil, sup, fmt.Errorf("cotracker: encoder graph: %w", err)
+		return nil, sup, fmt.Errorf("cotracker: pyramid graph: %w", err)
 	}
-	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("cotracker encode S=%d %dx%d", s, c.H, c.W), append(outs, supN...)...)
+	vals, err := kernels.RunGraph(b.G, fmt.Sprintf("cotracker pyramid S=%d %dx%d", s, c.H, c.W), append(outs[1:], supN...)...)
 	if err != nil {
-		return nil, sup, fmt.Errorf("cotracker: encoder: %w", err)
+		return nil, sup, fmt.Errorf("cotracker: pyramid: %w", err)
 	}
 	py := &pyramid{grids: grids}
-	for l := 0; l < CorrLevels; l++ {
-		py.maps[l] = vals[l].(*tensor.Dense)
+	py.maps[0] = feats
+	for l := 1; l < CorrLevels; l++ {
+		py.maps[l] = vals[l-1].(*tensor.Dense)
 	}
-	k := CorrLevels
+	k := CorrLevels - 1
 	for l := 0; l < CorrLevels; l++ {
 		if pts[l] != nil {
 			sup[l] = vals[k].(*tensor.Dense)
