@@ -105,7 +105,7 @@ CLIPS = {
     # name: T, H, W, pan (px/frame), square velocity (px/frame)
     "a": dict(T=24, H=72, W=96, pan_x=1, pan_y=0, vx=1, vy=2),
     "b": dict(T=20, H=100, W=140, pan_x=-2, pan_y=1, vx=2, vy=3),
-    "full": dict(T=24, H=240, W=320, pan_x=3, pan_y=0, vx=0, vy=4),
+    "full": dict(T=18, H=240, W=320, pan_x=3, pan_y=0, vx=0, vy=4),
 }
 
 
@@ -416,33 +416,73 @@ def selfcheck():
         print(name, list(shape), " ".join(repr(float(x)) for x in w[:4]))
 
 
-def save_pth(torch, predictor, off_cls, on_cls, out_dir):
-    """Formula weights (float32, as the official checkpoints) saved with
-    torch.save: offline.pth / online.pth hold the bare state_dict (params and
-    the time_emb buffer), offline_wrapped.pth holds {"model": state_dict}.
-    Each is loaded back through the official build_cotracker to prove the
-    layout; it reproduces the f32 golden's tracks bit for bit."""
-    import cotracker.models.build_cotracker as bc
+def time_emb(window_len):
+    """The official constructor's time_emb buffer (1, window_len, 1110):
+    sin/cos of positions 0..window_len-1 times 1/10000^(k/555), k < 555,
+    computed in float64 and rounded to float32 (equal bit for bit; checked
+    against the official module in save_pth when it is importable)."""
+    omega = 1.0 / 10000 ** (np.arange(555, dtype=np.float64) / 555.0)
+    out = np.arange(window_len, dtype=np.float64)[:, None] * omega[None, :]
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)[None].astype(np.float32)
 
+
+def formula_state_dict(torch, window_len, params_path):
+    """The state_dict of a model with the formula weights, float32, in the
+    official order (the top module's buffer time_emb first, then the
+    parameters), built from params.json without the official code."""
+    import collections
+
+    with open(params_path) as f:
+        plist = json.load(f)["params"]
+    sd = collections.OrderedDict()
+    sd["time_emb"] = torch.from_numpy(time_emb(window_len))
+    for p in plist:
+        sd[p["name"]] = torch.from_numpy(det_weights(p["name"], p["shape"])).float()
+    return sd
+
+
+def save_pth(torch, src, out_dir, params_path):
+    """Formula weights (float32, as the official checkpoints) saved with
+    torch.save: offline.pth / online.pth hold the bare state_dict (the 187
+    parameters and the time_emb buffer), offline_wrapped.pth holds
+    {"model": state_dict}. Their weights are the f32 goldens' bit for bit.
+    When the official code is importable from src, the state_dict is
+    checked against the official model's and every file is loaded back
+    through build_cotracker (strict load_state_dict)."""
+    try:
+        predictor, off_cls, on_cls = import_official(src)
+        import cotracker.models.build_cotracker as bc
+    except ImportError as e:
+        print(f"goldens.py: official code not importable from {src} ({e}); "
+              "writing the .pth files from params.json without the round-trip check", file=sys.stderr)
+        bc = None
     os.makedirs(out_dir, exist_ok=True)
-    for variant, cls, wl in (("offline", off_cls, 60), ("online", on_cls, 16)):
-        m = build_model(torch, cls, wl, (384, 512), "f32")
-        sd = m.state_dict()
-        torch.save(sd, os.path.join(out_dir, f"{variant}.pth"))
+    for variant, wl in (("offline", 60), ("online", 16)):
+        sd = formula_state_dict(torch, wl, params_path)
+        files = {f"{variant}.pth": sd}
         if variant == "offline":
-            torch.save({"model": sd}, os.path.join(out_dir, "offline_wrapped.pth"))
-        for fn in [f"{variant}.pth"] + (["offline_wrapped.pth"] if variant == "offline" else []):
+            files["offline_wrapped.pth"] = {"model": sd}
+        for fn, obj in files.items():
+            torch.save(obj, os.path.join(out_dir, fn))
+        if bc is None:
+            continue
+        ref = build_model(torch, off_cls if variant == "offline" else on_cls, wl, (384, 512), "f32").state_dict()
+        assert list(ref) == list(sd), (variant, "state_dict order")
+        for k in ref:
+            assert ref[k].dtype == sd[k].dtype and torch.equal(ref[k], sd[k]), (variant, k)
+        for fn in files:
             got = bc.build_cotracker(os.path.join(out_dir, fn), offline=(variant == "offline"), window_len=wl)
-            for (k1, a), (k2, b) in zip(got.state_dict().items(), sd.items()):
-                assert k1 == k2 and torch.equal(a, b), (fn, k1)
-            print(f"{out_dir}/{fn}: {len(sd)} tensors, loads through build_cotracker")
+            for k, v in got.state_dict().items():
+                assert torch.equal(v, sd[k]), (fn, k)
+            print(f"{out_dir}/{fn}: {len(sd)} tensors, equal to the official model's state_dict, "
+                  "loads through build_cotracker")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", default="/work/ref/co-tracker", help="official co-tracker checkout")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "../../tom/cotracker/testdata"))
-    ap.add_argument("--only", default="", help="comma-separated golden names")
+    ap.add_argument("--only", default="", help="comma-separated golden names, made in this order")
     ap.add_argument("--no-full", action="store_true", help="skip the 384x512 goldens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--selfcheck", action="store_true", help="print the first weights of 3 parameters")
@@ -455,11 +495,11 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    predictor, off_cls, on_cls = import_official(args.src)
-    if args.save_pth:
-        save_pth(torch, predictor, off_cls, on_cls, args.save_pth)
-        return
     out = os.path.abspath(args.out)
+    if args.save_pth:
+        save_pth(torch, args.src, args.save_pth, os.path.join(out, "params.json"))
+        return
+    predictor, off_cls, on_cls = import_official(args.src)
     os.makedirs(out, exist_ok=True)
 
     # clips.json: the clip formula's checks for the Go side
@@ -476,15 +516,17 @@ def main():
     with open(os.path.join(out, "params.json"), "w") as f:
         json.dump({"params": plist, "buffers": bufs}, f, indent=0)
 
-    only = set(filter(None, args.only.split(",")))
+    only = [n for n in args.only.split(",") if n]
+    specs = {g["name"]: g for g in GOLDENS}
+    for n in only:
+        if n not in specs:
+            sys.exit(f"goldens.py: unknown golden {n!r} (known: {', '.join(specs)})")
     index_path = os.path.join(out, "goldens.json")
     index = {}
     if os.path.exists(index_path):
         with open(index_path) as f:
             index = {g["name"]: g for g in json.load(f)["goldens"]}
-    for spec in GOLDENS:
-        if only and spec["name"] not in only:
-            continue
+    for spec in [specs[n] for n in only] if only else GOLDENS:
         if args.no_full and spec["full"]:
             continue
         t0 = time.time()
