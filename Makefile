@@ -46,14 +46,7 @@ test: vet
 test-cotracker-goldens:
 	COTRACKER_GOLDENS=all $(GO) test -count=1 -timeout 90m -run 'TestGoldens' -v ./tom/cotracker
 
-## test-cotracker-full: the CoTracker3 goldens at the published 384x512 resolution
-test-cotracker-full:
-	COTRACKER_FULL=1 $(GO) test -count=1 -timeout 90m -run 'TestGoldens$$' -v ./tom/cotracker
-
-## test-cotracker-pth: formula weights written by torch.save, read through model/pth (needs make setup-ref)
-test-cotracker-pth:
-	d=$$(mktemp -d) && /usr/bin/python3 scripts/cotracker/goldens.py --save-pth $$d && COTRACKER_PTH_DIR=$$d $(GO) test -count=1 -timeout 30m -run TestPthCheckpoints -v ./tom/cotracker; s=$$?; rm -rf $$d; exit $$s
-.PHONY: test-cotracker-goldens test-cotracker-full test-cotracker-pth
+.PHONY: test-cotracker-goldens
 
 ## test-openai-sdk: the official OpenAI JavaScript SDK (npm openai 6.49.0, pinned in
 ## scripts/openai-sdk) against `magma serve` on a random tiny checkpoint (~15 s)

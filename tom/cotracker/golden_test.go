@@ -232,7 +232,7 @@ func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 // preferred golden is absent, the first float64 one of its variant). Each
 // costs 0.5-1 TFLOP in float64 (the 6 transformer iterations dominate), so
 // the others run with COTRACKER_GOLDENS=all (make test-cotracker-goldens)
-// and the 384x512 ones with COTRACKER_FULL=1 (make test-cotracker-full).
+// and the 384x512 ones in TestGoldensFull.
 func shortGoldens(specs []goldenSpec) map[string]bool {
 	prefer := map[string]string{"offline": "offline_b_g15_f64", "online": "online_a_g10_f64"}
 	pick := map[string]string{}
@@ -257,8 +257,18 @@ func shortGoldens(specs []goldenSpec) map[string]bool {
 // model in float64, a float32 golden in float32. Visibility decisions may
 // differ only where the golden's probability is within 1e-4 of the
 // threshold.
-func TestGoldens(t *testing.T) {
-	full := os.Getenv("COTRACKER_FULL") != ""
+func TestGoldens(t *testing.T) { testGoldens(t, false) }
+
+// TestGoldensFull (make test-cotracker-full, COTRACKER_FULL=1) is
+// TestGoldens on the goldens at the published 384x512 resolution.
+func TestGoldensFull(t *testing.T) {
+	if os.Getenv("COTRACKER_FULL") == "" {
+		t.Skip("COTRACKER_FULL is not set (make test-cotracker-full)")
+	}
+	testGoldens(t, true)
+}
+
+func testGoldens(t *testing.T, full bool) {
 	all := os.Getenv("COTRACKER_GOLDENS") == "all"
 	specs := goldenSpecs(t)
 	short := shortGoldens(specs)
