@@ -78,6 +78,11 @@ const encodeChunkValues = 1 << 26
 //
 //	f = fnet(2·v/255 − 1);  f = f / sqrt(max(|f|², 1e-12))
 func (m *Model) features(c Clip, first, s int) (*tensor.Dense, error) {
+	return m.fnet(c, first, s, true)
+}
+
+// fnet is features, without the L2 normalisation unless normalize.
+func (m *Model) fnet(c Clip, first, s int, normalize bool) (*tensor.Dense, error) {
 	dt := m.Dtype()
 	hw := c.H * c.W * 3
 	k := max(1, min(s, encodeChunkValues/(80*c.H*c.W)))
@@ -86,7 +91,9 @@ func (m *Model) features(c Clip, first, s int) (*tensor.Dense, error) {
 	b := kernels.NewBuilder(nn.ParamNames(m, ""))
 	x := b.Input("video", in)
 	f, g := m.FNet.Forward(b.In("fnet"), x, kernels.Grid{N: k, H: c.H, W: c.W})
-	f = b.L2NormRows(f, 1e-12)
+	if normalize {
+		f = b.L2NormRows(f, 1e-12)
+	}
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("cotracker: encoder graph: %w", err)
 	}

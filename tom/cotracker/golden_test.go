@@ -296,3 +296,57 @@ func testGoldens(t *testing.T, full bool) {
 		})
 	}
 }
+
+// TestGoldenEncoder: the feature CNN alone against the goldens'
+// intermediate values (fnet's raw output: an 8x4x4 slice of frame 0 and
+// the per-frame sums, checked on the first and last frames), in float64.
+func TestGoldenEncoder(t *testing.T) {
+	specs := goldenSpecs(t)
+	var g *goldenSpec
+	for i := range specs {
+		if !specs[i].Full && specs[i].Dtype == "f64" && specs[i].Variant == "offline" {
+			g = &specs[i]
+			break
+		}
+	}
+	if g == nil {
+		t.Skip("no offline float64 golden")
+	}
+	gold := readGolden(t, filepath.Join("testdata", g.File))
+	m := goldenModel(t, *g, tensor.Float64)
+	p := NewPredictor(m)
+	c, err := p.resizeClip(gClip(t, g.Params.T, g.Params.H, g.Params.W, g.Params.PanX, g.Params.PanY, g.Params.VX, g.Params.VY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := g.Res[1] / Stride
+	for _, fr := range []int{0, c.T - 1} {
+		f, err := m.fnet(c, fr, 1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := f.Data().([]float64) // [h*w, 128]
+		var sum float64
+		for _, x := range v {
+			sum += x
+		}
+		if want := gold["dbg.fnet_sum"].F[fr]; math.Abs(sum-want) > 1e-9*math.Max(1, math.Abs(want)) {
+			t.Errorf("frame %d: fnet sum %v, golden %v", fr, sum, want)
+		}
+		if fr != 0 {
+			continue
+		}
+		var e float64
+		for ch := 0; ch < 8; ch++ {
+			for y := 0; y < 4; y++ {
+				for x := 0; x < 4; x++ {
+					e = math.Max(e, math.Abs(v[(y*w+x)*LatentDim+ch]-gold["dbg.fnet_slice"].F[(ch*4+y)*4+x]))
+				}
+			}
+		}
+		t.Logf("%s: fnet slice max error %.3g", g.Name, e)
+		if e > 1e-10 {
+			t.Errorf("fnet slice differs by %g", e)
+		}
+	}
+}
