@@ -275,7 +275,7 @@ def slice_pts(a, p):
     return a[..., :p, :] if a.ndim == 4 else a[..., :p]
 
 
-def run_offline(torch, predictor, model, video_u8, grid, dtype, iters=6):
+def run_offline(torch, predictor, model, video_u8, grid, dtype, chunk=0, iters=6):
     tdt = torch.float64 if dtype == "f64" else torch.float32
     predictor.build_cotracker = lambda checkpoint, v2=False, offline=True, window_len=60: model
     pred = predictor.CoTrackerPredictor(checkpoint=None, offline=True, window_len=60)
@@ -286,6 +286,8 @@ def run_offline(torch, predictor, model, video_u8, grid, dtype, iters=6):
 
     def fwd(*a, **k):
         raw["queries"] = k["queries"].detach().clone()
+        if chunk:
+            k["fmaps_chunk_size"] = chunk
         out = orig_forward(*a, **k)
         # clone: the predictor edits the returned tracks in place
         raw["out"] = [o.clone() if o is not None else None for o in out]
@@ -329,7 +331,7 @@ def run_offline(torch, predictor, model, video_u8, grid, dtype, iters=6):
     return g
 
 
-def run_online(torch, predictor, model, video_u8, grid, dtype, iters=6):
+def run_online(torch, predictor, model, video_u8, grid, dtype, chunk=0, iters=6):
     tdt = torch.float64 if dtype == "f64" else torch.float32
     predictor.build_cotracker = lambda checkpoint, v2=False, offline=False, window_len=16: model
     pred = predictor.CoTrackerOnlinePredictor(checkpoint=None, window_len=16)
@@ -344,13 +346,16 @@ def run_online(torch, predictor, model, video_u8, grid, dtype, iters=6):
         return out
 
     model.forward_window = fw
+    if chunk:
+        orig_forward = model.forward
+        model.forward = lambda *a, **k: orig_forward(*a, fmaps_chunk_size=chunk, **k)
     frames = [video_u8[i] for i in range(video_u8.shape[0])]
     window_frames = []
 
     # online_demo.py's loop, frames from the clip instead of a video file.
     def step(wf, first):
-        chunk = torch.tensor(np.stack(wf[-pred.step * 2 :])).to(tdt).permute(0, 3, 1, 2)[None]
-        return pred(chunk, is_first_step=first, grid_size=grid, grid_query_frame=0)
+        frames16 = torch.tensor(np.stack(wf[-pred.step * 2 :])).to(tdt).permute(0, 3, 1, 2)[None]
+        return pred(frames16, is_first_step=first, grid_size=grid, grid_query_frame=0)
 
     first = True
     chunks = []
@@ -539,7 +544,12 @@ def main():
         run = run_offline if off else run_online
         ctx = float64_mode(torch) if spec["dtype"] == "f64" else contextlib.nullcontext()
         with ctx, torch.no_grad():
-            g = run(torch, predictor, model, video, spec["grid"], spec["dtype"])
+            # offline at 384x512: the encoder runs 2 frames at a time (the
+            # official fmaps_chunk_size path; per-frame results are the
+            # same) to bound memory. Not online: its chunk path drops the
+            # padding frames of a short last window (T < window_len).
+            g = run(torch, predictor, model, video, spec["grid"], spec["dtype"],
+                    chunk=2 if spec["full"] and off else 0)
         meta = dict(spec, clip_params=json.dumps(c), iters=6, torch=torch.__version__)
         meta = {k: (json.dumps(v) if isinstance(v, (list, bool)) else v) for k, v in meta.items()}
         fn = spec["name"] + ".safetensors"
