@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--W", type=int, default=512)
     ap.add_argument("--grid", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--res", default="384,512", help="model resolution H,W (smoke tests: 96,128)")
     ap.add_argument("--checkpoint", default="")
     ap.add_argument("--write-frames", default="")
     args = ap.parse_args()
@@ -53,13 +54,15 @@ def main():
     torch.set_num_threads(args.threads)
     predictor, off_cls, on_cls = goldens.import_official(args.src)
     off = args.variant == "offline"
+    res = tuple(int(v) for v in args.res.split(","))
     wl = 60 if off else 16
     if args.checkpoint:
         import cotracker.models.build_cotracker as bc
 
         model = bc.build_cotracker(args.checkpoint, offline=off, window_len=wl).eval()
+        model.model_resolution = res
     else:
-        model = goldens.build_model(torch, off_cls if off else on_cls, wl, (384, 512), "f32")
+        model = goldens.build_model(torch, off_cls if off else on_cls, wl, res, "f32")
     predictor.build_cotracker = lambda checkpoint, v2=False, offline=off, window_len=wl: model
 
     with torch.no_grad():
