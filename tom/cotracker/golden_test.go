@@ -229,24 +229,34 @@ func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 
 // shortGoldens are the goldens plain `go test` (make test) runs: one per
 // variant, between them both clips (a, b) and both grids (10, 15) (when a
-// preferred golden is absent, the first float64 one of its variant). Each
+// preferred golden is absent, the first float64 one of its variant, else a
+// float32 one). Each
 // costs 0.5-1 TFLOP in float64 (the 6 transformer iterations dominate), so
 // the others run with COTRACKER_GOLDENS=all (make test-cotracker-goldens)
 // and the 384x512 ones in TestGoldensFull.
 func shortGoldens(specs []goldenSpec) map[string]bool {
 	prefer := map[string]string{"offline": "offline_b_g15_f64", "online": "online_a_g10_f64"}
-	pick := map[string]string{}
+	rank := func(g goldenSpec) int { // lower is better
+		switch {
+		case g.Name == prefer[g.Variant]:
+			return 0
+		case g.Dtype == "f64":
+			return 1
+		}
+		return 2
+	}
+	pick := map[string]goldenSpec{}
 	for _, g := range specs {
-		if g.Full || g.Dtype != "f64" {
+		if g.Full {
 			continue
 		}
-		if _, ok := pick[g.Variant]; !ok || g.Name == prefer[g.Variant] {
-			pick[g.Variant] = g.Name
+		if p, ok := pick[g.Variant]; !ok || rank(g) < rank(p) {
+			pick[g.Variant] = g
 		}
 	}
 	out := map[string]bool{}
-	for _, n := range pick {
-		out[n] = true
+	for _, g := range pick {
+		out[g.Name] = true
 	}
 	return out
 }
