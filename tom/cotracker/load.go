@@ -175,7 +175,8 @@ type Options struct {
 }
 
 // Load reads an official CoTracker3 checkpoint — variant "offline"
-// (scaled_offline.pth) or "online" (scaled_online.pth) — and returns it as
+// (scaled_offline.pth), "online" (scaled_online.pth) or "" (told apart by
+// the checkpoint's time_emb buffer, see DetectVariant) — and returns it as
 // a tom.Tracker with the official predictor's pre- and post-processing.
 // A missing or unreadable file, a missing tensor, a wrong shape or the
 // other variant's checkpoint is an error naming the file and the tensor.
@@ -190,6 +191,13 @@ func Load(weightsPath, variant string, opts Options) (tom.Tracker, error) {
 // LoadPredictor is Load returning the Predictor (grid and point queries,
 // the model's logits).
 func LoadPredictor(weightsPath, variant string, opts Options) (*Predictor, error) {
+	if variant == "" {
+		v, err := DetectVariant(weightsPath)
+		if err != nil {
+			return nil, err
+		}
+		variant = string(v)
+	}
 	cfg, err := DefaultConfig(Variant(variant))
 	if err != nil {
 		return nil, err
@@ -209,4 +217,29 @@ func LoadPredictor(weightsPath, variant string, opts Options) (*Predictor, error
 		return nil, err
 	}
 	return NewPredictor(m), nil
+}
+
+// DetectVariant tells the published checkpoints apart by their time_emb
+// buffer: window 60 is the offline model, 16 the online one.
+func DetectVariant(path string) (Variant, error) {
+	f, err := pth.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cotracker: %w", err)
+	}
+	defer f.Close()
+	for _, name := range []string{"time_emb", "model.time_emb"} {
+		in, ok := f.Info(name)
+		if !ok {
+			continue
+		}
+		if len(in.Shape) == 3 && in.Shape[2] == InputDim {
+			for _, v := range []Variant{Offline, Online} {
+				if cfg, _ := DefaultConfig(v); cfg.WindowLen == in.Shape[1] {
+					return v, nil
+				}
+			}
+		}
+		return "", fmt.Errorf("cotracker: %s: time_emb has shape %v, neither the offline [1 60 %d] nor the online [1 16 %d] model's", path, in.Shape, InputDim, InputDim)
+	}
+	return "", fmt.Errorf("cotracker: %s: no time_emb buffer, so the variant cannot be told (give it: offline or online)", path)
 }

@@ -95,6 +95,7 @@ func TestLoadErrors(t *testing.T) {
 		{"/nonexistent/scaled_offline.pth", "offline", "/nonexistent/scaled_offline.pth"},
 		{other, "online", "missing"},
 		{other, "sideways", `unknown variant "sideways"`},
+		{other, "", "no time_emb buffer"},
 	} {
 		_, err := Load(tc.path, tc.variant, Options{Resolution: [2]int{32, 32}})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -36,7 +36,10 @@ func TestPthCheckpoints(t *testing.T) {
 			if ok {
 				opts = Options{Resolution: g.Res, Iters: g.Iters}
 			}
-			p, err := LoadPredictor(path, tc.variant, opts)
+			if v, err := DetectVariant(path); err != nil || string(v) != tc.variant {
+				t.Errorf("DetectVariant(%s) = %q, %v; want %q", path, v, err, tc.variant)
+			}
+			p, err := LoadPredictor(path, "", opts) // the variant told by time_emb
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +67,7 @@ func TestPthCheckpoints(t *testing.T) {
 			}
 			et, ev := maxAbs(pr.Tracks, gold["tracks"].F), maxAbs(pr.Model.VisLogits, gold["vis_logits"].F)
 			t.Logf("%s on %s: tracks %.3g px, vis logits %.3g", path, g.Name, et, ev)
-			if et > 1e-3 || ev > 1e-4 {
+			if et > 1e-2 || ev > 1e-3 { // float32 bounds, as TestGoldens for a float32 golden
 				t.Errorf("loaded %s differs from %s: tracks %g px, logits %g", path, g.Name, et, ev)
 			}
 		})
