@@ -139,8 +139,17 @@ type goldenSpec struct {
 	} `json:"clip_params"`
 }
 
+// goldenDir is testdata, or COTRACKER_GOLDEN_DIR (goldens.py --out DIR,
+// e.g. goldens regenerated elsewhere).
+func goldenDir() string {
+	if d := os.Getenv("COTRACKER_GOLDEN_DIR"); d != "" {
+		return d
+	}
+	return "testdata"
+}
+
 func goldenSpecs(t testing.TB) []goldenSpec {
-	b, err := os.ReadFile(filepath.Join("testdata", "goldens.json"))
+	b, err := os.ReadFile(filepath.Join(goldenDir(), "goldens.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +195,7 @@ type parityResult struct {
 
 // runGolden runs the predictor of golden g in dtype dt and compares.
 func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
-	gold := readGolden(t, filepath.Join("testdata", g.File))
+	gold := readGolden(t, filepath.Join(goldenDir(), g.File))
 	p := g.Params
 	frames := gClip(t, p.T, p.H, p.W, p.PanX, p.PanY, p.VX, p.VY)
 	pr, err := NewPredictor(goldenModel(t, g, dt)).Grid(frames, g.Grid, 0)
@@ -330,7 +339,7 @@ func TestGoldenEncoder(t *testing.T) {
 	if g == nil {
 		t.Skip("no offline float64 golden")
 	}
-	gold := readGolden(t, filepath.Join("testdata", g.File))
+	gold := readGolden(t, filepath.Join(goldenDir(), g.File))
 	m := goldenModel(t, *g, tensor.Float64)
 	p := NewPredictor(m)
 	c, err := p.resizeClip(gClip(t, g.Params.T, g.Params.H, g.Params.W, g.Params.PanX, g.Params.PanY, g.Params.VX, g.Params.VY))

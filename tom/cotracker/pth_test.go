@@ -60,7 +60,7 @@ func TestPthCheckpoints(t *testing.T) {
 			if !ok || tc.file == "offline_wrapped.pth" {
 				return
 			}
-			gold := readGolden(t, filepath.Join("testdata", g.File))
+			gold := readGolden(t, filepath.Join(goldenDir(), g.File))
 			pr, err := p.Grid(gClip(t, g.Params.T, g.Params.H, g.Params.W, g.Params.PanX, g.Params.PanY, g.Params.VX, g.Params.VY), g.Grid, 0)
 			if err != nil {
 				t.Fatal(err)
