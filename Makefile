@@ -43,6 +43,12 @@ vet:
 test: vet
 	$(GO) test -count=1 -timeout 30m ./...
 
+## test-cotracker-goldens: every CoTracker3 parity golden at the test resolution (float64 and float32; ~0.6 TFLOP each)
+test-cotracker-goldens:
+	COTRACKER_GOLDENS=all $(GO) test -count=1 -timeout 90m -run 'TestGoldens' -v ./tom/cotracker
+
+.PHONY: test-cotracker-goldens
+
 ## test-openai-sdk: the official OpenAI JavaScript SDK (npm openai 6.49.0, pinned in
 ## scripts/openai-sdk) against `magma serve` on a random tiny checkpoint (~15 s)
 test-openai-sdk: build
@@ -94,6 +100,9 @@ bench-data:                 ## Arrow/Parquet/TFRecord readers vs Node apache-arr
 	sh scripts/bench/data.sh 1 30
 bench-mpi:                  ## mpirun -np 2 pretrain on small: compute / comm wait / optimizer; collectives vs memcpy
 	sh scripts/bench/mpi.sh 4
+bench-cotracker: setup-ref  ## CoTracker3 frames/s + peak RSS vs official PyTorch; LK vs CoTracker per 16-frame clip
+	bash scripts/bench/cotracker.sh 24
+BENCHES += bench-cotracker
 
 .PHONY: $(BENCHES)
 
@@ -111,6 +120,19 @@ fuzz-pth:
 	$(GO) test -run '^$$' -fuzz '^FuzzPickle$$' -fuzztime 60s -fuzzminimizetime 5s ./model/pth
 
 .PHONY: pth-fixtures fuzz-pth
+
+## cotracker-goldens: regenerate tom/cotracker/testdata from the official co-tracker checkout (COTRACKER_SRC)
+COTRACKER_SRC ?= /work/ref/co-tracker
+cotracker-goldens: setup-ref
+	$(PYTHON) scripts/cotracker/goldens.py --src $(COTRACKER_SRC)
+## test-cotracker-full: the 384x512 CoTracker3 goldens (slow)
+test-cotracker-full:
+	COTRACKER_FULL=1 $(GO) test -count=1 -timeout 60m -run Full ./tom/cotracker
+## test-cotracker-pth: formula weights saved with torch.save (official layout), loaded by the Go side
+test-cotracker-pth: setup-ref
+	@d=$$(mktemp -d) && $(PYTHON) scripts/cotracker/goldens.py --src $(COTRACKER_SRC) --save-pth $$d && \
+	COTRACKER_PTH_DIR=$$d $(GO) test -count=1 -timeout 30m -run Pth ./tom/cotracker; rc=$$?; rm -rf $$d; exit $$rc
+.PHONY: cotracker-goldens test-cotracker-full test-cotracker-pth
 
 clean:
 	rm -rf bin out

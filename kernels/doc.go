@@ -3,6 +3,12 @@
 // SwiGLU, rotary embeddings, grouped-query causal attention with a KV cache,
 // cross-entropy with an ignore index, BLAS-backed linear layers, row gathers),
 // each with a CPU implementation for float32 and float64 and a backward pass.
+// The inference ops of the CoTracker3 point tracker (tom/cotracker) are
+// forward only, for float32 and float64: dense Conv2d, InstanceNorm,
+// L2NormRows, ReLU, GELUTanh, SinCosEncode, AddTiled (pointwise.go,
+// conv2d.go), ResizeBilinear, AvgPool2, GridSample and CorrVolume
+// (resample.go) and CrossAttention (crossattn.go); differentiating a graph
+// through them is an error.
 //
 // Graphs built from these ops (with Gorgonia's own ops in gradient graphs)
 // run on the package's execution engine (exec.go): Compile makes a Program
