@@ -38,5 +38,18 @@
 // Widen op. The vector paths of half.c (AVX-512, AVX2+FMA+F16C, scalar)
 // are chosen at run time and each is tested. Results equal the float32 ops
 // on the upcast weights up to float32 summation order (half_test.go); no
-// kernel writes into a half parameter or differentiates one.
+// kernel writes into a half parameter or differentiates one.//
+// Quantized dtypes (quant.go, quant.c): Q8_0, Q4K and Q6K are ggml's
+// block_q8_0 (32 weights, 34 bytes), block_q4_K (256 weights, 144 bytes)
+// and block_q6_K (256 weights, 210 bytes), byte for byte. In memory a
+// quantized weight is a *tensor.Dense whose element type is the block
+// struct (BlockQ8_0, BlockQ4K, BlockQ6K) and whose shape is the storage
+// shape [out, in/BlockWeights]: blocks run along the input dimension, row
+// o is in/BlockWeights consecutive blocks, so a GGUF tensor's bytes are a
+// View of the mapping (QuantShape gives the storage shape, LogicalShape the
+// logical [out, in]). Names, sizes, ggml type ids and views come from one
+// traits table (dtype.go). Dequantize is ggml's dequantize_row_* exactly
+// (every product of fp16 scale, 6/8-bit sub-scale and quant is exact in
+// float32). Like a half weight, a quantized one is frozen and read in
+// place by Linear and Gather.
 package kernels

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"unsafe"
 
 	"gorgonia.org/tensor"
@@ -29,76 +30,104 @@ var (
 // IsHalf reports whether dt is one of the 16-bit storage dtypes.
 func IsHalf(dt tensor.Dtype) bool { return dt == BFloat16 || dt == Float16 }
 
-// DtypeName returns the safetensors name of dt ("BF16", "F16", "F32", "F64").
+// dtypeTraits describes one storage dtype: its names, its ggml type id and,
+// for the block-quantized dtypes (quant.go), its block geometry. Every
+// per-dtype fact lives in this table (no switches over dtypes elsewhere).
+type dtypeTraits struct {
+	dt      tensor.Dtype
+	name    string   // safetensors / GGUF name: "BF16", "Q8_0"
+	aliases []string // command-line spellings
+	ggml    int      // ggml type id (GGUF), -1 if none
+	// blockWeights is the number of logical weights per element (1 for the
+	// scalar dtypes; 32 or 256 for a quantized block).
+	blockWeights int
+	// view makes a slice of n elements at p (the tensor backing).
+	view func(p unsafe.Pointer, n int) any
+	// dequant writes the float32 values of the elements in raw to dst (nil
+	// for the float dtypes, which Widen32 reads directly).
+	dequant func(raw []byte, dst []float32)
+}
+
+func viewOf[E any](p unsafe.Pointer, n int) any { return unsafe.Slice((*E)(p), n) }
+
+// dtypeTable lists the dtypes this package stores (quant.go adds the
+// block-quantized ones in init).
+var dtypeTable = []*dtypeTraits{
+	{dt: BFloat16, name: "BF16", aliases: []string{"bf16", "bfloat16"}, ggml: 30, blockWeights: 1, view: viewOf[BF16]},
+	{dt: Float16, name: "F16", aliases: []string{"f16", "fp16", "float16", "half"}, ggml: 1, blockWeights: 1, view: viewOf[F16]},
+	{dt: tensor.Float32, name: "F32", aliases: []string{"f32", "fp32", "float32"}, ggml: 0, blockWeights: 1, view: viewOf[float32]},
+	{dt: tensor.Float64, name: "F64", aliases: []string{"f64", "fp64", "float64"}, ggml: -1, blockWeights: 1, view: viewOf[float64]},
+}
+
+// traitsOf returns dt's row of dtypeTable, or nil.
+func traitsOf(dt tensor.Dtype) *dtypeTraits {
+	for _, t := range dtypeTable {
+		if t.dt == dt {
+			return t
+		}
+	}
+	return nil
+}
+
+// DtypeName returns the safetensors/GGUF name of dt ("BF16", "F16", "F32",
+// "F64", "Q8_0", "Q4_K", "Q6_K").
 func DtypeName(dt tensor.Dtype) string {
-	switch dt {
-	case BFloat16:
-		return "BF16"
-	case Float16:
-		return "F16"
-	case tensor.Float32:
-		return "F32"
-	case tensor.Float64:
-		return "F64"
+	if t := traitsOf(dt); t != nil {
+		return t.name
 	}
 	return dt.String()
 }
 
 // ParseDtype maps a safetensors dtype name or a command-line spelling
-// (bf16, f16, fp16, f32, fp32, float32, f64) to a tensor dtype.
+// (bf16, f16, fp16, f32, fp32, float32, f64) of a float dtype to a tensor
+// dtype. Quantized dtypes are ParseQuantType's.
 func ParseDtype(s string) (tensor.Dtype, error) {
-	switch s {
-	case "BF16", "bf16", "bfloat16":
-		return BFloat16, nil
-	case "F16", "f16", "fp16", "float16", "half":
-		return Float16, nil
-	case "F32", "f32", "fp32", "float32":
-		return tensor.Float32, nil
-	case "F64", "f64", "fp64", "float64":
-		return tensor.Float64, nil
+	for _, t := range dtypeTable {
+		if t.blockWeights != 1 {
+			continue
+		}
+		if s == t.name || slices.Contains(t.aliases, s) {
+			return t.dt, nil
+		}
 	}
 	return tensor.Dtype{}, fmt.Errorf("unknown dtype %q (want bf16, f16 or f32)", s)
 }
 
-// ElemSize returns the size in bytes of one element of dt.
+// ElemSize returns the size in bytes of one element of dt (one block for a
+// quantized dtype).
 func ElemSize(dt tensor.Dtype) int { return int(dt.Size()) }
 
 // View returns a tensor of dtype dt and shape over raw (little-endian
 // elements, e.g. a memory-mapped safetensors range) without copying: the
 // tensor aliases raw, which must outlive it and stay unmodified if it is
 // read-only memory. raw must hold exactly the shape's elements and be
-// aligned to the element size.
+// aligned to the element type's alignment. For a quantized dtype the shape
+// counts blocks (QuantShape gives it from the logical shape).
 func View(dt tensor.Dtype, shape []int, raw []byte) (*tensor.Dense, error) {
 	n := prod(shape)
 	es := ElemSize(dt)
 	if len(raw) != n*es {
 		return nil, fmt.Errorf("kernels: view of %v %v needs %d bytes, got %d", dt, shape, n*es, len(raw))
 	}
-	if n > 0 && uintptr(unsafe.Pointer(&raw[0]))%uintptr(es) != 0 {
-		return nil, fmt.Errorf("kernels: view of %v %v: data not aligned to %d bytes", dt, shape, es)
+	if al := dt.Type.Align(); n > 0 && uintptr(unsafe.Pointer(&raw[0]))%uintptr(al) != 0 {
+		return nil, fmt.Errorf("kernels: view of %v %v: data not aligned to %d bytes", dt, shape, al)
 	}
 	var p unsafe.Pointer
 	if n > 0 {
 		p = unsafe.Pointer(&raw[0])
 	}
-	var backing any
-	switch dt {
-	case BFloat16:
-		backing = unsafe.Slice((*BF16)(p), n)
-	case Float16:
-		backing = unsafe.Slice((*F16)(p), n)
-	case tensor.Float32:
-		backing = unsafe.Slice((*float32)(p), n)
-	case tensor.Float64:
-		backing = unsafe.Slice((*float64)(p), n)
-	default:
+	tr := traitsOf(dt)
+	if tr == nil {
 		return nil, fmt.Errorf("kernels: no view for dtype %v", dt)
 	}
+	backing := tr.view(p, n)
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(backing)), nil
 }
 
 // Widen32 writes the float32 value of t's elements [off, off+len(dst)) to
-// dst; t is BF16, F16, F32 or F64. Exact for the 16-bit formats.
+// dst; t is BF16, F16, F32 or F64. Exact for the 16-bit formats. For a
+// quantized t, off and len(dst) count logical weights and must fall on
+// block boundaries; the values are Dequantize's.
 func Widen32(dst []float32, t *tensor.Dense, off int) {
 	switch s := t.Data().(type) {
 	case []BF16:
@@ -116,7 +145,9 @@ func Widen32(dst []float32, t *tensor.Dense, off int) {
 			dst[i] = float32(v)
 		}
 	default:
-		panic(fmt.Sprintf("kernels: Widen32 of dtype %v", t.Dtype()))
+		if err := widenQuant(dst, t, off); err != nil {
+			panic(err.Error())
+		}
 	}
 }
 
