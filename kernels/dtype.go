@@ -46,6 +46,8 @@ type dtypeTraits struct {
 	// dequant writes the float32 values of the elements in raw to dst (nil
 	// for the float dtypes, which Widen32 reads directly).
 	dequant func(raw []byte, dst []float32)
+	// qkind is quant.c's type index (QT_*) of a quantized dtype.
+	qkind int
 }
 
 func viewOf[E any](p unsafe.Pointer, n int) any { return unsafe.Slice((*E)(p), n) }

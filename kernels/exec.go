@@ -571,6 +571,13 @@ type Options struct {
 	// products keep float32 activations (Debian's OpenBLAS has no bf16
 	// GEMM). Refused without avx512_bf16 (Check).
 	ComputeBF16 bool
+	// QuantExact keeps decode products with quantized weights (Q8_0, Q4_K,
+	// Q6_K) on float32 activations (each block dequantized in registers:
+	// the float32 product on the dequantized weights up to summation
+	// order) instead of activations quantized to 8 bits per block with
+	// integer dot products (llama.cpp's approach, the default: faster, with
+	// the error bound of quant_linear.go).
+	QuantExact bool
 	// PoisonFreed is the NaN-poison debug mode: every value's range is
 	// filled with NaN the moment the value dies, so a read after reuse
 	// shows up as NaN in the results.

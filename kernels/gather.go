@@ -17,13 +17,15 @@ import (
 // An index outside [0, S) (or not a finite number) makes Do return an error.
 // idx is not differentiable. src may be a BF16/F16 table (a frozen
 // embedding; idx float32): the rows are widened exactly, and src gets no
-// gradient.
+// gradient. The same holds for a quantized table (Q8_0, Q4K, Q6K, storage
+// shape [S, D/BlockWeights]): its rows are dequantized.
 func Gather(src, idx *G.Node) (*G.Node, error) {
 	op, err := newHalfOp("Gather", "", 2, 1, src, idx)
 	if err != nil {
 		return nil, err
 	}
-	halfSrc := IsHalf(src.Dtype())
+	halfSrc := IsStorage(src.Dtype())
+	bw := BlockWeights(src.Dtype())
 	if halfSrc && idx.Dtype() != tensor.Float32 {
 		return nil, fmt.Errorf("kernels: Gather: a %s table (%s) needs float32 indices, got %v", halfName(src.Dtype()), src.Name(), idx.Dtype())
 	}
@@ -34,7 +36,7 @@ func Gather(src, idx *G.Node) (*G.Node, error) {
 		if in[1].Dims() != 1 {
 			return nil, shapeErr("Gather", "idx must be [R], got %v", in[1])
 		}
-		return tensor.Shape{in[1][0], in[0][1]}, nil
+		return tensor.Shape{in[1][0], in[0][1] * bw}, nil
 	}
 	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		return dispatch(in[1], func() (G.Value, error) { return gatherDo[float32](in, o) },
@@ -80,8 +82,19 @@ func rowIndex[T float](v T, n int) (int, error) {
 
 func gatherDo[T float](in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 	idx := data[T](in[1])
-	s, d := in[0].Shape()[0], in[0].Shape()[1]
+	s, d := in[0].Shape()[0], in[0].Shape()[1]*BlockWeights(in[0].Dtype())
 	t, out := newOut[T](o, len(idx), d)
+	if IsQuant(in[0].Dtype()) {
+		out32 := any(out).([]float32)
+		for r, v := range idx {
+			i, err := rowIndex(v, s)
+			if err != nil {
+				return nil, err
+			}
+			dequantRows(in[0], i, i+1, out32[r*d:(r+1)*d], d)
+		}
+		return t, nil
+	}
 	if bits, kind, ok := halfBits(in[0]); ok {
 		out32 := any(out).([]float32)
 		for r, v := range idx {

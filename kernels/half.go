@@ -39,6 +39,7 @@ import "C"
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -299,11 +300,12 @@ func ReadBandwidth(buf []byte, n int) uint64 {
 	return sum
 }
 
-// CheckTrainable refuses gradients with respect to half parameters, naming
-// the first one: they are frozen storage (possibly read-only mapped).
+// CheckTrainable refuses gradients with respect to half or quantized
+// parameters, naming the first one: they are frozen storage (possibly
+// read-only mapped).
 func CheckTrainable(wrt G.Nodes) error {
 	for _, n := range wrt {
-		if n != nil && IsHalf(n.Dtype()) {
+		if n != nil && IsStorage(n.Dtype()) {
 			return FrozenHalfError(n.Name(), n.Dtype())
 		}
 	}
@@ -315,13 +317,17 @@ func FrozenHalfError(name string, dt tensor.Dtype) error {
 	return fmt.Errorf("parameter %s is %s and frozen; use trainable: lora or --dtype f32", name, halfName(dt))
 }
 
-// halfName is the lower-case dtype name used in messages (bf16, f16).
+// halfName is the lower-case dtype name used in messages (bf16, f16,
+// q8_0, q4_k, q6_k).
 func halfName(dt tensor.Dtype) string {
 	if dt == Float16 {
 		return "f16"
 	}
 	if dt == BFloat16 {
 		return "bf16"
+	}
+	if IsQuant(dt) {
+		return strings.ToLower(DtypeName(dt))
 	}
 	return DtypeName(dt)
 }

@@ -17,7 +17,9 @@ import (
 //
 // w may be a BF16/F16 parameter (x and b float32): it is read in place
 // (see half.go), the result is the float32 product on the upcast weight,
-// and w is frozen (dx still flows through it).
+// and w is frozen (dx still flows through it). w may also be a quantized
+// matrix (Q8_0, Q4K, Q6K; storage shape [out, in/BlockWeights], see
+// quant_linear.go), frozen the same way.
 func Linear(x, w, b *G.Node) (*G.Node, error) {
 	children := []*G.Node{x, w}
 	if b != nil {
@@ -27,10 +29,14 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if IsHalf(w.Dtype()) && x.Dtype() != tensor.Float32 {
+	if IsStorage(w.Dtype()) && x.Dtype() != tensor.Float32 {
 		return nil, fmt.Errorf("kernels: Linear: a %s weight (%s) needs float32 x, got %v", halfName(w.Dtype()), w.Name(), x.Dtype())
 	}
 	hasBias := b != nil
+	bw := BlockWeights(w.Dtype())
+	if bw > 1 && w.Shape().Dims() != 2 {
+		return nil, fmt.Errorf("kernels: Linear: a %s weight (%s) must be a matrix, got shape %v", halfName(w.Dtype()), w.Name(), w.Shape())
+	}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		xs, ws := in[0], in[1]
 		if xs.Dims() != 2 {
@@ -39,7 +45,7 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		if ws.Dims() < 2 {
 			return nil, shapeErr("Linear", "w must be [out, in, ...], got %v", ws)
 		}
-		if k := prod(ws[1:]); k != xs[1] {
+		if k := prod(ws[1:]) * bw; k != xs[1] {
 			return nil, shapeErr("Linear", "in-dim mismatch: x %v has %d features, w %v has %d", xs, xs[1], ws, k)
 		}
 		if hasBias && (in[2].Dims() != 1 || in[2][0] != ws[0]) {
@@ -48,10 +54,10 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		return tensor.Shape{xs[0], ws[0]}, nil
 	}
 	op.doOpts = func(in []*tensor.Dense, o *tensor.Dense, opts Options) (G.Value, error) {
-		return dispatch(in[0], func() (G.Value, error) { return linearFwd[float32](in, o, opts.ComputeBF16), nil },
-			func() (G.Value, error) { return linearFwd[float64](in, o, opts.ComputeBF16), nil })
+		return dispatch(in[0], func() (G.Value, error) { return linearFwdOpts[float32](in, o, opts), nil },
+			func() (G.Value, error) { return linearFwdOpts[float64](in, o, opts), nil })
 	}
-	halfW := IsHalf(w.Dtype())
+	halfW := IsStorage(w.Dtype())
 	op.wrt = []bool{true, !halfW, true}
 	op.diff = func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := linearGradX(dy, in[1])
@@ -80,12 +86,19 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 
 // linearFwd is Linear's forward; bf16Dot is Options.ComputeBF16.
 func linearFwd[T float](in []*tensor.Dense, o *tensor.Dense, bf16Dot bool) *tensor.Dense {
+	return linearFwdOpts[T](in, o, Options{ComputeBF16: bf16Dot})
+}
+
+// linearFwdOpts is Linear's forward under the executor's options.
+func linearFwdOpts[T float](in []*tensor.Dense, o *tensor.Dense, opts Options) *tensor.Dense {
 	x := data[T](in[0])
 	rows, k := in[0].Shape()[0], in[0].Shape()[1]
 	out := in[1].Shape()[0]
 	t, y := newOut[T](o, rows, out)
-	if IsHalf(in[1].Dtype()) {
-		linearHalf(any(x).([]float32), rows, k, in[1], out, any(y).([]float32), bf16Dot)
+	if IsQuant(in[1].Dtype()) {
+		linearQuant(any(x).([]float32), rows, k, in[1], out, any(y).([]float32), opts.QuantExact)
+	} else if IsHalf(in[1].Dtype()) {
+		linearHalf(any(x).([]float32), rows, k, in[1], out, any(y).([]float32), opts.ComputeBF16)
 	} else {
 		w := data[T](in[1])
 		gemm(false, true, rows, out, k, 1, x, k, w, k, 0, y, out)
@@ -112,11 +125,12 @@ func linearGradX(dy, w *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	bw := BlockWeights(w.Dtype())
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if in[0].Dims() != 2 || in[1].Dims() < 2 || in[0][1] != in[1][0] {
 			return nil, shapeErr("LinearGradX", "dy %v does not match w %v", in[0], in[1])
 		}
-		return tensor.Shape{in[0][0], prod(in[1][1:])}, nil
+		return tensor.Shape{in[0][0], prod(in[1][1:]) * bw}, nil
 	}
 	op.do = func(in []*tensor.Dense, o *tensor.Dense) (G.Value, error) {
 		return dispatch(in[0], func() (G.Value, error) { return linearGradXDo[float32](in, o), nil },
@@ -128,8 +142,12 @@ func linearGradX(dy, w *G.Node) (*G.Node, error) {
 func linearGradXDo[T float](in []*tensor.Dense, o *tensor.Dense) *tensor.Dense {
 	dy := data[T](in[0])
 	rows, out := in[0].Shape()[0], in[0].Shape()[1]
-	k := prod(in[1].Shape()[1:])
+	k := prod(in[1].Shape()[1:]) * BlockWeights(in[1].Dtype())
 	t, dx := newOut[T](o, rows, k)
+	if IsQuant(in[1].Dtype()) {
+		linearGradXQuant(any(dy).([]float32), rows, out, in[1], k, any(dx).([]float32))
+		return t
+	}
 	if IsHalf(in[1].Dtype()) {
 		linearGradXHalf(any(dy).([]float32), rows, out, in[1], k, any(dx).([]float32))
 		return t

@@ -186,7 +186,7 @@ func newHalfOp(name, params string, outRank int, half uint32, children ...*G.Nod
 			return nil, fmt.Errorf("kernels: %s: input %d is nil", name, i)
 		}
 		types[i] = c.Type()
-		if IsHalf(c.Dtype()) && half&(1<<i) == 0 {
+		if IsStorage(c.Dtype()) && half&(1<<i) == 0 {
 			return nil, fmt.Errorf("kernels: %s: input %d (%s) is %s, and this op reads only float inputs there (Widen it first)", name, i, c.Name(), DtypeName(c.Dtype()))
 		}
 	}
@@ -227,14 +227,14 @@ func (op *kernelOp) floatDtype(n int, dtype func(i int) tensor.Dtype) (tensor.Dt
 		}
 		if d := dtype(i); first < 0 {
 			dt, first = d, i
-		} else if d != dt && !IsHalf(d) {
+		} else if d != dt && !IsStorage(d) {
 			return dt, fmt.Errorf("kernels: %s: input %d has dtype %v, input %d has %v", op.name, i, d, first, dt)
 		}
 	}
-	if IsHalf(dt) {
+	if IsStorage(dt) {
 		// Only half inputs (Widen): the op computes in float32.
 		for i := 0; i < n; i++ {
-			if d := dtype(i); !IsHalf(d) {
+			if d := dtype(i); !IsStorage(d) {
 				return dt, fmt.Errorf("kernels: %s: input %d has dtype %v, input %d has %v", op.name, i, d, first, dt)
 			}
 		}

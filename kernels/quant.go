@@ -62,9 +62,9 @@ const (
 
 func init() {
 	dtypeTable = append(dtypeTable,
-		&dtypeTraits{dt: Q8_0, name: "Q8_0", aliases: []string{"q8_0"}, ggml: GGMLTypeQ8_0, blockWeights: 32, view: viewOf[BlockQ8_0], dequant: dequantQ8_0},
-		&dtypeTraits{dt: Q4K, name: "Q4_K", aliases: []string{"q4_k", "q4_K"}, ggml: GGMLTypeQ4K, blockWeights: 256, view: viewOf[BlockQ4K], dequant: dequantQ4K},
-		&dtypeTraits{dt: Q6K, name: "Q6_K", aliases: []string{"q6_k", "q6_K"}, ggml: GGMLTypeQ6K, blockWeights: 256, view: viewOf[BlockQ6K], dequant: dequantQ6K},
+		&dtypeTraits{dt: Q8_0, name: "Q8_0", aliases: []string{"q8_0"}, ggml: GGMLTypeQ8_0, blockWeights: 32, view: viewOf[BlockQ8_0], dequant: dequantQ8_0, qkind: 0},
+		&dtypeTraits{dt: Q4K, name: "Q4_K", aliases: []string{"q4_k", "q4_K"}, ggml: GGMLTypeQ4K, blockWeights: 256, view: viewOf[BlockQ4K], dequant: dequantQ4K, qkind: 1},
+		&dtypeTraits{dt: Q6K, name: "Q6_K", aliases: []string{"q6_k", "q6_K"}, ggml: GGMLTypeQ6K, blockWeights: 256, view: viewOf[BlockQ6K], dequant: dequantQ6K, qkind: 2},
 	)
 }
 

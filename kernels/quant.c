@@ -1,0 +1,707 @@
+// Kernels reading ggml block-quantized weights (Q8_0, Q4_K, Q6_K) in place
+// (see quant.go): dequantization to float32 (prefill tiles, gathers, dx
+// strips, and the exact GEMV) and the decode GEMV with activations
+// quantized to 8 bits per block (integer dot products, as llama.cpp).
+//
+// As in half.c, every vector path is a separate function compiled for one
+// target (scalar; AVX2+FMA+F16C; AVX-512 F/BW/VL/DQ; AVX-512 + VNNI) and
+// chosen at run time, so the tests run every path the CPU has.
+//
+// Block layouts (ggml-common.h):
+//   Q8_0 (34 bytes):  fp16 d, int8 qs[32]; w = d·qs
+//   Q4_K (144 bytes): fp16 d, fp16 dmin, scales[12] (8 six-bit scales and
+//                     mins), qs[128]; sub-block j (32 weights) reads the low
+//                     nibbles of qs[32(j/2)..] for even j, the high ones for
+//                     odd j; w = d·sc_j·q − dmin·m_j
+//   Q6_K (210 bytes): ql[128], qh[64], int8 scales[16], fp16 d;
+//                     w = d·scales[g]·(q − 32), g = 16-weight group
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { QP_SCALAR = 0, QP_AVX2 = 1, QP_AVX512 = 2, QP_VNNI = 3 };
+enum { QT_Q8_0 = 0, QT_Q4K = 1, QT_Q6K = 2 };
+
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+// Bytes ahead of the current block that the GEMVs prefetch (the weight
+// rows of a piece are one sequential stream; the hardware prefetcher stops
+// at 4 KiB pages).
+#define QPF 2048
+
+int mg_quant_best_path(void) {
+	__builtin_cpu_init();
+	int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+		     __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+	if (avx512 && __builtin_cpu_supports("avx512vnni")) return QP_VNNI;
+	if (avx512) return QP_AVX512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+		return QP_AVX2;
+	return QP_SCALAR;
+}
+
+static const int qt_bytes[3] = {34, 144, 210};
+static const int qt_weights[3] = {32, 256, 256};
+
+static inline float fp16(const uint8_t *p) {
+	uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+	uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, b;
+	if (exp == 0 && mant == 0) {
+		b = sign;
+	} else if (exp == 0) {
+		int e = -14;
+		while (!(mant & 0x400)) {
+			mant <<= 1;
+			e--;
+		}
+		mant &= 0x3ff;
+		b = sign | (uint32_t)(e + 127) << 23 | mant << 13;
+	} else if (exp == 0x1f) {
+		b = sign | 0x7f800000u | mant << 13;
+	} else {
+		b = sign | (exp - 15 + 127) << 23 | mant << 13;
+	}
+	float f;
+	memcpy(&f, &b, 4);
+	return f;
+}
+
+// q4k_scales unpacks the eight 6-bit scales and mins of a Q4_K block.
+static inline void q4k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+	uint32_t u[3];
+	memcpy(u, s, 12);
+	uint32_t s0 = u[0] & 0x3f3f3f3fu, m0 = u[1] & 0x3f3f3f3fu;
+	uint32_t s1 = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+	uint32_t m1 = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+	memcpy(sc, &s0, 4), memcpy(sc + 4, &s1, 4);
+	memcpy(m, &m0, 4), memcpy(m + 4, &m1, 4);
+}
+
+// ---- dequantization of one block (exact: every product is exact in
+// float32, so any evaluation order gives ggml's values) ----
+
+static void deq_q8_0_scalar(const uint8_t *b, float *y) {
+	float d = fp16(b);
+	for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+}
+
+static void deq_q4k_scalar(const uint8_t *b, float *y) {
+	float d = fp16(b), dmin = fp16(b + 2);
+	uint8_t sc[8], m[8];
+	q4k_scales(b + 4, sc, m);
+	const uint8_t *q = b + 16;
+	for (int j = 0; j < 8; j += 2) {
+		float d0 = d * sc[j], m0 = dmin * m[j], d1 = d * sc[j + 1], m1 = dmin * m[j + 1];
+		for (int l = 0; l < 32; l++) {
+			y[32 * j + l] = d0 * (float)(q[16 * j + l] & 0xf) - m0;
+			y[32 * j + 32 + l] = d1 * (float)(q[16 * j + l] >> 4) - m1;
+		}
+	}
+}
+
+static void deq_q6k_scalar(const uint8_t *b, float *y) {
+	float d = fp16(b + 208);
+	const int8_t *sc = (const int8_t *)(b + 192);
+	for (int h = 0; h < 2; h++) {
+		const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+		for (int l = 0; l < 32; l++) {
+			int g = 8 * h + l / 16;
+			int q0 = (ql[l] & 0xf) | (qh[l] & 3) << 4, q1 = (ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4;
+			int q2 = (ql[l] >> 4) | (qh[l] >> 4 & 3) << 4, q3 = (ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4;
+			y[128 * h + l] = d * sc[g] * (float)(q0 - 32);
+			y[128 * h + l + 32] = d * sc[g + 2] * (float)(q1 - 32);
+			y[128 * h + l + 64] = d * sc[g + 4] * (float)(q2 - 32);
+			y[128 * h + l + 96] = d * sc[g + 6] * (float)(q3 - 32);
+		}
+	}
+}
+
+T_AVX2 static void deq_q8_0_avx2(const uint8_t *b, float *y) {
+	__m256 d = _mm256_set1_ps(_cvtsh_ss((uint16_t)(b[0] | b[1] << 8)));
+	for (int j = 0; j < 32; j += 8) {
+		__m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + j)));
+		_mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+	}
+}
+
+T_AVX2 static void deq_q4k_avx2(const uint8_t *b, float *y) {
+	float d = _cvtsh_ss((uint16_t)(b[0] | b[1] << 8)), dmin = _cvtsh_ss((uint16_t)(b[2] | b[3] << 8));
+	uint8_t sc[8], m[8];
+	q4k_scales(b + 4, sc, m);
+	const uint8_t *q = b + 16;
+	const __m128i lo = _mm_set1_epi8(0xf);
+	for (int j = 0; j < 8; j += 2) {
+		__m256 d0 = _mm256_set1_ps(d * sc[j]), m0 = _mm256_set1_ps(dmin * m[j]);
+		__m256 d1 = _mm256_set1_ps(d * sc[j + 1]), m1 = _mm256_set1_ps(dmin * m[j + 1]);
+		for (int l = 0; l < 32; l += 8) {
+			__m128i v = _mm_loadl_epi64((const __m128i *)(q + 16 * j + l));
+			__m256 a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(v, lo)));
+			__m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo)));
+			_mm256_storeu_ps(y + 32 * j + l, _mm256_fmsub_ps(d0, a, m0));
+			_mm256_storeu_ps(y + 32 * j + 32 + l, _mm256_fmsub_ps(d1, c, m1));
+		}
+	}
+}
+
+// q6k_quants32 returns the four 32-byte vectors of 6-bit quants (0..63) of
+// half h of a Q6_K block: weights [0,32), [32,64), [64,96), [96,128).
+T_AVX2 static inline void q6k_quants32(const uint8_t *b, int h, __m256i q[4]) {
+	const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30);
+	__m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+	__m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+	__m256i hh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+	q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 4), m2));
+	q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m2));
+	q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m2));
+	q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hh, 2), m2));
+}
+
+T_AVX2 static void deq_q6k_avx2(const uint8_t *b, float *y) {
+	float d = _cvtsh_ss((uint16_t)(b[208] | b[209] << 8));
+	const int8_t *sc = (const int8_t *)(b + 192);
+	const __m256i off = _mm256_set1_epi8(32);
+	for (int h = 0; h < 2; h++) {
+		__m256i q[4];
+		q6k_quants32(b, h, q);
+		for (int r = 0; r < 4; r++) {
+			__m256i s = _mm256_sub_epi8(q[r], off);
+			int g = 8 * h + 2 * r;
+			__m256 d0 = _mm256_set1_ps(d * sc[g]), d1 = _mm256_set1_ps(d * sc[g + 1]);
+			__m128i s0 = _mm256_castsi256_si128(s), s1 = _mm256_extracti128_si256(s, 1);
+			float *yr = y + 128 * h + 32 * r;
+			_mm256_storeu_ps(yr, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s0))));
+			_mm256_storeu_ps(yr + 8, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s0, 8)))));
+			_mm256_storeu_ps(yr + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s1))));
+			_mm256_storeu_ps(yr + 24, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s1, 8)))));
+		}
+	}
+}
+
+T_AVX512 static void deq_q8_0_avx512(const uint8_t *b, float *y) {
+	__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(b[0] | b[1] << 8)));
+	for (int j = 0; j < 32; j += 16) {
+		__m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + j)));
+		_mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
+	}
+}
+
+T_AVX512 static void deq_q4k_avx512(const uint8_t *b, float *y) {
+	float d = _cvtsh_ss((uint16_t)(b[0] | b[1] << 8)), dmin = _cvtsh_ss((uint16_t)(b[2] | b[3] << 8));
+	uint8_t sc[8], m[8];
+	q4k_scales(b + 4, sc, m);
+	const uint8_t *q = b + 16;
+	const __m128i lo = _mm_set1_epi8(0xf);
+	for (int j = 0; j < 8; j += 2) {
+		__m512 d0 = _mm512_set1_ps(d * sc[j]), m0 = _mm512_set1_ps(dmin * m[j]);
+		__m512 d1 = _mm512_set1_ps(d * sc[j + 1]), m1 = _mm512_set1_ps(dmin * m[j + 1]);
+		for (int l = 0; l < 32; l += 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * j + l));
+			__m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, lo)));
+			__m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo)));
+			_mm512_storeu_ps(y + 32 * j + l, _mm512_fmsub_ps(d0, a, m0));
+			_mm512_storeu_ps(y + 32 * j + 32 + l, _mm512_fmsub_ps(d1, c, m1));
+		}
+	}
+}
+
+T_AVX512 static void deq_q6k_avx512(const uint8_t *b, float *y) {
+	float d = _cvtsh_ss((uint16_t)(b[208] | b[209] << 8));
+	const int8_t *sc = (const int8_t *)(b + 192);
+	const __m256i off = _mm256_set1_epi8(32);
+	for (int h = 0; h < 2; h++) {
+		__m256i q[4];
+		q6k_quants32(b, h, q);
+		for (int r = 0; r < 4; r++) {
+			__m256i s = _mm256_sub_epi8(q[r], off);
+			int g = 8 * h + 2 * r;
+			float *yr = y + 128 * h + 32 * r;
+			_mm512_storeu_ps(yr, _mm512_mul_ps(_mm512_set1_ps(d * sc[g]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(s)))));
+			_mm512_storeu_ps(yr + 16, _mm512_mul_ps(_mm512_set1_ps(d * sc[g + 1]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(s, 1)))));
+		}
+	}
+}
+
+typedef void (*deq_fn)(const uint8_t *, float *);
+
+static deq_fn deq_for(int path, int type) {
+	static const deq_fn t[3][3] = {
+	    {deq_q8_0_scalar, deq_q4k_scalar, deq_q6k_scalar},
+	    {deq_q8_0_avx2, deq_q4k_avx2, deq_q6k_avx2},
+	    {deq_q8_0_avx512, deq_q4k_avx512, deq_q6k_avx512},
+	};
+	if (path > QP_AVX512) path = QP_AVX512;
+	return t[path][type];
+}
+
+// mg_dequant writes rows×nb blocks (row stride ldw bytes) as float32 to d
+// (row stride ldd floats).
+void mg_dequant(int path, int type, const uint8_t *w, long ldw, long rows, long nb, float *d, long ldd) {
+	deq_fn f = deq_for(path, type);
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	for (long r = 0; r < rows; r++)
+		for (long b = 0; b < nb; b++) f(w + r * ldw + b * bs, d + r * ldd + b * bw);
+}
+
+// ---- exact GEMV (float32 activations): each block is dequantized into
+// an L1 buffer and multiplied with the rows of x with FMAs ----
+
+static void dot_f32_scalar(const float *buf, const float *x, long n, float *acc) {
+	for (long i = 0; i < n; i++) acc[i & 3] += buf[i] * x[i];
+}
+
+T_AVX2 static void gemvf_avx2(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	deq_fn f = deq_for(QP_AVX2, type);
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	float buf[256] __attribute__((aligned(64)));
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		__m256 a[4][2];
+		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+		for (long b = 0; b < nb; b++) {
+			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
+			f(wr + b * bs, buf);
+			for (long r = 0; r < rows; r++) {
+				const float *xr = x + r * k + b * bw;
+				for (int i = 0; i < bw; i += 16) {
+					a[r][0] = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xr + i), a[r][0]);
+					a[r][1] = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(xr + i + 8), a[r][1]);
+				}
+			}
+		}
+		for (long r = 0; r < rows; r++) {
+			__m256 v = _mm256_add_ps(a[r][0], a[r][1]);
+			__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+			s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+			s = _mm_add_ss(s, _mm_movehdup_ps(s));
+			y[r * ldy + o] = _mm_cvtss_f32(s);
+		}
+	}
+}
+
+T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	deq_fn f = deq_for(QP_AVX512, type);
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	float buf[256] __attribute__((aligned(64)));
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		__m512 a[4][2];
+		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+		for (long b = 0; b < nb; b++) {
+			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
+			f(wr + b * bs, buf);
+			for (long r = 0; r < rows; r++) {
+				const float *xr = x + r * k + b * bw;
+				for (int i = 0; i < bw; i += 32) {
+					a[r][0] = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xr + i), a[r][0]);
+					a[r][1] = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xr + i + 16), a[r][1]);
+				}
+			}
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+	}
+}
+
+// mg_gemv_qf32: y[r, o] = Σ_i x[r, i]·w[o, i] (rows ≤ 4) for weight rows
+// [o0, o1) of the quantized w [*, k], float32 activations.
+static void gemvf(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
+
+void mg_gemv_qf32(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	for (long r = 0; r < rows; r += 4) gemvf(path, type, x + r * k, rows - r < 4 ? rows - r : 4, w, k, y + r * ldy, ldy, o0, o1);
+}
+
+// gemvf is mg_gemv_qf32 for at most 4 rows.
+static void gemvf(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	if (path >= QP_AVX512) {
+		gemvf_avx512(type, x, rows, w, k, y, ldy, o0, o1);
+		return;
+	}
+	if (path == QP_AVX2) {
+		gemvf_avx2(type, x, rows, w, k, y, ldy, o0, o1);
+		return;
+	}
+	deq_fn f = deq_for(QP_SCALAR, type);
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	float buf[256];
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		float a[4][4] = {{0}};
+		for (long b = 0; b < nb; b++) {
+			f(wr + b * bs, buf);
+			for (long r = 0; r < rows; r++) dot_f32_scalar(buf, x + r * k + b * bw, bw, a[r]);
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = (a[r][0] + a[r][1]) + (a[r][2] + a[r][3]);
+	}
+}
+
+// ---- 8-bit activations ----
+//
+// mg_quant_act quantizes x [rows, k] per block of bs (32 for Q8_0 weights,
+// 256 for the K-quants) to int8 q = round(x/d), d = max|x|/127 (d = 0 for
+// an all-zero block), and stores the sums of q per 16 (s16). The error of
+// each activation is at most d/2.
+void mg_quant_act(const float *x, long rows, long k, long bs, int8_t *q, float *d, int16_t *s16) {
+	for (long r = 0; r < rows; r++)
+		for (long b = 0; b < k / bs; b++) {
+			const float *xb = x + r * k + b * bs;
+			int8_t *qb = q + r * k + b * bs;
+			float amax = 0;
+			for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
+			float db = amax / 127, id = db != 0 ? 1 / db : 0;
+			d[r * (k / bs) + b] = db;
+			for (long i = 0; i < bs; i++) {
+				float v = roundf(xb[i] * id);
+				qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+			}
+			for (long g = 0; g < bs / 16; g++) {
+				int s = 0;
+				for (int i = 0; i < 16; i++) s += qb[16 * g + i];
+				s16[r * (k / 16) + b * (bs / 16) + g] = (int16_t)s;
+			}
+		}
+}
+
+// Each dot_* computes Σ_i w[i]·x[i] over nb blocks of one weight row wr and
+// one quantized activation row (xq, xd, xs).
+
+static float dot_q8_0_scalar(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	(void)xs;
+	float acc = 0;
+	for (long b = 0; b < nb; b++) {
+		const uint8_t *blk = wr + 34 * b;
+		int s = 0;
+		for (int j = 0; j < 32; j++) s += (int8_t)blk[2 + j] * xq[32 * b + j];
+		acc += fp16(blk) * xd[b] * (float)s;
+	}
+	return acc;
+}
+
+static float dot_q4k_scalar(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	float acc = 0;
+	for (long b = 0; b < nb; b++) {
+		const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+		const int8_t *x = xq + 256 * b;
+		uint8_t sc[8], m[8];
+		q4k_scales(blk + 4, sc, m);
+		int s = 0, ms = 0;
+		for (int j = 0; j < 8; j += 2) {
+			int s0 = 0, s1 = 0;
+			for (int l = 0; l < 32; l++) {
+				s0 += (q[16 * j + l] & 0xf) * x[32 * j + l];
+				s1 += (q[16 * j + l] >> 4) * x[32 * j + 32 + l];
+			}
+			s += sc[j] * s0 + sc[j + 1] * s1;
+		}
+		for (int j = 0; j < 8; j++) ms += m[j] * (xs[16 * b + 2 * j] + xs[16 * b + 2 * j + 1]);
+		acc += fp16(blk) * xd[b] * (float)s - fp16(blk + 2) * xd[b] * (float)ms;
+	}
+	return acc;
+}
+
+static float dot_q6k_scalar(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	float acc = 0;
+	for (long b = 0; b < nb; b++) {
+		const uint8_t *blk = wr + 210 * b;
+		const int8_t *sc = (const int8_t *)(blk + 192), *x = xq + 256 * b;
+		int g16[16] = {0};
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+			const int8_t *xh = x + 128 * h;
+			for (int l = 0; l < 32; l++) {
+				int g = 8 * h + l / 16;
+				g16[g] += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
+				g16[g + 2] += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
+				g16[g + 4] += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
+				g16[g + 6] += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+			}
+		}
+		int s = 0;
+		for (int g = 0; g < 16; g++) s += sc[g] * (g16[g] - 32 * xs[16 * b + g]);
+		acc += fp16(blk + 208) * xd[b] * (float)s;
+	}
+	return acc;
+}
+
+// -- AVX2 --
+
+T_AVX2 static inline float hsum256(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+T_AVX2 static inline __m256i dot32_s8_avx2(__m256i w, __m256i x) {
+	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+T_AVX2 static float dot_q8_0_avx2(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	(void)xs;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	long b = 0;
+	for (; b + 2 <= nb; b += 2) {
+		const uint8_t *p = wr + 34 * b;
+		_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);
+		__m256i s0 = dot32_s8_avx2(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+		__m256i s1 = dot32_s8_avx2(_mm256_loadu_si256((const __m256i *)(p + 36)), _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+		a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b]), _mm256_cvtepi32_ps(s0), a0);
+		a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(p[34] | p[35] << 8)) * xd[b + 1]), _mm256_cvtepi32_ps(s1), a1);
+	}
+	for (; b < nb; b++) {
+		const uint8_t *p = wr + 34 * b;
+		__m256i s0 = dot32_s8_avx2(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+		a0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b]), _mm256_cvtepi32_ps(s0), a0);
+	}
+	return hsum256(_mm256_add_ps(a0, a1));
+}
+
+// q4k_dup_mins returns the eight mins of a Q4_K block as 16 int16 lanes
+// m0, m0, m1, m1, ... (for madd with the 16 sums per 16 activations).
+T_AVX2 static inline __m256i q4k_dup_mins(const uint8_t m[8]) {
+	__m128i v = _mm_loadl_epi64((const __m128i *)m);
+	return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+}
+
+T_AVX2 static float dot_q4k_avx2(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	__m256 acc = _mm256_setzero_ps(), accm = acc;
+	const __m256i m4 = _mm256_set1_epi8(0xf);
+	for (long b = 0; b < nb; b++) {
+		const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+		const int8_t *x = xq + 256 * b;
+		_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+		_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+		_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+		uint8_t sc[8], m[8];
+		q4k_scales(blk + 4, sc, m);
+		float dx = xd[b];
+		__m256i mins = _mm256_madd_epi16(q4k_dup_mins(m), _mm256_loadu_si256((const __m256i *)(xs + 16 * b)));
+		__m256i s = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++) {
+			__m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+			__m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+			__m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x + 64 * j)));
+			__m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * j + 32)));
+			plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j]));
+			phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1]));
+			s = _mm256_add_epi32(s, _mm256_add_epi32(plo, phi));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[0] | blk[1] << 8)) * dx), _mm256_cvtepi32_ps(s), acc);
+		accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[2] | blk[3] << 8)) * dx), _mm256_cvtepi32_ps(mins), accm);
+	}
+	return hsum256(_mm256_sub_ps(acc, accm));
+}
+
+// q6k_scale_shuf[p]: shuffle of the 16 int8 scales giving scale 2p eight
+// times, then scale 2p+1 eight times.
+static const uint8_t q6k_scale_shuf[8][16] __attribute__((aligned(16))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
+    {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+T_AVX2 static float dot_q6k_avx2(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
+	__m256 acc = _mm256_setzero_ps();
+	for (long b = 0; b < nb; b++) {
+		const uint8_t *blk = wr + 210 * b;
+		const int8_t *x = xq + 256 * b;
+		_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+		_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+		_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+		_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);
+		__m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));
+		// −32·Σ_g sc_g·(Σ of the 16 activations of group g)
+		__m256i s = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)(xs + 16 * b))), 5);
+		s = _mm256_sub_epi32(_mm256_setzero_si256(), s);
+		for (int h = 0; h < 2; h++) {
+			__m256i q[4];
+			q6k_quants32(blk, h, q);
+			for (int r = 0; r < 4; r++) {
+				__m256i p = _mm256_maddubs_epi16(q[r], _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * r)));
+				__m256i sv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_load_si128((const __m128i *)q6k_scale_shuf[4 * h + r])));
+				s = _mm256_add_epi32(s, _mm256_madd_epi16(p, sv));
+			}
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)) * xd[b]), _mm256_cvtepi32_ps(s), acc);
+	}
+	return hsum256(acc);
+}
+
+// -- AVX-512 (BW) and AVX-512 VNNI: one body, the VNNI variant fuses the
+// int16 multiply-add into vpdpwssd / vpdpbusd --
+
+#define Q8_0_512(NAME, TGT, DOT4)                                                                                  \
+	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
+		(void)xs;                                                                                          \
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0;                                                          \
+		long b = 0;                                                                                        \
+		for (; b + 4 <= nb; b += 4) {                                                                      \
+			const uint8_t *p = wr + 34 * b;                                                            \
+			_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);                                          \
+			_mm_prefetch((const char *)p + QPF + 64, _MM_HINT_T0);                                     \
+			__m512i w0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))), \
+							_mm256_loadu_si256((const __m256i *)(p + 36)), 1);        \
+			__m512i w1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 70))), \
+							_mm256_loadu_si256((const __m256i *)(p + 104)), 1);       \
+			__m512i s0 = DOT4(w0, _mm512_loadu_si512(xq + 32 * b));                                    \
+			__m512i s1 = DOT4(w1, _mm512_loadu_si512(xq + 32 * b + 64));                               \
+			__m512 d0 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b]), \
+						       _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[34] | p[35] << 8)) * xd[b + 1]), 1); \
+			__m512 d1 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss((uint16_t)(p[68] | p[69] << 8)) * xd[b + 2]), \
+						       _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[102] | p[103] << 8)) * xd[b + 3]), 1); \
+			a0 = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(s0), a0);                                      \
+			a1 = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(s1), a1);                                      \
+		}                                                                                                  \
+		float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                             \
+		for (; b < nb; b++) {                                                                              \
+			const uint8_t *p = wr + 34 * b;                                                            \
+			int s = 0;                                                                                 \
+			for (int j = 0; j < 32; j++) s += (int8_t)p[2 + j] * xq[32 * b + j];                       \
+			r += _cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b] * (float)s;                           \
+		}                                                                                                  \
+		return r;                                                                                          \
+	}
+
+// Σ of 4 int8·int8 products per int32 lane (sign moved onto x: |w|·±x).
+T_AVX512 static inline __m512i dot4_s8_bw(__m512i w, __m512i x) {
+	__m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+	return _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w), sx), _mm512_set1_epi16(1));
+}
+T_VNNI static inline __m512i dot4_s8_vnni(__m512i w, __m512i x) {
+	__m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sx);
+}
+Q8_0_512(dot_q8_0_avx512, T_AVX512, dot4_s8_bw)
+Q8_0_512(dot_q8_0_vnni, T_VNNI, dot4_s8_vnni)
+
+// Scaled sums of u8·s8 products: acc + Σ pairs (maddubs) × int16 scales.
+T_AVX512 static inline __m512i madd_sc_bw(__m512i acc, __m512i q, __m512i x, __m512i sc) {
+	return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), sc));
+}
+T_VNNI static inline __m512i madd_sc_vnni(__m512i acc, __m512i q, __m512i x, __m512i sc) {
+	return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(q, x), sc);
+}
+
+// Index vectors for vpermw: q4k_idx[p] gives int16 lane 2p sixteen times,
+// then lane 2p+1 sixteen times; q6k_idx[p] lanes 4p..4p+3 eight times each.
+static const int16_t q4k_idx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+static const int16_t q6k_idx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+// Q4_K: 64 bytes of nibbles (128 weights, sub-blocks 4t..4t+3) per step:
+// the low nibbles hold sub-blocks 4t and 4t+2, the high ones 4t+1 and
+// 4t+3; vshufi64x2 regroups them as [4t | 4t+1] and [4t+2 | 4t+3], each
+// matching 64 consecutive activations.
+#define Q4K_512(NAME, TGT, MADD)                                                                                   \
+	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
+		__m512 acc = _mm512_setzero_ps();                                                                  \
+		__m256 accm = _mm256_setzero_ps();                                                                 \
+		const __m512i m4 = _mm512_set1_epi8(0xf);                                                          \
+		const __m512i i0 = _mm512_load_si512(q4k_idx[0]), i1 = _mm512_load_si512(q4k_idx[1]);              \
+		const __m512i i2 = _mm512_load_si512(q4k_idx[2]), i3 = _mm512_load_si512(q4k_idx[3]);              \
+		for (long b = 0; b < nb; b++) {                                                                    \
+			const uint8_t *blk = wr + 144 * b, *q = blk + 16;                                          \
+			const int8_t *x = xq + 256 * b;                                                            \
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);                                        \
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);                                   \
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);                                  \
+			uint8_t sc[8], m[8];                                                                       \
+			q4k_scales(blk + 4, sc, m);                                                                \
+			float dx = xd[b];                                                                          \
+			__m256i mins = _mm256_madd_epi16(q4k_dup_mins(m), _mm256_loadu_si256((const __m256i *)(xs + 16 * b))); \
+			__m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc))); \
+			__m512i L0 = _mm512_loadu_si512(q), L1 = _mm512_loadu_si512(q + 64);                       \
+			__m512i lo0 = _mm512_and_si512(L0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(L0, 4), m4); \
+			__m512i lo1 = _mm512_and_si512(L1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(L1, 4), m4); \
+			__m512i s = _mm512_setzero_si512();                                                        \
+			s = MADD(s, _mm512_shuffle_i64x2(lo0, hi0, 0x44), _mm512_loadu_si512(x), _mm512_permutexvar_epi16(i0, sc16)); \
+			s = MADD(s, _mm512_shuffle_i64x2(lo0, hi0, 0xee), _mm512_loadu_si512(x + 64), _mm512_permutexvar_epi16(i1, sc16)); \
+			s = MADD(s, _mm512_shuffle_i64x2(lo1, hi1, 0x44), _mm512_loadu_si512(x + 128), _mm512_permutexvar_epi16(i2, sc16)); \
+			s = MADD(s, _mm512_shuffle_i64x2(lo1, hi1, 0xee), _mm512_loadu_si512(x + 192), _mm512_permutexvar_epi16(i3, sc16)); \
+			acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[0] | blk[1] << 8)) * dx), _mm512_cvtepi32_ps(s), acc); \
+			accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[2] | blk[3] << 8)) * dx), _mm256_cvtepi32_ps(mins), accm); \
+		}                                                                                                  \
+		return _mm512_reduce_add_ps(acc) - hsum256(accm);                                                  \
+	}
+
+Q4K_512(dot_q4k_avx512, T_AVX512, madd_sc_bw)
+Q4K_512(dot_q4k_vnni, T_VNNI, madd_sc_vnni)
+
+// Q6_K: per half, 64 bytes of ql give weights [0,64) (low nibbles) and
+// [64,128) (high nibbles); the 32 bytes of qh, in both 256-bit halves,
+// shifted per 64-bit lane, give the 2 high bits of each.
+#define Q6K_512(NAME, TGT, MADD)                                                                                   \
+	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
+		__m512 acc = _mm512_setzero_ps();                                                                  \
+		const __m512i m4 = _mm512_set1_epi8(0xf), m2 = _mm512_set1_epi8(0x30);                             \
+		const __m512i sa = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4), sb = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0); \
+		for (long b = 0; b < nb; b++) {                                                                    \
+			const uint8_t *blk = wr + 210 * b;                                                         \
+			const int8_t *x = xq + 256 * b;                                                            \
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);                                        \
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);                                   \
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);                                  \
+			_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);                                  \
+			__m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));                               \
+			__m256i sc16_256 = _mm256_cvtepi8_epi16(sc8);                                              \
+			__m512i sc16 = _mm512_castsi256_si512(sc16_256);                                           \
+			__m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16_256, _mm256_loadu_si256((const __m256i *)(xs + 16 * b))), 5); \
+			__m512i s = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));        \
+			for (int h = 0; h < 2; h++) {                                                              \
+				__m512i L = _mm512_loadu_si512(blk + 64 * h);                                      \
+				__m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h))); \
+				__m512i qa = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(_mm512_sllv_epi64(H, sa), m2)); \
+				__m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),        \
+							     _mm512_and_si512(_mm512_srlv_epi64(H, sb), m2));      \
+				s = MADD(s, qa, _mm512_loadu_si512(x + 128 * h), _mm512_permutexvar_epi16(_mm512_load_si512(q6k_idx[2 * h]), sc16)); \
+				s = MADD(s, qb, _mm512_loadu_si512(x + 128 * h + 64), _mm512_permutexvar_epi16(_mm512_load_si512(q6k_idx[2 * h + 1]), sc16)); \
+			}                                                                                          \
+			acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)) * xd[b]), _mm512_cvtepi32_ps(s), acc); \
+		}                                                                                                  \
+		return _mm512_reduce_add_ps(acc);                                                                  \
+	}
+
+Q6K_512(dot_q6k_avx512, T_AVX512, madd_sc_bw)
+Q6K_512(dot_q6k_vnni, T_VNNI, madd_sc_vnni)
+
+typedef float (*dot_fn)(const uint8_t *, long, const int8_t *, const float *, const int16_t *);
+
+// mg_gemv_q8: y[r, o] = Σ_i x[r, i]·w[o, i] for weight rows [o0, o1) with
+// x quantized by mg_quant_act (block 32 for Q8_0, 256 for the K-quants).
+void mg_gemv_q8(int path, int type, const int8_t *xq, const float *xd, const int16_t *xs, long rows, const uint8_t *w, long k,
+		float *y, long ldy, long o0, long o1) {
+	static const dot_fn t[4][3] = {
+	    {dot_q8_0_scalar, dot_q4k_scalar, dot_q6k_scalar},
+	    {dot_q8_0_avx2, dot_q4k_avx2, dot_q6k_avx2},
+	    {dot_q8_0_avx512, dot_q4k_avx512, dot_q6k_avx512},
+	    {dot_q8_0_vnni, dot_q4k_vnni, dot_q6k_vnni},
+	};
+	dot_fn f = t[path][type];
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = f(wr, nb, xq + r * k, xd + r * nb, xs + r * (k / 16));
+	}
+}
