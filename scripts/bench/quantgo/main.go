@@ -59,6 +59,7 @@ func main() {
 	minLen := flag.Int("min-len", 8, "quality: shortest prompt")
 	maxLen := flag.Int("max-len", 16, "quality: longest prompt")
 	seed := flag.Uint64("seed", 28, "quality: seed of the prompts' token ids")
+	paths := flag.String("paths", "prefill", "quality: how the models are scored, comma-separated: prefill (one forward pass per prompt: dequantized tiles and sgemm) and/or decode (the first token as a prompt, then one decode step per token: the GEMV kernels, 8-bit activations unless exact)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("quantgo: ")
@@ -68,7 +69,7 @@ func main() {
 	case "speed":
 		out, err = speed(*dir, *promptLen, *newTok)
 	case "quality":
-		out, err = quality(*ref, strings.Split(*dir, ","), promptSet(*prompts, *minLen, *maxLen, *seed))
+		out, err = quality(*ref, strings.Split(*dir, ","), strings.Split(*paths, ","), promptSet(*prompts, *minLen, *maxLen, *seed))
 	default:
 		err = fmt.Errorf("unknown -mode %q (want speed or quality)", *mode)
 	}
@@ -316,9 +317,14 @@ func toIDs(p []uint32, V int) []int {
 }
 
 // quality compares each model against the reference's distributions.
-func quality(refDir string, dirs []string, prompts [][]uint32) (map[string]any, error) {
+func quality(refDir string, dirs, paths []string, prompts [][]uint32) (map[string]any, error) {
 	if refDir == "" || len(dirs) == 0 || dirs[0] == "" {
 		return nil, errors.New("quality wants -ref DIR and -model DIR[,DIR...]")
+	}
+	for _, p := range paths {
+		if p != "prefill" && p != "decode" {
+			return nil, fmt.Errorf("-paths: unknown path %q (want prefill and/or decode)", p)
+		}
 	}
 	tmp, err := os.CreateTemp("", "quantgo-ref-*.f32")
 	if err != nil {
@@ -361,11 +367,11 @@ func quality(refDir string, dirs []string, prompts [][]uint32) (map[string]any, 
 
 	var results []map[string]any
 	for _, dir := range dirs {
-		r, err := compare(dir, tmp, V, prompts)
+		r, err := compare(dir, tmp, V, prompts, paths)
 		if err != nil {
 			return nil, err
 		}
-		results = append(results, r)
+		results = append(results, r...)
 	}
 	return map[string]any{
 		"reference":      refDir,
@@ -373,7 +379,7 @@ func quality(refDir string, dirs []string, prompts [][]uint32) (map[string]any, 
 		"prompts":        len(prompts),
 		"positions":      positions,
 		"vocab":          V,
-		"path":           "prefill (one forward pass over each prompt, logits at every position)",
+		"reference_path": "prefill (one forward pass over each prompt, logits at every position)",
 		"threads":        runtime.GOMAXPROCS(0),
 		"models":         results,
 		"prompt_lengths": fmt.Sprintf("%d..%d", len(prompts[0]), maxLenOf(prompts)),
@@ -388,7 +394,54 @@ func maxLenOf(ps [][]uint32) int {
 	return n
 }
 
-func compare(dir string, refFile *os.File, V int, prompts [][]uint32) (map[string]any, error) {
+// decodeLogProbs scores a prompt through the decode path: its first token
+// as a one-token prompt, then one decode step per following token (the
+// kernels `magma generate` runs for every new token). [T*V] log-probs.
+func (s *scorer) decodeLogProbs(gen *llm.Generator, ids []int) ([]float64, error) {
+	V := s.vocab()
+	out := make([]float64, 0, len(ids)*V)
+	gen.Reset()
+	lg, err := gen.PrefillIDs(ids[:1])
+	for t := 1; ; t++ {
+		if err != nil {
+			return nil, err
+		}
+		row, err := logSoftmax(lg)
+		if err != nil {
+			return nil, fmt.Errorf("position %d: %w", t-1, err)
+		}
+		out = append(out, row...)
+		if t == len(ids) {
+			return out, nil
+		}
+		lg, err = gen.Step(ids[t])
+	}
+}
+
+func logSoftmax(lg []float32) ([]float64, error) {
+	row := make([]float64, len(lg))
+	mx := math.Inf(-1)
+	for i, z := range lg {
+		if math.IsNaN(float64(z)) || math.IsInf(float64(z), 0) {
+			return nil, fmt.Errorf("non-finite logit %v", z)
+		}
+		row[i] = float64(z)
+		mx = math.Max(mx, row[i])
+	}
+	sum := 0.0
+	for _, z := range row {
+		sum += math.Exp(z - mx)
+	}
+	lse := mx + math.Log(sum)
+	for i := range row {
+		row[i] -= lse
+	}
+	return row, nil
+}
+
+// compare loads dir and scores it on every path against the reference's
+// log-probabilities in refFile.
+func compare(dir string, refFile *os.File, V int, prompts [][]uint32, paths []string) ([]map[string]any, error) {
 	t0 := time.Now()
 	s, err := newScorer(dir)
 	if err != nil {
@@ -398,6 +451,38 @@ func compare(dir string, refFile *os.File, V int, prompts [][]uint32) (map[strin
 	if s.vocab() != V {
 		return nil, fmt.Errorf("model %s has vocabulary %d, the reference %d", dir, s.vocab(), V)
 	}
+	bytes := map[string]int64{}
+	ps, _ := nn.Parameters(s.lm, "language_model.")
+	for _, p := range ps {
+		if p.T != nil {
+			bytes[p.T.Dtype().String()] += int64(p.T.MemSize())
+		}
+	}
+	var out []map[string]any
+	for _, path := range paths {
+		score := func(ids []int) ([]float64, error) { return s.logProbs(ids) }
+		if path == "decode" {
+			gen := llm.NewGenerator(s.lm, maxLenOf(prompts)+1)
+			defer gen.Release()
+			score = func(ids []int) ([]float64, error) { return s.decodeLogProbs(gen, ids) }
+		}
+		st, err := stats(refFile, V, prompts, score)
+		if err != nil {
+			return nil, fmt.Errorf("model %s, %s path: %w", dir, path, err)
+		}
+		st["model"] = dir
+		st["path"] = path
+		st["text_bytes_by_dtype"] = bytes
+		st["seconds"] = time.Since(t0).Seconds()
+		t0 = time.Now()
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// stats reads the reference's log-probabilities back from refFile and
+// compares them position by position with score's.
+func stats(refFile *os.File, V int, prompts [][]uint32, score func([]int) ([]float64, error)) (map[string]any, error) {
 	if _, err := refFile.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -406,9 +491,9 @@ func compare(dir string, refFile *os.File, V int, prompts [][]uint32) (map[strin
 	var kls []float64
 	same := 0
 	for i, p := range prompts {
-		lq, err := s.logProbs(toIDs(p, V))
+		lq, err := score(toIDs(p, V))
 		if err != nil {
-			return nil, fmt.Errorf("model %s, prompt %d: %w", dir, i, err)
+			return nil, fmt.Errorf("prompt %d: %w", i, err)
 		}
 		for t := 0; t < len(p); t++ {
 			if _, err := io.ReadFull(r, buf); err != nil {
@@ -445,23 +530,13 @@ func compare(dir string, refFile *os.File, V int, prompts [][]uint32) (map[strin
 	sorted := append([]float64(nil), kls...)
 	sort.Float64s(sorted)
 	pct := func(q float64) float64 { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
-	bytes := map[string]int64{}
-	ps, _ := nn.Parameters(s.lm, "language_model.")
-	for _, p := range ps {
-		if p.T != nil {
-			bytes[p.T.Dtype().String()] += int64(p.T.MemSize())
-		}
-	}
 	return map[string]any{
-		"model":               dir,
-		"kld_mean":            mean,
-		"kld_stderr":          math.Sqrt(sq/(n-1)) / math.Sqrt(n),
-		"kld_median":          median(kls),
-		"kld_p99":             pct(0.99),
-		"kld_max":             sorted[len(sorted)-1],
-		"top1_agreement":      float64(same) / n,
-		"positions":           len(kls),
-		"seconds":             time.Since(t0).Seconds(),
-		"text_bytes_by_dtype": bytes,
+		"kld_mean":       mean,
+		"kld_stderr":     math.Sqrt(sq/math.Max(n-1, 1)) / math.Sqrt(n),
+		"kld_median":     median(kls),
+		"kld_p99":        pct(0.99),
+		"kld_max":        sorted[len(sorted)-1],
+		"top1_agreement": float64(same) / n,
+		"positions":      len(kls),
 	}, nil
 }
