@@ -47,9 +47,20 @@ test: vet
 test-openai-sdk: build
 	BIN=$(abspath $(BIN)) bash scripts/openai-sdk/run.sh
 
+## test-gguf-npm: npm @huggingface/gguf parses our GGUF files (every value/tensor type, `magma export gguf`)
+.PHONY: test-gguf-npm
+test-gguf-npm: build
+	BIN=$(abspath $(BIN)) bash scripts/gguf/run.sh npm
+
+## test-llamacpp: llama.cpp (node-llama-cpp 3.22.1, prebuilt) loads `magma export gguf` files; logits vs ours
+.PHONY: test-llamacpp
+test-llamacpp: build
+	BIN=$(abspath $(BIN)) bash scripts/gguf/run.sh llamacpp
+
 ## bench: every benchmark, each side by side with its reference in the same run;
 ## results go to scripts/bench/results/*.md and are collected in BENCHMARKS.md
 BENCHES = bench-8b bench-model bench-bf16 bench-tokenizer bench-som-tom bench-train bench-eval bench-eval-qa bench-serve bench-libero bench-data bench-mpi
+BENCHES += bench-quant-kernels
 bench: $(BENCHES)
 
 bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
@@ -64,6 +75,8 @@ bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
 bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth
 	sh scripts/bench/bf16.sh
+bench-quant-kernels:        ## quantized decode GEMV (Q8_0/Q4_K/Q6_K, every path) GB/s vs bf16 and read bandwidth
+	sh scripts/bench/quant_kernels.sh
 bench-tokenizer:            ## encode MB/s vs the two JS tokenizers
 	bash scripts/tokenizer/bench.sh 10 3
 bench-som-tom: setup-ref    ## SoM marks/s and ToM frames/s vs Python OpenCV

@@ -82,6 +82,8 @@ static inline void q4k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
 	memcpy(m, &m0, 4), memcpy(m + 4, &m1, 4);
 }
 
+T_AVX2 static inline __m128i q4k_scales_vec(const uint8_t *s);
+
 // ---- dequantization of one block (exact: every product is exact in
 // float32, so any evaluation order gives ggml's values) ----
 
@@ -347,7 +349,11 @@ static void gemvf(int path, int type, const float *x, long rows, const uint8_t *
 // 256 for the K-quants) to int8 q = round(x/d), d = max|x|/127 (d = 0 for
 // an all-zero block), and stores the sums of q per 16 (s16). The error of
 // each activation is at most d/2.
-void mg_quant_act(const float *x, long rows, long k, long bs, int8_t *q, float *d, int16_t *s16) {
+//
+// With perm (the K-quants' AVX-512 Q4_K kernel), the 32-byte pieces of
+// every 128 activations are stored in the order 0, 2, 1, 3; s16 stays in
+// the natural order.
+void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
 	for (long r = 0; r < rows; r++)
 		for (long b = 0; b < k / bs; b++) {
 			const float *xb = x + r * k + b * bs;
@@ -365,6 +371,13 @@ void mg_quant_act(const float *x, long rows, long k, long bs, int8_t *q, float *
 				for (int i = 0; i < 16; i++) s += qb[16 * g + i];
 				s16[r * (k / 16) + b * (bs / 16) + g] = (int16_t)s;
 			}
+			if (perm)
+				for (long c = 0; c + 128 <= bs; c += 128) {
+					int8_t t[32];
+					memcpy(t, qb + c + 32, 32);
+					memcpy(qb + c + 32, qb + c + 64, 32);
+					memcpy(qb + c + 64, t, 32);
+				}
 		}
 }
 
@@ -410,20 +423,22 @@ static float dot_q6k_scalar(const uint8_t *wr, long nb, const int8_t *xq, const 
 	for (long b = 0; b < nb; b++) {
 		const uint8_t *blk = wr + 210 * b;
 		const int8_t *sc = (const int8_t *)(blk + 192), *x = xq + 256 * b;
-		int g16[16] = {0};
+		int s = 0;
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
 			const int8_t *xh = x + 128 * h;
-			for (int l = 0; l < 32; l++) {
-				int g = 8 * h + l / 16;
-				g16[g] += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
-				g16[g + 2] += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
-				g16[g + 4] += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
-				g16[g + 6] += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+			for (int l0 = 0; l0 < 32; l0 += 16) {
+				int g = 8 * h + l0 / 16, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+				for (int l = l0; l < l0 + 16; l++) {
+					s0 += ((ql[l] & 0xf) | (qh[l] & 3) << 4) * xh[l];
+					s1 += ((ql[l + 32] & 0xf) | (qh[l] >> 2 & 3) << 4) * xh[l + 32];
+					s2 += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * xh[l + 64];
+					s3 += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * xh[l + 96];
+				}
+				s += sc[g] * s0 + sc[g + 2] * s1 + sc[g + 4] * s2 + sc[g + 6] * s3;
 			}
 		}
-		int s = 0;
-		for (int g = 0; g < 16; g++) s += sc[g] * (g16[g] - 32 * xs[16 * b + g]);
+		for (int g = 0; g < 16; g++) s -= 32 * sc[g] * xs[16 * b + g];
 		acc += fp16(blk + 208) * xd[b] * (float)s;
 	}
 	return acc;
@@ -470,6 +485,15 @@ T_AVX2 static inline __m256i q4k_dup_mins(const uint8_t m[8]) {
 	return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
 }
 
+// q4k_bcast[j]: vpshufb mask broadcasting int16 lane j of a 128-bit lane.
+static const uint8_t q4k_bcast[8][32] __attribute__((aligned(32))) = {
+#define B2(j) 2 * j, 2 * j + 1
+#define ROW(j) {B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j), B2(j)}
+    ROW(0), ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7),
+#undef ROW
+#undef B2
+};
+
 T_AVX2 static float dot_q4k_avx2(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) {
 	__m256 acc = _mm256_setzero_ps(), accm = acc;
 	const __m256i m4 = _mm256_set1_epi8(0xf);
@@ -479,22 +503,23 @@ T_AVX2 static float dot_q4k_avx2(const uint8_t *wr, long nb, const int8_t *xq, c
 		_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
 		_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
 		_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
-		uint8_t sc[8], m[8];
-		q4k_scales(blk + 4, sc, m);
-		float dx = xd[b];
-		__m256i mins = _mm256_madd_epi16(q4k_dup_mins(m), _mm256_loadu_si256((const __m256i *)(xs + 16 * b)));
-		__m256i s = _mm256_setzero_si256();
+		__m128i sm = q4k_scales_vec(blk + 4);
+		__m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), _mm256_loadu_si256((const __m256i *)(xs + 16 * b)));
+		__m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+		__m256i s0 = _mm256_setzero_si256(), s1 = s0;
 		for (int j = 0; j < 4; j++) {
 			__m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
 			__m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
 			__m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x + 64 * j)));
 			__m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * j + 32)));
-			plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j]));
-			phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1]));
-			s = _mm256_add_epi32(s, _mm256_add_epi32(plo, phi));
+			s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)q4k_bcast[2 * j]))));
+			s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)q4k_bcast[2 * j + 1]))));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[0] | blk[1] << 8)) * dx), _mm256_cvtepi32_ps(s), acc);
-		accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[2] | blk[3] << 8)) * dx), _mm256_cvtepi32_ps(mins), accm);
+		uint32_t dd;
+		memcpy(&dd, blk, 4);
+		__m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(xd[b]));
+		acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+		accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_cvtepi32_ps(mins), accm);
 	}
 	return hsum256(_mm256_sub_ps(acc, accm));
 }
@@ -594,14 +619,7 @@ T_VNNI static inline __m512i madd_sc_vnni(__m512i acc, __m512i q, __m512i x, __m
 	return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(q, x), sc);
 }
 
-// Index vectors for vpermw: q4k_idx[p] gives int16 lane 2p sixteen times,
-// then lane 2p+1 sixteen times; q6k_idx[p] lanes 4p..4p+3 eight times each.
-static const int16_t q4k_idx[4][32] __attribute__((aligned(64))) = {
-    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
-    {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
-    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
-    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
-};
+// q6k_idx[p] (vpermw): int16 lanes 4p..4p+3 eight times each.
 static const int16_t q6k_idx[4][32] __attribute__((aligned(64))) = {
     {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
     {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
@@ -609,10 +627,31 @@ static const int16_t q6k_idx[4][32] __attribute__((aligned(64))) = {
     {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
 };
 
+// q4k_scales_vec unpacks a Q4_K block's 12 scale bytes (at s; 16 bytes
+// are read, the last 4 from the quants) into bytes 0..7 = the eight 6-bit
+// scales and bytes 8..15 = the eight 6-bit mins.
+T_AVX2 static inline __m128i q4k_scales_vec(const uint8_t *s) {
+	__m128i v = _mm_loadu_si128((const __m128i *)s);                 // u0 u1 u2 .
+	__m128i lo = _mm_and_si128(v, _mm_set1_epi32(0x3f3f3f3f));       // sc0-3, m0-3
+	__m128i u2 = _mm_shuffle_epi32(v, 0xaa);                         // u2 u2 u2 u2
+	u2 = _mm_and_si128(_mm_srlv_epi32(u2, _mm_setr_epi32(0, 4, 0, 4)), _mm_set1_epi32(0x0f0f0f0f));
+	__m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(v, 6), _mm_set1_epi32(0x03030303)), 4);
+	__m128i hi = _mm_or_si128(u2, top);                              // sc4-7, m4-7
+	return _mm_unpacklo_epi32(lo, hi);                               // sc0-3 sc4-7 m0-3 m4-7
+}
+
 // Q4_K: 64 bytes of nibbles (128 weights, sub-blocks 4t..4t+3) per step:
 // the low nibbles hold sub-blocks 4t and 4t+2, the high ones 4t+1 and
-// 4t+3; vshufi64x2 regroups them as [4t | 4t+1] and [4t+2 | 4t+3], each
-// matching 64 consecutive activations.
+// 4t+3. The activations of the AVX-512 paths are stored in that order
+// (mg_quant_act, perm), so each nibble vector meets 64 consecutive bytes
+// of x. Two integer accumulators (the VNNI variant chains vpdpwssd).
+static const int16_t q4k_idx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
+    {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+
 #define Q4K_512(NAME, TGT, MADD)                                                                                   \
 	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
 		__m512 acc = _mm512_setzero_ps();                                                                  \
@@ -626,21 +665,23 @@ static const int16_t q6k_idx[4][32] __attribute__((aligned(64))) = {
 			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);                                        \
 			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);                                   \
 			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);                                  \
-			uint8_t sc[8], m[8];                                                                       \
-			q4k_scales(blk + 4, sc, m);                                                                \
-			float dx = xd[b];                                                                          \
-			__m256i mins = _mm256_madd_epi16(q4k_dup_mins(m), _mm256_loadu_si256((const __m256i *)(xs + 16 * b))); \
-			__m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc))); \
+			__m128i sm = q4k_scales_vec(blk + 4);                                                      \
+			__m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)),          \
+							 _mm256_loadu_si256((const __m256i *)(xs + 16 * b)));      \
+			__m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm));                           \
 			__m512i L0 = _mm512_loadu_si512(q), L1 = _mm512_loadu_si512(q + 64);                       \
-			__m512i lo0 = _mm512_and_si512(L0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(L0, 4), m4); \
-			__m512i lo1 = _mm512_and_si512(L1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(L1, 4), m4); \
-			__m512i s = _mm512_setzero_si512();                                                        \
-			s = MADD(s, _mm512_shuffle_i64x2(lo0, hi0, 0x44), _mm512_loadu_si512(x), _mm512_permutexvar_epi16(i0, sc16)); \
-			s = MADD(s, _mm512_shuffle_i64x2(lo0, hi0, 0xee), _mm512_loadu_si512(x + 64), _mm512_permutexvar_epi16(i1, sc16)); \
-			s = MADD(s, _mm512_shuffle_i64x2(lo1, hi1, 0x44), _mm512_loadu_si512(x + 128), _mm512_permutexvar_epi16(i2, sc16)); \
-			s = MADD(s, _mm512_shuffle_i64x2(lo1, hi1, 0xee), _mm512_loadu_si512(x + 192), _mm512_permutexvar_epi16(i3, sc16)); \
-			acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[0] | blk[1] << 8)) * dx), _mm512_cvtepi32_ps(s), acc); \
-			accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[2] | blk[3] << 8)) * dx), _mm256_cvtepi32_ps(mins), accm); \
+			__m512i s0 = MADD(_mm512_setzero_si512(), _mm512_and_si512(L0, m4), _mm512_loadu_si512(x), \
+					  _mm512_permutexvar_epi16(i0, sc16));                                     \
+			__m512i s1 = MADD(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(L0, 4), m4),   \
+					  _mm512_loadu_si512(x + 64), _mm512_permutexvar_epi16(i1, sc16));         \
+			s0 = MADD(s0, _mm512_and_si512(L1, m4), _mm512_loadu_si512(x + 128), _mm512_permutexvar_epi16(i2, sc16)); \
+			s1 = MADD(s1, _mm512_and_si512(_mm512_srli_epi16(L1, 4), m4), _mm512_loadu_si512(x + 192), \
+				  _mm512_permutexvar_epi16(i3, sc16));                                             \
+			uint32_t dd;                                                                               \
+			memcpy(&dd, blk, 4);                                                                       \
+			__m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(xd[b]));      \
+			acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc); \
+			accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_cvtepi32_ps(mins), accm); \
 		}                                                                                                  \
 		return _mm512_reduce_add_ps(acc) - hsum256(accm);                                                  \
 	}

@@ -30,7 +30,7 @@ package kernels
 int mg_quant_best_path(void);
 void mg_dequant(int path, int type, const uint8_t *w, long ldw, long rows, long nb, float *d, long ldd);
 void mg_gemv_qf32(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
-void mg_quant_act(const float *x, long rows, long k, long bs, int8_t *q, float *d, int16_t *s16);
+void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16);
 void mg_gemv_q8(int path, int type, const int8_t *xq, const float *xd, const int16_t *xs, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
 */
 import "C"
@@ -130,11 +130,16 @@ type q8Act struct {
 	bs int
 }
 
-// quantAct quantizes x [rows, k] per block of bs activations.
-func quantAct(x []float32, rows, k, bs int) q8Act {
+// quantAct quantizes x [rows, k] per block of bs activations; perm stores
+// them in the order of the AVX-512 Q4_K kernel (see quant.c).
+func quantAct(x []float32, rows, k, bs int, perm bool) q8Act {
 	a := q8Act{q: make([]int8, rows*k), d: make([]float32, rows*k/bs), s: make([]int16, rows*k/16), bs: bs}
+	pm := C.int(0)
+	if perm {
+		pm = 1
+	}
 	if rows*k > 0 {
-		C.mg_quant_act(fp(x), C.long(rows), C.long(k), C.long(bs), (*C.int8_t)(unsafe.Pointer(&a.q[0])),
+		C.mg_quant_act(fp(x), C.long(rows), C.long(k), C.long(bs), pm, (*C.int8_t)(unsafe.Pointer(&a.q[0])),
 			fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])))
 	}
 	return a
@@ -153,7 +158,7 @@ func gemvQuant(x []float32, rows, k int, w *tensor.Dense, out int, y []float32, 
 			C.mg_gemv_qf32(C.int(quantPath), kind, fp(x), C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 		}
 	} else {
-		a := quantAct(x, rows, k, bw)
+		a := quantAct(x, rows, k, bw, w.Dtype() == Q4K && quantPath >= QuantAVX512)
 		run = func(lo, hi int) {
 			C.mg_gemv_q8(C.int(quantPath), kind, (*C.int8_t)(unsafe.Pointer(&a.q[0])), fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])),
 				C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))

@@ -120,8 +120,14 @@ func Quantize(dt tensor.Dtype, dst []byte, x []float32) error {
 	return nil
 }
 
-// qzNearest is ggml's nearest_int: round half to even.
-func qzNearest(f float32) int { return int(math.RoundToEven(float64(f))) }
+// qzNearest is ggml's nearest_int: round half to even (adding 1.5*2^23
+// in float32 leaves the rounded integer in the low mantissa bits).
+func qzNearest(f float32) int {
+	if f > 4194303 || f < -4194303 {
+		return int(math.RoundToEven(float64(f)))
+	}
+	return int(math.Float32bits(f+12582912)&0x7fffff) - 0x400000
+}
 
 func qzPutHalf(b []byte, f float32) bool {
 	h := Float32ToF16(f)

@@ -62,7 +62,7 @@ type Loaded struct {
 	// Verified is what LoadOptions.Verify checked (nil without it).
 	Verified *ckpt.Verification
 
-	ck *ckpt.Checkpoint // open while the model uses its mapped shards
+	ck weightFile // open while the model uses its mapped shards or GGUF
 }
 
 // Close releases the checkpoint's mapped shards. The model's weights are
@@ -131,7 +131,7 @@ func LoadWith(dir string, opts LoadOptions) (_ *Loaded, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFileName), err)
 	}
-	ck, err := ckpt.Open(dir)
+	ck, err := openWeights(dir)
 	if err != nil {
 		return nil, err
 	}

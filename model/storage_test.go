@@ -105,10 +105,11 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ck := ld.ck.(*ckpt.Checkpoint)
 	var want int64
 	seen := map[string]bool{}
 	for _, p := range ps {
-		ti, path, err := ld.ck.Info(p.Name)
+		ti, path, err := ck.Info(p.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +117,7 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 			t.Fatalf("%s: dtype %s in memory, stored %s", p.Name, got, stored[p.Name])
 		}
 		seen[stored[p.Name]] = true
-		f := ld.ck.Shard(filepath.Base(path))
+		f := ck.Shard(filepath.Base(path))
 		if !f.Mapped() {
 			t.Fatalf("%s: shard %s not mapped", p.Name, path)
 		}
@@ -140,8 +141,8 @@ func TestLoadMapsShardsInPlace(t *testing.T) {
 		t.Errorf("weight stats %+v, want %d bytes all in place", w, want)
 	}
 	files := map[string]*ckpt.SafetensorsFile{}
-	for _, name := range ld.ck.Files() {
-		if f := ld.ck.Shard(name); f != nil {
+	for _, name := range ck.Files() {
+		if f := ck.Shard(name); f != nil {
 			files[name] = f
 		}
 	}

@@ -65,7 +65,8 @@ type BindOptions struct {
 	// root with kernels.Placeholder, and keep the checkpoint open while the
 	// model is used. The source must be a *ckpt.Checkpoint. Loading binds
 	// this way; optional tensors missing from the checkpoint become owned
-	// float32 zeros.
+	// float32 zeros. The source may also be a quantized folder's GGUF
+	// (openWeights): its quantized tensors are bound as block views.
 	Replace  bool
 	Dtype    tensor.Dtype
 	Writable bool
@@ -89,7 +90,7 @@ type BindOptions struct {
 // are held in memory (Replace only).
 func Bind(root any, prefix string, src TensorSource, opts BindOptions) (ckpt.WeightStats, error) {
 	var stats ckpt.WeightStats
-	ck, _ := src.(*ckpt.Checkpoint)
+	ck, _ := src.(weightFile)
 	if opts.Replace && ck == nil {
 		return stats, fmt.Errorf("weights: binding by replacing tensors needs a checkpoint, got %T", src)
 	}
@@ -130,7 +131,7 @@ func Bind(root any, prefix string, src TensorSource, opts BindOptions) (ckpt.Wei
 }
 
 // replaceParam replaces p's tensor with ck's (BindOptions.Replace).
-func replaceParam(p *nn.Param, ck *ckpt.Checkpoint, opts BindOptions, stats *ckpt.WeightStats) error {
+func replaceParam(p *nn.Param, ck weightFile, opts BindOptions, stats *ckpt.WeightStats) error {
 	ti, _, _ := ck.Info(p.Name)
 	if !sameShape(ti.Shape, p.T.Shape()) && !(len(ti.Shape) == 0 && sameShape([]int{1}, p.T.Shape())) {
 		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape)
@@ -146,6 +147,9 @@ func replaceParam(p *nn.Param, ck *ckpt.Checkpoint, opts BindOptions, stats *ckp
 	if err != nil {
 		return err
 	}
+	if err := checkQuantizable(p.Name, t.Dtype()); err != nil {
+		return err
+	}
 	if err := p.Set(t); err != nil {
 		return err
 	}
@@ -155,7 +159,7 @@ func replaceParam(p *nn.Param, ck *ckpt.Checkpoint, opts BindOptions, stats *ckp
 
 // copyParam copies src's values of p into p's tensor (Bind without
 // Replace); ck is src when it is a checkpoint (nil otherwise).
-func copyParam(p *nn.Param, src TensorSource, ck *ckpt.Checkpoint, keepReadOnly bool) error {
+func copyParam(p *nn.Param, src TensorSource, ck weightFile, keepReadOnly bool) error {
 	if kernels.IsReadOnly(p.T) {
 		if !keepReadOnly {
 			return fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name)

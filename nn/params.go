@@ -71,8 +71,10 @@ func (p *Param) Set(t *tensor.Dense) error {
 	if t == nil {
 		return fmt.Errorf("weights: tensor %q: setting nil", p.Name)
 	}
-	if !t.Shape().Eq(p.T.Shape()) {
-		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), []int(t.Shape()))
+	// A block-quantized tensor has the storage shape [out, in/block]; its
+	// logical shape is the parameter's.
+	if !tensor.Shape(kernels.LogicalShape(t)).Eq(p.T.Shape()) {
+		return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), kernels.LogicalShape(t))
 	}
 	if !p.field.IsValid() || !p.field.CanSet() {
 		return fmt.Errorf("weights: tensor %q cannot be replaced (pass the root by pointer)", p.Name)

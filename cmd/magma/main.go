@@ -57,6 +57,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		newGenerateCmd(),
 		newInfoCmd(),
 		newInitCmd(),
+		newExportCmd(),
 		newTokenizeCmd(),
 		newSomCmd(),
 		newTomCmd(),
@@ -66,6 +67,7 @@ Every command has --help with examples. Start with: magma pretrain`,
 		eval,
 		newServeCmd(),
 		newPlotCmd(),
+		newQuantizeCmd(),
 	)
 	return root
 }
