@@ -567,6 +567,17 @@ T_AVX2 static float dot_q6k_avx2(const uint8_t *wr, long nb, const int8_t *xq, c
 // -- AVX-512 (BW) and AVX-512 VNNI: one body, the VNNI variant fuses the
 // int16 multiply-add into vpdpwssd / vpdpbusd --
 
+// dot32_s8_tail: Σ of 32 int8·int8 products for the Q8_0 kernels' tail
+// blocks, kept out of the AVX-512 VNNI function: inlined there, GCC 12
+// vectorizes this signed·signed loop into vpdpbusd (unsigned·signed) and
+// gets it wrong (nb % 4 != 0 rows, e.g. k = 64, 96, 192; found by
+// TestQuantQ8_0Tail).
+__attribute__((noinline, optimize("no-tree-vectorize"))) static int dot32_s8_tail(const int8_t *w, const int8_t *x) {
+	int s = 0;
+	for (int j = 0; j < 32; j++) s += w[j] * x[j];
+	return s;
+}
+
 #define Q8_0_512(NAME, TGT, DOT4)                                                                                  \
 	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
 		(void)xs;                                                                                          \
@@ -592,8 +603,7 @@ T_AVX2 static float dot_q6k_avx2(const uint8_t *wr, long nb, const int8_t *xq, c
 		float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                             \
 		for (; b < nb; b++) {                                                                              \
 			const uint8_t *p = wr + 34 * b;                                                            \
-			int s = 0;                                                                                 \
-			for (int j = 0; j < 32; j++) s += (int8_t)p[2 + j] * xq[32 * b + j];                       \
+			int s = dot32_s8_tail((const int8_t *)p + 2, xq + 32 * b);                                 \
 			r += _cvtsh_ss((uint16_t)(p[0] | p[1] << 8)) * xd[b] * (float)s;                           \
 		}                                                                                                  \
 		return r;                                                                                          \
