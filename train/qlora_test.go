@@ -3,15 +3,18 @@ package train
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"gorgonia.org/tensor"
 
 	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/model"
+	"github.com/magma-go/magma/model/ckpt"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -194,4 +197,93 @@ func TestQLoRAMatchesLoRAOnDequantizedBase(t *testing.T) {
 			t.Logf("%s: losses %.5f -> %.5f; adapters: worst relative distance %.2g, largest difference %.2g", kernels.DtypeName(dt), q.Losses[0], q.Losses[steps-1], worstRel, worstAbs)
 		})
 	}
+}
+
+// QLoRA from a quantized folder (magma quantize --type q4_k_m; finetune's
+// model.init_from): the GGUF is mapped and used in place, 6 steps match
+// LoRA on the same folder loaded as dequantized float32 copies (model.dtype
+// f32) within 1e-4, the GGUF's bytes are unchanged (sha256), every
+// checkpoint links the GGUF instead of writing the weights, and a run
+// resumed from the step-3 checkpoint logs the uninterrupted run's losses.
+func TestQLoRAFromQuantizedFolder(t *testing.T) {
+	dir := t.TempDir()
+	preset := filepath.Join(dir, "qlora.yaml")
+	if err := os.WriteFile(preset, []byte(qloraPreset), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c0 := testConfig(1)
+	c0.Model.Preset = preset
+	m, pp := testModel(t, c0)
+	src, qdir := filepath.Join(dir, "base"), filepath.Join(dir, "base-q4_k_m")
+	if err := m.Save(src, pp, ckpt.SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Quantize(src, qdir, model.QuantizeOptions{Type: "q4_k_m"}); err != nil {
+		t.Fatal(err)
+	}
+	gg := filepath.Join(qdir, model.GGUFFileName)
+	sum := func() [32]byte {
+		b, err := os.ReadFile(gg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sha256.Sum256(b)
+	}
+	before := sum()
+	const steps = 6
+	run := func(out, dtype string, resume bool, stopAt int) (*Result, *model.Magma, error) {
+		return runLoRAWith(t, out, steps, resume, stopAt, func(c *Config) {
+			c.Model = ModelConfig{InitFrom: qdir, Dtype: dtype}
+			c.LoRA.Targets = nil
+			c.GradAccum = 1
+			c.Optimizer.LR = 3e-3
+			c.Checkpoint = CheckpointConfig{Every: 3}
+		})
+	}
+	q, qm, err := run(t.TempDir(), "", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quantized := 0
+	ps, _ := nn.Parameters(qm, "")
+	for _, p := range ps {
+		if kernels.IsQuant(p.T.Dtype()) {
+			quantized++
+			if !kernels.IsReadOnly(p.T) {
+				t.Fatalf("%s is a %v copy, want the mapped GGUF's blocks", p.Name, p.T.Dtype())
+			}
+		}
+	}
+	if quantized < 7*qm.Config.Text.NumHiddenLayers {
+		t.Fatalf("only %d quantized weights in use", quantized)
+	}
+	f, _, err := run(t.TempDir(), "f32", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range q.Losses {
+		if d := math.Abs(q.Losses[i] - f.Losses[i]); d > 1e-4*math.Max(1, math.Abs(f.Losses[i])) {
+			t.Errorf("step %d: QLoRA loss %.7f, LoRA on the dequantized folder %.7f", i+1, q.Losses[i], f.Losses[i])
+		}
+	}
+	if sum() != before {
+		t.Fatal("training wrote into the quantized base's GGUF")
+	}
+	a, err1 := os.Stat(gg)
+	b, err2 := os.Stat(filepath.Join(q.Checkpoint, model.GGUFFileName))
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		t.Fatalf("checkpoint %s does not link the base's GGUF: %v %v", q.Checkpoint, err1, err2)
+	}
+	out := t.TempDir()
+	if _, _, err := run(out, "", false, 4); !errors.Is(err, errStop) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	r, _, err := run(out, "", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Resumed != 3 || !slices.Equal(r.Losses, q.Losses[3:]) {
+		t.Errorf("resumed from %d with losses %v, uninterrupted %v", r.Resumed, r.Losses, q.Losses)
+	}
+	t.Logf("q4_k_m folder: %d quantized weights in place; losses %.5f -> %.5f (dequantized f32: %.5f -> %.5f)", quantized, q.Losses[0], q.Losses[steps-1], f.Losses[0], f.Losses[steps-1])
 }

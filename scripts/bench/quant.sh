@@ -12,8 +12,9 @@
 #   ours:      bf16 → BASE itself (shards mapped in place); q8_0, q4_k_m →
 #              `magma quantize --model BASE --type F --out WORK/magma-8b-F`
 #              (its GGUF mapped in place);
-#   llama.cpp: `magma export gguf --text-only --type F` of the same weights
-#              (WORK/magma-8b-F.gguf).
+#   llama.cpp: `magma export gguf --text-only --model BASE --type F`
+#              (WORK/magma-8b-F.gguf; the same quantizers, so the same blocks;
+#              for q4_k_m, --type q4_k: export has no q4_k_m mix).
 # Both run the same work (scripts/bench/quantgo -mode speed and
 # scripts/bench/quant_llamacpp.mjs): PROMPT deterministic token ids
 # (1000 + 37 i) in one prefill, then NEW greedy decode steps; decode is the
@@ -37,7 +38,7 @@ ROOT=$(pwd)
 export GOFLAGS=-mod=mod
 BASE=${BASE:-/work/big/magma-8b}
 WORK=${WORK:-/work/big/quant}
-FORMATS=${FORMATS:-bf16 q8_0 q4_k_m}
+FORMATS=${FORMATS:-bf16 q4_k_m q8_0}
 ROUNDS=${ROUNDS:-2}
 PROMPT=${PROMPT:-64}
 NEW=${NEW:-16}
@@ -108,8 +109,14 @@ prepare() {
 		locked /usr/bin/time -v "$MAGMA" quantize --model "$BASE" --type "$f" --out "$d" \
 			> "$RAW/quantize-$f.log" 2> "$RAW/quantize-$f.time"
 	fi
+	# llama.cpp's file: exported from the bf16 base with the same
+	# quantizers. `export gguf` has no q4_k_m: llama.cpp gets q4_k (Q4_K,
+	# output Q6_K), which has fewer Q6_K tensors than our q4_k_m (v_proj and
+	# down_proj of some layers): llama.cpp reads slightly fewer bytes.
+	local et=$f
+	[ "$f" = q4_k_m ] && et=q4_k
 	if [ ! -f "$(gguf_file "$f")" ]; then
-		locked /usr/bin/time -v "$MAGMA" export gguf --text-only --model "$d" --type "$f" --out "$(gguf_file "$f")" \
+		locked /usr/bin/time -v "$MAGMA" export gguf --text-only --model "$BASE" --type "$et" --out "$(gguf_file "$f")" \
 			> "$RAW/export-$f.log" 2> "$RAW/export-$f.time"
 	fi
 }

@@ -9,10 +9,10 @@
 //   node scripts/bench/quant_llamacpp.mjs --model FILE.gguf [--prompt 64] [--new 16] [--threads 2]
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { createRequire } from "node:module";
+import fs from "node:fs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const req = createRequire(path.join(here, "llamacpp", "package.json"));
+const pkgDir = path.join(here, "llamacpp", "node_modules", "node-llama-cpp");
 
 function args(argv) {
   const o = { model: "", prompt: 64, new: 16, threads: 2 };
@@ -40,8 +40,8 @@ const median = (a) => {
 
 async function main() {
   const o = args(process.argv.slice(2));
-  const pkg = req("node-llama-cpp/package.json");
-  const { getLlama } = await import(pathToFileURL(req.resolve("node-llama-cpp")).href);
+  const pkg = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8"));
+  const { getLlama } = await import(pathToFileURL(path.join(pkgDir, "dist", "index.js")).href);
   const t0 = performance.now();
   const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true, logLevel: "error" });
   const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0, useMmap: true });
