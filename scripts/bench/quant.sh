@@ -47,7 +47,8 @@ LOCK=${LOCK:-/work/wt/bigmem.lock}
 KEEP=${KEEP:-0}
 QLORA=${QLORA:-1}
 OUT=scripts/bench/results
-RAW=$OUT/quant-raw
+RAW=${RAW:-$OUT/quant-raw}
+REPORT=${REPORT:-$OUT/quant.md}
 mkdir -p "$OUT" "$RAW" "$WORK"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -150,7 +151,7 @@ for f in $FORMATS; do
 			run_ours "$f" "$r"
 		fi
 	done
-	if [ "$f" = q4_k_m ]; then
+	if [ "$f" = q4_k_m ] && [ "${GENERATE:-1}" = 1 ]; then
 		# magma generate on the quantized folder, vision included: one
 		# 64x64 image (one 512x512 crop), a short prompt, 8 new tokens.
 		python3 -c "
@@ -173,5 +174,5 @@ open('$TMP/img.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pa
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 scripts/bench/quant_report.py "$RAW" "$FORMATS" "$ROUNDS" "$PROMPT" "$NEW" "$THREADS" "$LOAD_BEFORE" "$LOAD_AFTER" > "$OUT/quant.md"
-cat "$OUT/quant.md"
+python3 scripts/bench/quant_report.py "$RAW" "$FORMATS" "$ROUNDS" "$PROMPT" "$NEW" "$THREADS" "$LOAD_BEFORE" "$LOAD_AFTER" > "$REPORT"
+cat "$REPORT"
