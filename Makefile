@@ -11,6 +11,7 @@ REF_PKGS = python3-torch python3-numpy python3-opencv python3-yaml python3-h5py
 export GOFLAGS ?= -mod=mod
 
 .PHONY: setup setup-ref deps tokenizer build test test-openai-sdk vet fmt bench bench-go parity clean
+.PHONY: test-quant-numpy
 
 ## setup: system packages + Go modules + tokenizer assets (idempotent)
 setup: deps tokenizer
@@ -46,6 +47,10 @@ test: vet
 ## scripts/openai-sdk) against `magma serve` on a random tiny checkpoint (~15 s)
 test-openai-sdk: build
 	BIN=$(abspath $(BIN)) bash scripts/openai-sdk/run.sh
+
+## test-quant-numpy: magma quantize's blocks decoded by numpy from ggml's definitions (~30 s)
+test-quant-numpy: build
+	BIN=$(BIN) PYTHON=$(PYTHON) sh scripts/fixtures/quant_numpy.sh
 
 ## test-gguf-npm: npm @huggingface/gguf parses our GGUF files (every value/tensor type, `magma export gguf`)
 .PHONY: test-gguf-npm

@@ -51,5 +51,13 @@
 // traits table (dtype.go). Dequantize is ggml's dequantize_row_* exactly
 // (every product of fp16 scale, 6/8-bit sub-scale and quant is exact in
 // float32). Like a half weight, a quantized one is frozen and read in
-// place by Linear and Gather.
+// place by Linear and Gather (quant_linear.go): decode runs a GEMV with the
+// activations quantized to int8 per block and integer dot products
+// (llama.cpp's approach; error bound in quant_linear.go), or with float32
+// activations when Options.QuantExact is set (the float32 product on the
+// dequantized weights up to summation order); prefill dequantizes tiles
+// of output rows and runs sgemm; dx = dy·W dequantizes strips of whole
+// blocks (QLoRA); Gather dequantizes the rows it copies. quant.c has
+// scalar, AVX2+FMA+F16C, AVX-512 (F/BW/VL/DQ) and AVX-512 VNNI paths,
+// chosen at run time (SetQuantPath for tests), each tested.
 package kernels

@@ -232,10 +232,21 @@ func Float32ToF16(f float32) uint16 {
 
 // Convert returns a new contiguous tensor with t's values in dtype dt
 // (BF16, F16, F32 or F64): round to nearest even when narrowing, exact when
-// widening. t is returned as is when it already has dt.
+// widening. t is returned as is when it already has dt. A quantized t is
+// dequantized (its logical shape); converting to a quantized dtype is the
+// quantizers' job (an error here).
 func Convert(t *tensor.Dense, dt tensor.Dtype) (*tensor.Dense, error) {
 	if t.Dtype() == dt {
 		return t, nil
+	}
+	if IsQuant(t.Dtype()) {
+		// Dequantize (exact in float32) to the logical shape, then convert.
+		ls := LogicalShape(t)
+		f := make([]float32, prod(ls))
+		if err := widenQuant(f, t, 0); err != nil {
+			return nil, err
+		}
+		return Convert(tensor.New(tensor.WithShape(ls...), tensor.WithBacking(f)), dt)
 	}
 	n := t.Shape().TotalSize()
 	src := make([]float32, n)

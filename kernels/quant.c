@@ -83,6 +83,7 @@ static inline void q4k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
 }
 
 T_AVX2 static inline __m128i q4k_scales_vec(const uint8_t *s);
+T_AVX2 static inline float hsum256(__m256 v);
 
 // ---- dequantization of one block (exact: every product is exact in
 // float32, so any evaluation order gives ggml's values) ----
@@ -249,64 +250,221 @@ void mg_dequant(int path, int type, const uint8_t *w, long ldw, long rows, long 
 		for (long b = 0; b < nb; b++) f(w + r * ldw + b * bs, d + r * ldd + b * bw);
 }
 
-// ---- exact GEMV (float32 activations): each block is dequantized into
-// an L1 buffer and multiplied with the rows of x with FMAs ----
+// ---- exact GEMV (float32 activations): the weights are dequantized in
+// registers (AVX2, AVX-512) or a block at a time into an L1 buffer
+// (scalar) and multiplied with the rows of x ----
 
 static void dot_f32_scalar(const float *buf, const float *x, long n, float *acc) {
 	for (long i = 0; i < n; i++) acc[i & 3] += buf[i] * x[i];
 }
 
-T_AVX2 static void gemvf_avx2(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
-	deq_fn f = deq_for(QP_AVX2, type);
-	int bs = qt_bytes[type], bw = qt_weights[type];
-	long nb = k / bw;
-	float buf[256] __attribute__((aligned(64)));
-	for (long o = o0; o < o1; o++) {
-		const uint8_t *wr = w + o * nb * bs;
-		__m256 a[4][2];
-		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+// The AVX2 exact GEMV: as the AVX-512 one below (rowf_avx512), 8 weights
+// per vector.
+#define EAT8(wv, i, c)                                                                             \
+	do {                                                                                       \
+		__m256 w_ = (wv);                                                                  \
+		_Pragma("GCC unroll 4") for (int r = 0; r < R; r++) a[r][c] = _mm256_fmadd_ps(w_, _mm256_loadu_ps(xb + r * k + (i)), a[r][c]); \
+	} while (0)
+#define CVT8(v) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+#define CVTU8(v) _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+
+T_AVX2 static inline __attribute__((always_inline)) void rowf_avx2(int type, const int R, const float *x, const uint8_t *wr,
+								 long nb, long k, float *out) {
+	__m256 a[4][4];
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < 4; c++) a[r][c] = _mm256_setzero_ps();
+	if (type == QT_Q8_0) {
 		for (long b = 0; b < nb; b++) {
-			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
-			f(wr + b * bs, buf);
-			for (long r = 0; r < rows; r++) {
-				const float *xr = x + r * k + b * bw;
-				for (int i = 0; i < bw; i += 16) {
-					a[r][0] = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xr + i), a[r][0]);
-					a[r][1] = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(xr + i + 8), a[r][1]);
+			const uint8_t *p = wr + 34 * b;
+			const float *xb = x + 32 * b;
+			_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);
+			__m256 d = _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+			__m128i v0 = _mm_loadu_si128((const __m128i *)(p + 2)), v1 = _mm_loadu_si128((const __m128i *)(p + 18));
+			EAT8(_mm256_mul_ps(CVT8(v0), d), 0, 0);
+			EAT8(_mm256_mul_ps(CVT8(_mm_srli_si128(v0, 8)), d), 8, 1);
+			EAT8(_mm256_mul_ps(CVT8(v1), d), 16, 2);
+			EAT8(_mm256_mul_ps(CVT8(_mm_srli_si128(v1, 8)), d), 24, 3);
+		}
+	} else if (type == QT_Q4K) {
+		const __m128i m4 = _mm_set1_epi8(0xf);
+		for (long b = 0; b < nb; b++) {
+			const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			float ds[16] __attribute__((aligned(32)));
+			uint32_t dd;
+			memcpy(&dd, blk, 4);
+			__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+			__m128i sm = q4k_scales_vec(blk + 4);
+			_mm256_store_ps(ds, _mm256_mul_ps(_mm256_broadcastss_ps(dm), CVTU8(sm)));
+			_mm256_store_ps(ds + 8, _mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), CVTU8(_mm_srli_si128(sm, 8))));
+			_Pragma("GCC unroll 4") for (int j = 0; j < 8; j += 2) {
+				__m256 d0 = _mm256_set1_ps(ds[j]), m0 = _mm256_set1_ps(ds[8 + j]);
+				__m256 d1 = _mm256_set1_ps(ds[j + 1]), m1 = _mm256_set1_ps(ds[9 + j]);
+				_Pragma("GCC unroll 4") for (int l = 0; l < 32; l += 8) {
+					__m128i v = _mm_loadl_epi64((const __m128i *)(q + 16 * j + l));
+					EAT8(_mm256_fmsub_ps(d0, CVTU8(_mm_and_si128(v, m4)), m0), 32 * j + l, l / 8);
+					EAT8(_mm256_fmsub_ps(d1, CVTU8(_mm_and_si128(_mm_srli_epi16(v, 4), m4)), m1), 32 * j + 32 + l, l / 8);
 				}
 			}
 		}
-		for (long r = 0; r < rows; r++) {
-			__m256 v = _mm256_add_ps(a[r][0], a[r][1]);
-			__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-			s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-			s = _mm_add_ss(s, _mm_movehdup_ps(s));
-			y[r * ldy + o] = _mm_cvtss_f32(s);
+	} else {
+		const __m256i off = _mm256_set1_epi8(32);
+		for (long b = 0; b < nb; b++) {
+			const uint8_t *blk = wr + 210 * b;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);
+			float dsc[16] __attribute__((aligned(32)));
+			__m256 d = _mm256_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)));
+			__m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));
+			_mm256_store_ps(dsc, _mm256_mul_ps(d, CVT8(sc8)));
+			_mm256_store_ps(dsc + 8, _mm256_mul_ps(d, CVT8(_mm_srli_si128(sc8, 8))));
+			_Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+				__m256i q[4];
+				q6k_quants32(blk, h, q);
+				_Pragma("GCC unroll 4") for (int r4 = 0; r4 < 4; r4++) {
+					__m256i sq = _mm256_sub_epi8(q[r4], off);
+					__m128i lo = _mm256_castsi256_si128(sq), hi = _mm256_extracti128_si256(sq, 1);
+					__m256 d0 = _mm256_set1_ps(dsc[8 * h + 2 * r4]), d1 = _mm256_set1_ps(dsc[8 * h + 2 * r4 + 1]);
+					const int i0 = 128 * h + 32 * r4;
+					EAT8(_mm256_mul_ps(CVT8(lo), d0), i0, 0);
+					EAT8(_mm256_mul_ps(CVT8(_mm_srli_si128(lo, 8)), d0), i0 + 8, 1);
+					EAT8(_mm256_mul_ps(CVT8(hi), d1), i0 + 16, 2);
+					EAT8(_mm256_mul_ps(CVT8(_mm_srli_si128(hi, 8)), d1), i0 + 24, 3);
+				}
+			}
 		}
+	}
+	for (int r = 0; r < R; r++) out[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3])));
+}
+#undef EAT8
+#undef CVT8
+#undef CVTU8
+
+T_AVX2 static void gemvf_avx2(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		float out[4];
+		switch (rows) {
+		case 1: rowf_avx2(type, 1, x, wr, nb, k, out); break;
+		case 2: rowf_avx2(type, 2, x, wr, nb, k, out); break;
+		case 3: rowf_avx2(type, 3, x, wr, nb, k, out); break;
+		default: rowf_avx2(type, 4, x, wr, nb, k, out);
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = out[r];
 	}
 }
 
-T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
-	deq_fn f = deq_for(QP_AVX512, type);
-	int bs = qt_bytes[type], bw = qt_weights[type];
-	long nb = k / bw;
-	float buf[256] __attribute__((aligned(64)));
-	for (long o = o0; o < o1; o++) {
-		const uint8_t *wr = w + o * nb * bs;
-		__m512 a[4][2];
-		for (long r = 0; r < rows; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+// The AVX-512 exact GEMV dequantizes each 16 weights in registers (the
+// same float32 values as ggml's dequantize_row_*) and multiplies them with
+// the R rows of x; four accumulators per row hide the FMA latency. R is a
+// constant in each instantiation (rowf_avx512 is always inlined).
+#define EAT(wv, i, c)                                                                              \
+	do {                                                                                       \
+		__m512 w_ = (wv);                                                                  \
+		_Pragma("GCC unroll 4") for (int r = 0; r < R; r++) a[r][c] = _mm512_fmadd_ps(w_, _mm512_loadu_ps(xb + r * k + (i)), a[r][c]); \
+	} while (0)
+
+T_AVX512 static inline __attribute__((always_inline)) void rowf_avx512(int type, const int R, const float *x, const uint8_t *wr,
+								     long nb, long k, float *out) {
+	__m512 a[4][4];
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+	if (type == QT_Q8_0) {
+#define Q8F(p, xoff, c)                                                                                                         \
+	do {                                                                                                                    \
+		__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)((p)[0] | (p)[1] << 8)));                                         \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 2)))), d), xoff, c); \
+		EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 18)))), d), xoff + 16, c + 1); \
+	} while (0)
+		long b = 0;
+		for (; b + 2 <= nb; b += 2) {
+			const uint8_t *p = wr + 34 * b;
+			const float *xb = x + 32 * b;
+			_mm_prefetch((const char *)p + QPF, _MM_HINT_T0);
+			Q8F(p, 0, 0);
+			Q8F(p + 34, 32, 2);
+		}
+		if (b < nb) {
+			const float *xb = x + 32 * b;
+			Q8F(wr + 34 * b, 0, 0);
+		}
+#undef Q8F
+	} else if (type == QT_Q4K) {
+		const __m128i m4 = _mm_set1_epi8(0xf);
 		for (long b = 0; b < nb; b++) {
-			_mm_prefetch((const char *)(wr + b * bs) + QPF, _MM_HINT_T0);
-			f(wr + b * bs, buf);
-			for (long r = 0; r < rows; r++) {
-				const float *xr = x + r * k + b * bw;
-				for (int i = 0; i < bw; i += 32) {
-					a[r][0] = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xr + i), a[r][0]);
-					a[r][1] = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xr + i + 16), a[r][1]);
+			const uint8_t *blk = wr + 144 * b, *q = blk + 16;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			// ds[0..7] = d·sc_j, ds[8..15] = dmin·m_j (exact products)
+			float ds[16] __attribute__((aligned(64)));
+			uint32_t dd;
+			memcpy(&dd, blk, 4);
+			__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+			__m512 dmv = _mm512_insertf32x8(_mm512_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), 1);
+			_mm512_store_ps(ds, _mm512_mul_ps(dmv, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4k_scales_vec(blk + 4)))));
+			_Pragma("GCC unroll 4") for (int j = 0; j < 8; j += 2) {
+				__m512 d0 = _mm512_set1_ps(ds[j]), m0 = _mm512_set1_ps(ds[8 + j]);
+				__m512 d1 = _mm512_set1_ps(ds[j + 1]), m1 = _mm512_set1_ps(ds[9 + j]);
+				_Pragma("GCC unroll 2") for (int l = 0; l < 32; l += 16) {
+					__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * j + l));
+					__m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m4)));
+					__m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+					EAT(_mm512_fmsub_ps(d0, lo, m0), 32 * j + l, l / 8);
+					EAT(_mm512_fmsub_ps(d1, hi, m1), 32 * j + 32 + l, l / 8 + 1);
 				}
 			}
 		}
-		for (long r = 0; r < rows; r++) y[r * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+	} else {
+		const __m256i off = _mm256_set1_epi8(32);
+		for (long b = 0; b < nb; b++) {
+			const uint8_t *blk = wr + 210 * b;
+			const float *xb = x + 256 * b;
+			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);
+			_mm_prefetch((const char *)blk + QPF + 192, _MM_HINT_T0);
+			float dsc[16] __attribute__((aligned(64)));
+			__m512 d = _mm512_set1_ps(_cvtsh_ss((uint16_t)(blk[208] | blk[209] << 8)));
+			_mm512_store_ps(dsc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192))))));
+			_Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+				__m256i q[4];
+				q6k_quants32(blk, h, q);
+				_Pragma("GCC unroll 4") for (int r4 = 0; r4 < 4; r4++) {
+					__m256i sq = _mm256_sub_epi8(q[r4], off);
+					int g = 8 * h + 2 * r4;
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(sq))), _mm512_set1_ps(dsc[g])), 128 * h + 32 * r4, (r4 & 1) * 2);
+					EAT(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(sq, 1))), _mm512_set1_ps(dsc[g + 1])), 128 * h + 32 * r4 + 16, (r4 & 1) * 2 + 1);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3])));
+}
+#undef EAT
+
+T_AVX512 static void gemvf_avx512(int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1) {
+	int bs = qt_bytes[type], bw = qt_weights[type];
+	long nb = k / bw;
+	for (long o = o0; o < o1; o++) {
+		const uint8_t *wr = w + o * nb * bs;
+		float out[4];
+		switch (rows) {
+		case 1: rowf_avx512(type, 1, x, wr, nb, k, out); break;
+		case 2: rowf_avx512(type, 2, x, wr, nb, k, out); break;
+		case 3: rowf_avx512(type, 3, x, wr, nb, k, out); break;
+		default: rowf_avx512(type, 4, x, wr, nb, k, out);
+		}
+		for (long r = 0; r < rows; r++) y[r * ldy + o] = out[r];
 	}
 }
 
@@ -346,26 +504,54 @@ static void gemvf(int path, int type, const float *x, long rows, const uint8_t *
 // ---- 8-bit activations ----
 //
 // mg_quant_act quantizes x [rows, k] per block of bs (32 for Q8_0 weights,
-// 256 for the K-quants) to int8 q = round(x/d), d = max|x|/127 (d = 0 for
-// an all-zero block), and stores the sums of q per 16 (s16). The error of
+// 256 for the K-quants) to int8 q = round(x/d) (nearest, ties to even),
+// d = max|x|/127 (d = 0 for an all-zero block), and stores the sums of q per 16 (s16). The error of
 // each activation is at most d/2.
 //
 // With perm (the K-quants' AVX-512 Q4_K kernel), the 32-byte pieces of
 // every 128 activations are stored in the order 0, 2, 1, 3; s16 stays in
 // the natural order.
-void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
+static void quant_block_scalar(const float *xb, long bs, int8_t *qb, float *dout) {
+	float amax = 0;
+	for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
+	float db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	for (long i = 0; i < bs; i++) {
+		float v = rintf(xb[i] * id); // ties to even, as vroundps
+		qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+	}
+}
+
+// quant_block_avx2 is quant_block_scalar with AVX2 (the same values: the
+// same float32 operations, round to nearest even); bs a multiple of 32.
+T_AVX2 static void quant_block_avx2(const float *xb, long bs, int8_t *qb, float *dout) {
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 mx = _mm256_setzero_ps();
+	for (long i = 0; i < bs; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	float amax = _mm_cvtss_f32(m), db = amax / 127, id = db != 0 ? 1 / db : 0;
+	*dout = db;
+	const __m256 idv = _mm256_set1_ps(id);
+	const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#define QR(o) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i + (o)), idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+	for (long i = 0; i < bs; i += 32) {
+		__m256i a = _mm256_packs_epi32(QR(0), QR(8)), b = _mm256_packs_epi32(QR(16), QR(24));
+		_mm256_storeu_si256((__m256i *)(qb + i), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), fix));
+	}
+#undef QR
+}
+
+void mg_quant_act(int path, const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16) {
 	for (long r = 0; r < rows; r++)
 		for (long b = 0; b < k / bs; b++) {
 			const float *xb = x + r * k + b * bs;
 			int8_t *qb = q + r * k + b * bs;
-			float amax = 0;
-			for (long i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(xb[i]));
-			float db = amax / 127, id = db != 0 ? 1 / db : 0;
-			d[r * (k / bs) + b] = db;
-			for (long i = 0; i < bs; i++) {
-				float v = roundf(xb[i] * id);
-				qb[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-			}
+			if (path >= QP_AVX2)
+				quant_block_avx2(xb, bs, qb, d + r * (k / bs) + b);
+			else
+				quant_block_scalar(xb, bs, qb, d + r * (k / bs) + b);
 			for (long g = 0; g < bs / 16; g++) {
 				int s = 0;
 				for (int i = 0; i < 16; i++) s += qb[16 * g + i];

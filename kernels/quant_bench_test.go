@@ -3,7 +3,10 @@ package kernels
 import (
 	"fmt"
 	"math/rand"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"gorgonia.org/tensor"
 )
@@ -73,4 +76,63 @@ func quantBenchMatrices(b *testing.B, rng *rand.Rand, dt tensor.Dtype, out, in i
 		}
 	}
 	return ms
+}
+
+// BenchmarkGEMVQuantCompute: the GEMV's compute ceiling per core, robust
+// to a loaded machine: one goroutine locked to its thread, a 511x4096
+// matrix that stays in the caches, and "cpuGB/s" = weight bytes / the
+// thread's CPU time (getrusage RUSAGE_THREAD), so time the thread spends
+// descheduled does not count. A path is memory-bound on a machine whose
+// per-core read bandwidth is below its cpuGB/s.
+func BenchmarkGEMVQuantCompute(b *testing.B) {
+	const out, in = 511, 4096 // out·in < parGemmMin: runs on the calling goroutine
+	rng := rand.New(rand.NewSource(1))
+	x := make([]float32, in)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	y := make([]float32, out)
+	for _, dt := range []tensor.Dtype{BFloat16, Q8_0, Q4K, Q6K} {
+		ms := quantBenchMatrices(b, rng, dt, out, in)[:1]
+		bytes := float64(out * in / BlockWeights(dt) * ElemSize(dt))
+		measure := func(b *testing.B, f func()) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			f()
+			b.ResetTimer()
+			c0 := threadCPUTime()
+			for i := 0; i < b.N; i++ {
+				f()
+			}
+			b.ReportMetric(bytes*float64(b.N)/(threadCPUTime()-c0).Seconds()/1e9, "cpuGB/s")
+		}
+		if dt == BFloat16 {
+			b.Run(fmt.Sprintf("BF16/%v", BestHalfPath), func(b *testing.B) {
+				measure(b, func() { linearHalf(x, 1, in, ms[0], out, y, false) })
+			})
+			continue
+		}
+		for p := QuantScalar; p <= BestQuantPath; p++ {
+			for _, exact := range []bool{false, true} {
+				mode := "q8"
+				if exact {
+					mode = "exact"
+				}
+				b.Run(fmt.Sprintf("%s/%v/%s", DtypeName(dt), p, mode), func(b *testing.B) {
+					old, _ := SetQuantPath(p)
+					defer SetQuantPath(old)
+					measure(b, func() { gemvQuant(x, 1, in, ms[0], out, y, exact) })
+				})
+			}
+		}
+	}
+}
+
+// threadCPUTime is the calling thread's CPU time (user + system).
+func threadCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1, &ru); err != nil { // RUSAGE_THREAD
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -10,8 +10,10 @@ package kernels
 //     K-quants, scale max|x|/127, round to nearest) and the blocks are
 //     multiplied with integer dot products (vpmaddubsw, vpdpbusd,
 //     vpdpwssd), one float scale multiply per block; with
-//     Options.QuantExact the activations stay float32 and each block is
-//     dequantized into an L1 buffer and multiplied with FMAs.
+//     Options.QuantExact the activations stay float32 and the weights are
+//     dequantized in registers (ggml's float32 values exactly) and
+//     multiplied with FMAs, four accumulators per input row (the scalar
+//     path dequantizes a block into an L1 buffer).
 //   - Prefill: tiles of output rows are dequantized into a float32 scratch
 //     and multiplied by sgemm (as linearHalf).
 //   - dx = dy·W (QLoRA): strips of whole blocks of columns dequantized.
@@ -30,13 +32,14 @@ package kernels
 int mg_quant_best_path(void);
 void mg_dequant(int path, int type, const uint8_t *w, long ldw, long rows, long nb, float *d, long ldd);
 void mg_gemv_qf32(int path, int type, const float *x, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
-void mg_quant_act(const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16);
+void mg_quant_act(int path, const float *x, long rows, long k, long bs, int perm, int8_t *q, float *d, int16_t *s16);
 void mg_gemv_q8(int path, int type, const int8_t *xq, const float *xd, const int16_t *xs, long rows, const uint8_t *w, long k, float *y, long ldy, long o0, long o1);
 */
 import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"gorgonia.org/tensor"
@@ -130,19 +133,34 @@ type q8Act struct {
 	bs int
 }
 
+// q8Pool reuses activation buffers across decode steps.
+var q8Pool = sync.Pool{New: func() any { return new(q8Act) }}
+
 // quantAct quantizes x [rows, k] per block of bs activations; perm stores
 // them in the order of the AVX-512 Q4_K kernel (see quant.c).
 func quantAct(x []float32, rows, k, bs int, perm bool) q8Act {
-	a := q8Act{q: make([]int8, rows*k), d: make([]float32, rows*k/bs), s: make([]int16, rows*k/16), bs: bs}
+	var a q8Act
+	quantActInto(&a, x, rows, k, bs, perm)
+	return a
+}
+
+func quantActInto(a *q8Act, x []float32, rows, k, bs int, perm bool) {
+	a.q, a.d, a.s, a.bs = resize(a.q, rows*k), resize(a.d, rows*k/bs), resize(a.s, rows*k/16), bs
 	pm := C.int(0)
 	if perm {
 		pm = 1
 	}
 	if rows*k > 0 {
-		C.mg_quant_act(fp(x), C.long(rows), C.long(k), C.long(bs), pm, (*C.int8_t)(unsafe.Pointer(&a.q[0])),
+		C.mg_quant_act(C.int(quantPath), fp(x), C.long(rows), C.long(k), C.long(bs), pm, (*C.int8_t)(unsafe.Pointer(&a.q[0])),
 			fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])))
 	}
-	return a
+}
+
+func resize[E any](s []E, n int) []E {
+	if cap(s) < n {
+		return make([]E, n)
+	}
+	return s[:n]
 }
 
 // gemvQuant: y [rows, out] = x [rows, k]·wᵀ (rows ≤ gemvMaxRows) over
@@ -152,13 +170,19 @@ func gemvQuant(x []float32, rows, k int, w *tensor.Dense, out int, y []float32, 
 	if rows == 0 || out == 0 {
 		return
 	}
+	if k == 0 {
+		clear(y[:rows*out])
+		return
+	}
 	var run func(lo, hi int)
 	if exact {
 		run = func(lo, hi int) {
 			C.mg_gemv_qf32(C.int(quantPath), kind, fp(x), C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))
 		}
 	} else {
-		a := quantAct(x, rows, k, bw, w.Dtype() == Q4K && quantPath >= QuantAVX512)
+		a := q8Pool.Get().(*q8Act)
+		defer q8Pool.Put(a)
+		quantActInto(a, x, rows, k, bw, w.Dtype() == Q4K && quantPath >= QuantAVX512)
 		run = func(lo, hi int) {
 			C.mg_gemv_q8(C.int(quantPath), kind, (*C.int8_t)(unsafe.Pointer(&a.q[0])), fp(a.d), (*C.int16_t)(unsafe.Pointer(&a.s[0])),
 				C.long(rows), bp(raw), C.long(k), fp(y), C.long(out), C.long(lo), C.long(hi))

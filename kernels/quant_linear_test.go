@@ -86,6 +86,7 @@ var quantCases = []struct{ rows, out, in int }{
 	{1, 1, 256}, {1, 7, 512}, {2, 67, 768}, {3, 130, 256}, {4, 65, 1024}, // decode GEMV (≤ gemvMaxRows)
 	{1, 600, 4096},              // above parGemmMin: split over goroutines in 64-row pieces
 	{5, 33, 512}, {9, 131, 768}, // prefill: dequantized tiles + sgemm
+	{2, 9, 96}, {1, 5, 160}, {6, 7, 224}, // Q8_0 only: block counts that leave vector-loop tails
 }
 
 // TestGEMVQuant: Linear's kernels for quantized weights against the Go
@@ -100,6 +101,9 @@ func TestGEMVQuant(t *testing.T) {
 	for _, p := range quantPaths(t) {
 		for _, dt := range quantDtypes() {
 			for _, c := range quantCases {
+				if c.in%BlockWeights(dt) != 0 {
+					continue
+				}
 				w, wf := randQuant(t, rng, dt, c.out, c.in)
 				xt := randF32(rng, c.rows, c.in)
 				x := xt.Data().([]float32)
@@ -186,9 +190,11 @@ func TestQuantGradXAndGather(t *testing.T) {
 				ga := func(b *Builder, n []*G.Node) *G.Node { return b.Gather(n[0], n[1]) }
 				sameBits(t, "gather", runOne(t, ga, w, idx), runOne(t, ga, wUp, idx))
 
-				// Linear through the executor, both modes, and dx through Grad.
-				x := randF32(rng, 1, in)
-				for _, exact := range []bool{true, false} {
+				// Linear through the executor (a decode row and a prefill of 6
+				// rows), both modes, and dx through Grad.
+				for i, exact := range []bool{true, false, true, false} {
+					nr := 1 + 5*(i/2)
+					x := randF32(rng, nr, in)
 					g := G.NewGraph()
 					wn := G.NodeFromAny(g, w, G.WithName("model.layers.0.mlp.up_proj.weight"))
 					xn := G.NodeFromAny(g, x, G.WithName("x"))
@@ -200,9 +206,9 @@ func TestQuantGradXAndGather(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					ref := make([]float32, out)
-					linearQuant(x.Data().([]float32), 1, in, w, out, ref, exact)
-					sameBits(t, fmt.Sprintf("Linear exact=%v", exact), v[0].Data().([]float32), ref)
+					ref := make([]float32, nr*out)
+					linearQuant(x.Data().([]float32), nr, in, w, out, ref, exact)
+					sameBits(t, fmt.Sprintf("Linear rows=%d exact=%v", nr, exact), v[0].Data().([]float32), ref)
 					if err := CheckTrainable(G.Nodes{wn}); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.up_proj.weight is "+strings.ToLower(DtypeName(dt))+" and frozen") {
 						t.Errorf("CheckTrainable: %v", err)
 					}
@@ -241,7 +247,60 @@ func TestQuantRefusals(t *testing.T) {
 	if _, err := Linear(x32, wn, nil); err == nil || !strings.Contains(err.Error(), "in-dim mismatch") {
 		t.Errorf("Linear with 255 features against a [4, 256] q4_k weight: %v", err)
 	}
+	// An empty input dimension gives zeros (no block to read).
+	w0, err := View(Q8_0, []int{3, 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, exact := range []bool{false, true} {
+		y := []float32{1, 2, 3}
+		linearQuant(nil, 1, 0, w0, 3, y, exact)
+		if y[0] != 0 || y[1] != 0 || y[2] != 0 {
+			t.Errorf("k = 0, exact %v: %v", exact, y)
+		}
+	}
 	if _, err := SetQuantPath(BestQuantPath + 1); err == nil && BestQuantPath < QuantVNNI {
 		t.Error("SetQuantPath accepted a path beyond the CPU's")
+	}
+}
+
+// TestQuantActPaths: the 8-bit activation quantization gives the same
+// bytes, scales and sums on every path (ties round to even: 2.5 → 2, 3.5 →
+// 4 in a block whose scale is 1), within half a step of x.
+func TestQuantActPaths(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	const rows, k = 2, 512
+	x := randF32(rng, rows, k).Data().([]float32)
+	x[0], x[1], x[2], x[3] = 127, 2.5, 3.5, -2.5 // first block: d = 1
+	for _, bs := range []int{32, 256} {
+		withQuantPath(t, QuantScalar)
+		want := quantAct(x, rows, k, bs, false)
+		if want.q[1] != 2 || want.q[2] != 4 || want.q[3] != -2 {
+			t.Errorf("bs %d: ties rounded to %d %d %d, want 2 4 -2", bs, want.q[1], want.q[2], want.q[3])
+		}
+		for i, v := range x {
+			if d := want.d[i/bs]; math.Abs(float64(v)-float64(d)*float64(want.q[i])) > float64(d)/2*(1+1e-6) {
+				t.Fatalf("bs %d: x[%d] = %v quantized to %d·%v", bs, i, v, want.q[i], d)
+			}
+		}
+		for _, p := range quantPaths(t)[1:] {
+			withQuantPath(t, p)
+			got := quantAct(x, rows, k, bs, false)
+			for i := range got.q {
+				if got.q[i] != want.q[i] {
+					t.Fatalf("%v bs %d: q[%d] = %d, scalar %d", p, bs, i, got.q[i], want.q[i])
+				}
+			}
+			for i := range got.d {
+				if got.d[i] != want.d[i] {
+					t.Fatalf("%v bs %d: d[%d] = %v, scalar %v", p, bs, i, got.d[i], want.d[i])
+				}
+			}
+			for i := range got.s {
+				if got.s[i] != want.s[i] {
+					t.Fatalf("%v bs %d: s16[%d] = %d, scalar %d", p, bs, i, got.s[i], want.s[i])
+				}
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -101,6 +102,13 @@ func TestQuantLayouts(t *testing.T) {
 			if wide[i] != all[3*c.bw+i] {
 				t.Fatalf("%s: Widen32[%d] = %g, want %g", c.name, i, wide[i], all[3*c.bw+i])
 			}
+		}
+		f32, err := Convert(w, tensor.Float32)
+		if err != nil || !slices.Equal(f32.Shape(), tensor.Shape{3, 2 * c.bw}) || !slices.Equal(f32.Data().([]float32), all) {
+			t.Errorf("%s: Convert to f32: %v %v", c.name, f32, err)
+		}
+		if _, err := Convert(f32, c.dt); err == nil {
+			t.Errorf("%s: Convert to a quantized dtype did not fail", c.name)
 		}
 		if err := Dequantize(c.dt, raw[:len(raw)-1], all); err == nil {
 			t.Errorf("%s: Dequantize accepted a short buffer", c.name)

@@ -18,6 +18,11 @@
 // loading and saving a whole Magma (load.go), the decoder's
 // LoRA adapters in a checkpoint (lora.go), random initialisation, memory
 // checks, and the generation pipeline used by generate, eval and serve
-// (pipeline.go). The file formats themselves (safetensors, mapping, shards,
-// manifests, linking, PEFT adapter files) are package model/ckpt.
+// (pipeline.go). Quantized checkpoints (quantize.go: magma quantize, the
+// QuantTypeFor table of which tensor takes which ggml block type, streamed
+// into one GGUF; gguf_weights.go: a quantized folder's GGUF bound in place
+// like a safetensors shard) use the quantizers of package kernels and the
+// GGUF container of package model/gguf. The file formats themselves
+// (safetensors, mapping, shards, manifests, linking, PEFT adapter files)
+// are package model/ckpt.
 package model

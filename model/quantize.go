@@ -155,8 +155,8 @@ func quantRows(rowLen int) int { return max(1, (4<<20)/max(1, rowLen)) }
 
 // Quantize writes the checkpoint in src as a quantized folder dst:
 // model.gguf (every tensor of src under its name, quantized or kept as
-// QuantTypeFor says), config.json, preprocessor_config.json and the
-// tokenizer files. It streams: one chunk of rows at a time is read from
+// QuantTypeFor says), config.json, preprocessor_config.json, the
+// tokenizer files and manifest.json (checksums for --verify). It streams: one chunk of rows at a time is read from
 // the mapped shards, converted and written, and the pages read are
 // released, so memory stays at a few tens of MB whatever the model.
 func Quantize(src, dst string, opts QuantizeOptions) (_ *QuantizeReport, err error) {
@@ -170,6 +170,9 @@ func Quantize(src, dst string, opts QuantizeOptions) (_ *QuantizeReport, err err
 	}
 	if same, _ := sameDir(src, dst); same {
 		return nil, fmt.Errorf("quantize: --out %s is the source checkpoint folder", dst)
+	}
+	if IsQuantizedDir(src) {
+		return nil, fmt.Errorf("quantize: %s is already quantized (%s): quantize the safetensors checkpoint it came from", src, GGUFFileName)
 	}
 	ck, err := ckpt.Open(src)
 	if err != nil {
@@ -270,6 +273,10 @@ func Quantize(src, dst string, opts QuantizeOptions) (_ *QuantizeReport, err err
 		if err := ckpt.CopyTokenizer(src, dst); err != nil {
 			return nil, err
 		}
+	}
+	// The checksums magma --verify checks (the GGUF is read once more).
+	if _, err := ckpt.WriteManifest(dst, nil); err != nil {
+		return nil, err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	return rep, nil

@@ -3,8 +3,10 @@ package model
 import (
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -16,12 +18,28 @@ import (
 	"github.com/magma-go/magma/vision/imaging"
 )
 
-// quantTestDir writes a random bf16 checkpoint shaped for the quantizers:
-// the parity fixture's config (vocab 512) with a 256-wide decoder of 8
-// layers (so Q4_K_M mixes Q6_K and Q4_K layers) and a ConvNeXt whose last
-// stage is 256 wide (Q4_K there, Q8_0 before).
+// quantFixtures holds what the quantization tests share within one test
+// binary (removed by TestMain): the source checkpoint and one quantized
+// folder per type.
+var quantFixtures struct {
+	mu   sync.Mutex
+	root string
+	src  string
+	dirs map[string]string
+}
+
+// quantTestDir writes (once) a random bf16 checkpoint shaped for the
+// quantizers: the parity fixture's config (vocab 512) with a 256-wide
+// decoder of 8 layers (so Q4_K_M mixes Q6_K and Q4_K layers) and a
+// ConvNeXt whose last stage is 256 wide (Q4_K there, Q8_0 before).
 func quantTestDir(t *testing.T) string {
 	t.Helper()
+	f := &quantFixtures
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.src != "" {
+		return f.src
+	}
 	cfg, pp, err := LoadConfig(parityDir)
 	if err != nil {
 		t.Fatal(err)
@@ -34,22 +52,47 @@ func quantTestDir(t *testing.T) string {
 	if err := cfg.Resolve(); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "src")
+	if f.root, err = os.MkdirTemp("", "magma-quant-test-"); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.root, "src")
 	if _, err := WriteRandom(dir, cfg, pp, 5, ckpt.SaveOptions{DType: "bf16"}); err != nil {
 		t.Fatal(err)
 	}
+	f.src, f.dirs = dir, map[string]string{}
 	return dir
 }
 
+// quantizeTo quantizes src (quantTestDir's) with typ, once per type.
 func quantizeTo(t *testing.T, src, typ string) string {
 	t.Helper()
+	f := &quantFixtures
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.dirs[typ]; ok && src == f.src {
+		return d
+	}
 	dst := filepath.Join(t.TempDir(), typ)
+	if src == f.src {
+		dst = filepath.Join(f.root, typ)
+	}
 	rep, err := Quantize(src, dst, QuantizeOptions{Type: typ})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s: %d tensors, %d bytes from %d, by type %v, %.2fs", typ, len(rep.Tensors), rep.FileBytes, rep.SourceBytes, rep.BytesByType, rep.Seconds)
+	if src == f.src {
+		f.dirs[typ] = dst
+	}
 	return dst
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if quantFixtures.root != "" {
+		os.RemoveAll(quantFixtures.root)
+	}
+	os.Exit(code)
 }
 
 // TestQuantTypeFor: the mix table, including llama.cpp's Q4_K_M layers
@@ -193,6 +236,18 @@ func TestQuantizeFolderLoads(t *testing.T) {
 				}
 			}
 
+			numpyDecode(t, src, dst, true)
+			if typ == "q8_0" { // the decoder does fail: one quant moved far off
+				bad := rewriteGGUF(t, dst, func(n string, ty gguf.TensorType, s []int, d []byte) (string, gguf.TensorType, []int, []byte) {
+					if n == "language_model.lm_head.weight" {
+						d = append([]byte(nil), d...)
+						d[2+5] ^= 0x80
+					}
+					return n, ty, s, d
+				})
+				numpyDecode(t, src, bad, false)
+			}
+
 			info, err := DescribeWeights(dst, cfg, tensor.Dtype{})
 			if err != nil {
 				t.Fatal(err)
@@ -209,6 +264,31 @@ func TestQuantizeFolderLoads(t *testing.T) {
 				t.Errorf("info: %d bytes by type, %d in memory", total, info.InMemory.Total())
 			}
 		})
+	}
+}
+
+// numpyDecode runs scripts/fixtures/ggml_decode.py (numpy, written from
+// ggml's block definitions) on dst's GGUF against the source checkpoint:
+// it must pass (ok) or fail naming a value. Skipped without python3 and
+// numpy.
+func numpyDecode(t *testing.T, src, dst string, ok bool) {
+	t.Helper()
+	py := os.Getenv("PYTHON")
+	if py == "" {
+		py = "/usr/bin/python3"
+	}
+	if err := exec.Command(py, "-c", "import numpy").Run(); err != nil {
+		t.Logf("numpy decoder skipped: %s cannot import numpy (%v)", py, err)
+		return
+	}
+	out, err := exec.Command(py, "../scripts/fixtures/ggml_decode.py", "--gguf", filepath.Join(dst, GGUFFileName), "--source", src).CombinedOutput()
+	switch {
+	case ok && err != nil:
+		t.Errorf("numpy decoder: %v\n%s", err, out)
+	case !ok && (err == nil || !strings.Contains(string(out), "FAIL language_model.lm_head.weight")):
+		t.Errorf("numpy decoder accepted a corrupted block: %v\n%s", err, out)
+	case ok:
+		t.Logf("numpy decoder:\n%s", out)
 	}
 }
 
@@ -350,9 +430,9 @@ func TestQuantizedFolderMismatch(t *testing.T) {
 
 // quantLogits runs the prompt (text and one image) through a loaded
 // model: the greedy steps' logits.
-func quantLogits(t *testing.T, ld *Loaded, steps int) [][]float32 {
+func quantLogits(t *testing.T, ld *Loaded, steps int, opts kernels.Options) [][]float32 {
 	t.Helper()
-	ld.Model.SetKernels(kernels.TestOptions())
+	ld.Model.SetKernels(opts)
 	px := preprocessFile(t, filepath.Join(parityDir, "square.png"), ld.Preprocessor)
 	ids := []int{1, 7, 42, ld.Model.Config.ImageTokenIndex, 99, 300, 11}
 	emb, err := ld.Model.EmbedSequence(ids, []*imaging.Pixels{px})
@@ -361,4 +441,52 @@ func quantLogits(t *testing.T, ld *Loaded, steps int) [][]float32 {
 	}
 	rows, _ := greedyLogits(t, ld.Model, emb.Embeds, steps)
 	return rows
+}
+
+// TestQuantizedExactPath: the quantized model (weights used in place, the
+// vision tower and projector included) computes what float32 computes on
+// the dequantized weights: logits within 1e-4 relative (max|diff| over
+// max|ref|) at every greedy step with float32 activations
+// (Options.QuantExact), the same greedy tokens. With activations quantized
+// to 8 bits per block (the default decode path) the extra error is
+// measured and logged, and bounded loosely (5e-2).
+func TestQuantizedExactPath(t *testing.T) {
+	src := quantTestDir(t)
+	for _, typ := range QuantTypes {
+		t.Run(typ, func(t *testing.T) {
+			dst := quantizeTo(t, src, typ)
+			ref, err := LoadWith(dst, LoadOptions{Dtype: tensor.Float32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			q, err := Load(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			const steps = 4
+			want := quantLogits(t, ref, steps, kernels.TestOptions())
+			exact := kernels.TestOptions()
+			exact.QuantExact = true
+			got := quantLogits(t, q, steps, exact)
+			worst := 0.0
+			for s := range want {
+				d := relDiff(t, "logits", got[s], want[s])
+				worst = max(worst, d)
+				if d > 1e-4 {
+					t.Errorf("step %d: logits rel diff %.3g > 1e-4", s, d)
+				}
+			}
+			q8 := quantLogits(t, q, steps, kernels.TestOptions())
+			worst8 := 0.0
+			for s := range want {
+				worst8 = max(worst8, relDiff(t, "logits", q8[s], want[s]))
+			}
+			t.Logf("%s: logits vs float32 on the dequantized weights: %.3g (float32 activations), %.3g (8-bit activations)", typ, worst, worst8)
+			if worst8 > 5e-2 {
+				t.Errorf("8-bit activations: logits rel diff %.3g > 5e-2", worst8)
+			}
+		})
+	}
 }

@@ -30,7 +30,8 @@
 // which adapters a model has (packages llm and model). ckpt imports kernels
 // and nn only (and model/internal/fshook, its tests' hook on os.Link), never
 // llm or model: model (PEFT names and config of the decoder's adapters),
-// train, cmd, server and the benchmarks import it. Formats to come (GGUF, PyTorch
-// .pth) belong here, beside safetensors, behind the same Checkpoint-like
-// surface (Names, Has, Info, Tensor, Dense).
+// train, cmd, server and the benchmarks import it. Formats to come (PyTorch .pth)
+// belong here, beside safetensors, behind the same Checkpoint-like surface
+// (Names, Has, Info, Tensor, Dense); GGUF has its own package, model/gguf,
+// with that surface (Names, Has, Info, Tensor, Dense).
 package ckpt

@@ -418,7 +418,8 @@ func verifyFile(dir, rel string, e ManifestEntry) error {
 }
 
 // NonFinite counts the NaN and infinite values of t and the flat index of
-// the first (-1 when none).
+// the first (-1 when none); a block-quantized t is dequantized a chunk at
+// a time (indexes count logical weights).
 func NonFinite(t *tensor.Dense) (bad, first int) {
 	first = -1
 	note := func(i int) {
@@ -426,6 +427,20 @@ func NonFinite(t *tensor.Dense) (bad, first int) {
 		if first < 0 {
 			first = i
 		}
+	}
+	if kernels.IsQuant(t.Dtype()) {
+		n := t.Shape().TotalSize() * kernels.BlockWeights(t.Dtype())
+		buf := make([]float32, min(n, 1<<16))
+		for off := 0; off < n; off += len(buf) {
+			vals := buf[:min(len(buf), n-off)]
+			kernels.Widen32(vals, t, off)
+			for i, v := range vals {
+				if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+					note(off + i)
+				}
+			}
+		}
+		return bad, first
 	}
 	switch d := t.Data().(type) {
 	case []kernels.BF16:

@@ -29,4 +29,14 @@
 // type, then the tensors' bytes are streamed one tensor at a time
 // (BeginTensor returns an io.Writer), so a model larger than memory is
 // written without holding it.
+//
+// Block sizes, quantizers and dequantizers of Q8_0, Q4_K and Q6_K are the
+// kernels package's (its block dtypes); F32, F16, BF16 and Q4_0 (read only)
+// are known here.
+//
+// llama.cpp's `llama` architecture (llama.go, tokenizer.go, export.go): the
+// tensor names, the Q/K row permutation (LlamaQKPermutation), the llama.*
+// hyperparameters and the tokenizer.* metadata its converter
+// (convert_hf_to_gguf.py) writes, and ExportLlama, which streams a
+// checkpoint's Llama decoder into such a file (magma export gguf).
 package gguf

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"gorgonia.org/tensor"
 
@@ -41,13 +43,18 @@ func quantizer(t TensorType) Quantizer {
 
 // ExportOptions says how ExportLlama writes a Llama decoder.
 type ExportOptions struct {
-	// Type of the 2-D weights: TypeBF16, TypeF16, TypeF32, TypeQ8_0 or
-	// TypeQ4_K (quantized types need a registered Quantizer). 1-D tensors
-	// (the norms) are always F32, as llama.cpp's converter writes them.
-	// With TypeQ4_K, output.weight is Q6_K (llama.cpp's choice for the head
-	// in its Q4_K mixes); a weight whose rows are not a whole number of
-	// blocks stays BF16.
+	// Type of the 2-D weights: TypeBF16, TypeF16, TypeF32, TypeQ8_0,
+	// TypeQ4_K or TypeQ6_K; it also sets general.file_type. 1-D tensors
+	// (the norms) are always F32, as llama.cpp's converter writes them. A
+	// quantized type whose block does not divide a weight's rows falls back
+	// to Q8_0, then to the stored type.
 	Type TensorType
+	// TypeFor, when set, chooses each 2-D weight's type instead (src is the
+	// checkpoint's tensor name, shape row-major); ok false keeps the stored
+	// type. Used for quantization mixes (magma quantize's table).
+	TypeFor func(src string, shape []int) (t TensorType, ok bool)
+	// FileType overrides general.file_type (llama_ftype) when non-zero.
+	FileType uint32
 	// Prefix of the decoder's tensors in the checkpoint ("language_model."
 	// in Magma's checkpoints, "" in a plain LlamaForCausalLM).
 	Prefix string
@@ -66,20 +73,47 @@ type ExportReport struct {
 	Bytes   int64
 	// ByType counts the tensors and their bytes by ggml type.
 	ByType map[TensorType][2]int64
+	// Written lists every tensor: GGUF name, checkpoint name, row-major
+	// shape and type.
+	Written []ExportedTensor
 }
 
-// llamaTensorType is the type ExportLlama writes a tensor of (row-major)
-// shape with.
-func llamaTensorType(gname string, shape []int, want TensorType) TensorType {
+// ExportedTensor is one tensor ExportLlama wrote.
+type ExportedTensor struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	Shape  []int  `json:"shape"`
+	Type   string `json:"type"`
+}
+
+// storedType is the GGUF float type of a checkpoint dtype (F64: F32).
+func storedType(dtype string) TensorType {
+	switch dtype {
+	case "BF16":
+		return TypeBF16
+	case "F16":
+		return TypeF16
+	}
+	return TypeF32
+}
+
+// exportType is the type ExportLlama writes a tensor with.
+func exportType(src, stored string, shape []int, opts ExportOptions) TensorType {
 	if len(shape) < 2 {
 		return TypeF32
 	}
-	t := want
-	if want == TypeQ4_K && gname == "output.weight" {
-		t = TypeQ6_K
+	t := opts.Type
+	if opts.TypeFor != nil {
+		var ok bool
+		if t, ok = opts.TypeFor(src, shape); !ok {
+			return storedType(stored)
+		}
 	}
 	if shape[len(shape)-1]%t.BlockWeights() != 0 {
-		return TypeBF16
+		if shape[len(shape)-1]%TypeQ8_0.BlockWeights() == 0 {
+			return TypeQ8_0
+		}
+		return storedType(stored)
 	}
 	return t
 }
@@ -94,18 +128,12 @@ func llamaTensorType(gname string, shape []int, want TensorType) TensorType {
 func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportOptions) (*ExportReport, error) {
 	switch opts.Type {
 	case TypeBF16, TypeF16, TypeF32:
-	case TypeQ8_0, TypeQ4_K:
-		need := []TensorType{opts.Type}
-		if opts.Type == TypeQ4_K {
-			need = append(need, TypeQ6_K)
-		}
-		for _, t := range need {
-			if quantizer(t) == nil {
-				return nil, fmt.Errorf("gguf: this build has no %v quantizer: only bf16, f16 and f32 can be exported", t)
-			}
+	case TypeQ8_0, TypeQ4_K, TypeQ6_K:
+		if quantizer(opts.Type) == nil {
+			return nil, fmt.Errorf("gguf: this build has no %v quantizer: only bf16, f16 and f32 can be exported", opts.Type)
 		}
 	default:
-		return nil, fmt.Errorf("gguf: cannot export weights as %v (want bf16, f16, f32, q8_0 or q4_k)", opts.Type)
+		return nil, fmt.Errorf("gguf: cannot export weights as %v (want bf16, f16, f32, q8_0, q4_k or q6_k)", opts.Type)
 	}
 	if err := text.Resolve(); err != nil {
 		return nil, err
@@ -123,6 +151,9 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 	ftype, err := LlamaFileType(opts.Type)
 	if err != nil {
 		return nil, err
+	}
+	if opts.FileType != 0 {
+		ftype = opts.FileType
 	}
 	name := opts.Name
 	if name == "" {
@@ -175,7 +206,10 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 		if w := want[key]; !equalInts(ti.Shape, w) {
 			return nil, fmt.Errorf("gguf: checkpoint %s: tensor %q has shape %v, the text config says %v", ck.Dir, src, ti.Shape, w)
 		}
-		it := item{src: src, dst: g, shape: ti.Shape, typ: llamaTensorType(g, ti.Shape, opts.Type)}
+		it := item{src: src, dst: g, shape: ti.Shape, typ: exportType(src, ti.DType, ti.Shape, opts)}
+		if quantizer(it.typ) == nil && it.typ.BlockWeights() > 1 {
+			return nil, fmt.Errorf("gguf: tensor %q: this build has no %v quantizer", src, it.typ)
+		}
 		switch key {
 		case "attn_q.weight":
 			it.perm, err = LlamaQKPermutation(ti.Shape[0], text.NumAttentionHeads)
@@ -231,7 +265,19 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 		if err != nil {
 			return nil, err
 		}
+		// the source's mapped bytes, released as rows are done (sequential
+		// tensors) or at the end (permuted Q/K)
+		srcBytes := sourceBytes(ck, it.src)
+		rowBytes := 0
+		if rows > 0 {
+			rowBytes = len(srcBytes) / rows
+		}
+		done := 0
 		for r := 0; r < rows; r++ {
+			if it.perm == nil && rowBytes > 0 && (r-done)*rowBytes >= releaseChunk {
+				release(srcBytes[done*rowBytes : r*rowBytes])
+				done = r
+			}
 			sr := r
 			if it.perm != nil {
 				sr = it.perm[r]
@@ -244,11 +290,13 @@ func ExportLlama(path string, ck *ckpt.Checkpoint, text llm.Config, opts ExportO
 				return nil, err
 			}
 		}
+		release(srcBytes)
 		c := rep.ByType[it.typ]
 		n := int64(rows) * int64(len(out))
 		rep.ByType[it.typ] = [2]int64{c[0] + 1, c[1] + n}
 		rep.Tensors++
 		rep.Bytes += n
+		rep.Written = append(rep.Written, ExportedTensor{Name: it.dst, Source: it.src, Shape: it.shape, Type: it.typ.String()})
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
@@ -341,4 +389,40 @@ func (r *ExportReport) TypesSummary() string {
 		s += fmt.Sprintf("%v: %d tensors, %d bytes", t, c[0], c[1])
 	}
 	return s
+}
+
+// releaseChunk is how many source bytes are read before their pages are
+// released.
+const releaseChunk = 32 << 20
+
+// sourceBytes returns tensor name's bytes in its shard's mapping (nil when
+// not mapped).
+func sourceBytes(ck *ckpt.Checkpoint, name string) []byte {
+	ti, path, err := ck.Info(name)
+	if err != nil {
+		return nil
+	}
+	sh := ck.Shard(filepath.Base(path))
+	if sh == nil {
+		return nil
+	}
+	return sh.MappedBytes(ti)
+}
+
+// release drops the pages of mapped source bytes from the process
+// (MADV_DONTNEED: the file's pages stay in the page cache but no longer
+// count in this process's RSS), so that exporting a model larger than
+// memory never holds more than a chunk of it resident. Partial pages at
+// both ends (shared with neighbouring bytes) are kept.
+func release(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	addr := uintptr(unsafe.Pointer(&b[0]))
+	start := int((page - addr%page) % page)
+	end := len(b) - int((addr+uintptr(len(b)))%page)
+	if end-start >= int(page) {
+		_ = syscall.Madvise(b[start:end], syscall.MADV_DONTNEED) // advisory
+	}
 }

@@ -233,6 +233,7 @@ func TestFloatTensors(t *testing.T) {
 		{"b", TypeF16, []int{2, 3}, f16},
 		{"c", TypeBF16, []int{2, 3}, bf},
 		{"q", TypeQ8_0, []int{32}, make([]byte, 34)},
+		{"q4", TypeQ4_0, []int{32}, make([]byte, 18)},
 	})
 	g, err := Open(path)
 	if err != nil {
@@ -269,8 +270,11 @@ func TestFloatTensors(t *testing.T) {
 			t.Errorf("%s: Dense f32: %v %v", c.name, inPlace, err)
 		}
 	}
-	if _, _, err := g.Tensor("q"); err == nil || !strings.Contains(err.Error(), `"q"`) {
-		t.Errorf("Q8_0 without a dequantizer: %v", err)
+	if v, _, err := g.Tensor("q"); err != nil || len(v) != 32 || v[0] != 0 {
+		t.Errorf("Q8_0 through the kernels' dequantizer: %v %v", v, err)
+	}
+	if _, _, err := g.Tensor("q4"); err == nil || !strings.Contains(err.Error(), `"q4" has type Q4_0`) {
+		t.Errorf("Q4_0 has no dequantizer: %v", err)
 	}
 	if _, _, err := g.Dense("q", tensor.Dtype{}); err == nil {
 		t.Error("Dense of a Q8_0 tensor accepted")
@@ -327,5 +331,19 @@ func TestWriterErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestKernelBlockSizes: the block sizes taken from the kernels' dtypes are
+// ggml's (ggml-common.h).
+func TestKernelBlockSizes(t *testing.T) {
+	for _, c := range []struct {
+		t             TensorType
+		name          string
+		weights, size int
+	}{{TypeQ8_0, "Q8_0", 32, 34}, {TypeQ4_K, "Q4_K", 256, 144}, {TypeQ6_K, "Q6_K", 256, 210}, {TypeQ4_0, "Q4_0", 32, 18}, {TypeBF16, "BF16", 1, 2}} {
+		if c.t.String() != c.name || c.t.BlockWeights() != c.weights || c.t.BlockBytes() != c.size {
+			t.Errorf("%v: %s %d values in %d bytes, want %s %d in %d", uint32(c.t), c.t, c.t.BlockWeights(), c.t.BlockBytes(), c.name, c.weights, c.size)
+		}
 	}
 }

@@ -324,3 +324,147 @@ func checkTokenizerKVs(t *testing.T, kvs []KV) {
 		t.Errorf("%d merges, first %q", len(merges), merges[0])
 	}
 }
+
+func TestExportType(t *testing.T) {
+	mix := func(src string, shape []int) (TensorType, bool) {
+		switch {
+		case strings.HasSuffix(src, "embed_tokens.weight"):
+			return 0, false // kept
+		case strings.HasSuffix(src, "lm_head.weight"):
+			return TypeQ6_K, true
+		}
+		return TypeQ4_K, true
+	}
+	for _, c := range []struct {
+		src, stored string
+		shape       []int
+		opts        ExportOptions
+		want        TensorType
+	}{
+		{"model.norm.weight", "BF16", []int{4096}, ExportOptions{Type: TypeQ8_0}, TypeF32},
+		{"w", "BF16", []int{8, 4096}, ExportOptions{Type: TypeBF16}, TypeBF16},
+		{"w", "F32", []int{8, 4096}, ExportOptions{Type: TypeBF16}, TypeBF16},
+		{"w", "F32", []int{8, 4096}, ExportOptions{Type: TypeQ8_0}, TypeQ8_0},
+		{"w", "F32", []int{8, 4096}, ExportOptions{Type: TypeQ4_K}, TypeQ4_K},
+		{"w", "F32", []int{8, 192}, ExportOptions{Type: TypeQ4_K}, TypeQ8_0},  // 192 % 256 != 0
+		{"w", "BF16", []int{8, 100}, ExportOptions{Type: TypeQ8_0}, TypeBF16}, // 100 % 32 != 0: stored
+		{"w", "F16", []int{8, 100}, ExportOptions{Type: TypeQ4_K}, TypeF16},
+		{"model.embed_tokens.weight", "BF16", []int{8, 4096}, ExportOptions{Type: TypeQ4_K, TypeFor: mix}, TypeBF16},
+		{"lm_head.weight", "BF16", []int{8, 4096}, ExportOptions{Type: TypeQ4_K, TypeFor: mix}, TypeQ6_K},
+		{"lm_head.weight", "BF16", []int{8, 64}, ExportOptions{Type: TypeQ4_K, TypeFor: mix}, TypeQ8_0},
+		{"x.q_proj.weight", "F32", []int{8, 4096}, ExportOptions{Type: TypeQ4_K, TypeFor: mix}, TypeQ4_K},
+	} {
+		if got := exportType(c.src, c.stored, c.shape, c.opts); got != c.want {
+			t.Errorf("%s %s %v (%v): %v, want %v", c.src, c.stored, c.shape, c.opts.Type, got, c.want)
+		}
+	}
+}
+
+// TestExportLlamaQ8_0: quantized export through the kernels' quantizer;
+// the values read back (kernels' dequantizer) are the source rows (Q/K
+// permuted) within Q8_0's bound: half a step d = max|block|/127, plus d's
+// fp16 rounding times 127.
+func TestExportLlamaQ8_0(t *testing.T) {
+	c := tinyText()
+	c.VocabSize = 64 // no tokenizer: a few placeholder tokens
+	dir, vals := writeLlamaCheckpoint(t, c, "F32")
+	ck, err := ckpt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	toks := make([]string, c.VocabSize)
+	types := make([]int32, c.VocabSize)
+	for i := range toks {
+		toks[i], types[i] = "t"+string(rune('A'+i%26))+string(rune('a'+i/26)), TokenNormal
+	}
+	out := filepath.Join(t.TempDir(), "q.gguf")
+	if _, err := ExportLlama(out, ck, c, ExportOptions{Type: TypeQ8_0, Prefix: "language_model.", Tokenizer: []KV{
+		{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.tokens", toks}, {"tokenizer.ggml.token_type", types},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if ft, _ := g.Uint("general.file_type"); ft != 7 {
+		t.Errorf("general.file_type %d, want 7 (MOSTLY_Q8_0)", ft)
+	}
+	for _, hf := range LlamaHFNames(c.NumHiddenLayers, false) {
+		name, _ := LlamaTensorName(hf)
+		ti, _ := g.Info(name)
+		want := TypeQ8_0
+		if len(ti.Dims) == 1 {
+			want = TypeF32
+		}
+		if ti.Type != want {
+			t.Errorf("%s: %v, want %v", name, ti.Type, want)
+		}
+		got, shape, err := g.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := vals["language_model."+hf]
+		var perm []int
+		switch {
+		case strings.HasSuffix(name, "attn_q.weight"):
+			perm, _ = LlamaQKPermutation(shape[0], c.NumAttentionHeads)
+		case strings.HasSuffix(name, "attn_k.weight"):
+			perm, _ = LlamaQKPermutation(shape[0], c.NumKeyValueHeads)
+		}
+		cols := shape[len(shape)-1]
+		for b := 0; b < len(got); b += 32 {
+			n := min(32, len(got)-b)
+			r, k := b/cols, b%cols
+			if perm != nil {
+				r = perm[r]
+			}
+			s := src[r*cols+k : r*cols+k+n]
+			var amax float64
+			for _, v := range s {
+				amax = math.Max(amax, math.Abs(float64(v)))
+			}
+			for i, v := range s {
+				if d := math.Abs(float64(got[b+i]) - float64(v)); d > amax/127*(0.5+127.0/2048)+1e-7 && ti.Type == TypeQ8_0 || ti.Type == TypeF32 && d != 0 {
+					t.Fatalf("%s[%d]: %v, source %v (block max %v)", name, b+i, got[b+i], v, amax)
+				}
+			}
+		}
+	}
+}
+
+func TestPlaceholderTokenizer(t *testing.T) {
+	c := tinyText()
+	c.BosTokenID, c.EosTokenID, c.PadTokenID = 1, 2, nil
+	kvs, err := PlaceholderTokenizer(512, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value
+	}
+	toks, types := m["tokenizer.ggml.tokens"].([]string), m["tokenizer.ggml.token_type"].([]int32)
+	if len(toks) != 512 || m["tokenizer.ggml.bos_token_id"] != uint32(1) || m["tokenizer.ggml.eos_token_id"] != uint32(2) {
+		t.Fatalf("%d tokens, bos %v eos %v", len(toks), m["tokenizer.ggml.bos_token_id"], m["tokenizer.ggml.eos_token_id"])
+	}
+	// GPT-2's byte-level alphabet: '\n' is Ċ, ' ' is Ġ, printable bytes
+	// are themselves, all 256 distinct
+	for id, want := range map[int]string{10: "Ċ", 32: "Ġ", 'A': "A", 0xA1: "¡", 0xAD: "Ń", 0xFF: "ÿ", 1: "<|bos|>", 300: "<|reserved_300|>"} {
+		if toks[id] != want {
+			t.Errorf("token %d = %q, want %q", id, toks[id], want)
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range toks[3:256] {
+		seen[s] = true
+	}
+	if len(seen) != 253 || types[5] != TokenNormal || types[1] != TokenControl || types[400] != TokenControl {
+		t.Errorf("%d distinct byte tokens; types %d %d %d", len(seen), types[5], types[1], types[400])
+	}
+	if _, err := PlaceholderTokenizer(100, c); err == nil {
+		t.Error("vocab_size 100 accepted")
+	}
+}

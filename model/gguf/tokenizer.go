@@ -161,3 +161,58 @@ func readMerges(path string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// byteLevelChar is GPT-2's bytes_to_unicode: the printable bytes map to
+// themselves, the others to code points from 256 on, in byte order.
+func byteLevelChar(b byte) string {
+	printable := func(c int) bool {
+		return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)
+	}
+	if printable(int(b)) {
+		return string(rune(b))
+	}
+	n := 0
+	for c := 0; c < int(b); c++ {
+		if !printable(c) {
+			n++
+		}
+	}
+	return string(rune(256 + n))
+}
+
+// PlaceholderTokenizer is tokenizer metadata for a checkpoint without a
+// tokenizer (test checkpoints such as the parity fixture): a gpt2 vocabulary
+// whose first 256 ids are the byte-level tokens (so llama.cpp's byte
+// fallback works) and the rest "<|reserved_N|>" control tokens, no merges;
+// the text config's bos/eos/pad ids are control tokens "<|bos|>",
+// "<|eos|>", "<|pad|>". Token ids mean nothing as text: evaluate such a
+// file with token ids.
+func PlaceholderTokenizer(vocabSize int, text llm.Config) ([]KV, error) {
+	if vocabSize < 256 {
+		return nil, fmt.Errorf("gguf: a placeholder byte-level vocabulary needs vocab_size >= 256, got %d", vocabSize)
+	}
+	tokens := make([]string, vocabSize)
+	types := make([]int32, vocabSize)
+	for id := range tokens {
+		if id < 256 {
+			tokens[id], types[id] = byteLevelChar(byte(id)), TokenNormal
+		} else {
+			tokens[id], types[id] = fmt.Sprintf("<|reserved_%d|>", id), TokenControl
+		}
+	}
+	kvs := []KV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "default"}}
+	special := func(key, name string, id int) {
+		if id >= 0 && id < vocabSize {
+			tokens[id], types[id] = name, TokenControl
+			kvs = append(kvs, KV{key, uint32(id)})
+		}
+	}
+	special("tokenizer.ggml.bos_token_id", "<|bos|>", text.BosTokenID)
+	if ids := text.EOSTokenIDs(); len(ids) > 0 {
+		special("tokenizer.ggml.eos_token_id", "<|eos|>", ids[0])
+	}
+	if text.PadTokenID != nil {
+		special("tokenizer.ggml.padding_token_id", "<|pad|>", *text.PadTokenID)
+	}
+	return append(kvs, KV{"tokenizer.ggml.tokens", tokens}, KV{"tokenizer.ggml.token_type", types}, KV{"tokenizer.ggml.merges", []string{}}), nil
+}

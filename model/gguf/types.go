@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"gorgonia.org/tensor"
+
+	"github.com/magma-go/magma/kernels"
 )
 
 // Magic is the first four bytes of every GGUF file.
@@ -42,18 +46,44 @@ type typeTraits struct {
 	blockBytes   int
 }
 
-// traits of the known types (ggml-common.h: block_q4_0 = fp16 d + 16
-// bytes of nibbles; block_q8_0 = fp16 d + 32 int8; block_q4_K = 2 fp16 +
-// 12 bytes of scales + 128 of nibbles; block_q6_K = 128 ql + 64 qh + 16
-// int8 scales + fp16 d).
+// traits of the known types: the float types and Q4_0 (block_q4_0: fp16
+// d + 16 bytes of nibbles, read only: llama.cpp writes it) here; Q8_0,
+// Q4_K and Q6_K from the kernels package's block dtypes (init).
 var traits = map[TensorType]typeTraits{
 	TypeF32:  {"F32", 1, 4},
 	TypeF16:  {"F16", 1, 2},
 	TypeBF16: {"BF16", 1, 2},
 	TypeQ4_0: {"Q4_0", 32, 18},
-	TypeQ8_0: {"Q8_0", 32, 34},
-	TypeQ4_K: {"Q4_K", 256, 144},
-	TypeQ6_K: {"Q6_K", 256, 210},
+}
+
+// quantDtypes are the kernels' block dtypes: their ggml ids, block sizes,
+// quantizers and dequantizers are the kernels package's.
+var quantDtypes = []tensor.Dtype{kernels.Q8_0, kernels.Q4K, kernels.Q6K}
+
+func init() {
+	for _, dt := range quantDtypes {
+		id, ok := kernels.GGMLType(dt)
+		if !ok {
+			panic(fmt.Sprintf("gguf: kernels dtype %v has no ggml type id", dt))
+		}
+		t := TensorType(id)
+		traits[t] = typeTraits{kernels.DtypeName(dt), kernels.BlockWeights(dt), kernels.BlockBytes(dt)}
+		RegisterDequantizer(t, func(dst []float32, src []byte) error { return kernels.Dequantize(dt, src, dst) })
+		RegisterQuantizer(t, func(dst []byte, src []float32) error { return kernels.Quantize(dt, dst, src) })
+	}
+}
+
+// Dtype returns the kernels dtype of t (F32, F16, BF16, Q8_0, Q4_K, Q6_K).
+func (t TensorType) Dtype() (tensor.Dtype, error) {
+	switch t {
+	case TypeF32:
+		return tensor.Float32, nil
+	case TypeF16:
+		return kernels.Float16, nil
+	case TypeBF16:
+		return kernels.BFloat16, nil
+	}
+	return kernels.DtypeOfGGML(int(t))
 }
 
 // String is ggml's name of the type ("F32", "Q4_K", ...).

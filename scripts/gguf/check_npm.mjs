@@ -1,11 +1,13 @@
 // npm @huggingface/gguf parses our GGUF files: every metadata value with its
 // type, every tensor name, shape (ggml dims), type and offset as written.
 //   node check_npm.mjs fixture FILE.gguf FILE.json      (every value/tensor type)
-//   node check_npm.mjs export FILE.gguf config.json TYPE (magma export gguf)
+//   node check_npm.mjs export FILE.gguf config.json WRITTEN.json
+//     (magma export gguf; WRITTEN.json is its --json output: the type it
+//     chose for each tensor, checked against what the parser reads)
 import { gguf } from "@huggingface/gguf";
 import { readFileSync } from "node:fs";
 
-const [mode, file, expectPath, wantType] = process.argv.slice(2);
+const [mode, file, expectPath, writtenPath] = process.argv.slice(2);
 let failures = 0;
 const fail = (msg) => {
   failures++;
@@ -44,13 +46,15 @@ if (mode === "fixture") {
   const cfg = JSON.parse(readFileSync(expectPath, "utf8")).text_config;
   const V = cfg.vocab_size, D = cfg.hidden_size, I = cfg.intermediate_size;
   const H = cfg.num_attention_heads, KV = cfg.num_key_value_heads ?? H, hd = cfg.head_dim ?? D / H;
-  const main = GGML[wantType.toUpperCase()];
+  const written = JSON.parse(readFileSync(writtenPath, "utf8")).tensors;
+  const block = { 0: 1, 1: 1, 30: 1, 8: 32, 12: 256, 14: 256 };
   const typeOf = (name, dims) => {
-    if (dims.length < 2) return GGML.F32;
-    let t = main;
-    if (t === GGML.Q4_K && name === "output.weight") t = GGML.Q6_K;
-    const block = { 0: 1, 1: 1, 30: 1, 8: 32, 12: 256, 14: 256 }[t];
-    return dims[0] % block === 0 ? t : GGML.BF16;
+    const w = written.find((t) => t.name === name);
+    const t = w ? GGML[w.type] : undefined;
+    if (t === undefined) return `unknown (${w?.type})`;
+    if (dims.length < 2 && t !== GGML.F32) return `F32 for a 1-D tensor, not ${w.type}`;
+    if (dims[0] % block[t] !== 0) return `a type whose block divides ${dims[0]}, not ${w.type}`;
+    return t;
   };
   const want = [["token_embd.weight", [D, V]]];
   for (let l = 0; l < cfg.num_hidden_layers; l++) {

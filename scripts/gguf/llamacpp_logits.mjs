@@ -61,7 +61,7 @@ for (let k = 0; k < rest.length; k += 3) {
   }
   const rel = maxAbs > 0 ? maxDiff / maxAbs : maxDiff;
   const ok = missing === 0 && logits.size === ours.length && rel <= maxRel;
-  console.log(`${ok ? "ok  " : "FAIL"} ${modelPath}: ${ours.length} logits, max|diff| ${maxDiff.toExponential(3)}, max|ours| ${maxAbs.toFixed(4)}, relative ${rel.toExponential(3)} (limit ${maxRel}), argmax ours ${argOurs} llama.cpp ${argTheirs}, KV cache ${kv}${missing ? `, ${missing} missing` : ""}`);
+  console.log(`${ok ? "ok  " : "FAIL"} ${modelPath.split("/").pop()} vs ${oursPath.split("/").pop()}: ${ours.length} logits, max|diff| ${maxDiff.toExponential(3)}, max|ours| ${maxAbs.toFixed(4)}, relative ${rel.toExponential(3)} (limit ${maxRel}), argmax ours ${argOurs} llama.cpp ${argTheirs}, KV cache ${kv}${missing ? `, ${missing} missing` : ""}`);
   failed ||= !ok;
   await context.dispose();
   await model.dispose();
