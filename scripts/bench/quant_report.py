@@ -120,7 +120,7 @@ extra = []
 for f in formats:
     n = "quantize-%s" % f
     if rss(n):
-        extra.append("| `magma quantize --type %s` (8B, streaming) | %.0f s | %.2f GiB |" % (f, wall(n), rss(n) / GiB))
+        extra.append("| `magma quantize --type %s` (streaming) | %.0f s | %.2f GiB |" % (f, wall(n), rss(n) / GiB))
     n = "export-%s" % f
     if rss(n):
         extra.append("| `magma export gguf --text-only --type %s` | %.0f s | %.2f GiB |" % (f, wall(n), rss(n) / GiB))
