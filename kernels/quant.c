@@ -848,38 +848,61 @@ static const int16_t q4k_idx[4][32] __attribute__((aligned(64))) = {
     {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
 };
 
+// NAME_rows computes R (constant, 1..4) rows of x against one weight row:
+// each block's nibbles, scales and mins are unpacked once for all rows
+// (batched decode steps). NAME is the one-row dot of the table below.
 #define Q4K_512(NAME, TGT, MADD)                                                                                   \
-	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
-		__m512 acc = _mm512_setzero_ps();                                                                  \
-		__m256 accm = _mm256_setzero_ps();                                                                 \
+	TGT static inline __attribute__((always_inline)) void NAME##_rows(const int R, const uint8_t *wr, long nb, long k, \
+									     const int8_t *xq, const float *xd, const int16_t *xs, float *out) { \
+		__m512 acc[4];                                                                                     \
+		__m256 accm[4];                                                                                    \
+		for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();          \
 		const __m512i m4 = _mm512_set1_epi8(0xf);                                                          \
 		const __m512i i0 = _mm512_load_si512(q4k_idx[0]), i1 = _mm512_load_si512(q4k_idx[1]);              \
 		const __m512i i2 = _mm512_load_si512(q4k_idx[2]), i3 = _mm512_load_si512(q4k_idx[3]);              \
 		for (long b = 0; b < nb; b++) {                                                                    \
 			const uint8_t *blk = wr + 144 * b, *q = blk + 16;                                          \
-			const int8_t *x = xq + 256 * b;                                                            \
 			_mm_prefetch((const char *)blk + QPF, _MM_HINT_T0);                                        \
 			_mm_prefetch((const char *)blk + QPF + 64, _MM_HINT_T0);                                   \
 			_mm_prefetch((const char *)blk + QPF + 128, _MM_HINT_T0);                                  \
 			__m128i sm = q4k_scales_vec(blk + 4);                                                      \
-			__m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)),          \
-							 _mm256_loadu_si256((const __m256i *)(xs + 16 * b)));      \
+			__m256i mdup = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));                            \
 			__m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm));                           \
+			__m512i p0 = _mm512_permutexvar_epi16(i0, sc16), p1 = _mm512_permutexvar_epi16(i1, sc16);  \
+			__m512i p2 = _mm512_permutexvar_epi16(i2, sc16), p3 = _mm512_permutexvar_epi16(i3, sc16);  \
 			__m512i L0 = _mm512_loadu_si512(q), L1 = _mm512_loadu_si512(q + 64);                       \
-			__m512i s0 = MADD(_mm512_setzero_si512(), _mm512_and_si512(L0, m4), _mm512_loadu_si512(x), \
-					  _mm512_permutexvar_epi16(i0, sc16));                                     \
-			__m512i s1 = MADD(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(L0, 4), m4),   \
-					  _mm512_loadu_si512(x + 64), _mm512_permutexvar_epi16(i1, sc16));         \
-			s0 = MADD(s0, _mm512_and_si512(L1, m4), _mm512_loadu_si512(x + 128), _mm512_permutexvar_epi16(i2, sc16)); \
-			s1 = MADD(s1, _mm512_and_si512(_mm512_srli_epi16(L1, 4), m4), _mm512_loadu_si512(x + 192), \
-				  _mm512_permutexvar_epi16(i3, sc16));                                             \
+			__m512i n0 = _mm512_and_si512(L0, m4), n1 = _mm512_and_si512(_mm512_srli_epi16(L0, 4), m4); \
+			__m512i n2 = _mm512_and_si512(L1, m4), n3 = _mm512_and_si512(_mm512_srli_epi16(L1, 4), m4); \
 			uint32_t dd;                                                                               \
 			memcpy(&dd, blk, 4);                                                                       \
-			__m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(xd[b]));      \
-			acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc); \
-			accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_cvtepi32_ps(mins), accm); \
+			__m128 dm0 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));                                     \
+			_Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                      \
+				const int8_t *x = xq + r * k + 256 * b;                                            \
+				__m512i s0 = MADD(_mm512_setzero_si512(), n0, _mm512_loadu_si512(x), p0);          \
+				__m512i s1 = MADD(_mm512_setzero_si512(), n1, _mm512_loadu_si512(x + 64), p1);     \
+				s0 = MADD(s0, n2, _mm512_loadu_si512(x + 128), p2);                                \
+				s1 = MADD(s1, n3, _mm512_loadu_si512(x + 192), p3);                                \
+				__m256i mins = _mm256_madd_epi16(mdup, _mm256_loadu_si256((const __m256i *)(xs + r * (k / 16) + 16 * b))); \
+				__m128 dm = _mm_mul_ps(dm0, _mm_set1_ps(xd[r * nb + b]));                          \
+				acc[r] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc[r]); \
+				accm[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_cvtepi32_ps(mins), accm[r]); \
+			}                                                                                          \
 		}                                                                                                  \
-		return _mm512_reduce_add_ps(acc) - hsum256(accm);                                                  \
+		for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - hsum256(accm[r]);              \
+	}                                                                                                          \
+	TGT static float NAME(const uint8_t *wr, long nb, const int8_t *xq, const float *xd, const int16_t *xs) { \
+		float out;                                                                                         \
+		NAME##_rows(1, wr, nb, 0, xq, xd, xs, &out);                                                       \
+		return out;                                                                                        \
+	}                                                                                                          \
+	TGT static void NAME##_multi(const uint8_t *wr, long nb, long k, long rows, const int8_t *xq, const float *xd, \
+				     const int16_t *xs, float *out) {                                                  \
+		switch (rows) {                                                                                    \
+		case 1: NAME##_rows(1, wr, nb, k, xq, xd, xs, out); break;                                         \
+		case 2: NAME##_rows(2, wr, nb, k, xq, xd, xs, out); break;                                         \
+		case 3: NAME##_rows(3, wr, nb, k, xq, xd, xs, out); break;                                         \
+		default: NAME##_rows(4, wr, nb, k, xq, xd, xs, out);                                               \
+		}                                                                                                  \
 	}
 
 Q4K_512(dot_q4k_avx512, T_AVX512, madd_sc_bw)
@@ -937,6 +960,22 @@ void mg_gemv_q8(int path, int type, const int8_t *xq, const float *xd, const int
 	dot_fn f = t[path][type];
 	int bs = qt_bytes[type], bw = qt_weights[type];
 	long nb = k / bw;
+	if (type == QT_Q4K && path >= QP_AVX512 && rows > 1) {
+		// all rows per weight block (groups of 4 rows)
+		for (long o = o0; o < o1; o++) {
+			const uint8_t *wr = w + o * nb * bs;
+			for (long r = 0; r < rows; r += 4) {
+				long n = rows - r < 4 ? rows - r : 4;
+				float out[4];
+				if (path == QP_VNNI)
+					dot_q4k_vnni_multi(wr, nb, k, n, xq + r * k, xd + r * nb, xs + r * (k / 16), out);
+				else
+					dot_q4k_avx512_multi(wr, nb, k, n, xq + r * k, xd + r * nb, xs + r * (k / 16), out);
+				for (long j = 0; j < n; j++) y[(r + j) * ldy + o] = out[j];
+			}
+		}
+		return;
+	}
 	for (long o = o0; o < o1; o++) {
 		const uint8_t *wr = w + o * nb * bs;
 		for (long r = 0; r < rows; r++) y[r * ldy + o] = f(wr, nb, xq + r * k, xd + r * nb, xs + r * (k / 16));

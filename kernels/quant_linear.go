@@ -9,7 +9,8 @@ package kernels
 //     block to int8 (32 activations for Q8_0 weights, 256 for the
 //     K-quants, scale max|x|/127, round to nearest) and the blocks are
 //     multiplied with integer dot products (vpmaddubsw, vpdpbusd,
-//     vpdpwssd), one float scale multiply per block; with
+//     vpdpwssd), one float scale multiply per block (the AVX-512 Q4_K
+//     kernel unpacks each block once for all input rows); with
 //     Options.QuantExact the activations stay float32 and the weights are
 //     dequantized in registers (ggml's float32 values exactly) and
 //     multiplied with FMAs, four accumulators per input row (the scalar
@@ -24,7 +25,7 @@ package kernels
 //
 //	|y_q8 − y| ≤ Σ_B (max_{j∈B}|x_j|/254)·Σ_{i∈B}|w_i|  (+ float32 rounding)
 //
-// (TestGEMVQuantQ8Bound checks it on every path). The exact mode equals the
+// (TestGEMVQuant checks it on every path). The exact mode equals the
 // float32 product on the dequantized weights up to summation order.
 
 /*
