@@ -54,11 +54,13 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 # llama.cpp: node-llama-cpp pinned in scripts/bench/llamacpp (git-ignored
-# node_modules; `npm ci` installs the prebuilt binaries, nothing is compiled).
+# node_modules; npm installs the prebuilt binaries, nothing is compiled;
+# `npm install`, not `npm ci`: ci refuses the lock's optional platform
+# packages that are not published for every platform).
 want=$(node -p 'require("./scripts/bench/llamacpp/package.json").dependencies["node-llama-cpp"]')
 have=$(node -p 'try { require("./scripts/bench/llamacpp/node_modules/node-llama-cpp/package.json").version } catch { "" }')
 if [ "$have" != "$want" ]; then
-	(cd scripts/bench/llamacpp && npm ci --no-audit --no-fund --loglevel=error)
+	(cd scripts/bench/llamacpp && npm install --no-audit --no-fund --loglevel=error)
 fi
 go build -o "$TMP/magma" ./cmd/magma
 go build -o "$TMP/quantgo" ./scripts/bench/quantgo

@@ -3,8 +3,9 @@
 // into the git-ignored scripts/bench/llamacpp/node_modules; nothing is
 // downloaded or compiled at run time) loads a GGUF mapped in place, CPU
 // only, and runs the same work as scripts/bench/quantgo -mode speed: a
-// prompt of PROMPT deterministic token ids (1000 + 37 i, no BOS added), then NEW greedy decode steps. Prints one JSON object with the
-// same keys as quantgo.
+// prompt of PROMPT deterministic token ids (1000 + 37 i, no BOS added),
+// then NEW greedy decode steps. Prints one JSON object with the same keys
+// as quantgo.
 //
 //   node scripts/bench/quant_llamacpp.mjs --model FILE.gguf [--prompt 64] [--new 16] [--threads 2]
 import path from "node:path";
