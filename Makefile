@@ -76,6 +76,12 @@ bench: $(BENCHES)
 
 bench-8b:                   ## Magma-8B bf16 generate: peak RSS, prefill/decode tokens/s vs the memory-bandwidth bound
 	sh scripts/bench/8b.sh
+BENCHES += bench-quant bench-quant-quality
+bench: bench-quant bench-quant-quality
+bench-quant:                ## 8B bf16/q8_0/q4_k_m prefill+decode tokens/s and peak RSS vs llama.cpp (node-llama-cpp); QLoRA 8B step
+	bash scripts/bench/quant.sh
+bench-quant-quality:        ## KL divergence and top-1 agreement of q8_0/q4_k/q4_k_m vs their source (parity, small, 8B)
+	bash scripts/bench/quant_quality.sh
 bench-model: setup-ref      ## small model forward/decode/train step vs PyTorch
 	bash scripts/bench/model.sh
 bench-bf16: setup-ref       ## small model bf16 vs f32 weights vs PyTorch bf16; decode GEMV GB/s vs read bandwidth

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/magma-go/magma/kernels"
 	"github.com/magma-go/magma/nn"
 )
 
@@ -100,7 +101,10 @@ func (m *Model) AttachLoRA(cfg LoRAConfig, prefix string, seed uint64) ([]LoRAMo
 		if w == nil || w.Shape().Dims() != 2 {
 			return nil, fmt.Errorf("lora: %s has no 2-D weight", mod.Name)
 		}
-		mod.Linear.LoRA = nn.NewLoRA(dt, w.Shape()[0], w.Shape()[1], cfg.Rank, cfg.Alpha, cfg.Dropout, r)
+		// A quantized base (QLoRA) is stored as blocks along the input:
+		// the adapter takes the logical [out, in].
+		ls := kernels.LogicalShape(w)
+		mod.Linear.LoRA = nn.NewLoRA(dt, ls[0], ls[1], cfg.Rank, cfg.Alpha, cfg.Dropout, r)
 		out = append(out, mod)
 	}
 	if len(out) == 0 {

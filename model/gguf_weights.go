@@ -43,7 +43,7 @@ func openWeights(dir string) (weightFile, error) {
 	if !IsQuantizedDir(dir) {
 		return ckpt.Open(dir)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(dir, "model*.safetensors")); len(m) > 0 { // not adapter_/optimizer.safetensors of a QLoRA checkpoint
 		return nil, fmt.Errorf("checkpoint %s holds both %s and %s: one set of weights per folder", dir, GGUFFileName, filepath.Base(m[0]))
 	}
 	return openGGUFWeights(dir)
@@ -62,7 +62,9 @@ func openGGUFWeights(dir string) (*ggufWeights, error) {
 		}
 		return nil, err
 	}
-	return &ggufWeights{f}, nil
+	g := &ggufWeights{f}
+	registerGGUF(g) // for linking a frozen base (gguf_link.go)
+	return g, nil
 }
 
 // dtypeOf is the dtype a GGUF tensor is held in, as stored.

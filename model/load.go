@@ -223,6 +223,9 @@ func (m *Magma) SaveLinking(dir string, pp *PreprocessorConfig, opts ckpt.SaveOp
 		return nil, err
 	}
 	res, err := ckpt.LinkWeights(dir, m, opts.Sums)
+	if err == nil && res == nil {
+		res, err = linkGGUF(dir, m, opts.Sums) // a quantized base (QLoRA)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

@@ -165,8 +165,9 @@ func copyParam(p *nn.Param, src TensorSource, ck weightFile, keepReadOnly bool) 
 			return fmt.Errorf("weights: tensor %q is read-only (a view of a mapped checkpoint): load the model with LoadOptions.Writable to overwrite it", p.Name)
 		}
 		if ck != nil {
-			if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, p.T.Shape()) {
-				return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, []int(p.T.Shape()), ti.Shape)
+			// (a quantized tensor is compared by its logical shape)
+			if ti, _, err := ck.Info(p.Name); err == nil && !sameShape(ti.Shape, tensor.Shape(kernels.LogicalShape(p.T))) {
+				return fmt.Errorf("weights: tensor %q shape mismatch: expected %v, got %v", p.Name, kernels.LogicalShape(p.T), ti.Shape)
 			}
 		}
 		return nil

@@ -72,15 +72,16 @@ func NewLoRA(dt tensor.Dtype, out, in, rank int, alpha, dropout float64, r *rand
 // MergeLoRA folds l's adapter into its weight, W += (alpha/r)·B·A
 // (computed in float64), and detaches it: the layer then computes the same
 // function as a plain Linear. A read-only weight (a view of a mapped
-// checkpoint) is not written: the merged weight is a new tensor. It
-// reports false when l has no adapter.
+// checkpoint) is not written: the merged weight is a new tensor (float32
+// for a block-quantized weight). It reports false when l has no adapter.
 func (l *Linear) MergeLoRA() (bool, error) {
 	lo := l.LoRA
 	if lo == nil {
 		return false, nil
 	}
 	w := l.Weight
-	out, in := w.Shape()[0], w.Shape()[1]
+	ls := kernels.LogicalShape(w)
+	out, in := ls[0], ls[1]
 	a, err := Float64s(lo.A)
 	if err != nil {
 		return false, err
@@ -103,6 +104,21 @@ func (l *Linear) MergeLoRA() (bool, error) {
 				d[i] += bv * av
 			}
 		}
+	}
+	if kernels.IsQuant(w.Dtype()) {
+		// A quantized base (QLoRA) cannot take the update in its blocks
+		// without a second rounding: the merged weight is a new float32
+		// tensor, dequantize(W) + ΔW.
+		wf := make([]float32, out*in)
+		if err := kernels.DequantizeRows(w, 0, out, wf); err != nil {
+			return false, err
+		}
+		for i := range wf {
+			wf[i] = float32(float64(wf[i]) + delta[i])
+		}
+		l.Weight = tensor.New(tensor.WithShape(out, in), tensor.WithBacking(wf))
+		l.LoRA = nil
+		return true, nil
 	}
 	if kernels.IsReadOnly(w) && !kernels.IsHalf(w.Dtype()) {
 		// A base used in place (a mapped checkpoint) is read-only: the

@@ -463,7 +463,7 @@ func checkLoadedFinite(dir string, m *model.Magma, ad Adapters, opt *AdamW) erro
 // loadCheckpoint reads weights into m (and the adapters, when set) and
 // moments into opt's parameters.
 func loadCheckpoint(dir string, m *model.Magma, ad Adapters, opt *AdamW) error {
-	ck, err := ckpt.Open(dir)
+	ck, err := model.OpenWeights(dir) // safetensors, or a QLoRA base's linked GGUF
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,15 @@ func LinkWeights(dir string, root any, sums *Sums) (*LinkResult, error) {
 			return nil, nil // not where the checkpoint reads it from
 		}
 	}
+	return LinkFiles(src, dir, ck.Files(), sums)
+}
+
+// LinkFiles links (or copies) files, paths relative to the checkpoint
+// folder src, into dir under the same names, recording each one's checksum
+// in sums when it is not nil (src's manifest entry when it has one, else
+// computed). LinkWeights uses it for safetensors shards; a quantized base
+// links its model.gguf the same way.
+func LinkFiles(src, dir string, files []string, sums *Sums) (*LinkResult, error) {
 	res := &LinkResult{Source: src}
 	var srcMan *Manifest
 	if sums != nil {
@@ -84,7 +93,7 @@ func LinkWeights(dir string, root any, sums *Sums) (*LinkResult, error) {
 		// checksums are then computed from the files.
 		srcMan, _ = ReadManifest(src)
 	}
-	for _, f := range ck.Files() {
+	for _, f := range files {
 		linked, n, err := linkOrCopy(filepath.Join(src, f), filepath.Join(dir, f))
 		if err != nil {
 			return nil, err
