@@ -244,7 +244,7 @@ func runGolden(t testing.TB, g goldenSpec, dt tensor.Dtype) parityResult {
 // the others run with COTRACKER_GOLDENS=all (make test-cotracker-goldens)
 // and the 384x512 ones in TestGoldensFull.
 func shortGoldens(specs []goldenSpec) map[string]bool {
-	prefer := map[string]string{"offline": "offline_b_g15_f64", "online": "online_a_g10_f64"}
+	prefer := map[string]string{"offline": "offline_a_g10_f64", "online": "online_b_g15_f64"}
 	rank := func(g goldenSpec) int { // lower is better
 		switch {
 		case g.Name == prefer[g.Variant]:
