@@ -39,6 +39,7 @@ func newTomCmd() *cobra.Command {
 	var video, out, viz, source, task, tracker, weights string
 	var grid, future, start, height int
 	var seed int64
+	var shotThreshold float64
 	cmd := &cobra.Command{
 		Use:   "tom --video PATH --out TRACES.json [--viz OUT.png] [--source demo|video|robot] [--tracker cotracker|lk] [--tracker-weights FILE] [--height 512] [--grid 15] [--future 16] [--start 0] [--seed 1]",
 		Long:  tomLong,
@@ -64,6 +65,7 @@ func newTomCmd() *cobra.Command {
 			}
 			cfg := tom.SourceConfig(src)
 			cfg.Grid, cfg.Future, cfg.Seed, cfg.Height, cfg.Task, cfg.Tracker = grid, future, seed, height, task, tr
+			cfg.ShotThreshold = shotThreshold
 			res, err := tom.RunFile(video, start, cfg)
 			if errors.Is(err, tom.ErrTooShort) && src != tom.SourceVideo {
 				return fmt.Errorf("%w (--future %d tracks %d frames from --start %d; pass a smaller --future or an earlier --start)", err, future, future+1, start)
@@ -95,6 +97,7 @@ func newTomCmd() *cobra.Command {
 	f.IntVar(&future, "future", 16, "future steps (uses future+1 frames)")
 	f.IntVar(&start, "start", 0, "first frame")
 	f.Int64Var(&seed, "seed", 1, "seed for k, k-means and mark ids")
+	f.Float64Var(&shotThreshold, "shot-threshold", tom.DefaultShotThreshold, "content change that counts as a new shot (PySceneDetect's ContentDetector scale); a clip with a shot boundary inside the horizon is refused. Raise it for synthetic clips")
 	return cmd
 }
 

@@ -45,7 +45,7 @@ LKFLAG=""
 if "$BIN" tom --help 2>&1 | grep -q -- "--tracker"; then LKFLAG="--tracker lk"; fi
 # LK: the whole `magma tom` pipeline on the 16-frame clip (tracking + ToM rules + PNG decode)
 # shellcheck disable=SC2086
-timed "$BIN" tom --video "$DIR/frames16" --out "$DIR/lk.json" --grid 15 --future 15 --height 0 $LKFLAG
+timed "$BIN" tom --video "$DIR/frames16" --out "$DIR/lk.json" --grid 15 --future 15 --height 0 --shot-threshold 1000 $LKFLAG
 LK16=$WALL; LKRSS=$RSS
 
 GFPS=n/a; GRSS=n/a; G16=n/a
@@ -57,9 +57,9 @@ if "$BIN" tom --help 2>&1 | grep -q -- "--tracker-weights"; then
     "$PY" scripts/cotracker/goldens.py --src "$SRC" --save-pth "$DIR/pth" >/dev/null
     PTH="$DIR/pth/offline.pth"
   fi
-  timed "$BIN" tom --video "$DIR/frames" --out "$DIR/co.json" --grid 15 --future $((T - 1)) --height 0 --tracker cotracker --tracker-weights "$PTH"
+  timed "$BIN" tom --video "$DIR/frames" --out "$DIR/co.json" --grid 15 --future $((T - 1)) --height 0 --shot-threshold 1000 --tracker cotracker --tracker-weights "$PTH"
   GFPS=$(awk -v t="$T" -v s="$WALL" 'BEGIN{printf "%.3f", t/s}'); GRSS=$RSS
-  timed "$BIN" tom --video "$DIR/frames16" --out "$DIR/co16.json" --grid 15 --future 15 --height 0 --tracker cotracker --tracker-weights "$PTH"
+  timed "$BIN" tom --video "$DIR/frames16" --out "$DIR/co16.json" --grid 15 --future 15 --height 0 --shot-threshold 1000 --tracker cotracker --tracker-weights "$PTH"
   G16=$WALL
 fi
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
