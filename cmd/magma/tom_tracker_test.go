@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +90,46 @@ func TestDataInspectTracker(t *testing.T) {
 	log, err := runMagma(t, "data", "inspect", video, "--steps", "4")
 	if err != nil || !strings.Contains(log, "tracker: lk\nwarning: "+tom.LKWarning) {
 		t.Errorf("default: %v\n%s", err, log)
+	}
+}
+
+// --shot-threshold sets the shot check's threshold: a hard cut inside the
+// horizon is refused at the default, accepted when the threshold is raised,
+// and a negative threshold is an error naming it.
+func TestTomShotThreshold(t *testing.T) {
+	dir := t.TempDir()
+	frames := filepath.Join(dir, "frames")
+	os.Mkdir(frames, 0o755)
+	for i := 0; i < 5; i++ {
+		img := image.NewGray(image.Rect(0, 0, 64, 64))
+		for p := range img.Pix {
+			img.Pix[p] = uint8((p*7 + p/64*13) % 97) // texture
+			if i >= 3 {
+				img.Pix[p] = 255 - img.Pix[p] // the cut
+			}
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(frames, fmt.Sprintf("f%d.png", i)), buf.Bytes(), 0o644)
+	}
+	out := filepath.Join(dir, "t.json")
+	base := []string{"tom", "--video", frames, "--out", out, "--future", "4", "--grid", "4", "--height", "0", "--tracker", "lk"}
+	for _, c := range []struct {
+		threshold string
+		want      string // "" = success
+	}{
+		{"27", "shot boundary"},
+		{"1000000", ""},
+		{"-1", "shot threshold"},
+	} {
+		log, err := runMagma(t, append(base, "--shot-threshold", c.threshold)...)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("--shot-threshold %s: %v\n%s", c.threshold, err, log)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("--shot-threshold %s: %v, want an error with %q", c.threshold, err, c.want)
+		}
 	}
 }
