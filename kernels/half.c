@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fp16.h"
+
 enum { PATH_SCALAR = 0, PATH_AVX2 = 1, PATH_AVX512 = 2 };
 enum { KIND_BF16 = 0, KIND_F16 = 1 };
 
@@ -33,28 +35,7 @@ static inline float bf16_f32(uint16_t h) {
 	return f;
 }
 
-static inline float f16_f32(uint16_t h) {
-	uint32_t sign = (uint32_t)(h >> 15) << 31;
-	uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, b;
-	if (exp == 0 && mant == 0) {
-		b = sign;
-	} else if (exp == 0) {
-		int e = -14;
-		while (!(mant & 0x400)) {
-			mant <<= 1;
-			e--;
-		}
-		mant &= 0x3ff;
-		b = sign | (uint32_t)(e + 127) << 23 | mant << 13;
-	} else if (exp == 0x1f) {
-		b = sign | 0x7f800000u | mant << 13;
-	} else {
-		b = sign | (exp - 15 + 127) << 23 | mant << 13;
-	}
-	float f;
-	memcpy(&f, &b, 4);
-	return f;
-}
+static inline float f16_f32(uint16_t h) { return mg_f16_f32(h); }
 
 static inline float half_f32(int kind, uint16_t h) { return kind == KIND_BF16 ? bf16_f32(h) : f16_f32(h); }
 

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fp16.h"
+
 enum { QP_SCALAR = 0, QP_AVX2 = 1, QP_AVX512 = 2, QP_VNNI = 3 };
 enum { QT_Q8_0 = 0, QT_Q4K = 1, QT_Q6K = 2 };
 
@@ -48,28 +50,7 @@ int mg_quant_best_path(void) {
 static const int qt_bytes[3] = {34, 144, 210};
 static const int qt_weights[3] = {32, 256, 256};
 
-static inline float fp16(const uint8_t *p) {
-	uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-	uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, b;
-	if (exp == 0 && mant == 0) {
-		b = sign;
-	} else if (exp == 0) {
-		int e = -14;
-		while (!(mant & 0x400)) {
-			mant <<= 1;
-			e--;
-		}
-		mant &= 0x3ff;
-		b = sign | (uint32_t)(e + 127) << 23 | mant << 13;
-	} else if (exp == 0x1f) {
-		b = sign | 0x7f800000u | mant << 13;
-	} else {
-		b = sign | (exp - 15 + 127) << 23 | mant << 13;
-	}
-	float f;
-	memcpy(&f, &b, 4);
-	return f;
-}
+static inline float fp16(const uint8_t *p) { return mg_f16_f32((uint16_t)(p[0] | p[1] << 8)); }
 
 // q4k_scales unpacks the eight 6-bit scales and mins of a Q4_K block.
 static inline void q4k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
